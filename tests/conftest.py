@@ -1,0 +1,50 @@
+"""Shared fixtures: a real S3 endpoint (moto's server on loopback) and an isolated Airflow home."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Airflow reads its configuration at import time: isolate it before any test imports airflow.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="airflow-home-"))
+os.environ.setdefault("AIRFLOW_HOME", str(_AIRFLOW_HOME))
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# Spark's Python workers must run this interpreter (the one with mxnet, numpy 1.23.5, ...).
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+from include.local_s3 import LocalS3, start_local_s3  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> LocalS3:
+    """One moto S3 server (a real HTTP endpoint on 127.0.0.1) for the whole test session."""
+    server = start_local_s3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> LocalS3:
+    """Point boto3 in this process (and child processes) at the local S3 server."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_server
+
+
+@pytest.fixture
+def bucket(s3_env: LocalS3) -> str:
+    """A fresh, empty bucket on the local S3 server."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3_env.client().create_bucket(Bucket=name)
+    return name
