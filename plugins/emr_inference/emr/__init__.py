@@ -1,0 +1,1 @@
+"""Pure builders of Amazon EMR API inputs (RunJobFlow overrides and job steps)."""

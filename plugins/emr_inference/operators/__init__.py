@@ -1,0 +1,1 @@
+"""Operators of the inference pipeline: one module per task family."""
