@@ -1,0 +1,94 @@
+"""The inference job's command line and its EMR step (pure functions of the resolved request).
+
+:func:`job_arguments` is shared by both backends: the EMR step runs
+``spark-submit ... --py-files <job zip> <main.py> <job_arguments>`` through ``command-runner.jar``,
+the local backend runs the same arguments with its own ``spark-submit``. Arguments are always a
+list, never a shell string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from emr_inference.request import job_output_uri
+
+COMMAND_RUNNER_JAR = "command-runner.jar"
+
+
+def _floats(values: list[float]) -> str:
+    return ",".join(repr(float(value)) for value in values)
+
+
+def job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
+    """The job's CLI arguments (docs/CONTRACTS.md "Job command line") for this request."""
+    model = request["model"]
+    args = [
+        "--manifest", manifest_uri,
+        "--output", job_output_uri(request),
+        "--run-id", request["run_id"],
+        "--model-name", model["name"],
+        "--model-symbol", model["symbol"],
+        "--model-params", model["params"],
+        "--model-labels", model["labels"],
+    ]  # fmt: skip
+    for part in ("symbol", "params", "labels"):
+        digest = model.get(f"{part}_sha256")
+        if digest:
+            args += [f"--model-{part}-sha256", digest]
+    args += [
+        "--input-name", model["input_name"],
+        "--image-size", str(model["image_size"]),
+        "--mean", _floats(model["mean"]),
+        "--std", _floats(model["std"]),
+        "--scale", repr(float(model["scale"])),
+        "--batch-size", str(request["batch_size"]),
+        "--top-k", str(request["top_k"]),
+        "--partitions", str(request["partitions"]),
+        "--max-error-rate", repr(float(request["max_error_rate"])),
+        "--prefetch-threads", str(request["prefetch_threads"]),
+        "--prefetch-depth", str(request["prefetch_depth"]),
+        "--omp-threads", str(request["omp_threads"]),
+        "--sse", request["sse"]["mode"],
+    ]  # fmt: skip
+    if request["sse"].get("kms_key_id"):
+        args += ["--sse-kms-key-id", request["sse"]["kms_key_id"]]
+    return args
+
+
+def step_name(request: Mapping[str, Any]) -> str:
+    """The step's name: unique per DAG run, so a retried submit can find the step it added."""
+    return f"batch-inference {request['dag_id']} {request['run_id']}"[:256]
+
+
+def spark_submit_command(
+    request: Mapping[str, Any], artifacts: Mapping[str, str], manifest_uri: str
+) -> list[str]:
+    """``spark-submit`` on the EMR master (YARN, client mode: the driver log is the step log)."""
+    return [
+        "spark-submit",
+        "--master", "yarn",
+        "--deploy-mode", "client",
+        "--name", step_name(request),
+        "--py-files", artifacts["job_zip"],
+        artifacts["entry_point"],
+        *job_arguments(request, manifest_uri),
+    ]  # fmt: skip
+
+
+def inference_step(
+    request: Mapping[str, Any], artifacts: Mapping[str, str], manifest_uri: str
+) -> dict[str, Any]:
+    """The AddJobFlowSteps step: the job via ``command-runner.jar``.
+
+    ``ActionOnFailure=CONTINUE`` keeps the cluster for the teardown task, which terminates it
+    whatever happened (and the sensor reports the step's failure reason first).
+    """
+    return {
+        "Name": step_name(request),
+        "ActionOnFailure": "CONTINUE",
+        "HadoopJarStep": {
+            "Jar": COMMAND_RUNNER_JAR,
+            "Args": spark_submit_command(request, artifacts, manifest_uri),
+        },
+    }
