@@ -1,0 +1,158 @@
+"""The driver: read the manifest index, run one task per partition, check what came back.
+
+Only the per-partition metrics dicts travel back to the driver; predictions go from the
+executors straight to S3. The driver fails the run (:class:`~batch_inference.errors.JobFailed`)
+when a partition hit a systemic error (model, manifest, output) or the error rate is too high.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from batch_inference.config import JobConfig
+from batch_inference.errors import JobFailed, ManifestError
+from batch_inference.manifest import Manifest, read_manifest
+from batch_inference.s3io import make_client
+
+log = logging.getLogger(__name__)
+
+KEYS_PER_PARTITION_MIN = 100
+
+# How the driver names each systemic error found in a failed task's Python traceback.
+_SYSTEMIC_CAUSES = {
+    "ModelLoadError": "the model could not be loaded",
+    "ManifestError": "the manifest could not be read",
+    "OutputWriteError": "the output could not be written",
+}
+_SYSTEMIC_PATTERN = re.compile(
+    r"(?:batch_inference\.errors\.)?\b(" + "|".join(_SYSTEMIC_CAUSES) + r"): ([^\r\n]+)"
+)
+
+
+def resolve_partitions(requested: int, total: int, default_parallelism: int) -> int:
+    """``requested``, or ``defaultParallelism * 2`` capped at one partition per 100 keys (>= 1)."""
+    if requested > 0:
+        return requested
+    by_keys = math.ceil(total / KEYS_PER_PARTITION_MIN)
+    return max(1, min(default_parallelism * 2, by_keys))
+
+
+def systemic_cause(error_text: str) -> str | None:
+    """The systemic error named in a failed Spark job's message, as a sentence, if any."""
+    match = _SYSTEMIC_PATTERN.search(error_text)
+    if match is None:
+        return None
+    return f"{_SYSTEMIC_CAUSES[match.group(1)]}: {match.group(2).strip()}"
+
+
+def summarise(metrics: list[dict], total: int, partitions: int, max_error_rate: float) -> dict:
+    """Totals over the partitions' metrics.
+
+    Raises ``JobFailed`` when a partition is missing, rows do not add up or errors are too many.
+    """
+    seen = sorted(item["partition"] for item in metrics)
+    if seen != list(range(partitions)):
+        raise JobFailed(f"expected metrics of partitions 0..{partitions - 1}, got {seen}")
+    rows = sum(item["rows"] for item in metrics)
+    errors = sum(item["errors"] for item in metrics)
+    by_type: dict[str, int] = {}
+    for item in metrics:
+        for kind, count in item["errors_by_type"].items():
+            by_type[kind] = by_type.get(kind, 0) + count
+    if rows != total:
+        raise JobFailed(f"the partitions wrote {rows} rows but the manifest lists {total} keys")
+    rate = errors / rows if rows else 0.0
+    summary = {
+        "partitions": partitions,
+        "rows": rows,
+        "predicted": rows - errors,
+        "errors": errors,
+        "error_rate": rate,
+        "errors_by_type": dict(sorted(by_type.items())),
+    }
+    if rate > max_error_rate:
+        raise JobFailed(
+            f"error rate {rate:.2%} ({errors} of {rows} rows) is above --max-error-rate "
+            f"{max_error_rate:.2%}; errors by type: {summary['errors_by_type']}"
+        )
+    return summary
+
+
+def partition_task(
+    config: JobConfig, manifest: Manifest, partitions: int
+) -> Callable[[int, Iterable], Iterator[dict]]:
+    """The function Spark runs for each partition (pickled with the config and manifest index)."""
+
+    def task(index: int, _elements: Iterable) -> Iterator[dict]:
+        from pyspark import TaskContext
+
+        from batch_inference.partition import process_partition
+
+        configure_logging()
+        context = TaskContext.get()
+        threads = config.omp_threads or (context.cpus() if context else 1)
+        yield process_partition(index, partitions, config, manifest, threads)
+
+    return task
+
+
+def configure_logging() -> None:
+    """INFO logs of this package to stderr (Spark keeps them in the driver/executor logs)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    logging.getLogger("batch_inference").setLevel(logging.INFO)
+    for noisy in ("botocore", "boto3", "urllib3", "py4j"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_job(config: JobConfig) -> dict:
+    """Run the whole job; returns the summary, raises ``JobFailed`` with the cause on failure."""
+    from pyspark.sql import SparkSession
+
+    started = time.monotonic()
+    try:
+        manifest = read_manifest(make_client(), config.manifest_uri)
+    except ManifestError as exc:
+        raise JobFailed(f"the manifest could not be read: {exc}") from None
+    spark = (
+        SparkSession.builder.appName(f"batch-inference {config.model.name} {config.run_id}")
+        .config("spark.python.worker.reuse", "true")
+        .getOrCreate()
+    )
+    try:
+        context = spark.sparkContext
+        partitions = resolve_partitions(
+            config.partitions, manifest.total, context.defaultParallelism
+        )
+        log.info(
+            "run %s: %d keys from %s in %d partitions, model %r, batch size %d, output %s",
+            config.run_id,
+            manifest.total,
+            config.manifest_uri,
+            partitions,
+            config.model.name,
+            config.batch_size,
+            config.output_uri,
+        )
+        rdd = context.parallelize(range(partitions), partitions)
+        try:
+            task = partition_task(config, manifest, partitions)
+            metrics = rdd.mapPartitionsWithIndex(task).collect()
+        except Exception as exc:
+            cause = systemic_cause(str(exc))
+            if cause is None:
+                raise
+            raise JobFailed(cause) from None
+    finally:
+        spark.stop()
+    summary = summarise(metrics, manifest.total, partitions, config.max_error_rate)
+    summary["wall_seconds"] = round(time.monotonic() - started, 3)
+    log.info("run %s finished: %s", config.run_id, summary)
+    return summary

@@ -1,0 +1,119 @@
+"""The sharded key manifest (docs/CONTRACTS.md, "Key manifest"): index, ranges and shard reads.
+
+The driver reads only ``manifest.json`` (the shard list and counts). Partition ``p`` of ``N`` gets
+manifest positions ``[p*total//N, (p+1)*total//N)`` and reads only the shards covering that range,
+so the assignment is deterministic and no process ever holds the whole key list.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from batch_inference.errors import ManifestError
+from batch_inference.s3io import get_bytes, parse_s3_uri
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard file and how many keys it lists."""
+
+    uri: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed ``manifest.json``."""
+
+    uri: str
+    total: int
+    shards: tuple[Shard, ...]
+    source: str | None = None
+
+
+def parse_manifest(uri: str, body: bytes) -> Manifest:
+    """Validate and parse a manifest document; errors name the bad field."""
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise ManifestError(f"manifest {uri} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ManifestError(f"manifest {uri} must be a JSON object")
+    if doc.get("version") != MANIFEST_VERSION:
+        raise ManifestError(
+            f"manifest {uri}: field 'version' must be {MANIFEST_VERSION}, "
+            f"got {doc.get('version')!r}"
+        )
+    total = doc.get("total")
+    if not isinstance(total, int) or total < 0:
+        raise ManifestError(f"manifest {uri}: field 'total' must be an integer >= 0, got {total!r}")
+    raw_shards = doc.get("shards")
+    if not isinstance(raw_shards, list):
+        raise ManifestError(f"manifest {uri}: field 'shards' must be a list")
+    shards = []
+    for i, item in enumerate(raw_shards):
+        if not isinstance(item, dict):
+            raise ManifestError(f"manifest {uri}: shards[{i}] must be an object")
+        shard_uri, count = item.get("uri"), item.get("count")
+        if not isinstance(shard_uri, str):
+            raise ManifestError(f"manifest {uri}: shards[{i}].uri must be a string")
+        if not isinstance(count, int) or count < 0:
+            raise ManifestError(f"manifest {uri}: shards[{i}].count must be an integer >= 0")
+        shards.append(Shard(shard_uri, count))
+    if sum(shard.count for shard in shards) != total:
+        raise ManifestError(
+            f"manifest {uri}: field 'total' is {total} but the shard counts add up to "
+            f"{sum(shard.count for shard in shards)}"
+        )
+    return Manifest(uri=uri, total=total, shards=tuple(shards), source=doc.get("source"))
+
+
+def read_manifest(client, uri: str) -> Manifest:
+    """Download and parse ``manifest.json``."""
+    try:
+        body = get_bytes(client, parse_s3_uri(uri, "--manifest"))
+    except ManifestError:
+        raise
+    except Exception as exc:
+        raise ManifestError(f"cannot read manifest {uri}: {exc}") from None
+    return parse_manifest(uri, body)
+
+
+def partition_range(partition: int, partitions: int, total: int) -> tuple[int, int]:
+    """Manifest positions ``[start, end)`` of ``partition`` out of ``partitions``."""
+    if not 0 <= partition < partitions:
+        raise ValueError(f"partition {partition} out of range for {partitions} partitions")
+    return partition * total // partitions, (partition + 1) * total // partitions
+
+
+def shards_for_range(
+    shards: tuple[Shard, ...], start: int, end: int
+) -> list[tuple[Shard, int, int]]:
+    """The shards covering ``[start, end)``, each with the slice ``[lo, hi)`` to take from it."""
+    covering = []
+    offset = 0
+    for shard in shards:
+        lo, hi = max(start, offset), min(end, offset + shard.count)
+        if lo < hi:
+            covering.append((shard, lo - offset, hi - offset))
+        offset += shard.count
+    return covering
+
+
+def iter_keys(client, manifest: Manifest, start: int, end: int) -> Iterator[str]:
+    """The object URIs at manifest positions ``[start, end)``, in manifest order."""
+    for shard, lo, hi in shards_for_range(manifest.shards, start, end):
+        try:
+            text = get_bytes(client, parse_s3_uri(shard.uri, "shard uri")).decode("utf-8")
+        except Exception as exc:
+            raise ManifestError(f"cannot read manifest shard {shard.uri}: {exc}") from None
+        lines = text.splitlines()
+        if len(lines) != shard.count:
+            raise ManifestError(
+                f"manifest shard {shard.uri} has {len(lines)} keys, the manifest says {shard.count}"
+            )
+        yield from lines[lo:hi]

@@ -1,0 +1,153 @@
+"""One partition's work: keys from the manifest, bounded prefetch, batched inference, one write.
+
+A thread pool downloads and decodes the next ``prefetch_depth`` batches while the current batch
+runs through the model, so S3 latency, decoding and compute overlap instead of alternating. The
+queue of batches in flight is bounded, so memory stays at about
+``(prefetch_depth + 1) * batch_size`` decoded images whatever the partition's size.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from batch_inference.batching import chunked, top_k
+from batch_inference.config import JobConfig, Preprocess
+from batch_inference.errors import CORRUPT_IMAGE, DOWNLOAD_FAILED, MISSING_OBJECT, ImageError
+from batch_inference.images import decode_image
+from batch_inference.manifest import Manifest, iter_keys, partition_range
+from batch_inference.model import LoadedModel, load_model, set_omp_threads
+from batch_inference.output import (
+    PartitionMetrics,
+    error_row,
+    prediction_row,
+    write_partition,
+)
+from batch_inference.s3io import get_bytes, is_missing_key, make_client, parse_s3_uri
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """One key after download and decode: a tensor, or the error row's ``error`` object."""
+
+    key: str
+    tensor: np.ndarray | None
+    error: dict[str, str] | None
+    download_seconds: float
+    decode_seconds: float
+
+
+def prepare(client, key: str, spec: Preprocess) -> Prepared:
+    """Download and decode one image; never raises for a bad object, returns its error instead."""
+    started = time.perf_counter()
+    try:
+        data = get_bytes(client, parse_s3_uri(key, "manifest key"))
+    except Exception as exc:
+        kind = MISSING_OBJECT if is_missing_key(exc) else DOWNLOAD_FAILED
+        message = f"{type(exc).__name__}: {exc}"
+        return Prepared(key, None, {"type": kind, "message": message}, _since(started), 0.0)
+    downloaded = time.perf_counter()
+    try:
+        tensor, error = decode_image(data, spec), None
+    except ImageError as exc:
+        tensor, error = None, exc.as_dict()
+    except Exception as exc:  # a decoder bug on a hostile file is still a bad image
+        tensor, error = None, {"type": CORRUPT_IMAGE, "message": f"{type(exc).__name__}: {exc}"}
+    return Prepared(key, tensor, error, downloaded - started, _since(downloaded))
+
+
+def _since(start: float) -> float:
+    return time.perf_counter() - start
+
+
+def classify_batch(
+    prepared: list[Prepared], model: LoadedModel, config: JobConfig
+) -> tuple[list[dict], float]:
+    """Rows for one batch in key order, and the seconds spent in the model."""
+    good = [item for item in prepared if item.tensor is not None]
+    probabilities: Iterator[np.ndarray] = iter(())
+    seconds = 0.0
+    if good:
+        started = time.perf_counter()
+        probabilities = iter(model.predict(np.stack([item.tensor for item in good])))
+        seconds = _since(started)
+    rows = []
+    for item in prepared:
+        if item.tensor is None:
+            rows.append(error_row(item.key, item.error, config.model.name, config.run_id))
+        else:
+            top = top_k(next(probabilities), model.labels, config.top_k)
+            rows.append(prediction_row(item.key, top, config.model.name, config.run_id))
+    return rows, seconds
+
+
+def process_partition(
+    index: int,
+    partitions: int,
+    config: JobConfig,
+    manifest: Manifest,
+    omp_threads: int,
+    client_factory: Callable = make_client,
+) -> dict:
+    """Classify partition ``index`` of ``partitions``, write its parts, return its metrics dict."""
+    started = time.perf_counter()
+    set_omp_threads(omp_threads)
+    start, end = partition_range(index, partitions, manifest.total)
+    metrics = PartitionMetrics(partition=index, first_index=start, end_index=end)
+    client = client_factory(config.prefetch_threads + 2)
+    output = parse_s3_uri(config.output_uri, "--output")
+    rows: list[dict] = []
+    if end > start:
+        model = load_model(client, config.model, config.batch_size, config.preprocess.image_size)
+        batches = chunked(iter_keys(client, manifest, start, end), config.batch_size)
+        with ThreadPoolExecutor(
+            config.prefetch_threads, thread_name_prefix=f"prefetch-{index}"
+        ) as pool:
+            pending: deque[list[Future]] = deque()
+
+            def top_up() -> None:
+                while len(pending) < config.prefetch_depth:
+                    batch = next(batches, None)
+                    if batch is None:
+                        return
+                    pending.append(
+                        [pool.submit(prepare, client, key, config.preprocess) for key in batch]
+                    )
+
+            top_up()
+            while pending:
+                futures = pending.popleft()
+                top_up()  # the next batches download and decode while this one is classified
+                current = [future.result() for future in futures]
+                batch_rows, seconds = classify_batch(current, model, config)
+                metrics.inference_seconds += seconds
+                for item in current:
+                    metrics.download_seconds += item.download_seconds
+                    metrics.decode_seconds += item.decode_seconds
+                for row in batch_rows:
+                    metrics.count_row(row)
+                rows.extend(batch_rows)
+    if metrics.rows != end - start:
+        raise RuntimeError(f"partition {index}: {metrics.rows} rows for {end - start} keys")
+    metrics.wall_seconds = _since(started)
+    result = metrics.as_dict()
+    write_partition(client, output, index, rows, result, config.encryption)
+    log.info(
+        "partition %d: keys [%d, %d): %d predicted, %d errors %s in %.1fs",
+        index,
+        start,
+        end,
+        metrics.predicted,
+        metrics.errors,
+        result["errors_by_type"],
+        metrics.wall_seconds,
+    )
+    return result

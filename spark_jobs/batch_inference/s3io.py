@@ -1,0 +1,87 @@
+"""S3 access for the driver and the partitions: URI parsing, one tuned client, get and put.
+
+Clients are plain ``boto3`` clients, so the endpoint comes from the usual configuration: on EMR the
+instance profile and region, locally ``AWS_ENDPOINT_URL_S3`` (honoured by botocore itself). Retries
+use botocore's ``adaptive`` mode: bounded attempts with exponential backoff on throttling and 5xx,
+plus client-side rate limiting when S3 answers ``SlowDown``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    """A parsed ``s3://bucket/key`` URI."""
+
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def join(self, *parts: str) -> S3Uri:
+        """A URI below this one, treating this key as a prefix (``/`` added when missing)."""
+        prefix = self.key if not self.key or self.key.endswith("/") else self.key + "/"
+        return S3Uri(self.bucket, prefix + "/".join(part.strip("/") for part in parts))
+
+
+def parse_s3_uri(uri: str, what: str = "URI") -> S3Uri:
+    """Parse ``s3://bucket/key`` (``s3a://`` and ``s3n://`` accepted); ``what`` names the field."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in ("s3", "s3a", "s3n"):
+        raise ValueError(f"{what} must be an s3:// URI, got {uri!r}")
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise ValueError(f"{what} has no bucket: {uri!r}")
+    return S3Uri(bucket, key)
+
+
+def make_client(max_pool_connections: int = 10):
+    """A boto3 S3 client with bounded adaptive retries and a pool sized for the prefetch threads.
+
+    boto3 clients are thread-safe, so a partition makes one and shares it among its threads.
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": MAX_ATTEMPTS, "mode": "adaptive"},
+        max_pool_connections=max(10, max_pool_connections),
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    return boto3.session.Session().client("s3", config=config)
+
+
+def get_bytes(client, uri: S3Uri) -> bytes:
+    """The whole object's body (raises botocore's ``ClientError`` on a missing key)."""
+    response = client.get_object(Bucket=uri.bucket, Key=uri.key)
+    return response["Body"].read()
+
+
+def put_bytes(
+    client,
+    uri: S3Uri,
+    body: bytes,
+    content_type: str,
+    extra_args: dict[str, str] | None = None,
+) -> None:
+    """Write ``body`` with one ``PutObject`` (atomic: readers see the old or the new object)."""
+    client.put_object(
+        Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type, **(extra_args or {})
+    )
+    log.debug("wrote %s (%d bytes)", uri, len(body))
+
+
+def is_missing_key(error: Exception) -> bool:
+    """True when a botocore ``ClientError`` says the object (or its bucket) does not exist."""
+    response = getattr(error, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    return code in ("NoSuchKey", "404", "NoSuchBucket", "NotFound")
