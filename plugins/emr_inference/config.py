@@ -190,6 +190,8 @@ class PipelineConfig(RequestDefaults):
     aws_conn_id: str = "aws_default"
     deferrable: bool = Field(default=True, description="Deferrable EMR sensor")
     poke_interval_seconds: int = Field(default=60, ge=1, le=3600)
+    retries: int = Field(default=1, ge=0, le=10, description="Task retries (not validate_request)")
+    retry_delay_seconds: int = Field(default=60, ge=0, le=3600)
 
     def request_defaults(self) -> dict[str, Any]:
         """The request fields of this pipeline, as JSON-compatible Param defaults."""

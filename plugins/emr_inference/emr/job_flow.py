@@ -1,0 +1,158 @@
+"""The RunJobFlow request for one inference run (a pure function of the resolved request).
+
+The cluster runs Spark and EMR's MXNet application, installs the job's Python dependencies with a
+bootstrap action (the script ``stage_job_artifacts`` staged), stays alive between steps
+(``KeepJobFlowAliveWhenNoSteps``) so the DAG's teardown task decides when it ends, and carries an
+``AutoTerminationPolicy`` idle timeout as a second guard against leaked clusters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+APPLICATIONS = ("Spark", "MXNet")
+#: Tags that identify the run a cluster belongs to (used to find it again on retry).
+RUN_TAG_KEYS = ("dag_id", "run_id", "pipeline")
+SPOT_TIMEOUT_MINUTES = 10
+
+
+def run_tags(request: Mapping[str, Any]) -> dict[str, str]:
+    """The tags that identify the DAG run a cluster belongs to."""
+    return {key: request[key] for key in RUN_TAG_KEYS}
+
+
+def cluster_name(request: Mapping[str, Any]) -> str:
+    """The cluster's name: the pipeline and the run id."""
+    return f"{request['pipeline']} {request['run_id']}"[:256]
+
+
+def omp_threads(request: Mapping[str, Any]) -> int:
+    """MXNet/OpenMP threads per Python worker: the request's, else ``spark.task.cpus``."""
+    return request["omp_threads"] or request["cluster"]["task_cpus"]
+
+
+def _ebs(node: Mapping[str, Any]) -> dict[str, Any]:
+    if not node.get("ebs_volume_gb"):
+        return {}
+    volume = {"VolumeSpecification": {"VolumeType": "gp3", "SizeInGB": node["ebs_volume_gb"]}}
+    return {"EbsConfiguration": {"EbsBlockDeviceConfigs": [{**volume, "VolumesPerInstance": 1}]}}
+
+
+def _instance_groups(cluster: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "Name": role.lower(),
+            "InstanceRole": role,
+            "Market": node["market"],
+            "InstanceType": node["instance_types"][0],
+            "InstanceCount": node["count"],
+            **_ebs(node),
+        }
+        for role, node in (("MASTER", cluster["master"]), ("CORE", cluster["core"]))
+    ]
+
+
+def _instance_fleets(cluster: Mapping[str, Any]) -> list[dict[str, Any]]:
+    fleets = []
+    for role, node in (("MASTER", cluster["master"]), ("CORE", cluster["core"])):
+        spot = node["market"] == "SPOT"
+        fleet: dict[str, Any] = {
+            "Name": role.lower(),
+            "InstanceFleetType": role,
+            "TargetOnDemandCapacity": 0 if spot else node["count"],
+            "TargetSpotCapacity": node["count"] if spot else 0,
+            "InstanceTypeConfigs": [
+                {"InstanceType": instance_type, "WeightedCapacity": 1, **_ebs(node)}
+                for instance_type in node["instance_types"]
+            ],
+        }
+        if spot:
+            fleet["LaunchSpecifications"] = {
+                "SpotSpecification": {
+                    "TimeoutDurationMinutes": SPOT_TIMEOUT_MINUTES,
+                    "TimeoutAction": "SWITCH_TO_ON_DEMAND",
+                    "AllocationStrategy": "capacity-optimized",
+                }
+            }
+        fleets.append(fleet)
+    return fleets
+
+
+def _instances(cluster: Mapping[str, Any]) -> dict[str, Any]:
+    instances: dict[str, Any] = {
+        "KeepJobFlowAliveWhenNoSteps": True,
+        "TerminationProtected": False,
+    }
+    subnets = cluster["subnet_ids"]
+    if cluster["instance_collection"] == "fleets":
+        instances["InstanceFleets"] = _instance_fleets(cluster)
+        if subnets:
+            instances["Ec2SubnetIds"] = list(subnets)
+    else:
+        instances["InstanceGroups"] = _instance_groups(cluster)
+        if subnets:
+            instances["Ec2SubnetId"] = subnets[0]
+    if cluster["ec2_key_name"]:
+        instances["Ec2KeyName"] = cluster["ec2_key_name"]
+    return instances
+
+
+def _configurations(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    cluster = request["cluster"]
+    threads = str(omp_threads(request))
+    spark_defaults = {
+        "spark.python.worker.reuse": "true",
+        "spark.task.cpus": str(cluster["task_cpus"]),
+        "spark.executorEnv.OMP_NUM_THREADS": threads,
+        **cluster["spark_defaults"],
+    }
+    spark_env = {
+        "PYSPARK_PYTHON": cluster["python"],
+        "PYSPARK_DRIVER_PYTHON": cluster["python"],
+        "OMP_NUM_THREADS": threads,
+    }
+    return [
+        {"Classification": "spark-defaults", "Properties": spark_defaults},
+        {
+            "Classification": "spark-env",
+            "Properties": {},
+            "Configurations": [{"Classification": "export", "Properties": spark_env}],
+        },
+    ]
+
+
+def build_job_flow(request: Mapping[str, Any], artifacts: Mapping[str, str]) -> dict[str, Any]:
+    """RunJobFlow arguments (``job_flow_overrides``) for this run's cluster.
+
+    :param request: the resolved request (its ``cluster`` section shapes the cluster).
+    :param artifacts: ``stage_job_artifacts``'s XCom; ``bootstrap`` is the staged script.
+    """
+    cluster = request["cluster"]
+    tags = {**cluster["tags"], **run_tags(request)}
+    job_flow: dict[str, Any] = {
+        "Name": cluster_name(request),
+        "ReleaseLabel": cluster["release_label"],
+        "Applications": [{"Name": name} for name in APPLICATIONS],
+        "BootstrapActions": [
+            {
+                "Name": "install-job-dependencies",
+                "ScriptBootstrapAction": {
+                    "Path": artifacts["bootstrap"],
+                    "Args": list(cluster["bootstrap_args"]),
+                },
+            }
+        ],
+        "Configurations": _configurations(request),
+        "Instances": _instances(cluster),
+        "AutoTerminationPolicy": {"IdleTimeout": cluster["idle_timeout_seconds"]},
+        "JobFlowRole": cluster["job_flow_role"],
+        "ServiceRole": cluster["service_role"],
+        "VisibleToAllUsers": True,
+        "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
+    }
+    if cluster["log_uri"]:
+        job_flow["LogUri"] = cluster["log_uri"]
+    if cluster["security_configuration"]:
+        job_flow["SecurityConfiguration"] = cluster["security_configuration"]
+    return job_flow

@@ -1,0 +1,271 @@
+"""The EMR backend: create the cluster, submit the step, wait for it, terminate the cluster.
+
+Each operator extends the Amazon provider's operator and adds what a pipeline needs on top:
+
+* :class:`EmrCreateClusterOperator`: builds the job flow from the request; idempotent on retry
+  (a live cluster tagged with this run's ``dag_id``/``run_id`` is reused, not doubled).
+* :class:`EmrSubmitStepOperator`: builds the spark-submit step; idempotent on retry (a pending,
+  running or completed step of the same name on the cluster is reused).
+* :class:`EmrInferenceStepSensor`: logs images done / total, rate and ETA while the step runs;
+  on failure raises with the step's FailureDetails (reason, message, log file); deferrable mode
+  hands the waiting to the provider's trigger and wakes up every ``progress_interval`` seconds
+  to log progress; ``on_kill`` cancels the step.
+* :class:`EmrTerminateClusterOperator`: the teardown; a no-op when no cluster was created.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from airflow.providers.amazon.aws.operators.emr import (
+    EmrAddStepsOperator,
+    EmrCreateJobFlowOperator,
+    EmrTerminateJobFlowOperator,
+)
+from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
+from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
+from airflow.sdk.exceptions import AirflowException
+
+from emr_inference.emr.job_flow import build_job_flow, cluster_name, run_tags
+from emr_inference.emr.steps import inference_step
+from emr_inference.progress import describe_progress
+from emr_inference.request import job_output_uri
+
+LIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
+REUSABLE_STEP_STATES = ["PENDING", "RUNNING", "COMPLETED"]
+
+
+def _paginate(client: Any, method: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    for page in client.get_paginator(method).paginate(**kwargs):
+        yield from page[key]
+
+
+def find_run_cluster(client: Any, request: Mapping[str, Any]) -> str | None:
+    """The id of a live cluster created for this DAG run (same name and run tags), if any."""
+    wanted = run_tags(request)
+    name = cluster_name(request)
+    clusters = _paginate(client, "list_clusters", "Clusters", ClusterStates=LIVE_CLUSTER_STATES)
+    for summary in clusters:
+        if summary["Name"] != name:
+            continue
+        cluster = client.describe_cluster(ClusterId=summary["Id"])["Cluster"]
+        tags = {tag["Key"]: tag["Value"] for tag in cluster.get("Tags", [])}
+        if all(tags.get(key) == value for key, value in wanted.items()):
+            return summary["Id"]
+    return None
+
+
+def find_step(client: Any, cluster_id: str, name: str) -> str | None:
+    """The id of a pending, running or completed step called ``name`` on the cluster, if any."""
+    for step in _paginate(
+        client, "list_steps", "Steps", ClusterId=cluster_id, StepStates=REUSABLE_STEP_STATES
+    ):
+        if step["Name"] == name:
+            return step["Id"]
+    return None
+
+
+class EmrCreateClusterOperator(EmrCreateJobFlowOperator):
+    """Create this run's EMR cluster from the request; a retry reuses the cluster it created.
+
+    :param request: the resolved request (``validate_request``'s XCom).
+    :param artifacts: ``stage_job_artifacts``'s XCom (the bootstrap script's URI).
+    """
+
+    template_fields = (*EmrCreateJobFlowOperator.template_fields, "request", "artifacts")
+
+    def __init__(self, *, request: Any, artifacts: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("emr_conn_id", None)  # everything comes from the pipeline config
+        super().__init__(**kwargs)
+        self.request = request
+        self.artifacts = artifacts
+        self._job_flow_id: str | None = None
+
+    def execute(self, context) -> str:
+        existing = find_run_cluster(self.hook.conn, self.request)
+        if existing:
+            self.log.info("Reusing cluster %s, created for this run by an earlier try", existing)
+            self._job_flow_id = existing
+            return existing
+        self.job_flow_overrides = build_job_flow(self.request, self.artifacts)
+        cluster = self.request["cluster"]
+        self.log.info(
+            "Creating EMR cluster %r: %s, master %s x%d, core %s x%d (%s)",
+            self.job_flow_overrides["Name"],
+            cluster["release_label"],
+            "/".join(cluster["master"]["instance_types"]),
+            cluster["master"]["count"],
+            "/".join(cluster["core"]["instance_types"]),
+            cluster["core"]["count"],
+            cluster["core"]["market"],
+        )
+        return super().execute(context)
+
+
+class EmrSubmitStepOperator(EmrAddStepsOperator):
+    """Add the inference step to the cluster; a retry reuses the step an earlier try added.
+
+    :param request: the resolved request.
+    :param artifacts: ``stage_job_artifacts``'s XCom (job zip and entry point URIs).
+    :param manifest: ``stage_manifest``'s XCom (``manifest_uri``).
+    :param cluster_id: ``create_cluster``'s XCom.
+    """
+
+    template_fields = (*EmrAddStepsOperator.template_fields, "request", "artifacts", "manifest")
+
+    def __init__(
+        self, *, request: Any, artifacts: Any, manifest: Any, cluster_id: Any, **kwargs: Any
+    ) -> None:
+        kwargs.update(wait_for_completion=False, deferrable=False)  # the sensor waits
+        super().__init__(job_flow_id=cluster_id, **kwargs)
+        self.request = request
+        self.artifacts = artifacts
+        self.manifest = manifest
+
+    def execute(self, context) -> str:
+        step = inference_step(self.request, self.artifacts, self.manifest["manifest_uri"])
+        existing = find_step(self.hook.conn, self.job_flow_id, step["Name"])
+        if existing:
+            self.log.info("Reusing step %s, added by an earlier try", existing)
+            return existing
+        self.steps = [step]
+        (step_id,) = super().execute(context)
+        self.log.info(
+            "Added step %s: %s images from %s",
+            step_id,
+            self.manifest["total"],
+            self.manifest["manifest_uri"],
+        )
+        return step_id
+
+
+class EmrInferenceStepSensor(EmrStepSensor):
+    """Wait for the inference step, logging progress; fail with the step's failure details.
+
+    :param request: the resolved request (where the job writes its output).
+    :param manifest: ``stage_manifest``'s XCom (``total`` images).
+    :param cluster_id: ``create_cluster``'s XCom.
+    :param step_id: ``submit_inference_step``'s XCom.
+    :param progress_interval: in deferrable mode, seconds between progress reports.
+    """
+
+    template_fields = (*EmrStepSensor.template_fields, "request", "manifest")
+
+    def __init__(
+        self,
+        *,
+        request: Any,
+        manifest: Any,
+        cluster_id: Any,
+        step_id: Any,
+        progress_interval: int = 300,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(job_flow_id=cluster_id, step_id=step_id, **kwargs)
+        self.request = request
+        self.manifest = manifest
+        self.progress_interval = progress_interval
+
+    def poke(self, context) -> bool:
+        response = self.get_emr_response(context)
+        state = self.state_from_response(response)
+        self.log.info("Step %s is %s", self.step_id, state)
+        if state in ("RUNNING", *self.target_states):
+            self._log_progress(response["Step"]["Status"].get("Timeline", {}))
+        if state in self.target_states:
+            return True
+        if state in self.failed_states:
+            raise AirflowException(self._failure_message(response, state))
+        return False
+
+    def execute(self, context) -> None:
+        if not self.deferrable:
+            super().execute(context)
+        elif not self.poke(context):
+            self._defer()
+
+    def execute_complete(self, context, event: dict[str, Any] | None = None) -> None:
+        """Resume after the trigger; the step's state (not the event) decides what is next.
+
+        The trigger also returns when it has polled ``progress_interval`` seconds' worth of
+        times, so that this method can log progress and defer again.
+        """
+        if not self.poke(context):
+            self._defer()
+
+    def _defer(self) -> None:
+        attempts = max(1, math.ceil(self.progress_interval / self.poke_interval))
+        self.defer(
+            trigger=EmrStepSensorTrigger(
+                job_flow_id=self.job_flow_id,
+                step_id=self.step_id,
+                waiter_delay=int(self.poke_interval),
+                waiter_max_attempts=attempts,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+            ),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=attempts * self.poke_interval + 60),
+        )
+
+    def _log_progress(self, timeline: Mapping[str, Any]) -> None:
+        from emr_inference.s3 import s3_hook
+        from emr_inference.staged_output import rows_done
+
+        total = int(self.manifest["total"])
+        try:
+            done = rows_done(s3_hook(self.aws_conn_id), job_output_uri(self.request))
+        except Exception as error:  # progress is informative: never fail the sensor for it
+            self.log.warning("Could not read progress from the staged output: %s", error)
+            return
+        started = timeline.get("StartDateTime")
+        elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds() if started else 0
+        self.log.info("Progress: %s", describe_progress(done, total, elapsed))
+
+    def _failure_message(self, response: Mapping[str, Any], state: str) -> str:
+        details = self.failure_message_from_response(response)
+        if not details:
+            reason = response["Step"]["Status"].get("StateChangeReason", {})
+            cluster = self.hook.conn.describe_cluster(ClusterId=self.job_flow_id)["Cluster"]
+            cluster_reason = cluster["Status"].get("StateChangeReason", {})
+            details = (
+                f"with no failure details; step reason {reason.get('Message', 'none')!r}, "
+                f"cluster {cluster['Status']['State']}: {cluster_reason.get('Message', 'none')!r}"
+            )
+        return f"Inference step {self.step_id} on cluster {self.job_flow_id} {state} {details}"
+
+    def on_kill(self) -> None:
+        """Cancel the step (a killed task must not leave the job running)."""
+        self.log.info("Cancelling step %s on %s", self.step_id, self.job_flow_id)
+        self.hook.conn.cancel_steps(
+            ClusterId=self.job_flow_id,
+            StepIds=[self.step_id],
+            StepCancellationOption="TERMINATE_PROCESS",
+        )
+
+
+class EmrTerminateClusterOperator(EmrTerminateJobFlowOperator):
+    """Terminate this run's cluster (the teardown of ``create_cluster``).
+
+    :param request: the resolved request (unused by EMR; kept so every backend's teardown has
+        the same signature).
+    :param cluster_id: ``create_cluster``'s XCom; None when no cluster was created.
+    """
+
+    template_fields = (*EmrTerminateJobFlowOperator.template_fields, "request")
+
+    def __init__(self, *, request: Any, cluster_id: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("deferrable", False)
+        super().__init__(job_flow_id=cluster_id, **kwargs)
+        self.request = request
+
+    def execute(self, context) -> None:
+        if not self.job_flow_id:
+            self.log.info("No cluster was created for this run: nothing to terminate")
+            return
+        super().execute(context)

@@ -1,0 +1,51 @@
+"""``validate_request``: turn the run's Params into the resolved request (the first task)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from emr_inference.config import ConfigError, PipelineConfig
+from emr_inference.request import resolve_request
+
+
+class ValidateRequestOperator(BaseOperator):
+    """Resolve Params + pipeline config + the run's dates into the resolved request (XCom).
+
+    An invalid request fails the task without retries, with a message naming the bad field.
+
+    :param config: the pipeline config as a JSON-compatible dict (``PipelineConfig.model_dump``).
+    """
+
+    ui_color = "#e8f7e4"
+
+    def __init__(self, *, config: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = dict(config)
+
+    def execute(self, context) -> dict[str, Any]:
+        config = PipelineConfig.model_validate(self.config)
+        try:
+            request = resolve_request(
+                config,
+                context["params"],
+                dag_id=self.dag_id,
+                run_id=context["run_id"],
+                data_interval_end=context.get("data_interval_end"),
+            )
+        except ConfigError as error:
+            message = f"Invalid request for pipeline {config.pipeline}:\n{error}"
+            raise AirflowFailException(message) from None
+        source = request["manifest_uri"] or request["input_uri"]
+        self.log.info(
+            "Resolved request: partition %s, input %s -> output %s, model %s, backend %s",
+            request["partition_date"],
+            source,
+            request["output_uri"],
+            request["model"]["name"],
+            request["backend"],
+        )
+        return request
