@@ -1,0 +1,31 @@
+"""Pipeline configs shared by the Airflow-side unit tests."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from emr_inference.config import PipelineConfig, parse_pipeline
+
+MINIMAL: dict[str, Any] = {
+    "pipeline": "unit",
+    "backend": "emr",
+    "input_uri": "s3://in-bucket/images/dt={{ partition_date }}/",
+    "output_uri": "s3://out-bucket/predictions/dt={{ partition_date }}/",
+    "model": {
+        "name": "resnet18",
+        "symbol": "s3://models/resnet18/resnet18-symbol.json",
+        "params": "s3://models/resnet18/resnet18-0000.params",
+        "labels": "s3://models/resnet18/labels.txt",
+    },
+}
+
+
+def pipeline_data(**overrides: Any) -> dict[str, Any]:
+    """A deep copy of :data:`MINIMAL` with top-level fields replaced."""
+    return {**copy.deepcopy(MINIMAL), **overrides}
+
+
+def pipeline(**overrides: Any) -> PipelineConfig:
+    """A validated config from :func:`pipeline_data`."""
+    return parse_pipeline(pipeline_data(**overrides), "unit.yaml")

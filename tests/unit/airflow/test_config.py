@@ -1,0 +1,109 @@
+"""The pipeline YAML model: defaults, and errors that name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from emr_inference.config import ConfigError, load_pipeline, parse_pipeline
+
+from tests.unit.airflow.pipeline_fixtures import pipeline, pipeline_data
+
+PIPELINES = Path(__file__).resolve().parents[3] / "include" / "pipelines"
+
+
+def test_defaults_follow_the_design():
+    config = pipeline()
+    assert config.schedule == "@daily"
+    assert config.catchup is False
+    assert config.cluster.release_label == "emr-7.2.0"
+    assert config.batch_size == 64
+    assert config.top_k == 5
+    assert config.sse.mode == "none"
+    assert config.aws_conn_id == "aws_default"
+
+
+@pytest.mark.parametrize("name", ["demo", "cifar10_resnet18"])
+def test_shipped_pipelines_load(name):
+    config = load_pipeline(PIPELINES / f"{name}.yaml")
+    assert config.pipeline == name
+
+
+def test_cifar10_pipeline_is_the_blog_workload():
+    config = load_pipeline(PIPELINES / "cifar10_resnet18.yaml")
+    assert config.backend == "emr"
+    assert config.batch_size == 64
+    assert config.cluster.core.count == 4
+    assert config.cluster.core.instance_types[0].startswith("c5.")
+    assert config.cluster.master.instance_types == ["m5.xlarge"]
+
+
+def test_demo_pipeline_is_local_and_small():
+    config = load_pipeline(PIPELINES / "demo.yaml")
+    assert config.backend == "local"
+    assert config.input_uri == "s3://demo-images/images/dt={{ partition_date }}/"
+    assert config.model.image_size == 32
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "words"),
+    [
+        ({"batch_size": 0}, "batch_size", "greater than or equal to 1"),
+        ({"backend": "k8s"}, "backend", "'local' or 'emr'"),
+        ({"output_uri": "https://x/y"}, "output_uri", "pattern"),
+        ({"input_uri": None}, "<root>", "one of input_uri or manifest_uri"),
+        ({"bogus": 1}, "bogus", "Extra inputs"),
+        ({"sse": {"mode": "AES256", "kms_key_id": "k"}}, "sse", "only valid with mode"),
+        (
+            {"cluster": {"master": {"instance_types": ["m5.xlarge"], "count": 2}}},
+            "cluster",
+            "1 or 3",
+        ),
+        (
+            {"cluster": {"core": {"instance_types": ["c5.9xlarge", "c5n.9xlarge"], "count": 4}}},
+            "cluster",
+            "exactly one type",
+        ),
+    ],
+)
+def test_errors_name_file_and_field(overrides, field, words):
+    with pytest.raises(ConfigError) as info:
+        parse_pipeline(pipeline_data(**overrides), "pipes/bad.yaml")
+    message = str(info.value)
+    assert f"pipes/bad.yaml: {field}" in message
+    assert words in message
+
+
+def test_nested_field_error_has_dotted_path():
+    data = pipeline_data()
+    data["model"]["image_size"] = 4
+    with pytest.raises(
+        ConfigError, match=r"bad\.yaml: model\.image_size: .*greater than or equal to 8"
+    ):
+        parse_pipeline(data, "bad.yaml")
+
+
+def test_fleets_accept_several_instance_types():
+    config = pipeline(
+        cluster={
+            "instance_collection": "fleets",
+            "core": {"instance_types": ["c5.9xlarge", "c5n.9xlarge"], "count": 4, "market": "SPOT"},
+        }
+    )
+    assert config.cluster.core.instance_types == ["c5.9xlarge", "c5n.9xlarge"]
+
+
+def test_load_pipeline_defaults_name_to_file_stem_and_reports_bad_yaml(tmp_path):
+    import yaml
+
+    data = pipeline_data()
+    del data["pipeline"]
+    (tmp_path / "nightly.yaml").write_text(yaml.safe_dump(data))
+    assert load_pipeline(tmp_path / "nightly.yaml").pipeline == "nightly"
+
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
+        load_pipeline(tmp_path / "broken.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: the file must contain a mapping"):
+        load_pipeline(tmp_path / "list.yaml")

@@ -1,0 +1,106 @@
+"""Resolving Params + config + the run's dates into the resolved request (docs/CONTRACTS.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from emr_inference.config import ConfigError
+from emr_inference.request import (
+    job_output_uri,
+    manifest_prefix,
+    merge_params,
+    resolve_request,
+    run_key,
+)
+
+from tests.unit.airflow.pipeline_fixtures import pipeline
+
+RUN_ID = "scheduled__2026-11-22T00:00:00+00:00"
+INTERVAL_END = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+
+CONTRACT_KEYS = {
+    "dag_id", "run_id", "pipeline", "backend", "partition_date", "input_uri", "manifest_uri",
+    "output_uri", "staging_uri", "artifacts_uri", "extensions", "sample_limit", "shard_size",
+    "model", "batch_size", "top_k", "partitions", "max_error_rate", "prefetch_threads",
+    "prefetch_depth", "omp_threads", "sse", "cluster", "local",
+}  # fmt: skip
+
+
+def resolve(params=None, config=None, *, data_interval_end=INTERVAL_END, run_id=RUN_ID):
+    return resolve_request(
+        config or pipeline(),
+        params or {},
+        dag_id="unit",
+        run_id=run_id,
+        data_interval_end=data_interval_end,
+    )
+
+
+def test_scheduled_run_processes_the_previous_day():
+    request = resolve()
+    assert set(request) == CONTRACT_KEYS
+    assert request["partition_date"] == "2026-11-22"
+    assert request["input_uri"] == "s3://in-bucket/images/dt=2026-11-22/"
+    assert request["output_uri"] == "s3://out-bucket/predictions/dt=2026-11-22/"
+    assert request["manifest_uri"] is None
+    assert (request["dag_id"], request["run_id"], request["pipeline"]) == ("unit", RUN_ID, "unit")
+    assert request["backend"] == "emr"
+
+
+def test_staging_and_artifacts_default_to_the_output_bucket():
+    request = resolve()
+    key = "scheduled__2026-11-22T00-00-00-00-00"
+    assert request["staging_uri"] == f"s3://out-bucket/_staging/unit/{key}/"
+    assert request["artifacts_uri"] == "s3://out-bucket/artifacts/unit/"
+    assert job_output_uri(request) == f"s3://out-bucket/_staging/unit/{key}/output/"
+    assert manifest_prefix(request) == f"s3://out-bucket/_staging/unit/{key}/manifest/"
+
+
+def test_manual_partition_date_and_templates():
+    config = pipeline(output_uri="s3://out-bucket/{{ pipeline }}/{{ partition_date_nodash }}")
+    request = resolve({"partition_date": "2026-01-31"}, config, data_interval_end=None)
+    assert request["partition_date"] == "2026-01-31"
+    assert request["input_uri"] == "s3://in-bucket/images/dt=2026-01-31/"
+    assert request["output_uri"] == "s3://out-bucket/unit/20260131/"  # prefixes end with "/"
+
+
+def test_partial_nested_override_merges_with_the_pipeline_values():
+    request = resolve({"model": {"image_size": 64}, "sse": {"mode": "AES256"}, "batch_size": 8})
+    assert request["model"]["image_size"] == 64
+    assert request["model"]["name"] == "resnet18"  # kept from the pipeline
+    assert request["sse"] == {"mode": "AES256", "kms_key_id": None}
+    assert request["batch_size"] == 8
+
+
+def test_a_manifest_takes_precedence_over_the_input_prefix():
+    request = resolve({"manifest_uri": "s3://lists/{{ partition_date }}/manifest.json"})
+    assert request["manifest_uri"] == "s3://lists/2026-11-22/manifest.json"
+    assert request["input_uri"] is None
+
+
+def test_merge_params_ignores_params_that_are_not_request_fields():
+    merged = merge_params({"batch_size": 1, "model": {"a": 1, "b": 2}}, {"x": 1, "model": {"b": 3}})
+    assert merged == {"batch_size": 1, "model": {"a": 1, "b": 3}}
+
+
+@pytest.mark.parametrize(
+    ("params", "data_interval_end", "pattern"),
+    [
+        ({}, None, r"partition_date: required"),
+        ({"partition_date": "2026-02-30"}, INTERVAL_END, r"partition_date: '2026-02-30' is not"),
+        ({"batch_size": -1}, INTERVAL_END, r"params: batch_size: .*greater than or equal to 1"),
+        ({"input_uri": "s3://in-bucket/a/../b/"}, INTERVAL_END, r"input_uri: .*'\.\.'"),
+        ({"input_uri": "s3://in-bucket/{{ nope }}/"}, INTERVAL_END, r"input_uri: cannot render"),
+        ({"model": {"symbol": "s3://models/dir/"}}, INTERVAL_END, r"model\.symbol: .*object"),
+        ({"output_uri": "s3://Bad_Bucket/x/"}, INTERVAL_END, r"output_uri"),
+    ],
+)
+def test_invalid_requests_name_the_field(params, data_interval_end, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        resolve(params, data_interval_end=data_interval_end)
+
+
+def test_run_key_is_safe_in_an_s3_key():
+    assert run_key("manual__2026-01-01T00:00:00+00:00") == "manual__2026-01-01T00-00-00-00-00"
+    assert run_key("../x") == "-x"
