@@ -53,8 +53,8 @@ def open_image(data: bytes, size: int, max_pixels: int = MAX_PIXELS) -> Image.Im
         if data.startswith(_IMAGE_SIGNATURES):
             raise ImageError(CORRUPT_IMAGE, "image header is damaged") from None
         raise ImageError(UNSUPPORTED_IMAGE, "not a recognised image format") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(CORRUPT_IMAGE, f"cannot read image header: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise classify_decode_error(exc, "cannot read image header: ") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(
@@ -94,9 +94,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     raise ImageError(UNSUPPORTED_IMAGE, f"image mode {mode!r} is not supported")
 
 
-def classify_decode_error(exc: BaseException) -> ImageError:
+def classify_decode_error(exc: BaseException, context: str = "") -> ImageError:
     """Map a Pillow decoding exception to ``truncated_image`` or ``corrupt_image``."""
-    message = str(exc) or type(exc).__name__
+    message = context + (str(exc) or type(exc).__name__)
     if isinstance(exc, EOFError) or "truncated" in message.lower():
         return ImageError(TRUNCATED_IMAGE, message)
     return ImageError(CORRUPT_IMAGE, message)
