@@ -1,0 +1,132 @@
+"""The sharded key manifest (format in docs/CONTRACTS.md): written from a listing, or validated.
+
+The listing is streamed page by page into shards of at most ``shard_size`` keys: only one shard is
+ever held in memory, and only the manifest's URI and counts leave this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+from emr_inference import s3
+from emr_inference.s3 import S3Uri
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+class ManifestError(ValueError):
+    """A manifest handed in by the user is unusable; the message says why."""
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    """What downstream tasks need to know about a manifest (the XCom of ``stage_manifest``)."""
+
+    manifest_uri: str
+    total: int
+    shards: int
+
+    def as_xcom(self) -> dict[str, str | int]:
+        """The ``{"manifest_uri", "total", "shards"}`` dict of the XCom contract."""
+        return asdict(self)
+
+
+def matching_keys(
+    hook: S3Hook, source: S3Uri, extensions: Iterable[str], sample_limit: int | None
+) -> Iterator[str]:
+    """Yield ``s3://`` URIs under ``source`` whose names end in one of ``extensions``.
+
+    Extensions match case-insensitively (``.JPG`` is a ``.jpg``); an empty list matches every
+    object; folder markers (keys ending in ``/``) never match. Stops after ``sample_limit`` keys.
+    """
+    suffixes = tuple(ext.lower() for ext in extensions)
+    count = 0
+    for entry in s3.iter_objects(hook, source):
+        key = entry["Key"]
+        if key.endswith("/") or (suffixes and not key.lower().endswith(suffixes)):
+            continue
+        if sample_limit is not None and count >= sample_limit:
+            return
+        count += 1
+        yield f"s3://{source.bucket}/{key}"
+
+
+def write_manifest(
+    hook: S3Hook, source: S3Uri, keys: Iterable[str], dest: S3Uri, shard_size: int
+) -> ManifestInfo:
+    """Stream ``keys`` into ``dest``/shard-NNNNN.txt objects, then write ``dest``/manifest.json.
+
+    Shards are written first and manifest.json last, so a manifest never names a missing shard.
+    Shards left under ``dest`` by an earlier attempt and not part of this manifest are deleted.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size: must be at least 1, got {shard_size}")
+    shards: list[dict[str, str | int]] = []
+    batch: list[str] = []
+
+    def flush() -> None:
+        shard = dest.join(f"shard-{len(shards):05d}.txt")
+        s3.write_bytes(hook, shard, "".join(f"{key}\n" for key in batch).encode())
+        shards.append({"uri": shard.uri, "count": len(batch)})
+        log.info("Wrote %s (%d keys)", shard.uri, len(batch))
+        batch.clear()
+
+    for key in keys:
+        batch.append(key)
+        if len(batch) == shard_size:
+            flush()
+    if batch:
+        flush()
+
+    total = sum(int(shard["count"]) for shard in shards)
+    manifest_uri = dest.join(MANIFEST_NAME)
+    s3.write_json(
+        hook,
+        manifest_uri,
+        {"version": MANIFEST_VERSION, "total": total, "source": source.uri, "shards": shards},
+    )
+    current = {S3Uri.parse(str(shard["uri"]), "shard").key for shard in shards}
+    stale = [
+        entry["Key"]
+        for entry in s3.iter_objects(hook, dest)
+        if entry["Key"] not in current and entry["Key"] != manifest_uri.key
+    ]
+    s3.delete(hook, dest.bucket, stale)
+    return ManifestInfo(manifest_uri.uri, total, len(shards))
+
+
+def validate_manifest(hook: S3Hook, manifest_uri: str) -> ManifestInfo:
+    """Check a user-supplied manifest.json against the contract; errors name ``manifest_uri``."""
+    uri = S3Uri.parse(manifest_uri, "manifest_uri", prefix=False)
+    if not s3.exists(hook, uri):
+        raise ManifestError(f"manifest_uri: {uri} does not exist")
+    try:
+        manifest = s3.read_json(hook, uri)
+    except ValueError as err:
+        raise ManifestError(f"manifest_uri: {uri} is not valid JSON: {err}") from err
+    if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
+        raise ManifestError(f"manifest_uri: {uri} is not a version {MANIFEST_VERSION} manifest")
+    total, shards = manifest.get("total"), manifest.get("shards")
+    if not isinstance(total, int) or total < 0 or not isinstance(shards, list):
+        raise ManifestError(f"manifest_uri: {uri} needs an integer 'total' and a 'shards' list")
+    counted = 0
+    for index, shard in enumerate(shards):
+        field = f"manifest_uri: shards[{index}]"
+        if not isinstance(shard, dict) or not isinstance(shard.get("count"), int):
+            raise ManifestError(f"{field} needs 'uri' and an integer 'count'")
+        shard_uri = S3Uri.parse(shard.get("uri"), field, prefix=False)
+        if not s3.exists(hook, shard_uri):
+            raise ManifestError(f"{field}: {shard_uri} does not exist")
+        counted += shard["count"]
+    if counted != total:
+        raise ManifestError(
+            f"manifest_uri: shard counts add up to {counted}, but 'total' says {total}"
+        )
+    return ManifestInfo(uri.uri, total, len(shards))
