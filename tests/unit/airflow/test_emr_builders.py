@@ -1,0 +1,186 @@
+"""The job-flow and step builders, checked against botocore's own EMR service model."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+from emr_inference.emr.job_flow import build_job_flow
+from emr_inference.emr.steps import inference_step, job_arguments
+from emr_inference.request import resolve_request
+
+from tests.unit.airflow.pipeline_fixtures import pipeline
+
+ARTIFACTS = {
+    "job_zip": "s3://out-bucket/artifacts/unit/batch_inference-0123abcd.zip",
+    "entry_point": "s3://out-bucket/artifacts/unit/main-4567ef.py",
+    "bootstrap": "s3://out-bucket/artifacts/unit/install_job_deps-89ab.sh",
+}
+MANIFEST = "s3://out-bucket/_staging/unit/run/manifest/manifest.json"
+
+
+def _model():
+    return botocore.session.get_session().get_service_model("emr")
+
+
+def assert_valid(operation: str, params: dict) -> None:
+    shape = _model().operation_model(operation).input_shape
+    report = ParamValidator().validate(params, shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+def request_for(**overrides):
+    return resolve_request(
+        pipeline(**overrides),
+        {},
+        dag_id="unit",
+        run_id="scheduled__2026-11-22T00:00:00+00:00",
+        data_interval_end=dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
+    )
+
+
+def test_job_flow_is_a_valid_run_job_flow_request():
+    request = request_for(
+        cluster={
+            "log_uri": "s3://logs/emr/",
+            "security_configuration": "sec",
+            "tags": {"team": "ml"},
+        }
+    )
+    job_flow = build_job_flow(request, ARTIFACTS)
+    assert_valid("RunJobFlow", job_flow)
+
+    assert job_flow["ReleaseLabel"] == "emr-7.2.0"
+    assert [app["Name"] for app in job_flow["Applications"]] == ["Spark", "MXNet"]
+    assert (
+        job_flow["BootstrapActions"][0]["ScriptBootstrapAction"]["Path"] == ARTIFACTS["bootstrap"]
+    )
+    assert job_flow["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+    assert job_flow["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
+    assert job_flow["LogUri"] == "s3://logs/emr/"
+    assert job_flow["SecurityConfiguration"] == "sec"
+    assert (job_flow["JobFlowRole"], job_flow["ServiceRole"]) == (
+        "EMR_EC2_DefaultRole",
+        "EMR_DefaultRole",
+    )
+    tags = {tag["Key"]: tag["Value"] for tag in job_flow["Tags"]}
+    assert tags == {
+        "team": "ml",
+        "dag_id": "unit",
+        "run_id": "scheduled__2026-11-22T00:00:00+00:00",
+        "pipeline": "unit",
+    }
+    groups = {group["InstanceRole"]: group for group in job_flow["Instances"]["InstanceGroups"]}
+    assert (groups["MASTER"]["InstanceType"], groups["MASTER"]["InstanceCount"]) == ("m5.xlarge", 1)
+    assert (groups["CORE"]["InstanceType"], groups["CORE"]["InstanceCount"]) == ("c5.9xlarge", 4)
+
+
+def test_spark_configuration_sets_python_and_threads():
+    request = request_for(cluster={"task_cpus": 6, "spark_defaults": {"spark.executor.cores": "6"}})
+    configurations = {
+        c["Classification"]: c for c in build_job_flow(request, ARTIFACTS)["Configurations"]
+    }
+    defaults = configurations["spark-defaults"]["Properties"]
+    assert defaults["spark.task.cpus"] == "6"
+    assert defaults["spark.executorEnv.OMP_NUM_THREADS"] == "6"  # omp_threads 0 = task cpus
+    assert defaults["spark.python.worker.reuse"] == "true"
+    assert defaults["spark.executor.cores"] == "6"
+    export = configurations["spark-env"]["Configurations"][0]
+    assert export["Classification"] == "export"
+    assert export["Properties"]["PYSPARK_PYTHON"] == "/usr/bin/python3"
+    assert export["Properties"]["OMP_NUM_THREADS"] == "6"
+
+
+def test_spot_instance_fleets_are_valid():
+    request = request_for(
+        cluster={
+            "instance_collection": "fleets",
+            "subnet_ids": ["subnet-a", "subnet-b"],
+            "core": {
+                "instance_types": ["c5.9xlarge", "c5n.9xlarge"],
+                "count": 4,
+                "market": "SPOT",
+                "ebs_volume_gb": 100,
+            },
+        }
+    )
+    job_flow = build_job_flow(request, ARTIFACTS)
+    assert_valid("RunJobFlow", job_flow)
+    instances = job_flow["Instances"]
+    assert "InstanceGroups" not in instances
+    assert instances["Ec2SubnetIds"] == ["subnet-a", "subnet-b"]
+    fleets = {fleet["InstanceFleetType"]: fleet for fleet in instances["InstanceFleets"]}
+    core = fleets["CORE"]
+    assert (core["TargetSpotCapacity"], core["TargetOnDemandCapacity"]) == (4, 0)
+    assert [c["InstanceType"] for c in core["InstanceTypeConfigs"]] == ["c5.9xlarge", "c5n.9xlarge"]
+    assert (
+        core["LaunchSpecifications"]["SpotSpecification"]["TimeoutAction"] == "SWITCH_TO_ON_DEMAND"
+    )
+    assert fleets["MASTER"]["TargetOnDemandCapacity"] == 1
+
+
+def test_spot_instance_groups_are_valid():
+    request = request_for(
+        cluster={"core": {"instance_types": ["c5.9xlarge"], "count": 4, "market": "SPOT"}}
+    )
+    job_flow = build_job_flow(request, ARTIFACTS)
+    assert_valid("RunJobFlow", job_flow)
+    groups = {group["InstanceRole"]: group for group in job_flow["Instances"]["InstanceGroups"]}
+    assert groups["CORE"]["Market"] == "SPOT"
+    assert groups["MASTER"]["Market"] == "ON_DEMAND"
+
+
+def test_step_is_a_valid_add_job_flow_steps_request():
+    request = request_for(sse={"mode": "aws:kms", "kms_key_id": "alias/predictions"})
+    step = inference_step(request, ARTIFACTS, MANIFEST)
+    assert_valid("AddJobFlowSteps", {"JobFlowId": "j-1", "Steps": [step]})
+    assert step["ActionOnFailure"] == "CONTINUE"
+    assert step["HadoopJarStep"]["Jar"] == "command-runner.jar"
+    args = step["HadoopJarStep"]["Args"]
+    assert args[0] == "spark-submit"
+    zip_at = args.index("--py-files")
+    assert args[zip_at + 1 : zip_at + 3] == [ARTIFACTS["job_zip"], ARTIFACTS["entry_point"]]
+    assert args[zip_at + 3 :] == job_arguments(request, MANIFEST)
+
+
+def _options(args: list[str]) -> dict[str, str]:
+    assert len(args) % 2 == 0, args
+    return dict(zip(args[::2], args[1::2], strict=True))
+
+
+def test_job_arguments_follow_the_cli_contract():
+    request = request_for(sse={"mode": "aws:kms", "kms_key_id": "alias/predictions"})
+    request["model"]["params_sha256"] = "a" * 64
+    options = _options(job_arguments(request, MANIFEST))
+    assert options["--manifest"] == MANIFEST
+    assert options["--output"] == request["staging_uri"] + "output/"
+    assert options["--run-id"] == "scheduled__2026-11-22T00:00:00+00:00"
+    assert options["--model-name"] == "resnet18"
+    assert options["--model-symbol"] == "s3://models/resnet18/resnet18-symbol.json"
+    assert options["--model-params-sha256"] == "a" * 64
+    assert "--model-symbol-sha256" not in options
+    assert options["--mean"] == "0.485,0.456,0.406"
+    assert float(options["--scale"]) == pytest.approx(1 / 255)
+    assert options["--batch-size"] == "64"
+    assert options["--top-k"] == "5"
+    assert options["--partitions"] == "0"
+    assert options["--sse"] == "aws:kms"
+    assert options["--sse-kms-key-id"] == "alias/predictions"
+
+
+def test_job_arguments_parse_with_the_jobs_own_cli():
+    """The two halves agree: the job's own parser accepts what the Airflow side builds."""
+    from batch_inference.cli import parse_config
+
+    request = request_for(sse={"mode": "aws:kms", "kms_key_id": "alias/predictions"})
+    job = parse_config(job_arguments(request, MANIFEST))
+    assert job.manifest_uri == MANIFEST
+    assert job.output_uri == request["staging_uri"] + "output/"
+    assert job.model.params_uri == request["model"]["params"]
+    assert job.preprocess.image_size == 224
+    assert job.preprocess.mean == pytest.approx((0.485, 0.456, 0.406))
+    assert (job.batch_size, job.top_k) == (64, 5)
+    assert job.encryption.mode == "aws:kms"
+    assert job.encryption.kms_key_id == "alias/predictions"
