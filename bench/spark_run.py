@@ -1,0 +1,123 @@
+"""Run one ``spark-submit`` and measure it: wall time and the driver's peak memory.
+
+In ``local[N]`` mode the process tree is: the JVM (``SparkSubmit``: driver and, in local mode, the
+executor threads too) → the Python driver program (``main.py``) and ``pyspark.daemon``, which forks
+the Python workers. The *driver part* is the JVM plus every child process that is not the daemon or
+below it; its RSS is sampled with psutil while the job runs and the peak of the sum is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
+
+
+@dataclass(frozen=True)
+class SparkRun:
+    """What one ``spark-submit`` took."""
+
+    wall_seconds: float
+    driver_peak_rss: int
+
+
+def driver_rss(root: psutil.Process) -> int:
+    """RSS in bytes of ``root`` and its children except ``pyspark.daemon`` (Python workers)."""
+    total = 0
+    for process in [root, *root.children()]:
+        try:
+            if process is not root and "pyspark.daemon" in " ".join(process.cmdline()):
+                continue
+            total += process.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total
+
+
+class _PeakSampler(threading.Thread):
+    def __init__(self, pid: int, interval: float) -> None:
+        super().__init__(name="driver-rss-sampler", daemon=True)
+        self._pid, self._interval = pid, interval
+        self._stop_event = threading.Event()
+        self.peak = 0
+
+    def run(self) -> None:
+        try:
+            root = psutil.Process(self._pid)
+        except psutil.NoSuchProcess:
+            return
+        while not self._stop_event.wait(self._interval):
+            try:
+                # spark-submit and spark-class exec the JVM: this pid becomes the driver JVM.
+                self.peak = max(self.peak, driver_rss(root))
+            except psutil.NoSuchProcess:
+                return
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return self.peak
+
+
+def spark_submit(
+    app: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    master: str = "local[2]",
+    conf: Mapping[str, str] | None = None,
+    py_files: Sequence[Path] = (),
+    timeout: float = 900.0,
+    sample_interval: float = 0.1,
+) -> SparkRun:
+    """Run ``spark-submit --master MASTER [--conf k=v] [--py-files …] APP…``; raise on failure.
+
+    stdout and stderr go to ``log_path``; the error names it.
+    """
+    command = [str(SPARK_SUBMIT), "--master", master]
+    for key, value in (conf or {}).items():
+        command += ["--conf", f"{key}={value}"]
+    if py_files:
+        command += ["--py-files", ",".join(str(path) for path in py_files)]
+    command += list(app)
+    log.info("spark-submit %s (log: %s)", " ".join(command[1:]), log_path)
+    started = time.perf_counter()
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            command, env=dict(env), stdout=log_file, stderr=subprocess.STDOUT
+        )
+        sampler = _PeakSampler(process.pid, sample_interval)
+        sampler.start()
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise RuntimeError(
+                f"spark-submit timed out after {timeout:.0f}s; see {log_path}"
+            ) from None
+        finally:
+            peak = sampler.stop()
+    wall = time.perf_counter() - started
+    if returncode != 0:
+        raise RuntimeError(f"spark-submit exited with code {returncode}; see {log_path}")
+    return SparkRun(wall_seconds=wall, driver_peak_rss=peak)
+
+
+def spark_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """This environment plus ``extra``, with Spark's Python set to this interpreter."""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    env.update(extra)
+    return env
