@@ -1,0 +1,101 @@
+"""``publish_results``: check the staged output, replace the publication, emit an Asset event."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
+
+from emr_inference.publish import (
+    check_complete,
+    check_disjoint,
+    replace_publication,
+    run_summary,
+)
+from emr_inference.request import job_output_uri
+from emr_inference.s3 import S3Uri, s3_hook
+from emr_inference.staged_output import list_staged_output
+
+#: The asset alias ``publish_results`` emits to unless told otherwise.
+DEFAULT_ASSET_ALIAS = "emr_inference.predictions"
+
+
+class PublishResultsOperator(BaseOperator):
+    """Publish the job's output (``<staging_uri>output/``) to ``request["output_uri"]``.
+
+    The output URI is only known at run time (it is templated per partition date), so the event
+    goes through an :class:`AssetAlias`: each run adds an event for ``Asset(output_uri)`` carrying
+    the counts, the model and the run id as ``extra``. DAGs can schedule on the alias.
+    Returns ``{"output_uri", "rows", "errors", "summary_uri"}``.
+
+    :param request: the resolved request (``validate_request``'s XCom)
+    :param manifest: ``stage_manifest``'s XCom (``{"manifest_uri", "total", "shards"}``)
+    :param asset_alias: name of the asset alias the output's events are attached to
+    :param aws_conn_id: the Airflow AWS connection for S3
+    """
+
+    template_fields: Sequence[str] = ("request", "manifest")
+
+    def __init__(
+        self,
+        *,
+        request: Any,
+        manifest: Any,
+        asset_alias: str = DEFAULT_ASSET_ALIAS,
+        aws_conn_id: str | None = "aws_default",
+        **kwargs,
+    ) -> None:
+        super().__init__(outlets=[AssetAlias(asset_alias)], **kwargs)
+        self.request = request
+        self.manifest = manifest
+        self.asset_alias = asset_alias
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        request, total = self.request, int(self.manifest["total"])
+        hook = s3_hook(self.aws_conn_id, request.get("sse"))
+        output = S3Uri.parse(request["output_uri"], "output_uri", prefix=True)
+        others = {"staging area": S3Uri.parse(request["staging_uri"], "staging_uri", prefix=True)}
+        if request.get("input_uri"):
+            others["input"] = S3Uri.parse(request["input_uri"], "input_uri", prefix=True)
+        check_disjoint(output, others)
+
+        staged = list_staged_output(hook, job_output_uri(request))
+        checked = check_complete(hook, staged, total)
+        started = context["dag_run"].start_date if context.get("dag_run") else None
+        summary = run_summary(
+            checked,
+            run_id=request["run_id"],
+            dag_id=request["dag_id"],
+            pipeline=request["pipeline"],
+            backend=request["backend"],
+            model=request["model"]["name"],
+            input=request.get("input_uri") or request["manifest_uri"],
+            manifest_uri=self.manifest["manifest_uri"],
+            output_uri=output.uri,
+            published_at=datetime.now(UTC).isoformat(),
+            run_seconds=(
+                round((datetime.now(UTC) - started).total_seconds(), 3) if started else None
+            ),
+        )
+        summary_uri = replace_publication(hook, checked, output, summary)
+        self.log.info(
+            "Published %d rows (%d errors, %s images/s) to %s",
+            checked.rows,
+            checked.errors,
+            summary["images_per_second"],
+            output,
+        )
+        result = {
+            "output_uri": output.uri,
+            "rows": checked.rows,
+            "errors": checked.errors,
+            "summary_uri": summary_uri.uri,
+        }
+        context["outlet_events"][AssetAlias(self.asset_alias)].add(
+            Asset(output.uri),
+            extra={**result, "model": summary["model"], "run_id": summary["run_id"]},
+        )
+        return result

@@ -1,0 +1,151 @@
+"""Publish a run's staged output to its final prefix, all or nothing for readers of ``_SUCCESS``.
+
+1. :func:`check_complete` refuses output with a missing part or metrics part, partitions that do
+   not cover the manifest exactly, or a row count other than the manifest's total.
+2. :func:`replace_publication` deletes ``_SUCCESS`` first (readers stop trusting the prefix),
+   copies the parts into place, deletes objects of any earlier publication that are not part of
+   this one, then writes ``_run_summary.json`` and, last, ``_SUCCESS``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+from emr_inference import s3
+from emr_inference.s3 import S3Uri
+from emr_inference.staged_output import StagedOutput
+
+log = logging.getLogger(__name__)
+
+SUCCESS_NAME = "_SUCCESS"
+SUMMARY_NAME = "_run_summary.json"
+
+
+class IncompleteOutputError(RuntimeError):
+    """The staged output is not a complete result of the manifest; nothing was published."""
+
+
+@dataclass(frozen=True)
+class CheckedOutput:
+    """Staged output that passed :func:`check_complete`, with its metrics."""
+
+    staged: StagedOutput
+    metrics: dict[int, dict[str, Any]]
+
+    @property
+    def rows(self) -> int:
+        """Rows over all partitions."""
+        return sum(m["rows"] for m in self.metrics.values())
+
+    @property
+    def errors(self) -> int:
+        """Error rows over all partitions."""
+        return sum(m.get("errors", 0) for m in self.metrics.values())
+
+
+def check_complete(hook: S3Hook, staged: StagedOutput, total: int) -> CheckedOutput:
+    """Raise :class:`IncompleteOutputError` unless ``staged`` holds every row of the manifest."""
+    problems = []
+    if missing := sorted(set(staged.metrics_keys) - set(staged.parts)):
+        problems.append(f"partitions {missing} have a metrics part but no part-NNNNN.jsonl")
+    if missing := sorted(set(staged.parts) - set(staged.metrics_keys)):
+        problems.append(f"partitions {missing} have a part but no _metrics/part-NNNNN.json")
+    metrics = staged.metrics(hook)
+    position = 0
+    for partition, m in sorted(metrics.items(), key=lambda item: item[1].get("first_index", 0)):
+        first, end = m.get("first_index"), m.get("end_index")
+        if first != position:
+            problems.append(
+                f"partition {partition} starts at manifest position {first}, expected {position}"
+                " (a partition is missing or overlaps)"
+            )
+        if isinstance(end, int):
+            position = end
+    if position != total:
+        problems.append(f"partitions cover manifest positions [0, {position}), expected {total}")
+    rows = sum(int(m.get("rows", 0)) for m in metrics.values())
+    if rows != total:
+        problems.append(f"{rows} rows staged, manifest total is {total}")
+    if staged.other_keys:
+        problems.append(f"unexpected objects in the staged output: {staged.other_keys[:5]}")
+    if problems:
+        raise IncompleteOutputError(
+            f"Refusing to publish {staged.prefix}: " + "; ".join(problems) + ". Nothing published."
+        )
+    return CheckedOutput(staged, metrics)
+
+
+def check_disjoint(output: S3Uri, others: dict[str, S3Uri]) -> None:
+    """Refuse an ``output_uri`` that overlaps another prefix of the run (input, staging, ...).
+
+    Publishing deletes every object under ``output_uri`` that it did not write; an output prefix
+    containing (or inside) the input or the staging area would destroy them.
+    """
+    for name, other in others.items():
+        if other.bucket == output.bucket and (
+            other.key.startswith(output.key) or output.key.startswith(other.key)
+        ):
+            raise ValueError(f"output_uri: {output} overlaps the {name} at {other}")
+
+
+def run_summary(checked: CheckedOutput, **context: Any) -> dict[str, Any]:
+    """The ``_run_summary.json`` document: counts, errors by type, throughput, plus ``context``.
+
+    ``job_seconds`` spans from the earliest partition start (its metrics part's LastModified minus
+    its ``wall_seconds``) to the last part written: the time the cluster spent on inference.
+    """
+    metrics = checked.metrics.values()
+    errors_by_type: Counter[str] = Counter()
+    for m in metrics:
+        errors_by_type.update(m.get("errors_by_type", {}))
+    modified = checked.staged.modified
+    starts = [
+        modified[checked.staged.metrics_keys[p]].timestamp() - m.get("wall_seconds", 0.0)
+        for p, m in checked.metrics.items()
+    ]
+    job_seconds = max(t.timestamp() for t in modified.values()) - min(starts) if starts else 0.0
+    return {
+        **context,
+        "rows": checked.rows,
+        "predicted": sum(m.get("predicted", 0) for m in metrics),
+        "errors": checked.errors,
+        "errors_by_type": dict(sorted(errors_by_type.items())),
+        "partitions": len(checked.metrics),
+        "job_seconds": round(job_seconds, 3),
+        "images_per_second": round(checked.rows / job_seconds, 2) if job_seconds > 0 else None,
+        "seconds_by_stage": {
+            stage: round(sum(m.get(f"{stage}_seconds", 0.0) for m in metrics), 3)
+            for stage in ("download", "decode", "inference", "wall")
+        },
+    }
+
+
+def replace_publication(
+    hook: S3Hook, checked: CheckedOutput, output: S3Uri, summary: dict[str, Any]
+) -> S3Uri:
+    """Make ``output`` hold exactly the checked parts, ``_run_summary.json`` and ``_SUCCESS``.
+
+    Returns the summary's URI. ``output`` must not contain the staged output: the stale-object
+    sweep would delete it.
+    """
+    check_disjoint(output, {"staged output": checked.staged.prefix})
+    success, summary_uri = output.join(SUCCESS_NAME), output.join(SUMMARY_NAME)
+    s3.delete(hook, output.bucket, [success.key])
+    source_prefix = checked.staged.prefix.key
+    published = {success.key, summary_uri.key}
+    sources = sorted([*checked.staged.parts.values(), *checked.staged.metrics_keys.values()])
+    for key in sources:
+        dest = output.join(key[len(source_prefix) :])
+        s3.copy(hook, S3Uri(checked.staged.prefix.bucket, key), dest)
+        published.add(dest.key)
+    stale = [e["Key"] for e in s3.iter_objects(hook, output) if e["Key"] not in published]
+    s3.delete(hook, output.bucket, stale)
+    log.info("Published %d objects to %s, removed %d stale ones", len(sources), output, len(stale))
+    s3.write_json(hook, summary_uri, summary)
+    s3.write_bytes(hook, success, b"")
+    return summary_uri
