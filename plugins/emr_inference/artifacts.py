@@ -1,0 +1,88 @@
+"""The job's artifacts (zip, entry point, bootstrap script and its requirements), content-addressed.
+
+Each file is staged at ``<artifacts_uri><sha256>/<file name>``: the key changes exactly when the
+bytes do, so a cluster never runs a half-replaced artifact, runs of different code versions never
+see each other's files, and an unchanged file is not uploaded again.
+
+Where the sources live: this module finds the repository from its own location
+(``plugins/emr_inference/`` -> the repository root holding ``spark_jobs/`` and ``include/``), or
+from ``EMR_INFERENCE_PROJECT_ROOT`` when the deployment lays the folders out differently.
+:func:`import_job_package` is the one place that puts ``spark_jobs/`` on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+from emr_inference import s3
+from emr_inference.s3 import S3Uri
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT_ENV = "EMR_INFERENCE_PROJECT_ROOT"
+
+
+def project_root() -> Path:
+    """The folder holding ``spark_jobs/`` and ``include/`` (see the module docstring)."""
+    return Path(os.environ.get(PROJECT_ROOT_ENV) or Path(__file__).resolve().parents[2])
+
+
+def bootstrap_files() -> dict[str, Path]:
+    """The EMR bootstrap action and the hashed requirements file it installs."""
+    folder = project_root() / "include" / "bootstrap"
+    return {
+        "bootstrap": folder / "install_job_deps.sh",
+        "bootstrap_requirements": folder / "requirements-emr.txt",
+    }
+
+
+def import_job_package():
+    """Import ``batch_inference.package`` (H1's zip builder), adding ``spark_jobs/`` to sys.path."""
+    spark_jobs = str(project_root() / "spark_jobs")
+    if spark_jobs not in sys.path:
+        sys.path.append(spark_jobs)
+    from batch_inference import package
+
+    return package
+
+
+def build_artifacts(build_dir: Path) -> dict[str, Path]:
+    """Build the job zip in ``build_dir``; return every artifact's local path by XCom name."""
+    package = import_job_package()
+    return {
+        "job_zip": package.build_job_zip(build_dir / "batch_inference.zip"),
+        "entry_point": package.ENTRY_POINT,
+        **bootstrap_files(),
+    }
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stage_file(hook: S3Hook, path: Path, artifacts: S3Uri) -> S3Uri:
+    """Upload ``path`` to ``<artifacts><sha256>/<name>`` unless that object already exists."""
+    dest = artifacts.join(sha256_file(path), path.name)
+    if s3.exists(hook, dest):
+        log.info("Unchanged, not uploaded again: %s", dest)
+    else:
+        hook.load_file(path, key=dest.key, bucket_name=dest.bucket, replace=True)
+        log.info("Uploaded %s to %s", path, dest)
+    return dest
+
+
+def stage_artifacts(hook: S3Hook, files: dict[str, Path], artifacts_uri: str) -> dict[str, str]:
+    """Stage every file; returns ``{name: s3 uri}`` (the ``stage_job_artifacts`` XCom)."""
+    artifacts = S3Uri.parse(artifacts_uri, "artifacts_uri", prefix=True)
+    return {name: stage_file(hook, path, artifacts).uri for name, path in files.items()}
