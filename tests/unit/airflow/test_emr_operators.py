@@ -1,0 +1,280 @@
+"""The EMR-backend operators against moto's EMR (in-process) and botocore's Stubber.
+
+moto covers cluster and step creation, listing and termination; moto never moves a step to a
+terminal state, so the sensor's state transitions are replayed through botocore's Stubber.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+import boto3
+import pytest
+from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from botocore.stub import Stubber
+from emr_inference.operators.emr import (
+    EmrCreateClusterOperator,
+    EmrInferenceStepSensor,
+    EmrSubmitStepOperator,
+    EmrTerminateClusterOperator,
+)
+from emr_inference.request import job_output_uri, resolve_request
+from moto import mock_aws
+
+from tests.unit.airflow.pipeline_fixtures import pipeline
+
+REGION = "us-east-1"
+ARTIFACTS = {
+    "job_zip": "s3://out-bucket/artifacts/unit/batch_inference-01.zip",
+    "entry_point": "s3://out-bucket/artifacts/unit/main-02.py",
+    "bootstrap": "s3://out-bucket/artifacts/unit/install_job_deps-03.sh",
+}
+MANIFEST = {"manifest_uri": "s3://out-bucket/_staging/m/manifest.json", "total": 4, "shards": 1}
+AWS = {"aws_conn_id": None, "region_name": REGION}
+
+
+class RecordingTI:
+    """The slice of a task instance the provider operators use: XCom pushes for console links."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    with mock_aws():
+        yield boto3.client("emr", region_name=REGION)
+
+
+@pytest.fixture
+def context():
+    return {"ti": RecordingTI()}
+
+
+def make_request(run_id: str = "manual__2026-11-22T00:00:00+00:00") -> dict:
+    return resolve_request(
+        pipeline(cluster={"log_uri": "s3://logs/emr/"}),
+        {"partition_date": "2026-11-22"},
+        dag_id="unit",
+        run_id=run_id,
+        data_interval_end=None,
+    )
+
+
+def create(request: dict) -> EmrCreateClusterOperator:
+    return EmrCreateClusterOperator(
+        task_id="create_cluster", request=request, artifacts=ARTIFACTS, **AWS
+    )
+
+
+def test_create_builds_the_cluster_and_a_retry_reuses_it(aws, context):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+
+    cluster = aws.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    tags = {tag["Key"]: tag["Value"] for tag in cluster["Tags"]}
+    assert tags["run_id"] == request["run_id"] and tags["dag_id"] == "unit"
+    assert {app["Name"] for app in cluster["Applications"]} >= {"Spark", "MXNet"}
+    assert cluster["ReleaseLabel"] == "emr-7.2.0"
+
+    assert create(request).execute(context) == cluster_id  # the retry finds it
+    assert len(aws.list_clusters()["Clusters"]) == 1
+
+    other = create(make_request("manual__2026-11-23T00:00:00+00:00")).execute(context)
+    assert other != cluster_id  # another run gets its own cluster
+    aws.terminate_job_flows(JobFlowIds=[cluster_id])
+    assert create(request).execute(context) not in (cluster_id, other)  # dead ones are not reused
+
+
+def submit(request: dict, cluster_id: str) -> EmrSubmitStepOperator:
+    return EmrSubmitStepOperator(
+        task_id="submit_inference_step",
+        request=request,
+        artifacts=ARTIFACTS,
+        manifest=MANIFEST,
+        cluster_id=cluster_id,
+        **AWS,
+    )
+
+
+def test_submit_adds_the_step_once(aws, context):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    step_id = submit(request, cluster_id).execute(context)
+
+    step = aws.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]
+    args = step["Config"]["Args"]
+    assert step["Config"]["Jar"] == "command-runner.jar"
+    assert args[0] == "spark-submit" and MANIFEST["manifest_uri"] in args
+    assert step["ActionOnFailure"] == "CONTINUE"
+
+    assert submit(request, cluster_id).execute(context) == step_id  # the retry reuses it
+    assert len(aws.list_steps(ClusterId=cluster_id)["Steps"]) == 1
+
+
+def test_terminate_ends_the_cluster_and_tolerates_no_cluster(aws, context):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    EmrTerminateClusterOperator(
+        task_id="terminate_cluster", request=request, cluster_id=cluster_id, **AWS
+    ).execute(context)
+    state = aws.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+    assert state in ("TERMINATING", "TERMINATED")
+
+    EmrTerminateClusterOperator(
+        task_id="terminate_cluster", request=request, cluster_id=None, **AWS
+    ).execute(context)  # create_cluster made nothing: nothing to do, no error
+
+
+# --- the sensor: state transitions replayed with botocore's Stubber --------------------------
+
+
+def step_response(state: str, **status) -> dict:
+    """A DescribeStep answer for a step that started 100 s ago."""
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=100)
+    return {
+        "Step": {
+            "Id": "s-1",
+            "Name": "batch-inference",
+            "Status": {"State": state, "Timeline": {"StartDateTime": started}, **status},
+        }
+    }
+
+
+CLUSTER = {"Cluster": {"Id": "j-1", "Name": "c", "Status": {"State": "WAITING"}}}
+
+
+def sensor(request: dict, **kwargs) -> EmrInferenceStepSensor:
+    return EmrInferenceStepSensor(
+        task_id="wait_for_inference_step",
+        request=request,
+        manifest=MANIFEST,
+        cluster_id="j-1",
+        step_id="s-1",
+        poke_interval=60,
+        **AWS,
+        **kwargs,
+    )
+
+
+def stub_pokes(task: EmrInferenceStepSensor, *responses: dict) -> Stubber:
+    stubber = Stubber(task.hook.conn)
+    for response in responses:
+        stubber.add_response("describe_step", response, {"ClusterId": "j-1", "StepId": "s-1"})
+        stubber.add_response("describe_cluster", CLUSTER, {"ClusterId": "j-1"})  # console links
+    stubber.activate()
+    return stubber
+
+
+def stage_metrics(request: dict, rows_by_partition: dict[int, int]) -> None:
+    """Write the job's metrics parts, as finished partitions would, into (moto's) S3."""
+    s3 = boto3.client("s3", region_name=REGION)
+    bucket, _, prefix = job_output_uri(request)[len("s3://") :].partition("/")
+    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=bucket)
+    for partition, rows in rows_by_partition.items():
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"{prefix}_metrics/part-{partition:05d}.json",
+            Body=json.dumps({"partition": partition, "rows": rows}),
+        )
+
+
+def test_sensor_goes_pending_running_completed_logging_progress(aws, context, capsys):
+    request = make_request()
+    task = sensor(request)
+    stubber = stub_pokes(
+        task, step_response("PENDING"), step_response("RUNNING"), step_response("COMPLETED")
+    )
+    assert task.poke(context) is False
+    stage_metrics(request, {0: 2})
+    assert task.poke(context) is False
+    logs = capsys.readouterr().out  # task logs go through structlog to stdout
+    # 2 images ~100 s after the step started: ~0.02 images/s, the other 2 in ~100 s more
+    found = re.search(
+        r"Progress: 2/4 images \(50\.0%\), ([\d.]+) images/s, ETA 0:(\d\d):(\d\d)", logs
+    )
+    assert found, logs
+    assert 0.015 < float(found.group(1)) <= 0.02
+    assert 95 <= int(found.group(2)) * 60 + int(found.group(3)) <= 140
+    stage_metrics(request, {1: 2})
+    assert task.poke(context) is True
+    assert "Progress: 4/4 images (100.0%)" in capsys.readouterr().out
+    stubber.assert_no_pending_responses()
+
+
+def test_sensor_failure_raises_with_reason_and_log_file(aws, context):
+    request = make_request()
+    task = sensor(request)
+    failure = {
+        "Reason": "Job failed: error rate 0.4 above --max-error-rate 0.1",
+        "Message": "Exception in thread main",
+        "LogFile": "s3://logs/emr/j-1/steps/s-1/stderr.gz",
+    }
+    stub_pokes(task, step_response("RUNNING"), step_response("FAILED", FailureDetails=failure))
+    assert task.poke(context) is False
+    with pytest.raises(AirflowException) as info:
+        task.poke(context)
+    message = str(info.value)
+    assert "s-1" in message and "FAILED" in message
+    assert failure["Reason"] in message
+    assert failure["LogFile"] in message
+
+
+def test_sensor_cancelled_without_details_reports_the_cluster_reason(aws, context):
+    task = sensor(make_request())
+    stubber = stub_pokes(task, step_response("CANCELLED"))
+    terminated = {
+        "Cluster": {
+            "Id": "j-1",
+            "Name": "c",
+            "Status": {
+                "State": "TERMINATED_WITH_ERRORS",
+                "StateChangeReason": {"Message": "Bootstrap failure"},
+            },
+        }
+    }
+    stubber.add_response("describe_cluster", terminated, {"ClusterId": "j-1"})
+    with pytest.raises(AirflowException, match="TERMINATED_WITH_ERRORS: 'Bootstrap failure'"):
+        task.poke(context)
+
+
+def test_deferrable_sensor_hands_waiting_to_the_provider_trigger(aws, context):
+    task = sensor(make_request(), deferrable=True, progress_interval=300)
+    stub_pokes(task, step_response("RUNNING"), step_response("RUNNING"), step_response("COMPLETED"))
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, EmrStepSensorTrigger)
+    assert deferred.value.method_name == "execute_complete"
+    assert trigger.attempts == 5  # wakes every 300 s to log progress
+    # the trigger gave up polling while the step still runs: defer again
+    with pytest.raises(TaskDeferred):
+        task.execute_complete(context, {"status": "error", "message": "max attempts"})
+    assert task.execute_complete(context, {"status": "success"}) is None
+
+
+def test_on_kill_cancels_the_step(aws):
+    task = sensor(make_request())
+    stubber = Stubber(task.hook.conn)
+    stubber.add_response(
+        "cancel_steps",
+        {"CancelStepsInfoList": [{"StepId": "s-1", "Status": "SUBMITTED"}]},
+        {"ClusterId": "j-1", "StepIds": ["s-1"], "StepCancellationOption": "TERMINATE_PROCESS"},
+    )
+    with stubber:
+        task.on_kill()
+    stubber.assert_no_pending_responses()
