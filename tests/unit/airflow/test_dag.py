@@ -134,7 +134,7 @@ def test_trigger_conf_is_validated_by_the_serialized_dag(dags):
     dag = dags["demo"]
     values = _trigger_params(dag, {"partition_date": "2026-11-22", "top_k": 1})
     assert values["top_k"] == 1
-    assert values["model"]["name"] == "digits"
+    assert values["model"]["name"] == "digits-cnn"
 
 
 @pytest.mark.parametrize(
