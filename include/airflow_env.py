@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from include.local_s3 import DUMMY_CREDENTIALS
 
@@ -27,6 +28,8 @@ SIMPLE_AUTH_MANAGER = (
     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 )
 ADMIN_USER = "admin"
+# What `GET /api/v2/monitor/health` reports on; all "healthy" means the whole Airflow is up.
+HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 # What DAG files and tasks may import, the same as pytest's ``pythonpath`` in pyproject.toml.
 IMPORT_ROOTS = (REPO_ROOT, REPO_ROOT / "plugins", REPO_ROOT / "spark_jobs")
 
@@ -93,3 +96,8 @@ def airflow_env(
 def simple_auth_passwords_file(home: Path) -> Path:
     """Where the simple auth manager keeps (and ``airflow standalone`` generates) passwords."""
     return home / "simple_auth_manager_passwords.json.generated"
+
+
+def is_healthy(health: Mapping[str, Any]) -> bool:
+    """Whether a ``/api/v2/monitor/health`` answer reports every component healthy."""
+    return all((health.get(part) or {}).get("status") == "healthy" for part in HEALTH_COMPONENTS)

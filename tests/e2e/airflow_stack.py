@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,11 +40,11 @@ from typing import Any
 
 import requests
 
-from include.airflow_env import ADMIN_USER, airflow_env, simple_auth_passwords_file
+from include.airflow_env import ADMIN_USER, airflow_env, is_healthy, simple_auth_passwords_file
 from include.local_s3 import free_port
+from include.process_group import reap_group, signal_group
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 LOG_TAIL_LINES = 80
 
@@ -62,20 +62,6 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     if not path.exists():
         return "(no log)"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _stop_process_group(process: subprocess.Popen, timeout: float) -> None:
-    """SIGTERM the process's group, then SIGKILL it if it has not exited within ``timeout``."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        process.wait()
 
 
 def _isoformat(value: datetime | str | None) -> str | None:
@@ -181,11 +167,9 @@ class AirflowStack:
     def stop(self, timeout: float = 20.0) -> None:
         """Stop every component: SIGTERM all process groups, then wait (SIGKILL after timeout)."""
         for process in self.processes.values():
-            if process.poll() is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
+            signal_group(process, signal.SIGTERM)
         for process in self.processes.values():
-            _stop_process_group(process, timeout)
+            reap_group(process, timeout)
 
     def log_tails(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last ``lines`` lines of every process log, for failure reports."""
@@ -205,12 +189,9 @@ class AirflowStack:
                         f"airflow {name} exited with code {process.returncode}\n{self.log_tails()}"
                     )
             try:
-                health = self.session.get(f"{self.base_url}/api/v2/monitor/health", timeout=5)
-                health = health.json()
-                if all(
-                    (health.get(part) or {}).get("status") == "healthy"
-                    for part in HEALTH_COMPONENTS
-                ):
+                reply = self.session.get(f"{self.base_url}/api/v2/monitor/health", timeout=5)
+                health = reply.json()
+                if is_healthy(health):
                     return
             except (requests.RequestException, ValueError):
                 pass
