@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -101,15 +102,19 @@ def partition_task(
 
 
 def configure_logging() -> None:
-    """INFO logs of this package to stderr (Spark keeps them in the driver/executor logs)."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    logging.getLogger("batch_inference").setLevel(logging.INFO)
-    for noisy in ("botocore", "boto3", "urllib3", "py4j"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    """INFO logs of this package to stderr, whatever the root logger's configuration.
+
+    On the driver, spark-submit merges the Python process's stderr into its own stdout (the EMR
+    step's stdout log); on executors it lands in the executor's stderr log.
+    """
+    logger = logging.getLogger("batch_inference")
+    if not any(getattr(handler, "_batch_inference", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._batch_inference = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def run_job(config: JobConfig) -> dict:
