@@ -73,6 +73,18 @@ def fetch_s3_keys(bucket: str, prefix: str, s3_client) -> list[str]:
     return all_keys
 
 
+def pad_keys(keys: list[str], batch: int) -> tuple[list[str], int]:
+    """The blog's padding: repeat the first keys up to a multiple of ``batch`` (reduced to the key
+    count when there are fewer keys); returns the padded list and the batch size."""
+    n_keys = len(keys)
+    if n_keys < batch:
+        batch = n_keys
+    n_partitions = n_keys // batch
+    if n_partitions * batch != n_keys:
+        keys = keys + keys[: batch - (n_keys - n_partitions * batch)]
+    return keys, batch
+
+
 def download_object(key: str, bucket: str) -> bytearray | None:
     """Download one object into memory, with a new client (as the blog did)."""
     s3_obj = get_s3client().get_object(Bucket=bucket, Key=key)
@@ -176,11 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     keys = fetch_s3_keys(args["bucket"], args["prefix"], s3_client)
     keys = list(filter(lambda x: x.endswith(args["extension"]), keys))
     n_keys = len(keys)
-    if n_keys < args["batch"]:
-        args["batch"] = n_keys
-    n_partitions = n_keys // args["batch"]
-    if n_partitions * args["batch"] != n_keys:
-        keys.extend(keys[: args["batch"] - (n_keys - n_partitions * args["batch"])])
+    keys, args["batch"] = pad_keys(keys, args["batch"])
     n_partitions = len(keys) // args["batch"]
     log.info("number of keys:%d, n_partitions:%d", len(keys), n_partitions)
 

@@ -48,11 +48,11 @@ class Dataset:
     @classmethod
     def parse(cls, text: str) -> Dataset:
         """Parse ``kind:bucket:prefix:count``."""
-        try:
-            kind, bucket, prefix, count = text.split(":")
-            return cls(kind, bucket, prefix, int(count))
-        except ValueError as exc:
-            raise ValueError(f"--dataset must be kind:bucket:prefix:count, got {text!r}") from exc
+        parts = text.split(":")
+        if len(parts) != 4 or not parts[3].isdigit():
+            raise ValueError(f"--dataset must be kind:bucket:prefix:count, got {text!r}")
+        kind, bucket, prefix, count = parts
+        return cls(kind, bucket, prefix, int(count))
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.bucket}:{self.prefix}:{self.count}"

@@ -33,16 +33,27 @@ class SparkRun:
     driver_peak_rss: int
 
 
-def driver_rss(root: psutil.Process) -> int:
-    """RSS in bytes of ``root`` and its children except ``pyspark.daemon`` (Python workers)."""
-    total = 0
-    for process in [root, *root.children()]:
+def driver_processes(root: psutil.Process) -> list[psutil.Process]:
+    """``root`` and its direct children except ``pyspark.daemon`` (the Python workers' parent)."""
+    processes = [root]
+    for child in root.children():
         try:
-            if process is not root and "pyspark.daemon" in " ".join(process.cmdline()):
-                continue
-            total += process.memory_info().rss
+            if "pyspark.daemon" not in " ".join(child.cmdline()):
+                processes.append(child)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
+    return processes
+
+
+def driver_rss(root: psutil.Process) -> int:
+    """Summed RSS in bytes of :func:`driver_processes`."""
+    total = 0
+    for process in driver_processes(root):
+        try:
+            total += process.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            if process is root:
+                raise
     return total
 
 

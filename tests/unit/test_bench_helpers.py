@@ -1,0 +1,96 @@
+"""Benchmark helpers: deterministic inputs, the blog's batching, driver process selection."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from bench.blog_flow import load_images, pad_keys
+from bench.dataset import photo_jpeg, tiny_png
+from bench.preloaded_s3 import Dataset
+from bench.spark_run import driver_processes, driver_rss
+
+
+def test_photos_are_deterministic_camera_sized_jpegs() -> None:
+    first, again, other = photo_jpeg(7), photo_jpeg(7), photo_jpeg(8)
+    assert first == again
+    assert first != other
+    image = Image.open(io.BytesIO(first))
+    assert image.format == "JPEG"
+    width, height = image.size
+    assert 480 <= width <= 520 and 360 <= height <= 390
+    assert 15_000 < len(first) < 120_000  # a real photo's size, not a flat colour
+
+
+def test_tiny_png_is_a_small_png() -> None:
+    image = Image.open(io.BytesIO(tiny_png(3)))
+    assert (image.format, image.size) == ("PNG", (8, 8))
+
+
+def test_dataset_spec_round_trips_and_names_keys() -> None:
+    dataset = Dataset.parse("photo:photos:images/:2000")
+    assert dataset == Dataset("photo", "photos", "images/", 2000)
+    assert Dataset.parse(str(dataset)) == dataset
+    assert dataset.key(12) == "images/00000012.jpg"
+    assert dataset.uri == "s3://photos/images/"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [("photo:b:p", "kind:bucket:prefix:count"), ("gif:b:p:1", "kind must be one of")],
+)
+def test_dataset_spec_errors_name_the_problem(text: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Dataset.parse(text)
+
+
+def test_blog_padding_repeats_first_keys_to_whole_batches() -> None:
+    keys = [f"k{i}" for i in range(130)]
+    padded, batch = pad_keys(keys, 64)
+    assert batch == 64
+    assert len(padded) == 192
+    assert padded[130:] == keys[:62]
+    assert pad_keys(keys[:10], 64) == (keys[:10], 10)  # fewer keys than a batch
+
+
+def test_blog_decodes_a_partition_into_one_uint8_nchw_array() -> None:
+    batch = load_images([photo_jpeg(0), photo_jpeg(1)])
+    assert batch.shape == (2, 3, 224, 224)
+    assert batch.dtype == np.uint8
+
+
+def test_driver_processes_leave_out_the_python_worker_daemon() -> None:
+    # A stand-in for the driver JVM: one ordinary child and one whose command line says
+    # pyspark.daemon, like the parent of Spark's Python workers.
+    script = (
+        "import subprocess, sys, time\n"
+        "sleep = [sys.executable, '-c', 'import time; time.sleep(60)']\n"
+        "children = [subprocess.Popen(sleep + ['driver']),\n"
+        "            subprocess.Popen(sleep + ['-m', 'pyspark.daemon'])]\n"
+        "time.sleep(60)\n"
+    )
+    root = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        parent = psutil.Process(root.pid)
+        deadline = time.monotonic() + 20
+        while len(parent.children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        selected = driver_processes(parent)
+        commands = [" ".join(process.cmdline()) for process in selected]
+        assert selected[0].pid == root.pid
+        assert len(selected) == 2
+        assert "driver" in commands[1]
+        assert not any("pyspark.daemon" in command for command in commands[1:])
+        assert driver_rss(parent) >= parent.memory_info().rss
+    finally:
+        for child in psutil.Process(root.pid).children():
+            child.kill()
+        root.kill()
+        root.wait()
