@@ -172,7 +172,11 @@ def bind_model(
         module = mx.mod.Module(
             symbol, data_names=[spec.input_name], label_names=label_names, context=mx.cpu()
         )
-        module.bind(data_shapes=[(spec.input_name, data_shape)], for_training=False)
+        module.bind(
+            data_shapes=[(spec.input_name, data_shape)],
+            label_shapes=[(name, (batch_size,)) for name in label_names] or None,
+            for_training=False,
+        )
         module.set_params(arg_params, aux_params, allow_missing=False, allow_extra=True)
     except ModelLoadError:
         raise

@@ -1,0 +1,124 @@
+"""Model loading (verification, cache, labels), padding of short batches, softmax and top-k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from batch_inference import model as model_module
+from batch_inference.batching import chunked, top_k
+from batch_inference.config import ModelSpec
+from batch_inference.errors import ModelLoadError
+from batch_inference.model import bind_model, load_model, sha256_hex, softmax
+
+from tests.support.tiny_model import reference_logits, tiny_model_files
+
+SIZE = 8
+
+
+@pytest.mark.parametrize("softmax_output", [False, True], ids=["logits", "SoftmaxOutput"])
+def test_short_batches_are_padded_and_the_padding_dropped(softmax_output):
+    symbol, params, labels, weights = tiny_model_files(4, SIZE, softmax_output)
+    spec = ModelSpec("tiny", "s3://b/s", "s3://b/p", "s3://b/l")
+    model = bind_model(spec, symbol, params, labels, batch_size=4, image_size=SIZE)
+    assert model.outputs_probabilities is softmax_output
+    batch = np.random.default_rng(1).normal(size=(3, 3, SIZE, SIZE)).astype(np.float32)
+    probabilities = model.predict(batch)
+    assert probabilities.shape == (3, 4)
+    np.testing.assert_allclose(probabilities, softmax(reference_logits(weights, batch)), atol=1e-5)
+    with pytest.raises(ValueError, match="batch of 5 images for a model bound to 4"):
+        model.predict(np.zeros((5, 3, SIZE, SIZE), dtype=np.float32))
+
+
+def test_chunked_keeps_every_item_once_with_a_short_last_chunk():
+    assert list(chunked(map(str, range(7)), 3)) == [["0", "1", "2"], ["3", "4", "5"], ["6"]]
+    assert list(chunked([], 3)) == []
+
+
+def test_top_k_is_sorted_labelled_and_capped_at_the_class_count():
+    labels = ["a", "b", "c"]
+    assert top_k(np.array([0.2, 0.5, 0.3]), labels, 2) == [
+        {"label": "b", "index": 1, "probability": 0.5},
+        {"label": "c", "index": 2, "probability": 0.3},
+    ]
+    assert [entry["index"] for entry in top_k(np.array([0.4, 0.2, 0.4]), labels, 5)] == [0, 2, 1]
+
+
+def test_softmax_rows_sum_to_one_even_for_large_logits():
+    probabilities = softmax(np.array([[1000.0, 1000.0, -1000.0]]))
+    np.testing.assert_allclose(probabilities, [[0.5, 0.5, 0.0]])
+
+
+class CountingClient:
+    """An S3 client stand-in serving fixed objects and counting downloads."""
+
+    def __init__(self, objects: dict[str, bytes]):
+        self.objects, self.calls = objects, 0
+
+    def get_object(self, Bucket, Key):  # noqa: N803 - boto3's parameter names
+        import io
+
+        self.calls += 1
+        return {"Body": io.BytesIO(self.objects[f"s3://{Bucket}/{Key}"])}
+
+
+@pytest.fixture
+def tiny_files():
+    symbol, params, labels, _ = tiny_model_files(image_size=SIZE)
+    objects = {
+        "s3://m/symbol.json": symbol.encode(),
+        "s3://m/model.params": params,
+        "s3://m/labels.txt": "".join(f"{label}\n" for label in labels).encode(),
+    }
+    model_module._CACHE.clear()
+    yield objects
+    model_module._CACHE.clear()
+
+
+def spec_for(objects: dict[str, bytes], **overrides) -> ModelSpec:
+    fields = dict(
+        name="tiny",
+        symbol_uri="s3://m/symbol.json",
+        params_uri="s3://m/model.params",
+        labels_uri="s3://m/labels.txt",
+        symbol_sha256=sha256_hex(objects["s3://m/symbol.json"]),
+        params_sha256=sha256_hex(objects["s3://m/model.params"]),
+        labels_sha256=sha256_hex(objects["s3://m/labels.txt"]),
+    )
+    return ModelSpec(**{**fields, **overrides})
+
+
+def test_a_model_is_downloaded_once_per_worker_process(tiny_files):
+    client = CountingClient(tiny_files)
+    first = load_model(client, spec_for(tiny_files), batch_size=2, image_size=SIZE)
+    second = load_model(client, spec_for(tiny_files), batch_size=2, image_size=SIZE)
+    assert first is second and client.calls == 3
+    assert first.labels == ["class-0", "class-1", "class-2", "class-3"]
+
+
+def test_a_sha256_mismatch_names_the_file_and_both_digests(tiny_files):
+    spec = spec_for(tiny_files, params_sha256="ab" * 32)
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(CountingClient(tiny_files), spec, batch_size=2, image_size=SIZE)
+    message = str(caught.value)
+    assert "sha256 mismatch for --model-params s3://m/model.params" in message
+    assert "ab" * 32 in message and sha256_hex(tiny_files["s3://m/model.params"]) in message
+
+
+def test_labels_must_match_the_number_of_classes(tiny_files):
+    tiny_files["s3://m/labels.txt"] = b"only\nthree\nlabels\n"
+    spec = spec_for(tiny_files, labels_sha256=None)
+    with pytest.raises(ModelLoadError, match="has 3 labels but the model outputs 4 classes"):
+        load_model(CountingClient(tiny_files), spec, batch_size=2, image_size=SIZE)
+
+
+def test_a_wrong_input_name_is_reported(tiny_files):
+    spec = spec_for(tiny_files, input_name="image")
+    with pytest.raises(ModelLoadError, match="--input-name 'image' is not an input"):
+        load_model(CountingClient(tiny_files), spec, batch_size=2, image_size=SIZE)
+
+
+def test_corrupt_params_are_a_model_load_error(tiny_files):
+    tiny_files["s3://m/model.params"] = b"not an ndarray file"
+    spec = spec_for(tiny_files, params_sha256=None)
+    with pytest.raises(ModelLoadError, match="cannot load model 'tiny'"):
+        load_model(CountingClient(tiny_files), spec, batch_size=2, image_size=SIZE)
