@@ -1,0 +1,391 @@
+"""The ``local`` backend: a real Spark standalone cluster on loopback, the local twin of EMR.
+
+A cluster is a master and N workers started with pyspark's ``bin/spark-class`` as detached
+processes (their own session, so they outlive the Airflow task that started them), and a step is a
+detached ``spark-submit --master spark://...`` run through a small shell wrapper that records its
+exit code. Everything a cluster owns lives in its state dir,
+``<EMR_INFERENCE_LOCAL_STATE or $AIRFLOW_HOME/local_clusters>/<cluster id>/``: ``cluster.json``
+(ports, processes), logs, the steps' files and exit codes.
+
+Every process we start carries ``EMR_INFERENCE_LOCAL_CLUSTER=<cluster id>`` in its environment,
+and so do all their descendants (executors, PySpark daemons and workers, which leave the worker's
+process group): :func:`stop_cluster` kills the recorded process groups and every process carrying
+the tag, then checks that none is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+STATE_ENV = "EMR_INFERENCE_LOCAL_STATE"
+CLUSTER_TAG_ENV = "EMR_INFERENCE_LOCAL_CLUSTER"
+STATE_FILE = "cluster.json"
+
+
+class LocalClusterError(RuntimeError):
+    """The local cluster could not be started, used or stopped."""
+
+
+def state_base() -> Path:
+    """Where local clusters keep their state: ``$EMR_INFERENCE_LOCAL_STATE`` or
+    ``$AIRFLOW_HOME/local_clusters`` (``~/airflow/local_clusters`` without AIRFLOW_HOME)."""
+    if os.environ.get(STATE_ENV):
+        return Path(os.environ[STATE_ENV])
+    home = os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow"
+    return Path(home) / "local_clusters"
+
+
+def cluster_id_for(dag_id: str, run_id: str) -> str:
+    """The cluster id of a DAG run: the same on every retry, so create is idempotent."""
+    return "local-" + hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()[:16]
+
+
+def spark_class() -> Path:
+    """pyspark's ``bin/spark-class`` (the pip-installed Spark distribution)."""
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or not spec.origin:
+        raise LocalClusterError("pyspark is not installed: the local backend needs it")
+    return Path(spec.origin).parent / "bin" / "spark-class"
+
+
+def spark_submit() -> Path:
+    """pyspark's ``bin/spark-submit``."""
+    return spark_class().with_name("spark-submit")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ProcessRecord:
+    """A process we started: pid plus its start time, so a reused pid is never killed."""
+
+    name: str
+    pid: int
+    create_time: float
+
+    def process(self) -> psutil.Process | None:
+        """The live process, or None when it has exited (or the pid was reused)."""
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - self.create_time) < 0.01 and proc.is_running():
+                return proc if proc.status() != psutil.STATUS_ZOMBIE else None
+        except psutil.Error:
+            pass
+        return None
+
+
+@dataclass
+class LocalCluster:
+    """A local cluster's state (``cluster.json`` in its state dir)."""
+
+    cluster_id: str
+    state_dir: str
+    master_port: int = 0
+    master_webui_port: int = 0
+    worker_memory: str = "2g"
+    processes: list[ProcessRecord] = field(default_factory=list)
+
+    @property
+    def master_url(self) -> str:
+        """``spark://127.0.0.1:<port>``."""
+        return f"spark://127.0.0.1:{self.master_port}"
+
+    @property
+    def path(self) -> Path:
+        """The state dir."""
+        return Path(self.state_dir)
+
+    def save(self) -> None:
+        """Write ``cluster.json`` (atomically)."""
+        tmp = self.path / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(self.path / STATE_FILE)
+
+    @classmethod
+    def load(cls, cluster_id: str) -> LocalCluster:
+        """Read the state of ``cluster_id``; :class:`LocalClusterError` if there is none."""
+        path = state_base() / cluster_id / STATE_FILE
+        if not path.exists():
+            raise LocalClusterError(f"cluster_id: no local cluster {cluster_id!r} ({path} missing)")
+        data = json.loads(path.read_text())
+        data["processes"] = [ProcessRecord(**p) for p in data["processes"]]
+        return cls(**data)
+
+    def process_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of every process of this cluster: tagged, loopback only."""
+        return {
+            **os.environ,
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "SPARK_LOG_DIR": str(self.path / "logs"),
+            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+            CLUSTER_TAG_ENV: self.cluster_id,
+            **(extra or {}),
+        }
+
+    def launch(self, name: str, command: Sequence[str], env: Mapping[str, str]) -> ProcessRecord:
+        """Start ``command`` detached (own session) with its output in ``logs/<name>.log``."""
+        log_path = self.path / "logs" / f"{name}.log"
+        with log_path.open("ab") as log_file:
+            proc = subprocess.Popen(
+                list(command),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+                cwd=self.path,
+                start_new_session=True,
+            )
+        record = ProcessRecord(name, proc.pid, psutil.Process(proc.pid).create_time())
+        self.processes.append(record)
+        self.save()
+        return record
+
+    def master_status(self) -> dict | None:
+        """The master's JSON status (``/json/``), or None while it does not answer."""
+        url = f"http://127.0.0.1:{self.master_webui_port}/json/"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return json.load(response)
+        except OSError:
+            return None
+
+    def is_running(self) -> bool:
+        """Whether the master and every worker are alive and the workers are registered."""
+        daemons = [p for p in self.processes if p.name == "master" or p.name.startswith("worker")]
+        if not daemons or any(p.process() is None for p in daemons):
+            return False
+        status = self.master_status()
+        return bool(status) and status.get("aliveworkers", 0) >= len(daemons) - 1
+
+
+def start_cluster(
+    cluster_id: str,
+    *,
+    workers: int = 1,
+    worker_cores: int = 2,
+    worker_memory: str = "2g",
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+) -> LocalCluster:
+    """Start (or find running) the cluster ``cluster_id``: a master and ``workers`` workers.
+
+    Idempotent: a running cluster with this id is returned as is; a broken one (a process died)
+    is stopped and started afresh. ``env`` is added to every process's environment (the workers
+    pass it on to their executors: S3 endpoint and credentials).
+    """
+    try:
+        existing = LocalCluster.load(cluster_id)
+        if existing.is_running():
+            return existing
+        stop_cluster(existing)
+    except LocalClusterError:
+        pass
+    state_dir = state_base() / cluster_id
+    (state_dir / "logs").mkdir(parents=True, exist_ok=True)
+    cluster = LocalCluster(cluster_id, str(state_dir), free_port(), free_port(), worker_memory)
+    cluster.save()
+    process_env = cluster.process_env(env)
+    try:
+        cluster.launch(
+            "master",
+            [str(spark_class()), "org.apache.spark.deploy.master.Master",
+             "--host", "127.0.0.1", "--port", str(cluster.master_port),
+             "--webui-port", str(cluster.master_webui_port)],
+            process_env,
+        )  # fmt: skip
+        for index in range(workers):
+            work_dir = state_dir / f"work-{index}"
+            work_dir.mkdir(exist_ok=True)
+            cluster.launch(
+                f"worker-{index}",
+                [str(spark_class()), "org.apache.spark.deploy.worker.Worker",
+                 "--host", "127.0.0.1", "--port", "0", "--webui-port", str(free_port()),
+                 "--cores", str(worker_cores), "--memory", worker_memory,
+                 "--work-dir", str(work_dir), cluster.master_url],
+                process_env,
+            )  # fmt: skip
+        _wait_for(cluster.is_running, timeout, f"{workers} worker(s) registered with the master")
+    except BaseException:
+        stop_cluster(cluster)
+        raise
+    return cluster
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise LocalClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def submit_step(
+    cluster: LocalCluster,
+    *,
+    name: str,
+    py_files: Path,
+    entry_point: Path,
+    arguments: Sequence[str],
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Launch ``spark-submit`` for the cluster, detached; return the step id.
+
+    The wrapper ``sh -c`` writes the exit code to ``steps/<id>/exit_code`` when spark-submit ends,
+    the driver log goes to ``steps/<id>/driver.log``. Arguments are passed as a list (no shell
+    parsing of their values); ``env`` carries credentials, never the command line.
+    """
+    step_id = f"step-{sum(p.name.startswith('step-') for p in cluster.processes) + 1:03d}"
+    step_dir = cluster.path / "steps" / step_id
+    step_dir.mkdir(parents=True, exist_ok=False)
+    command = [
+        str(spark_submit()), "--master", cluster.master_url, "--name", name,
+        "--executor-memory", cluster.worker_memory,  # one executor per worker, all its memory
+        "--conf", f"spark.local.dir={step_dir / 'tmp'}",
+        "--py-files", str(py_files), str(entry_point), *arguments,
+    ]  # fmt: skip
+    wrapper = [
+        "/bin/sh", "-c",
+        '"$@" > driver.log 2>&1; echo $? > exit_code.tmp && mv exit_code.tmp exit_code',
+        "step", *command,
+    ]  # fmt: skip
+    log_path = step_dir / "driver.log"
+    with log_path.open("ab"):
+        pass
+    proc = subprocess.Popen(
+        wrapper,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=cluster.process_env(env),
+        cwd=step_dir,
+        start_new_session=True,
+    )
+    cluster.processes.append(
+        ProcessRecord(step_id, proc.pid, psutil.Process(proc.pid).create_time())
+    )
+    cluster.save()
+    return step_id
+
+
+@dataclass(frozen=True)
+class StepStatus:
+    """``state`` is RUNNING, COMPLETED or FAILED; ``exit_code`` is set once it ended."""
+
+    state: str
+    exit_code: int | None
+    log_path: Path
+
+
+def step_status(cluster: LocalCluster, step_id: str) -> StepStatus:
+    """The state of a step from its exit code file and its wrapper process."""
+    step_dir = cluster.path / "steps" / step_id
+    log_path = step_dir / "driver.log"
+    exit_file = step_dir / "exit_code"
+    if exit_file.exists():
+        code = int(exit_file.read_text().strip())
+        return StepStatus("COMPLETED" if code == 0 else "FAILED", code, log_path)
+    record = next((p for p in cluster.processes if p.name == step_id), None)
+    if record is None:
+        raise LocalClusterError(f"step_id: no step {step_id!r} on cluster {cluster.cluster_id}")
+    if record.process() is not None:
+        return StepStatus("RUNNING", None, log_path)
+    if exit_file.exists():  # it finished between the two checks
+        return step_status(cluster, step_id)
+    return StepStatus("FAILED", None, log_path)  # killed before it could record an exit code
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file ("" if it does not exist)."""
+    if not path.exists():
+        return ""
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - 64 * 1024))
+        return b"\n".join(handle.read().splitlines()[-lines:]).decode(errors="replace")
+
+
+def tagged_processes(cluster_id: str) -> list[psutil.Process]:
+    """Every live process whose environment carries this cluster's tag."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if (
+                proc.pid != os.getpid()
+                and proc.environ().get(CLUSTER_TAG_ENV) == cluster_id
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill_processes(records: Sequence[ProcessRecord], timeout: float = 15) -> None:
+    """SIGTERM the process groups and process trees of ``records``; SIGKILL what is left."""
+    victims: dict[int, psutil.Process] = {}
+    for record in records:
+        if (proc := record.process()) is not None:
+            # the tree is taken before any signal: orphans lose their parent link
+            for member in [proc, *proc.children(recursive=True)]:
+                victims[member.pid] = member
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for record in records:
+            _signal_group(record.pid, sig)
+        for proc in victims.values():
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
+        _, alive = psutil.wait_procs(list(victims.values()), timeout=timeout)
+        victims = {p.pid: p for p in alive}
+        if not victims:
+            return
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the process group led by ``pid`` (start_new_session made each launch a leader)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def stop_step(cluster: LocalCluster, step_id: str) -> None:
+    """Kill a step's spark-submit, its driver and everything they started."""
+    kill_processes([p for p in cluster.processes if p.name == step_id])
+
+
+def stop_cluster(cluster: LocalCluster) -> None:
+    """Stop every process of the cluster (steps first, then workers, then the master).
+
+    Afterwards no process carrying the cluster's tag may be left (PySpark daemons leave their
+    parent's process group, so the tag is what finds them); :class:`LocalClusterError` otherwise.
+    """
+    order = sorted(
+        cluster.processes, key=lambda p: (p.name == "master", p.name.startswith("worker"))
+    )
+    kill_processes(order)
+    leftovers = tagged_processes(cluster.cluster_id)
+    for proc in leftovers:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(leftovers, timeout=10)
+    if left := [p.pid for p in tagged_processes(cluster.cluster_id)]:
+        raise LocalClusterError(f"cluster {cluster.cluster_id}: processes {left} survived SIGKILL")

@@ -1,0 +1,263 @@
+"""The ``local`` backend's operators: a Spark standalone cluster instead of EMR, same task shape.
+
+``create_cluster`` -> :class:`LocalCreateClusterOperator`, ``submit_inference_step`` ->
+:class:`LocalSubmitStepOperator`, ``wait_for_inference_step`` -> :class:`LocalStepSensor`,
+``terminate_cluster`` -> :class:`LocalTerminateClusterOperator`. The processes and their state
+are managed by :mod:`emr_inference.local_spark`.
+
+S3 endpoint and credentials come from the Airflow connection (``aws_conn_id``) and reach Spark
+only through the environment of the processes (``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``,
+...): never through arguments, Spark configuration or logs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.sdk import BaseOperator, BaseSensorOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
+
+from emr_inference.emr.steps import job_arguments, step_name
+from emr_inference.local_spark import (
+    LocalCluster,
+    LocalClusterError,
+    cluster_id_for,
+    log_tail,
+    start_cluster,
+    step_status,
+    stop_cluster,
+    stop_step,
+    submit_step,
+)
+from emr_inference.progress import describe_progress
+from emr_inference.request import job_output_uri
+from emr_inference.s3 import S3Uri, s3_hook
+from emr_inference.staged_output import rows_done
+
+
+def aws_env(aws_conn_id: str | None) -> dict[str, str]:
+    """Environment variables that give boto3 in Spark the connection's credentials and endpoint."""
+    hook = S3Hook(aws_conn_id=aws_conn_id)
+    credentials = hook.get_credentials()  # also masks the secret in task logs
+    env = {
+        "AWS_ACCESS_KEY_ID": credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+    }
+    if credentials.token:
+        env["AWS_SESSION_TOKEN"] = credentials.token
+    if region := hook.conn_config.region_name:
+        env["AWS_DEFAULT_REGION"] = region
+    if endpoint := hook.conn_config.get_service_endpoint_url(service_name="s3"):
+        env["AWS_ENDPOINT_URL_S3"] = endpoint
+    return env
+
+
+class LocalCreateClusterOperator(BaseOperator):
+    """Start this run's local Spark cluster (``request["local"]``: workers, cores, memory).
+
+    Returns the cluster id ``local-<hash of dag_id and run_id>``; a retry finds the running cluster.
+
+    :param request: the resolved request
+    :param artifacts: ``stage_job_artifacts``'s XCom; not used locally (no bootstrap action: the
+        job's dependencies are this interpreter's), accepted so both backends share a signature
+    :param aws_conn_id: the connection whose endpoint and credentials the executors get
+    """
+
+    template_fields: Sequence[str] = ("request",)
+
+    def __init__(
+        self, *, request: Any, artifacts: Any = None, aws_conn_id: str | None = "aws_default", **kw
+    ) -> None:
+        super().__init__(**kw)
+        self.request = request
+        self.artifacts = artifacts
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Context) -> str:
+        shape = self.request.get("local") or {}
+        cluster = start_cluster(
+            cluster_id_for(self.request["dag_id"], self.request["run_id"]),
+            workers=shape.get("workers", 1),
+            worker_cores=shape.get("worker_cores", 2),
+            worker_memory=shape.get("worker_memory", "2g"),
+            env=aws_env(self.aws_conn_id),
+        )
+        self.log.info(
+            "Local cluster %s: master %s, state in %s",
+            cluster.cluster_id,
+            cluster.master_url,
+            cluster.state_dir,
+        )
+        return cluster.cluster_id
+
+
+class LocalSubmitStepOperator(BaseOperator):
+    """Run the job with ``spark-submit`` on the local cluster, detached; returns the step id.
+
+    The staged zip and ``main.py`` are downloaded into the cluster's state dir; the arguments are
+    :func:`emr_inference.emr.steps.job_arguments`, as on EMR. A retry while a step of this cluster
+    is still running returns that step instead of starting a second one.
+    """
+
+    template_fields: Sequence[str] = ("request", "artifacts", "manifest", "cluster_id")
+
+    def __init__(
+        self,
+        *,
+        request: Any,
+        artifacts: Any,
+        manifest: Any,
+        cluster_id: Any,
+        aws_conn_id: str | None = "aws_default",
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.request = request
+        self.artifacts = artifacts
+        self.manifest = manifest
+        self.cluster_id = cluster_id
+        self.aws_conn_id = aws_conn_id
+        self._step: tuple[LocalCluster, str] | None = None
+
+    def execute(self, context: Context) -> str:
+        cluster = LocalCluster.load(self.cluster_id)
+        for record in cluster.processes:
+            if record.name.startswith("step-") and record.process() is not None:
+                self.log.info("Step %s is still running on %s: not submitting again", record.name,
+                              cluster.cluster_id)  # fmt: skip
+                return record.name
+        hook = s3_hook(self.aws_conn_id)
+        py_files, entry_point = (
+            self._download(hook, self.artifacts[name], cluster.path / "artifacts")
+            for name in ("job_zip", "entry_point")
+        )
+        step_id = submit_step(
+            cluster,
+            name=step_name(self.request),
+            py_files=py_files,
+            entry_point=entry_point,
+            arguments=job_arguments(self.request, self.manifest["manifest_uri"]),
+            env=aws_env(self.aws_conn_id),
+        )
+        self._step = (cluster, step_id)
+        self.log.info("Submitted %s to %s; driver log %s", step_id, cluster.master_url,
+                      step_status(cluster, step_id).log_path)  # fmt: skip
+        return step_id
+
+    @staticmethod
+    def _download(hook: S3Hook, uri: str, folder: Path) -> Path:
+        """Download a content-addressed artifact to ``folder/<sha256>/<name>`` (once)."""
+        source = S3Uri.parse(uri, "artifacts", prefix=False)
+        digest, name = source.key.split("/")[-2:]
+        path = folder / digest / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            downloaded = hook.download_file(
+                source.key, source.bucket, str(path.parent), preserve_file_name=True,
+                use_autogenerated_subdir=False,
+            )  # fmt: skip
+            Path(downloaded).replace(path)
+        return path
+
+    def on_kill(self) -> None:
+        if self._step:
+            stop_step(*self._step)
+
+
+class LocalStepSensor(BaseSensorOperator):
+    """Wait for a local step; log progress from the staged output; fail with the driver log tail.
+
+    :param request: the resolved request
+    :param manifest: ``stage_manifest``'s XCom (the total for progress)
+    :param cluster_id: ``create_cluster``'s XCom
+    :param step_id: ``submit_inference_step``'s XCom
+    """
+
+    template_fields: Sequence[str] = ("request", "manifest", "cluster_id", "step_id")
+
+    def __init__(
+        self,
+        *,
+        request: Any,
+        manifest: Any,
+        cluster_id: Any,
+        step_id: Any,
+        aws_conn_id: str | None = "aws_default",
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.request = request
+        self.manifest = manifest
+        self.cluster_id = cluster_id
+        self.step_id = step_id
+        self.aws_conn_id = aws_conn_id
+
+    def poke(self, context: Context) -> bool:
+        cluster = LocalCluster.load(self.cluster_id)
+        status = step_status(cluster, self.step_id)
+        self._log_progress(cluster)
+        if status.state == "RUNNING":
+            return False
+        if status.state == "COMPLETED":
+            self.log.info("Step %s completed", self.step_id)
+            return True
+        ended = f"exit code {status.exit_code}" if status.exit_code is not None else "was killed"
+        raise AirflowFailException(
+            f"Step {self.step_id} on {self.cluster_id} failed ({ended}). Driver log "
+            f"{status.log_path}, last lines:\n{log_tail(status.log_path)}"
+        )
+
+    def _log_progress(self, cluster: LocalCluster) -> None:
+        try:
+            done = rows_done(s3_hook(self.aws_conn_id), job_output_uri(self.request))
+        except Exception as error:  # progress is informative: never fail the sensor for it
+            self.log.warning("Could not read progress from the staged output: %s", error)
+            return
+        record = next(p for p in cluster.processes if p.name == self.step_id)
+        elapsed = time.time() - record.create_time
+        self.log.info("Progress: %s", describe_progress(done, int(self.manifest["total"]), elapsed))
+
+    def on_kill(self) -> None:
+        try:
+            stop_step(LocalCluster.load(self.cluster_id), self.step_id)
+        except LocalClusterError as error:
+            self.log.warning("Could not stop step %s: %s", self.step_id, error)
+
+
+class LocalTerminateClusterOperator(BaseOperator):
+    """Stop every process of the run's local cluster and check that none is left.
+
+    Without a cluster id (create_cluster pushed none) the id is derived from the run, as
+    ``create_cluster`` does; a cluster that has no state any more is already gone.
+    """
+
+    template_fields: Sequence[str] = ("request", "cluster_id")
+
+    def __init__(
+        self,
+        *,
+        request: Any,
+        cluster_id: Any,
+        aws_conn_id: str | None = "aws_default",
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.request = request
+        self.cluster_id = cluster_id
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Context) -> None:
+        cluster_id = self.cluster_id or cluster_id_for(
+            self.request["dag_id"], self.request["run_id"]
+        )
+        try:
+            cluster = LocalCluster.load(cluster_id)
+        except LocalClusterError:
+            self.log.info("No local cluster %s: nothing to stop", cluster_id)
+            return
+        stop_cluster(cluster)
+        self.log.info("Stopped local cluster %s: no process left", cluster_id)
