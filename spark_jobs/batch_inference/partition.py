@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -95,14 +95,13 @@ def process_partition(
     config: JobConfig,
     manifest: Manifest,
     omp_threads: int,
-    client_factory: Callable = make_client,
 ) -> dict:
     """Classify partition ``index`` of ``partitions``, write its parts, return its metrics dict."""
     started = time.perf_counter()
     set_omp_threads(omp_threads)
     start, end = partition_range(index, partitions, manifest.total)
     metrics = PartitionMetrics(partition=index, first_index=start, end_index=end)
-    client = client_factory(config.prefetch_threads + 2)
+    client = make_client(config.prefetch_threads + 2)
     output = parse_s3_uri(config.output_uri, "--output")
     rows: list[dict] = []
     if end > start:

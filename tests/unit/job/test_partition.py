@@ -1,0 +1,130 @@
+"""One partition end to end in-process (no Spark) against the moto S3 server: rows, metrics,
+bounded prefetch overlapping the model, and failures that must stop the job."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from batch_inference import model as model_module
+from batch_inference import partition as partition_module
+from batch_inference.config import JobConfig, ModelSpec, Preprocess
+from batch_inference.errors import ModelLoadError, OutputWriteError
+from batch_inference.manifest import read_manifest
+from batch_inference.s3io import make_client
+
+from include.demo.images import demo_objects, upload_objects
+from tests.support.job import read_output, write_manifest
+from tests.support.tiny_model import tiny_model_files
+
+SIZE = 8
+
+
+@pytest.fixture
+def setup(bucket, s3_env):
+    """A tiny model and 40 digits (20% bad) in S3, and a config for 2 partitions."""
+    client = s3_env.client()
+    symbol, params, labels, _ = tiny_model_files(classes=4, image_size=SIZE)
+    for key, body in (
+        ("model/symbol.json", symbol.encode()),
+        ("model/model.params", params),
+        ("model/labels.txt", "\n".join(labels).encode()),
+    ):
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    objects = demo_objects(40, bad_fraction=0.2, size=SIZE)
+    uris = upload_objects(client, bucket, "images", objects)
+    manifest_uri = write_manifest(client, bucket, "run", uris, shard_size=6)
+    config = JobConfig(
+        manifest_uri=manifest_uri,
+        output_uri=f"s3://{bucket}/run/output/",
+        run_id="run-1",
+        model=ModelSpec(
+            name="tiny",
+            symbol_uri=f"s3://{bucket}/model/symbol.json",
+            params_uri=f"s3://{bucket}/model/model.params",
+            labels_uri=f"s3://{bucket}/model/labels.txt",
+        ),
+        preprocess=Preprocess(image_size=SIZE),
+        batch_size=3,
+        top_k=2,
+        prefetch_threads=3,
+        prefetch_depth=2,
+    )
+    model_module._CACHE.clear()
+    yield {"client": client, "uris": uris, "objects": dict(zip(uris, objects, strict=True))}, config
+    model_module._CACHE.clear()
+
+
+def run_partition(config: JobConfig, index: int, partitions: int) -> dict:
+    manifest = read_manifest(make_client(), config.manifest_uri)
+    return partition_module.process_partition(index, partitions, config, manifest, omp_threads=1)
+
+
+def test_a_partition_writes_one_row_per_key_and_its_metrics(setup):
+    data, config = setup
+    metrics = run_partition(config, index=1, partitions=2)
+    rows, written_metrics, keys = read_output(data["client"], config.output_uri)
+    assert keys == ["_metrics/part-00001.json", "part-00001.jsonl"]
+    assert [row["key"] for row in rows] == data["uris"][20:40]  # manifest order, exactly once
+    assert written_metrics == [metrics]
+    expected_errors = [data["objects"][row["key"]].expected_error for row in rows]
+    assert [row["error"] and row["error"]["type"] for row in rows] == expected_errors
+    assert all(len(row["top_k"]) == (0 if row["error"] else 2) for row in rows)
+    assert metrics["rows"] == 20 and (metrics["first_index"], metrics["end_index"]) == (20, 40)
+    assert metrics["errors"] == sum(error is not None for error in expected_errors) > 0
+    assert set(metrics) == {
+        "partition", "rows", "predicted", "errors", "errors_by_type", "download_seconds",
+        "decode_seconds", "inference_seconds", "wall_seconds", "first_index", "end_index",
+    }  # fmt: skip
+    json.dumps(metrics)  # plain JSON types only
+
+
+@pytest.mark.slow
+def test_prefetch_is_bounded_and_overlaps_the_model(setup, monkeypatch):
+    data, config = setup
+    config = JobConfig(**{**config.__dict__, "batch_size": 5})
+    lock = threading.Lock()
+    counts = {"started": 0, "done": 0}
+    observed = []
+    real_prepare, real_classify = partition_module.prepare, partition_module.classify_batch
+
+    def prepare(*args):
+        with lock:
+            counts["started"] += 1
+        result = real_prepare(*args)
+        with lock:
+            counts["done"] += 1
+        return result
+
+    def slow_classify(prepared, model, cfg):
+        started_at_entry = counts["started"]
+        time.sleep(0.25)  # a slow model: the next batches must be fetched meanwhile
+        observed.append((started_at_entry, counts["done"]))
+        return real_classify(prepared, model, cfg)
+
+    monkeypatch.setattr(partition_module, "prepare", prepare)
+    monkeypatch.setattr(partition_module, "classify_batch", slow_classify)
+    run_partition(config, index=0, partitions=1)
+    batch, depth, total = config.batch_size, config.prefetch_depth, len(data["uris"])
+    assert len(observed) == -(-total // batch)
+    for j, (started, done_after_model) in enumerate(observed):
+        ahead = min(total, (j + 1 + depth) * batch)
+        assert started <= ahead  # never more than `depth` batches beyond the current one
+        assert done_after_model >= ahead  # ...and those were downloaded while the model ran
+
+
+def test_an_unwritable_output_is_an_output_write_error(setup):
+    _, config = setup
+    config = JobConfig(**{**config.__dict__, "output_uri": "s3://no-such-bucket-here/out/"})
+    with pytest.raises(OutputWriteError, match="cannot write s3://no-such-bucket-here/out/"):
+        run_partition(config, index=0, partitions=4)
+
+
+def test_a_missing_model_file_is_a_model_load_error(setup):
+    _, config = setup
+    spec = ModelSpec(**{**config.model.__dict__, "params_uri": config.model.params_uri + ".gone"})
+    config = JobConfig(**{**config.__dict__, "model": spec})
+    with pytest.raises(ModelLoadError, match=r"cannot download --model-params .*\.gone"):
+        run_partition(config, index=0, partitions=2)
