@@ -1,0 +1,152 @@
+"""Output rows and parts, encryption arguments, the command line and the driver's checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from batch_inference.cli import build_parser, parse_config
+from batch_inference.config import Encryption
+from batch_inference.errors import JobFailed
+from batch_inference.job import resolve_partitions, summarise, systemic_cause
+from batch_inference.output import encode_rows, error_row, metrics_name, part_name, prediction_row
+from batch_inference.output import write_partition as write_partition_parts
+from batch_inference.s3io import make_client, parse_s3_uri
+
+REQUIRED = [
+    "--manifest", "s3://b/run/manifest.json", "--output", "s3://b/run/out/", "--run-id", "r1",
+    "--model-name", "m", "--model-symbol", "s3://b/m/s.json", "--model-params", "s3://b/m/p",
+    "--model-labels", "s3://b/m/l.txt",
+]  # fmt: skip
+
+
+def test_rows_are_contract_json_lines_readable_by_a_plain_reader():
+    top = [{"label": "cat", "index": 3, "probability": 0.91}]
+    rows = [
+        prediction_row("s3://b/a.jpg", top, "resnet", "run"),
+        error_row("s3://b/b.jpg", {"type": "corrupt_image", "message": "bad"}, "resnet", "run"),
+    ]
+    body = encode_rows(rows).decode("utf-8")
+    assert body.endswith("\n") and body.count("\n") == 2
+    assert [json.loads(line) for line in body.splitlines()] == [
+        {"key": "s3://b/a.jpg", "top_k": top, "model": "resnet", "run_id": "run", "error": None},
+        {
+            "key": "s3://b/b.jpg",
+            "top_k": [],
+            "model": "resnet",
+            "run_id": "run",
+            "error": {"type": "corrupt_image", "message": "bad"},
+        },
+    ]
+    assert (part_name(7), metrics_name(7)) == ("part-00007.jsonl", "_metrics/part-00007.json")
+
+
+def test_parts_are_written_with_the_requested_encryption(bucket, s3_env):
+    output = parse_s3_uri(f"s3://{bucket}/out")
+    write_partition_parts(make_client(), output, 3, [], {"partition": 3}, Encryption("AES256"))
+    client = s3_env.client()
+    for key in ("out/part-00003.jsonl", "out/_metrics/part-00003.json"):
+        assert client.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
+    assert client.get_object(Bucket=bucket, Key="out/part-00003.jsonl")["Body"].read() == b""
+
+
+def test_encryption_arguments():
+    assert Encryption().put_object_args() == {}
+    assert Encryption("aws:kms", "key-1").put_object_args() == {
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": "key-1",
+    }
+    with pytest.raises(ValueError, match="only valid with sse aws:kms"):
+        Encryption("AES256", "key-1")
+
+
+def test_cli_defaults_follow_the_contract():
+    config = parse_config(REQUIRED)
+    assert (config.batch_size, config.top_k, config.partitions) == (64, 5, 0)
+    assert config.max_error_rate == 0.1 and config.omp_threads == 0
+    assert config.model.input_name == "data" and config.encryption.mode == "none"
+    assert config.preprocess.image_size == 224
+    assert config.preprocess.scale == 0.00392156862745098
+    assert config.preprocess.mean == (0.485, 0.456, 0.406)
+    assert config.preprocess.std == (0.229, 0.224, 0.225)
+
+
+def test_cli_parses_every_option():
+    config = parse_config(
+        REQUIRED + [
+            "--model-params-sha256", "ab" * 32, "--input-name", "x", "--image-size", "96",
+            "--mean", "0.5,0.5,0.5", "--std", "1,2,3", "--scale", "1", "--batch-size", "8",
+            "--top-k", "3", "--partitions", "12", "--max-error-rate", "0.5",
+            "--prefetch-threads", "2", "--prefetch-depth", "4", "--omp-threads", "3",
+            "--sse", "aws:kms", "--sse-kms-key-id", "alias/k",
+        ]
+    )  # fmt: skip
+    assert config.model.params_sha256 == "ab" * 32 and config.model.input_name == "x"
+    assert config.preprocess.std == (1.0, 2.0, 3.0) and config.preprocess.image_size == 96
+    assert (config.batch_size, config.top_k, config.partitions) == (8, 3, 12)
+    assert (config.prefetch_threads, config.prefetch_depth, config.omp_threads) == (2, 4, 3)
+    assert config.encryption == Encryption("aws:kms", "alias/k")
+
+
+def test_help_documents_every_argument_with_its_default():
+    text = " ".join(build_parser().format_help().split())
+    for action in build_parser()._actions:
+        for flag in action.option_strings:
+            assert flag in text
+    assert "--batch-size BATCH_SIZE images per model call (default: 64)" in text
+    assert "--mean MEAN R,G,B means subtracted after --scale (default: 0.485,0.456,0.406)" in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--mean", "1,2"], "--mean: expected three comma-separated floats"),
+        (["--batch-size", "0"], "invalid batch_size: 0"),
+        (["--sse", "AES256", "--sse-kms-key-id", "k"], "only valid with sse aws:kms"),
+        (["--std", "1,0,1"], "std must not contain 0"),
+    ],
+)
+def test_cli_errors_name_the_bad_argument(extra, message, capsys):
+    with pytest.raises(SystemExit) as caught:
+        parse_config(REQUIRED + extra)
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_partitions_are_derived_from_the_cluster_and_the_key_count():
+    assert resolve_partitions(5, 10, 8) == 5
+    assert resolve_partitions(0, 1_000_000, 8) == 16
+    assert resolve_partitions(0, 250, 8) == 3
+    assert resolve_partitions(0, 0, 8) == 1
+
+
+def test_systemic_errors_are_found_in_a_spark_failure():
+    text = (
+        "py4j.protocol.Py4JJavaError: ... PythonException: Traceback ...\n"
+        "batch_inference.errors.OutputWriteError: cannot write s3://b/o/part-00001.jsonl: denied\n"
+    )
+    assert systemic_cause(text) == (
+        "the output could not be written: cannot write s3://b/o/part-00001.jsonl: denied"
+    )
+    assert systemic_cause("ValueError: something else") is None
+
+
+def metrics(partition: int, rows: int, errors: dict[str, int]) -> dict:
+    return {"partition": partition, "rows": rows, "errors": sum(errors.values()),
+            "errors_by_type": errors}  # fmt: skip
+
+
+def test_summary_adds_up_and_fails_above_the_error_rate():
+    parts = [metrics(0, 50, {"corrupt_image": 2}), metrics(1, 50, {"corrupt_image": 1, "x": 2})]
+    summary = summarise(parts, total=100, partitions=2, max_error_rate=0.05)
+    assert summary["errors"] == 5 and summary["predicted"] == 95
+    assert summary["errors_by_type"] == {"corrupt_image": 3, "x": 2}
+    with pytest.raises(JobFailed, match=r"error rate 5.00% \(5 of 100 rows\) is above"):
+        summarise(parts, total=100, partitions=2, max_error_rate=0.04)
+
+
+def test_summary_fails_on_missing_partitions_or_rows():
+    with pytest.raises(JobFailed, match="expected metrics of partitions 0..2"):
+        summarise([metrics(0, 5, {}), metrics(2, 5, {})], total=15, partitions=3, max_error_rate=1)
+    with pytest.raises(JobFailed, match="wrote 10 rows but the manifest lists 11 keys"):
+        summarise([metrics(0, 5, {}), metrics(1, 5, {})], total=11, partitions=2, max_error_rate=1)
