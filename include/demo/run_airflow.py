@@ -58,12 +58,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def standalone_settings(port: int) -> dict[str, str]:
-    """API server on loopback ``port`` (tasks find its execution API there); few task slots."""
+    """One API server worker on loopback ``port`` (tasks find its execution API there), few task
+    slots: sized for a laptop."""
     base_url = f"http://127.0.0.1:{port}"
     return {
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__BASE_URL": base_url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
     }

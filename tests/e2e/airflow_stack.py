@@ -359,7 +359,7 @@ def _stack_settings(root: Path, database_url: str, api_port: int) -> dict[str, s
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
         # Every component must sign/verify the same JWTs and API session cookies.
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
         "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
         # Log servers of the scheduler (LocalExecutor tasks) and the triggerer: free ports, so
         # several stacks (or a developer's Airflow) can run side by side.
