@@ -32,7 +32,7 @@ _DAGBAG = """
 import json, sys, time
 from airflow.dag_processing.dagbag import DagBag
 started = time.perf_counter()
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+bag = DagBag(dag_folder=sys.argv[1])
 print(json.dumps({"seconds": time.perf_counter() - started, "dags": len(bag.dags),
                   "import_errors": {str(k): v for k, v in bag.import_errors.items()}}))
 """
