@@ -78,6 +78,7 @@ class Postgres:
 
     data_dir: Path
     port: int
+    log_file: Path
     database: str = "airflow"
 
     @property
@@ -85,25 +86,23 @@ class Postgres:
         """SQLAlchemy URL of the Airflow database."""
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{self.database}"
 
-    @property
-    def log_file(self) -> Path:
-        return self.data_dir.parent / "postgres.log"
-
     @staticmethod
     def _run_as_owner(args: list[str]) -> None:
         # PostgreSQL refuses to run as root; as root we run it as the `postgres` user.
         user = "postgres" if os.geteuid() == 0 else None
-        subprocess.run(args, user=user, check=True, capture_output=True, text=True)
+        done = subprocess.run(args, user=user, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
     @classmethod
-    def start(cls, root: Path) -> Postgres:
-        """initdb + pg_ctl start in ``root`` (which must be writable by the server's user)."""
-        server = cls(data_dir=root / "pgdata", port=free_port())
+    def start(cls, root: Path, log_file: Path) -> Postgres:
+        """initdb + pg_ctl start: data and unix socket under ``root``, log to ``log_file``."""
+        server = cls(data_dir=root / "pgdata", port=free_port(), log_file=log_file)
         socket_dir = root / "pgsocket"
         socket_dir.mkdir()
         if os.geteuid() == 0:
-            shutil.chown(root, "postgres")
-            shutil.chown(socket_dir, "postgres")
+            for directory in (root, socket_dir, log_file.parent):
+                shutil.chown(directory, "postgres")
         options = (
             f"-p {server.port} -k {socket_dir} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -166,6 +165,7 @@ class AirflowStack:
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop every component: SIGTERM all process groups, then wait (SIGKILL after timeout)."""
+        self.session.close()  # no idle keep-alive connection for the api-server to wait on
         for process in self.processes.values():
             signal_group(process, signal.SIGTERM)
         for process in self.processes.values():
@@ -390,11 +390,11 @@ def airflow_stack(
     root = Path(tempfile.mkdtemp(prefix="airflow-stack-"))
     with ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, root, ignore_errors=True)
-        postgres = Postgres.start(root)
+        (root / "logs").mkdir()
+        postgres = Postgres.start(root, log_file=root / "logs" / "postgres.log")
         cleanup.callback(postgres.stop)
 
         home = root / "airflow-home"
-        (root / "logs").mkdir()
         home.mkdir()
         api_port = free_port()
         env = airflow_env(
