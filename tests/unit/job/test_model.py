@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from batch_inference import model as model_module
@@ -122,3 +124,24 @@ def test_corrupt_params_are_a_model_load_error(tiny_files):
     spec = spec_for(tiny_files, params_sha256=None)
     with pytest.raises(ModelLoadError, match="cannot load model 'tiny'"):
         load_model(CountingClient(tiny_files), spec, batch_size=2, image_size=SIZE)
+
+
+@pytest.mark.slow
+def test_omp_threads_are_set_before_mxnet_is_imported():
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from batch_inference.partition import process_partition\n"
+        "from batch_inference.model import set_omp_threads\n"
+        "assert 'mxnet' not in sys.modules, 'the job imports mxnet too early'\n"
+        "assert set_omp_threads(3) == 3\n"
+        "import mxnet\n"
+        "print(os.environ['OMP_NUM_THREADS'], set_omp_threads(5))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+        env={"PYTHONPATH": str(Path(model_module.__file__).parents[1])},
+    )  # fmt: skip
+    assert result.stdout.split() == ["3", "3"]  # a later request cannot change a running engine
