@@ -126,7 +126,9 @@ def build_job_flow(request: Mapping[str, Any], artifacts: Mapping[str, str]) -> 
     """RunJobFlow arguments (``job_flow_overrides``) for this run's cluster.
 
     :param request: the resolved request (its ``cluster`` section shapes the cluster).
-    :param artifacts: ``stage_job_artifacts``'s XCom; ``bootstrap`` is the staged script.
+    :param artifacts: ``stage_job_artifacts``'s XCom: ``bootstrap`` is the staged script, whose
+        first argument is the staged hashed requirements file (``bootstrap_requirements``); the
+        cluster's ``bootstrap_args`` follow and go to ``pip install``.
     """
     cluster = request["cluster"]
     tags = {**cluster["tags"], **run_tags(request)}
@@ -139,7 +141,10 @@ def build_job_flow(request: Mapping[str, Any], artifacts: Mapping[str, str]) -> 
                 "Name": "install-job-dependencies",
                 "ScriptBootstrapAction": {
                     "Path": artifacts["bootstrap"],
-                    "Args": list(cluster["bootstrap_args"]),
+                    "Args": [
+                        artifacts["bootstrap_requirements"],
+                        *cluster["bootstrap_args"],
+                    ],
                 },
             }
         ],

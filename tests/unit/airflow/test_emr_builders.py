@@ -17,6 +17,7 @@ ARTIFACTS = {
     "job_zip": "s3://out-bucket/artifacts/unit/batch_inference-0123abcd.zip",
     "entry_point": "s3://out-bucket/artifacts/unit/main-4567ef.py",
     "bootstrap": "s3://out-bucket/artifacts/unit/install_job_deps-89ab.sh",
+    "bootstrap_requirements": "s3://out-bucket/artifacts/unit/cdef/requirements-emr.txt",
 }
 MANIFEST = "s3://out-bucket/_staging/unit/run/manifest/manifest.json"
 
@@ -46,6 +47,7 @@ def test_job_flow_is_a_valid_run_job_flow_request():
         cluster={
             "log_uri": "s3://logs/emr/",
             "security_configuration": "sec",
+            "bootstrap_args": ["--no-cache-dir"],
             "tags": {"team": "ml"},
         }
     )
@@ -54,9 +56,10 @@ def test_job_flow_is_a_valid_run_job_flow_request():
 
     assert job_flow["ReleaseLabel"] == "emr-7.2.0"
     assert [app["Name"] for app in job_flow["Applications"]] == ["Spark", "MXNet"]
-    assert (
-        job_flow["BootstrapActions"][0]["ScriptBootstrapAction"]["Path"] == ARTIFACTS["bootstrap"]
-    )
+    bootstrap = job_flow["BootstrapActions"][0]["ScriptBootstrapAction"]
+    assert bootstrap["Path"] == ARTIFACTS["bootstrap"]
+    # install_job_deps.sh REQUIREMENTS [PIP ARGS...]: the hashed requirements file comes first.
+    assert bootstrap["Args"] == [ARTIFACTS["bootstrap_requirements"], "--no-cache-dir"]
     assert job_flow["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
     assert job_flow["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
     assert job_flow["LogUri"] == "s3://logs/emr/"
