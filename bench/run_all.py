@@ -55,7 +55,7 @@ class Sizes:
 
 
 FULL = Sizes(
-    photos=2000, memory_small=1000, memory_large=20000, listing_keys=100_000, model_seconds=30.0
+    photos=2000, memory_small=1000, memory_large=20000, listing_keys=100_000, model_seconds=20.0
 )
 QUICK = Sizes(photos=128, memory_small=200, memory_large=1000, listing_keys=5000, model_seconds=5.0)
 
