@@ -10,6 +10,7 @@ password is and example REST calls. Ctrl-C stops Airflow and the S3 server.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from include.airflow_env import (
     is_healthy,
     simple_auth_passwords_file,
 )
+from include.demo.run_demo import seed_demo
 from include.local_s3 import start_local_s3
 from include.process_group import reap_group, signal_group
 
@@ -54,7 +56,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_AIRFLOW_HOME,
         help="AIRFLOW_HOME: SQLite database, logs, generated password (default %(default)s)",
     )
+    parser.add_argument(
+        "--seed-days",
+        type=int,
+        default=3,
+        help="demo image partitions to upload: the last N days before today (default %(default)s)",
+    )
+    parser.add_argument(
+        "--images", type=int, default=100, help="demo images per partition (default %(default)s)"
+    )
     return parser.parse_args(argv)
+
+
+def seeded_dates(days: int, today: dt.date | None = None) -> list[str]:
+    """The ``days`` partition dates before ``today`` (UTC), oldest first: what a nightly run and a
+    short backfill of the demo DAG will look for."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    return [(today - dt.timedelta(days=n)).isoformat() for n in range(days, 0, -1)]
 
 
 def standalone_settings(port: int) -> dict[str, str]:
@@ -71,14 +89,15 @@ def standalone_settings(port: int) -> dict[str, str]:
     }
 
 
-def banner(base_url: str, s3_endpoint: str, password_file: Path) -> str:
-    """What to tell the user once Airflow is up: UI, password, S3 and example REST calls."""
+def banner(base_url: str, s3_endpoint: str, password_file: Path, dates: list[str]) -> str:
+    """What to tell the user once Airflow is up: UI, password, S3, seeded data, REST calls."""
     python = sys.executable
     return f"""
 Airflow is up.
   UI and REST API  {base_url}   (user: {ADMIN_USER})
   admin password   in {password_file}
   local S3         {s3_endpoint}   (aws_default; AWS_ENDPOINT_URL_S3={s3_endpoint})
+  demo images      s3://demo-images/images/dt=<date>/ for {", ".join(dates)}
 
 Example REST calls:
   PASSWORD=$({python} -c "import json; print(json.load(open('{password_file}'))['{ADMIN_USER}'])")
@@ -90,7 +109,7 @@ Example REST calls:
     {base_url}/api/v2/dags/demo -d '{{"is_paused": false}}'
   curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
     {base_url}/api/v2/dags/demo/dagRuns \\
-    -d '{{"logical_date": null, "conf": {{"partition_date": "2026-11-22"}}}}'
+    -d '{{"logical_date": null, "conf": {{"partition_date": "{dates[-1]}"}}}}'
 
 Press Ctrl-C to stop Airflow and the S3 server.
 """
@@ -125,14 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     s3 = start_local_s3(args.s3_port)
-    print(f"Local S3 (moto) on {s3.endpoint_url}; starting Airflow in {home} ...", flush=True)
     process: subprocess.Popen | None = None
     try:
+        dates = seeded_dates(args.seed_days)
+        seed_demo(s3, dates, args.images, bad_fraction=0.03)
+        print(f"Local S3 (moto) on {s3.endpoint_url}; starting Airflow in {home} ...", flush=True)
         env = airflow_env(s3.endpoint_url, home=home, extra=settings)
         # Its own process group, so stopping it reaches every component and worker it forked.
         process = subprocess.Popen(["airflow", "standalone"], env=env, start_new_session=True)
         if wait_until_healthy(base_url, process):
-            print(banner(base_url, s3.endpoint_url, simple_auth_passwords_file(home)), flush=True)
+            password_file = simple_auth_passwords_file(home)
+            print(banner(base_url, s3.endpoint_url, password_file, dates), flush=True)
         else:
             print("Airflow did not become healthy; see its output above.", flush=True)
         return process.wait()

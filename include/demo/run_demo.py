@@ -50,25 +50,38 @@ def log(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def stage_inputs(s3: LocalS3, images: int, bad_fraction: float, partition_date: str) -> dict:
-    """Upload the model and the images; returns ``{uri: true label or None}``."""
+def seed_demo(
+    s3: LocalS3, partition_dates: list[str], images: int, bad_fraction: float
+) -> dict[str, int | None]:
+    """Create the demo buckets, stage the demo model where ``demo.yaml`` expects it and upload the
+    demo images of every date in ``partition_dates``; returns ``{uri: true label or None}``.
+
+    Also used by ``make airflow`` (:mod:`include.demo.run_airflow`) and the REST API tests.
+    """
     from include.demo.images import demo_objects, upload_objects
     from include.demo.models import train_digits_classifier, upload_model
 
     client = s3.client()
-    for bucket in (IMAGES_BUCKET, PREDICTIONS_BUCKET, MODELS_BUCKET):
+    existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
+    for bucket in {IMAGES_BUCKET, PREDICTIONS_BUCKET, MODELS_BUCKET} - existing:
         client.create_bucket(Bucket=bucket)
 
     log("training the demo digits classifier (a few seconds)")
+    shutil.rmtree(DEMO_DIR / "model", ignore_errors=True)
     model = train_digits_classifier(DEMO_DIR / "model")
     upload_model(client, model, MODELS_BUCKET, MODEL_PREFIX)
 
-    prefix = f"images/dt={partition_date}/"
     objects = demo_objects(images, bad_fraction=bad_fraction)
-    uris = upload_objects(client, IMAGES_BUCKET, prefix, objects)
-    truth = {uri: obj.label for uri, obj in zip(uris, objects, strict=True) if obj.body is not None}
-    truth.update(upload_photos(client, prefix))
-    log(f"uploaded {len(truth)} objects to s3://{IMAGES_BUCKET}/{prefix}")
+    truth: dict[str, int | None] = {}
+    for partition_date in partition_dates:
+        prefix = f"images/dt={partition_date}/"
+        uris = upload_objects(client, IMAGES_BUCKET, prefix, objects)
+        truth.update(
+            (uri, obj.label) for uri, obj in zip(uris, objects, strict=True) if obj.body is not None
+        )
+        truth.update(upload_photos(client, prefix))
+        uploaded = sum(obj.body is not None for obj in objects) + len(PHOTOS)
+        log(f"uploaded {uploaded} objects to s3://{IMAGES_BUCKET}/{prefix}")
     return truth
 
 
@@ -174,11 +187,10 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     DEMO_DIR.mkdir(exist_ok=True)
-    shutil.rmtree(DEMO_DIR / "model", ignore_errors=True)
     log("starting the local S3 server (moto) on 127.0.0.1")
     s3 = start_local_s3()
     try:
-        truth = stage_inputs(s3, args.images, args.bad_fraction, args.partition_date)
+        truth = seed_demo(s3, [args.partition_date], args.images, args.bad_fraction)
         env = airflow_env(s3.endpoint_url, home=DEMO_DIR / "airflow")
         seconds = run_pipeline(env, args.partition_date)
         output_prefix = f"predictions/dt={args.partition_date}/"

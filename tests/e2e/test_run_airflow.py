@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from include.airflow_env import ADMIN_USER, REPO_ROOT, simple_auth_passwords_file
-from include.local_s3 import free_port
+from include.demo.run_airflow import seeded_dates
+from include.local_s3 import LocalS3, free_port
 from include.process_group import reap_group
 
 pytestmark = pytest.mark.slow
@@ -34,6 +35,7 @@ def test_make_airflow_serves_the_api_and_ctrl_c_stops_everything(tmp_path: Path)
     api_port, s3_port = free_port(), free_port()
     command = [sys.executable, "-m", "include.demo.run_airflow"]
     args = ["--home", str(home), "--port", str(api_port), "--s3-port", str(s3_port)]
+    args += ["--seed-days", "1", "--images", "10"]
     with open(log, "wb") as output:
         # Its own session, like a shell job: the test sends "Ctrl-C" to it alone.
         process = subprocess.Popen(
@@ -51,8 +53,12 @@ def test_make_airflow_serves_the_api_and_ctrl_c_stops_everything(tmp_path: Path)
             timeout=30,
         )
         assert token.status_code == 201, token.text
-        s3 = requests.get(f"http://127.0.0.1:{s3_port}/moto-api/", timeout=10)
-        assert s3.ok
+        # The demo model and yesterday's demo images are there to be processed.
+        s3 = LocalS3(f"http://127.0.0.1:{s3_port}").client()
+        (yesterday,) = seeded_dates(1)
+        images = s3.list_objects_v2(Bucket="demo-images", Prefix=f"images/dt={yesterday}/")
+        assert images["KeyCount"] >= 10
+        assert s3.list_objects_v2(Bucket="demo-models", Prefix="digits/")["KeyCount"] == 3
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=90) == 0

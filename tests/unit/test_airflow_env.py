@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from include.airflow_env import (
     is_healthy,
     simple_auth_passwords_file,
 )
-from include.demo.run_airflow import banner, parse_args, standalone_settings
+from include.demo.run_airflow import banner, parse_args, seeded_dates, standalone_settings
 
 ENDPOINT = "http://127.0.0.1:9999"
 
@@ -98,14 +99,23 @@ def test_make_airflow_defaults_and_overrides(monkeypatch):
     assert parse_args(["--s3-port", "9292", "--port", "8181"]).port == 8181
 
 
+DATES = ["2026-11-20", "2026-11-21", "2026-11-22"]
+
+
 def test_make_airflow_points_tasks_at_its_own_api_server_and_says_where_things_are(tmp_path):
     settings = standalone_settings(8181)
     password_file = simple_auth_passwords_file(tmp_path)
 
-    text = banner(settings["AIRFLOW__API__BASE_URL"], ENDPOINT, password_file)
+    text = banner(settings["AIRFLOW__API__BASE_URL"], ENDPOINT, password_file, DATES)
 
     assert settings["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8181/execution/"
     assert "http://127.0.0.1:8181/auth/token" in text
     assert "http://127.0.0.1:8181/api/v2/dags/demo/dagRuns" in text
     assert str(password_file) in text
     assert ENDPOINT in text
+    assert '"partition_date": "2026-11-22"' in text  # the example trigger names seeded data
+
+
+def test_make_airflow_seeds_the_days_a_nightly_run_and_a_short_backfill_read():
+    assert seeded_dates(3, today=dt.date(2026, 11, 23)) == DATES
+    assert parse_args([]).seed_days == 3
