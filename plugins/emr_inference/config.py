@@ -53,21 +53,42 @@ class ModelConfig(_Strict):
     symbol: S3Uri = Field(description="MXNet symbol JSON")
     params: S3Uri = Field(description="MXNet params file")
     labels: S3Uri = Field(description="Labels, one per line")
-    symbol_sha256: Sha256 | None = None
-    params_sha256: Sha256 | None = None
-    labels_sha256: Sha256 | None = None
-    input_name: str = Field(default="data", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    symbol_sha256: Sha256 | None = Field(
+        default=None, description="Hex SHA-256 the symbol file must have (checked before use)"
+    )
+    params_sha256: Sha256 | None = Field(
+        default=None, description="Hex SHA-256 the params file must have (checked before use)"
+    )
+    labels_sha256: Sha256 | None = Field(
+        default=None, description="Hex SHA-256 the labels file must have (checked before use)"
+    )
+    input_name: str = Field(
+        default="data",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the symbol's data input",
+    )
     image_size: int = Field(default=224, ge=8, le=4096, description="Square side in pixels")
-    mean: Triple = Field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: Triple = Field(default_factory=lambda: list(IMAGENET_STD))
+    mean: Triple = Field(
+        default_factory=lambda: list(IMAGENET_MEAN),
+        description="R, G, B means subtracted after scale (ImageNet's by default)",
+    )
+    std: Triple = Field(
+        default_factory=lambda: list(IMAGENET_STD),
+        description="R, G, B standard deviations divided by after the mean",
+    )
     scale: float = Field(default=1 / 255, gt=0, le=1, description="Applied to 0-255 pixels first")
 
 
 class SseConfig(_Strict):
     """Server-side encryption for every object the pipeline writes."""
 
-    mode: Literal["none", "AES256", "aws:kms"] = "none"
-    kms_key_id: str | None = Field(default=None, max_length=2048)
+    mode: Literal["none", "AES256", "aws:kms"] = Field(
+        default="none",
+        description="ServerSideEncryption of every object written; none = bucket default",
+    )
+    kms_key_id: str | None = Field(
+        default=None, max_length=2048, description="KMS key id or ARN (mode aws:kms only)"
+    )
 
     @model_validator(mode="after")
     def _kms_key_needs_kms(self) -> SseConfig:
@@ -79,35 +100,74 @@ class SseConfig(_Strict):
 class NodeGroupConfig(_Strict):
     """One EMR node type (master or core): instance types, count and purchase option."""
 
-    instance_types: list[InstanceType] = Field(min_length=1, max_length=30)
-    count: int = Field(ge=1, le=500)
-    market: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
-    ebs_volume_gb: int | None = Field(default=None, ge=1, le=16384)
+    instance_types: list[InstanceType] = Field(
+        min_length=1, max_length=30, description="EC2 types; several only with 'fleets'"
+    )
+    count: int = Field(ge=1, le=500, description="Number of instances (fleets: target capacity)")
+    market: Literal["ON_DEMAND", "SPOT"] = Field(
+        default="ON_DEMAND", description="Purchase option; SPOT fleets fall back to on-demand"
+    )
+    ebs_volume_gb: int | None = Field(
+        default=None, ge=1, le=16384, description="One gp3 EBS volume of this size per instance"
+    )
 
 
 class ClusterConfig(_Strict):
     """Shape and settings of the EMR cluster (ignored by the local backend)."""
 
-    release_label: str = Field(default="emr-7.2.0", pattern=r"^emr-\d+\.\d+\.\d+$")
-    log_uri: S3Uri | None = None
-    job_flow_role: str = Field(default="EMR_EC2_DefaultRole", min_length=1)
-    service_role: str = Field(default="EMR_DefaultRole", min_length=1)
-    security_configuration: str | None = None
-    instance_collection: Literal["groups", "fleets"] = "groups"
+    release_label: str = Field(
+        default="emr-7.2.0",
+        pattern=r"^emr-\d+\.\d+\.\d+$",
+        description="EMR release; it must ship the MXNet application (emr-7.2.0 is the newest)",
+    )
+    log_uri: S3Uri | None = Field(
+        default=None, description="LogUri: where EMR archives cluster, step and container logs"
+    )
+    job_flow_role: str = Field(
+        default="EMR_EC2_DefaultRole", min_length=1, description="EC2 instance profile of the nodes"
+    )
+    service_role: str = Field(
+        default="EMR_DefaultRole", min_length=1, description="EMR service role"
+    )
+    security_configuration: str | None = Field(
+        default=None, description="Name of an EMR security configuration to apply"
+    )
+    instance_collection: Literal["groups", "fleets"] = Field(
+        default="groups", description="Instance groups (one type each) or instance fleets"
+    )
     master: NodeGroupConfig = Field(
-        default_factory=lambda: NodeGroupConfig(instance_types=["m5.xlarge"], count=1)
+        default_factory=lambda: NodeGroupConfig(instance_types=["m5.xlarge"], count=1),
+        description="Master node(s): run the Spark driver",
     )
     core: NodeGroupConfig = Field(
-        default_factory=lambda: NodeGroupConfig(instance_types=["c5.9xlarge"], count=4)
+        default_factory=lambda: NodeGroupConfig(instance_types=["c5.9xlarge"], count=4),
+        description="Core nodes: run the executors that do the inference",
     )
-    subnet_ids: list[str] = Field(default_factory=list, max_length=16)
-    ec2_key_name: str | None = None
-    idle_timeout_seconds: int = Field(default=3600, ge=60, le=604800)
-    bootstrap_args: list[str] = Field(default_factory=list)
+    subnet_ids: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="VPC subnets (groups use the first; fleets let EMR choose); [] = default VPC",
+    )
+    ec2_key_name: str | None = Field(default=None, description="EC2 key pair for SSH to the nodes")
+    idle_timeout_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=604800,
+        description="AutoTerminationPolicy: EMR ends the cluster after this long without steps",
+    )
+    bootstrap_args: list[str] = Field(
+        default_factory=list,
+        description="Extra pip install arguments of the bootstrap action (e.g. --index-url)",
+    )
     task_cpus: int = Field(default=4, ge=1, le=192, description="spark.task.cpus = MXNet threads")
     python: str = Field(default="/usr/bin/python3", description="PYSPARK_PYTHON on the nodes")
-    spark_defaults: dict[str, str] = Field(default_factory=dict)
-    tags: dict[str, str] = Field(default_factory=dict)
+    spark_defaults: dict[str, str] = Field(
+        default_factory=dict, description="Extra spark-defaults properties (override ours)"
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Cluster tags (cost allocation); dag_id, run_id and pipeline are added",
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> ClusterConfig:
@@ -126,9 +186,11 @@ class ClusterConfig(_Strict):
 class LocalConfig(_Strict):
     """Shape of the local Spark standalone cluster (local backend only)."""
 
-    workers: int = Field(default=1, ge=1, le=8)
-    worker_cores: int = Field(default=2, ge=1, le=64)
-    worker_memory: str = Field(default="2g", pattern=r"^\d+[mg]$")
+    workers: int = Field(default=1, ge=1, le=8, description="Spark standalone worker processes")
+    worker_cores: int = Field(default=2, ge=1, le=64, description="Cores each worker offers")
+    worker_memory: str = Field(
+        default="2g", pattern=r"^\d+[mg]$", description="Memory each worker offers (512m, 2g)"
+    )
 
 
 class RequestDefaults(_Strict):
@@ -153,21 +215,35 @@ class RequestDefaults(_Strict):
         default=None, description="Job artifacts root (default: s3://<output bucket>/artifacts/)"
     )
     extensions: list[Annotated[str, Field(pattern=r"^\.[A-Za-z0-9]{1,10}$")]] = Field(
-        default_factory=lambda: [".jpg", ".jpeg", ".png"], min_length=1
+        default_factory=lambda: [".jpg", ".jpeg", ".png"],
+        min_length=1,
+        description="Key suffixes listed from input_uri (case-insensitive)",
     )
-    sample_limit: int | None = Field(default=None, ge=1)
-    shard_size: int = Field(default=10000, ge=1, le=100000)
-    model: ModelConfig
-    batch_size: int = Field(default=64, ge=1, le=4096)
-    top_k: int = Field(default=5, ge=1, le=1000)
+    sample_limit: int | None = Field(
+        default=None, ge=1, description="Process only the first N listed keys (smoke runs)"
+    )
+    shard_size: int = Field(default=10000, ge=1, le=100000, description="Keys per manifest shard")
+    model: ModelConfig = Field(description="The MXNet model")
+    batch_size: int = Field(default=64, ge=1, le=4096, description="Images per forward pass")
+    top_k: int = Field(default=5, ge=1, le=1000, description="Predictions kept per image")
     partitions: int = Field(default=0, ge=0, le=100000, description="0 = derive from cluster")
-    max_error_rate: float = Field(default=0.1, ge=0, le=1)
-    prefetch_threads: int = Field(default=4, ge=1, le=64)
-    prefetch_depth: int = Field(default=2, ge=1, le=64)
+    max_error_rate: float = Field(
+        default=0.1, ge=0, le=1, description="Error-row fraction above which the job fails"
+    )
+    prefetch_threads: int = Field(
+        default=4, ge=1, le=64, description="Download/decode threads per Python worker"
+    )
+    prefetch_depth: int = Field(
+        default=2, ge=1, le=64, description="Batches decoded ahead of the model (bounded queue)"
+    )
     omp_threads: int = Field(default=0, ge=0, le=256, description="0 = spark.task.cpus")
-    sse: SseConfig = Field(default_factory=SseConfig)
-    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
-    local: LocalConfig = Field(default_factory=LocalConfig)
+    sse: SseConfig = Field(default_factory=SseConfig, description="Server-side encryption")
+    cluster: ClusterConfig = Field(
+        default_factory=ClusterConfig, description="EMR cluster (emr backend)"
+    )
+    local: LocalConfig = Field(
+        default_factory=LocalConfig, description="Local Spark cluster (local backend)"
+    )
 
     @model_validator(mode="after")
     def _has_input(self) -> RequestDefaults:
@@ -180,18 +256,32 @@ class PipelineConfig(RequestDefaults):
     """A whole pipeline file: DAG settings plus the request defaults."""
 
     pipeline: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="The DAG id")
-    description: str | None = None
-    backend: Literal["local", "emr"] = "emr"
+    description: str | None = Field(default=None, description="The DAG's description")
+    backend: Literal["local", "emr"] = Field(
+        default="emr", description="emr: a real EMR cluster; local: Spark standalone here"
+    )
     schedule: str | None = Field(default="@daily", description="Cron or preset; null = manual")
-    start_date: dt.date = dt.date(2024, 1, 1)
-    catchup: bool = False
-    max_active_runs: int = Field(default=1, ge=1, le=64)
-    tags: list[str] = Field(default_factory=list)
-    aws_conn_id: str = "aws_default"
+    start_date: dt.date = Field(
+        default=dt.date(2024, 1, 1), description="First schedulable date (midnight UTC)"
+    )
+    catchup: bool = Field(
+        default=False, description="Schedule the missed runs since start_date when unpaused"
+    )
+    max_active_runs: int = Field(
+        default=1, ge=1, le=64, description="DAG runs (so clusters) at the same time"
+    )
+    tags: list[str] = Field(
+        default_factory=list, description="DAG tags; the backend and 'inference' are added"
+    )
+    aws_conn_id: str = Field(default="aws_default", description="Airflow connection for S3 and EMR")
     deferrable: bool = Field(default=True, description="Deferrable EMR sensor")
-    poke_interval_seconds: int = Field(default=60, ge=1, le=3600)
+    poke_interval_seconds: int = Field(
+        default=60, ge=1, le=3600, description="Seconds between step status checks"
+    )
     retries: int = Field(default=1, ge=0, le=10, description="Task retries (not validate_request)")
-    retry_delay_seconds: int = Field(default=60, ge=0, le=3600)
+    retry_delay_seconds: int = Field(
+        default=60, ge=0, le=3600, description="Seconds between task retries"
+    )
 
     def request_defaults(self) -> dict[str, Any]:
         """The request fields of this pipeline, as JSON-compatible Param defaults."""

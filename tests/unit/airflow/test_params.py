@@ -32,7 +32,12 @@ def test_every_request_field_is_a_param_with_the_pipeline_value_as_default():
 
 def test_schemas_carry_types_bounds_enums_and_patterns():
     schemas = param_schemas()
-    assert schemas["batch_size"] == {"type": "integer", "minimum": 1, "maximum": 4096}
+    assert schemas["batch_size"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 4096,
+        "description": "Images per forward pass",  # the trigger form shows it
+    }
     assert schemas["partition_date"]["type"] == ["string", "null"]
     assert schemas["partition_date"]["pattern"] == r"^\d{4}-\d{2}-\d{2}$"
     assert schemas["input_uri"]["pattern"].startswith("^s3://")
