@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: venv test test-fast lint package demo airflow bench constraints clean
+.PHONY: venv test test-fast lint package demo airflow bench docs constraints clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,10 @@ airflow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# docs/CONFIGURATION.md from the config models, the Params and the job's --help.
+docs: $(STAMP)
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m include.gen_config_docs
 
 # Regenerate constraints.txt from a scratch venv built from the requirements files.
 constraints:

@@ -92,6 +92,7 @@ class SseConfig(_Strict):
 
     @model_validator(mode="after")
     def _kms_key_needs_kms(self) -> SseConfig:
+        """kms_key_id is only valid with mode aws:kms."""
         if self.kms_key_id and self.mode != "aws:kms":
             raise ValueError("kms_key_id is only valid with mode 'aws:kms'")
         return self
@@ -171,6 +172,8 @@ class ClusterConfig(_Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> ClusterConfig:
+        """master.count is 1 or 3; with instance_collection groups, master and core each list
+        exactly one instance type (fleets take up to 30)."""
         if self.master.count not in (1, 3):
             raise ValueError("master.count must be 1 or 3")
         if self.instance_collection == "groups":
@@ -247,6 +250,7 @@ class RequestDefaults(_Strict):
 
     @model_validator(mode="after")
     def _has_input(self) -> RequestDefaults:
+        """One of input_uri or manifest_uri is required; manifest_uri wins when both are given."""
         if not self.input_uri and not self.manifest_uri:
             raise ValueError("one of input_uri or manifest_uri is required")
         return self
