@@ -36,11 +36,12 @@ def _floats_text(values: Sequence[float]) -> str:
 
 
 class _HelpFormatter(argparse.HelpFormatter):
-    """Shows ``(default: ...)`` for every optional argument that has a default."""
+    """Shows ``(default: ...)`` for every optional argument that takes a value and has a default."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default not in (None, argparse.SUPPRESS) and not action.required:
+        takes_value = action.nargs != 0  # a flag's default is only its off state
+        if action.default not in (None, argparse.SUPPRESS) and not action.required and takes_value:
             text += " (default: %(default)s)"
         return text
 
@@ -118,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="MXNet/OpenMP threads per Python worker; 0 = spark.task.cpus",
     )
+    run.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="redo every partition, even those already complete for the same run fingerprint "
+        "(manifest, model, preprocessing, top-k, run id, encryption)",
+    )
     return parser
 
 
@@ -155,6 +163,7 @@ def parse_config(argv: Sequence[str] | None = None) -> JobConfig:
             prefetch_depth=args.prefetch_depth,
             omp_threads=args.omp_threads,
             encryption=Encryption(mode=args.sse, kms_key_id=args.sse_kms_key_id),
+            resume=args.resume,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -86,6 +86,8 @@ class JobConfig:
     prefetch_depth: int = 2
     omp_threads: int = 0
     encryption: Encryption = Encryption()
+    #: skip partitions already complete for the same run fingerprint (``--no-resume`` turns it off)
+    resume: bool = True
 
     def __post_init__(self) -> None:
         checks = {

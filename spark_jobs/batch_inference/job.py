@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from batch_inference.config import JobConfig
-from batch_inference.errors import JobFailed, ManifestError
+from batch_inference.errors import JobFailed, ManifestError, ModelLoadError
+from batch_inference.fingerprint import model_identity, run_fingerprint
 from batch_inference.manifest import Manifest, read_manifest
 from batch_inference.s3io import make_client
 
@@ -67,8 +68,11 @@ def summarise(metrics: list[dict], total: int, partitions: int, max_error_rate: 
     if rows != total:
         raise JobFailed(f"the partitions wrote {rows} rows but the manifest lists {total} keys")
     rate = errors / rows if rows else 0.0
+    resumed = [item for item in metrics if item.get("resumed")]
     summary = {
         "partitions": partitions,
+        "resumed_partitions": len(resumed),
+        "resumed_rows": sum(item["rows"] for item in resumed),
         "rows": rows,
         "predicted": rows - errors,
         "errors": errors,
@@ -84,7 +88,7 @@ def summarise(metrics: list[dict], total: int, partitions: int, max_error_rate: 
 
 
 def partition_task(
-    config: JobConfig, manifest: Manifest, partitions: int
+    config: JobConfig, manifest: Manifest, partitions: int, fingerprint: str
 ) -> Callable[[int, Iterable], Iterator[dict]]:
     """The function Spark runs for each partition (pickled with the config and manifest index)."""
 
@@ -95,8 +99,10 @@ def partition_task(
 
         configure_logging()
         context = TaskContext.get()
+        if context and context.attemptNumber() > 0:
+            log.warning("partition %d: attempt %d (retry)", index, context.attemptNumber())
         threads = config.omp_threads or (context.cpus() if context else 1)
-        yield process_partition(index, partitions, config, manifest, threads)
+        yield process_partition(index, partitions, config, manifest, fingerprint, threads)
 
     return task
 
@@ -122,10 +128,15 @@ def run_job(config: JobConfig) -> dict:
     from pyspark.sql import SparkSession
 
     started = time.monotonic()
+    client = make_client()
     try:
-        manifest = read_manifest(make_client(), config.manifest_uri)
+        manifest = read_manifest(client, config.manifest_uri)
     except ManifestError as exc:
         raise JobFailed(f"the manifest could not be read: {exc}") from None
+    try:
+        fingerprint = run_fingerprint(config, manifest.sha256, model_identity(client, config.model))
+    except ModelLoadError as exc:
+        raise JobFailed(f"the model could not be loaded: {exc}") from None
     spark = (
         SparkSession.builder.appName(f"batch-inference {config.model.name} {config.run_id}")
         .config("spark.python.worker.reuse", "true")
@@ -137,7 +148,8 @@ def run_job(config: JobConfig) -> dict:
             config.partitions, manifest.total, context.defaultParallelism
         )
         log.info(
-            "run %s: %d keys from %s in %d partitions, model %r, batch size %d, output %s",
+            "run %s: %d keys from %s in %d partitions, model %r, batch size %d, output %s, "
+            "run fingerprint %s (resume %s)",
             config.run_id,
             manifest.total,
             config.manifest_uri,
@@ -145,10 +157,12 @@ def run_job(config: JobConfig) -> dict:
             config.model.name,
             config.batch_size,
             config.output_uri,
+            fingerprint,
+            "on" if config.resume else "off",
         )
         rdd = context.parallelize(range(partitions), partitions)
         try:
-            task = partition_task(config, manifest, partitions)
+            task = partition_task(config, manifest, partitions, fingerprint)
             metrics = rdd.mapPartitionsWithIndex(task).collect()
         except Exception as exc:
             cause = systemic_cause(str(exc))

@@ -7,6 +7,7 @@ so the assignment is deterministic and no process ever holds the whole key list.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ class Manifest:
     total: int
     shards: tuple[Shard, ...]
     source: str | None = None
+    #: hex SHA-256 of the ``manifest.json`` bytes (part of the run fingerprint)
+    sha256: str = ""
 
 
 def parse_manifest(uri: str, body: bytes) -> Manifest:
@@ -69,7 +72,13 @@ def parse_manifest(uri: str, body: bytes) -> Manifest:
             f"manifest {uri}: field 'total' is {total} but the shard counts add up to "
             f"{sum(shard.count for shard in shards)}"
         )
-    return Manifest(uri=uri, total=total, shards=tuple(shards), source=doc.get("source"))
+    return Manifest(
+        uri=uri,
+        total=total,
+        shards=tuple(shards),
+        source=doc.get("source"),
+        sha256=hashlib.sha256(body).hexdigest(),
+    )
 
 
 def read_manifest(client, uri: str) -> Manifest:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 
+from batch_inference import faults
 from batch_inference.config import Encryption
 from batch_inference.errors import OutputWriteError
-from batch_inference.s3io import S3Uri, put_bytes
+from batch_inference.s3io import S3Uri, get_bytes, is_missing_key, put_bytes
+
+log = logging.getLogger(__name__)
 
 METRICS_DIR = "_metrics"
+#: User metadata key (``x-amz-meta-fingerprint``) of a rows part: the run fingerprint that wrote it.
+FINGERPRINT_METADATA = "fingerprint"
 
 
 def part_name(partition: int) -> str:
@@ -39,6 +45,7 @@ class PartitionMetrics:
     partition: int
     first_index: int
     end_index: int
+    fingerprint: str
     rows: int = 0
     predicted: int = 0
     errors: int = 0
@@ -72,6 +79,8 @@ class PartitionMetrics:
             "wall_seconds": round(self.wall_seconds, 3),
             "first_index": self.first_index,
             "end_index": self.end_index,
+            "fingerprint": self.fingerprint,
+            "resumed": False,
         }
 
 
@@ -88,14 +97,69 @@ def write_partition(
     metrics: dict,
     encryption: Encryption,
 ) -> None:
-    """Write the rows part, then the metrics part; one ``PutObject`` each (atomic, replaceable)."""
+    """Write the rows part, then the metrics part; one ``PutObject`` each (atomic, replaceable).
+
+    Both carry ``metrics["fingerprint"]`` as user metadata; the metrics part comes last, so a
+    metrics part always describes the rows part written before it (see :func:`completed_metrics`).
+    """
     extra = encryption.put_object_args()
-    for name, body, content_type in (
-        (part_name(partition), encode_rows(rows), "application/x-ndjson"),
-        (metrics_name(partition), json.dumps(metrics).encode("utf-8"), "application/json"),
-    ):
+    metadata = {FINGERPRINT_METADATA: metrics["fingerprint"]}
+
+    def put(name: str, body: bytes, content_type: str) -> None:
         target = output.join(name)
         try:
-            put_bytes(client, target, body, content_type, extra)
+            put_bytes(client, target, body, content_type, extra, metadata)
         except Exception as exc:
             raise OutputWriteError(f"cannot write {target}: {exc}") from None
+
+    put(part_name(partition), encode_rows(rows), "application/x-ndjson")
+    faults.inject(faults.AFTER_ROWS_PART, partition)
+    put(metrics_name(partition), json.dumps(metrics).encode("utf-8"), "application/json")
+
+
+def completed_metrics(
+    client, output: S3Uri, partition: int, first_index: int, end_index: int, fingerprint: str
+) -> dict | None:
+    """The stored metrics of ``partition`` if an earlier attempt or run already completed it.
+
+    Complete means: its metrics part exists with this ``fingerprint`` and the same manifest range,
+    and its rows part exists and was written with this fingerprint too (a rows part replaced by a
+    run with another fingerprint that died before its metrics part is not reused). One
+    ``GetObject`` and one ``HeadObject``. Returns the stored metrics with ``resumed: true``, or
+    ``None`` when the partition must be (re)done; an unreadable part means redo, never fail.
+    """
+    metrics_uri, part_uri = output.join(metrics_name(partition)), output.join(part_name(partition))
+    try:
+        stored = json.loads(get_bytes(client, metrics_uri))
+    except Exception as exc:
+        if not is_missing_key(exc):
+            log.warning(
+                "partition %d: cannot read %s (%s); redoing it", partition, metrics_uri, exc
+            )
+        return None
+    expected = {
+        "partition": partition,
+        "first_index": first_index,
+        "end_index": end_index,
+        "fingerprint": fingerprint,
+    }
+    different = [name for name, value in expected.items() if stored.get(name) != value]
+    if different:
+        log.info(
+            "partition %d: %s differs from this run's (%s); redoing it",
+            partition,
+            metrics_uri,
+            ", ".join(different),
+        )
+        return None
+    try:
+        head = client.head_object(Bucket=part_uri.bucket, Key=part_uri.key)
+    except Exception as exc:
+        log.warning(
+            "partition %d: metrics part found but not %s (%s); redoing it", partition, part_uri, exc
+        )
+        return None
+    if head.get("Metadata", {}).get(FINGERPRINT_METADATA) != fingerprint:
+        log.info("partition %d: %s was written by another run; redoing it", partition, part_uri)
+        return None
+    return {**stored, "resumed": True}

@@ -1,5 +1,8 @@
 """One partition's work: keys from the manifest, bounded prefetch, batched inference, one write.
 
+A partition that an earlier attempt or run already completed for the same run fingerprint (see
+:mod:`batch_inference.fingerprint`) is not redone: its stored metrics are returned instead.
+
 A thread pool downloads and decodes the next ``prefetch_depth`` batches while the current batch
 runs through the model, so S3 latency, decoding and compute overlap instead of alternating. The
 queue of batches in flight is bounded, so memory stays at about
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from batch_inference import faults
 from batch_inference.batching import chunked, top_k
 from batch_inference.config import JobConfig, Preprocess
 from batch_inference.errors import CORRUPT_IMAGE, DOWNLOAD_FAILED, MISSING_OBJECT, ImageError
@@ -25,6 +29,7 @@ from batch_inference.manifest import Manifest, iter_keys, partition_range
 from batch_inference.model import LoadedModel, load_model, set_omp_threads
 from batch_inference.output import (
     PartitionMetrics,
+    completed_metrics,
     error_row,
     prediction_row,
     write_partition,
@@ -94,15 +99,34 @@ def process_partition(
     partitions: int,
     config: JobConfig,
     manifest: Manifest,
+    fingerprint: str,
     omp_threads: int,
 ) -> dict:
-    """Classify partition ``index`` of ``partitions``, write its parts, return its metrics dict."""
+    """Classify partition ``index`` of ``partitions``, write its parts, return its metrics dict.
+
+    With ``config.resume``, a partition already complete for ``fingerprint`` is skipped and its
+    stored metrics come back with ``resumed: true``.
+    """
     started = time.perf_counter()
-    set_omp_threads(omp_threads)
+    faults.inject(faults.AT_START, index)
     start, end = partition_range(index, partitions, manifest.total)
-    metrics = PartitionMetrics(partition=index, first_index=start, end_index=end)
     client = make_client(config.prefetch_threads + 2)
     output = parse_s3_uri(config.output_uri, "--output")
+    if config.resume:
+        stored = completed_metrics(client, output, index, start, end, fingerprint)
+        if stored is not None:
+            log.info(
+                "partition %d: keys [%d, %d) already complete for run fingerprint %s; resumed",
+                index,
+                start,
+                end,
+                fingerprint[:12],
+            )
+            return stored
+    set_omp_threads(omp_threads)
+    metrics = PartitionMetrics(
+        partition=index, first_index=start, end_index=end, fingerprint=fingerprint
+    )
     rows: list[dict] = []
     if end > start:
         model = load_model(client, config.model, config.batch_size, config.preprocess.image_size)

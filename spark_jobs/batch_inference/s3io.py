@@ -72,10 +72,19 @@ def put_bytes(
     body: bytes,
     content_type: str,
     extra_args: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> None:
-    """Write ``body`` with one ``PutObject`` (atomic: readers see the old or the new object)."""
+    """Write ``body`` with one ``PutObject`` (atomic: readers see the old or the new object).
+
+    ``metadata`` becomes the object's user metadata (``x-amz-meta-*``).
+    """
     client.put_object(
-        Bucket=uri.bucket, Key=uri.key, Body=body, ContentType=content_type, **(extra_args or {})
+        Bucket=uri.bucket,
+        Key=uri.key,
+        Body=body,
+        ContentType=content_type,
+        Metadata=metadata or {},
+        **(extra_args or {}),
     )
     log.debug("wrote %s (%d bytes)", uri, len(body))
 

@@ -41,12 +41,15 @@ def test_rows_are_contract_json_lines_readable_by_a_plain_reader():
     assert (part_name(7), metrics_name(7)) == ("part-00007.jsonl", "_metrics/part-00007.json")
 
 
-def test_parts_are_written_with_the_requested_encryption(bucket, s3_env):
+def test_parts_are_written_with_the_requested_encryption_and_fingerprint(bucket, s3_env):
     output = parse_s3_uri(f"s3://{bucket}/out")
-    write_partition_parts(make_client(), output, 3, [], {"partition": 3}, Encryption("AES256"))
+    metrics = {"partition": 3, "fingerprint": "f" * 64}
+    write_partition_parts(make_client(), output, 3, [], metrics, Encryption("AES256"))
     client = s3_env.client()
     for key in ("out/part-00003.jsonl", "out/_metrics/part-00003.json"):
-        assert client.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
+        head = client.head_object(Bucket=bucket, Key=key)
+        assert head["ServerSideEncryption"] == "AES256"
+        assert head["Metadata"] == {"fingerprint": "f" * 64}
     assert client.get_object(Bucket=bucket, Key="out/part-00003.jsonl")["Body"].read() == b""
 
 
@@ -69,6 +72,8 @@ def test_cli_defaults_follow_the_contract():
     assert config.preprocess.scale == 0.00392156862745098
     assert config.preprocess.mean == (0.485, 0.456, 0.406)
     assert config.preprocess.std == (0.229, 0.224, 0.225)
+    assert config.resume is True
+    assert parse_config([*REQUIRED, "--no-resume"]).resume is False
 
 
 def test_cli_parses_every_option():
@@ -95,6 +100,7 @@ def test_help_documents_every_argument_with_its_default():
             assert flag in text
     assert "--batch-size BATCH_SIZE images per model call (default: 64)" in text
     assert "--mean MEAN R,G,B means subtracted after --scale (default: 0.485,0.456,0.406)" in text
+    assert "--no-resume redo every partition" in text and "(default: True)" not in text
 
 
 @pytest.mark.parametrize(
@@ -141,6 +147,9 @@ def test_summary_adds_up_and_fails_above_the_error_rate():
     summary = summarise(parts, total=100, partitions=2, max_error_rate=0.05)
     assert summary["errors"] == 5 and summary["predicted"] == 95
     assert summary["errors_by_type"] == {"corrupt_image": 3, "x": 2}
+    assert (summary["resumed_partitions"], summary["resumed_rows"]) == (0, 0)
+    resumed = summarise([{**parts[0], "resumed": True}, parts[1]], 100, 2, max_error_rate=0.05)
+    assert (resumed["resumed_partitions"], resumed["resumed_rows"]) == (1, 50)
     with pytest.raises(JobFailed, match=r"error rate 5.00% \(5 of 100 rows\) is above"):
         summarise(parts, total=100, partitions=2, max_error_rate=0.04)
 

@@ -57,9 +57,16 @@ def setup(bucket, s3_env):
     model_module._CACHE.clear()
 
 
-def run_partition(config: JobConfig, index: int, partitions: int) -> dict:
+FINGERPRINT = "a" * 64
+
+
+def run_partition(
+    config: JobConfig, index: int, partitions: int, fingerprint: str = FINGERPRINT
+) -> dict:
     manifest = read_manifest(make_client(), config.manifest_uri)
-    return partition_module.process_partition(index, partitions, config, manifest, omp_threads=1)
+    return partition_module.process_partition(
+        index, partitions, config, manifest, fingerprint, omp_threads=1
+    )
 
 
 def test_a_partition_writes_one_row_per_key_and_its_metrics(setup):
@@ -77,7 +84,9 @@ def test_a_partition_writes_one_row_per_key_and_its_metrics(setup):
     assert set(metrics) == {
         "partition", "rows", "predicted", "errors", "errors_by_type", "download_seconds",
         "decode_seconds", "inference_seconds", "wall_seconds", "first_index", "end_index",
+        "fingerprint", "resumed",
     }  # fmt: skip
+    assert (metrics["fingerprint"], metrics["resumed"]) == (FINGERPRINT, False)
     json.dumps(metrics)  # plain JSON types only
 
 
@@ -128,3 +137,73 @@ def test_a_missing_model_file_is_a_model_load_error(setup):
     config = JobConfig(**{**config.__dict__, "model": spec})
     with pytest.raises(ModelLoadError, match=r"cannot download --model-params .*\.gone"):
         run_partition(config, index=0, partitions=2)
+
+
+def count_prepares(monkeypatch) -> list[str]:
+    """Record every key the partition downloads (the per-image work a resume must skip)."""
+    keys: list[str] = []
+    real_prepare = partition_module.prepare
+
+    def prepare(client, key, spec):
+        keys.append(key)
+        return real_prepare(client, key, spec)
+
+    monkeypatch.setattr(partition_module, "prepare", prepare)
+    return keys
+
+
+def test_a_completed_partition_is_resumed_without_any_work(setup, monkeypatch):
+    data, config = setup
+    first = run_partition(config, index=1, partitions=2)
+    client, bucket = data["client"], config.output_uri.split("/")[2]
+    before = {
+        key: client.head_object(Bucket=bucket, Key=f"run/output/{key}")["LastModified"]
+        for key in ("part-00001.jsonl", "_metrics/part-00001.json")
+    }
+    prepared = count_prepares(monkeypatch)
+
+    def no_model(*args):
+        raise AssertionError("a resumed partition must not load the model")
+
+    monkeypatch.setattr(partition_module, "load_model", no_model)
+    again = run_partition(config, index=1, partitions=2)
+    assert again == {**first, "resumed": True}
+    assert prepared == []
+    for key, modified in before.items():
+        assert (
+            client.head_object(Bucket=bucket, Key=f"run/output/{key}")["LastModified"] == modified
+        )
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["fingerprint", "partition count", "no-resume", "rows part of another run", "bad metrics"],
+)
+def test_a_partition_is_redone_unless_complete_for_this_run(setup, monkeypatch, change):
+    data, config = setup
+    run_partition(config, index=1, partitions=2)
+    fingerprint, partitions = FINGERPRINT, 2
+    bucket = config.output_uri.split("/")[2]
+    if change == "fingerprint":
+        fingerprint = "b" * 64
+    elif change == "partition count":
+        partitions = 3  # partition 1 of 3 covers [13, 26), not [20, 40)
+    elif change == "no-resume":
+        config = JobConfig(**{**config.__dict__, "resume": False})
+    elif change == "rows part of another run":  # replaced by a run that died before its metrics
+        data["client"].put_object(
+            Bucket=bucket,
+            Key="run/output/part-00001.jsonl",
+            Body=b"",
+            Metadata={"fingerprint": "c"},
+        )
+    else:
+        data["client"].put_object(
+            Bucket=bucket, Key="run/output/_metrics/part-00001.json", Body=b"{"
+        )
+    prepared = count_prepares(monkeypatch)
+    metrics = run_partition(config, index=1, partitions=partitions, fingerprint=fingerprint)
+    assert metrics["resumed"] is False and metrics["fingerprint"] == fingerprint
+    assert len(prepared) == metrics["rows"] == metrics["end_index"] - metrics["first_index"]
+    rows, _, _ = read_output(data["client"], config.output_uri)
+    assert len(rows) == metrics["rows"]  # the rows part was replaced, not appended to

@@ -1,0 +1,80 @@
+"""The run fingerprint: what changes a partition's rows changes it, nothing else does."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from batch_inference.config import Encryption, JobConfig, ModelSpec, Preprocess
+from batch_inference.errors import ModelLoadError
+from batch_inference.fingerprint import model_identity, run_fingerprint
+from batch_inference.manifest import parse_manifest
+
+MODEL = ModelSpec("m", "s3://b/m/s.json", "s3://b/m/p.params", "s3://b/m/l.txt")
+CONFIG = JobConfig("s3://b/run/manifest.json", "s3://b/run/out/", "run-1", MODEL)
+IDENTITY = {"symbol": "etag:1", "params": "etag:2", "labels": "etag:3"}
+
+
+def fingerprint(config: JobConfig = CONFIG, manifest: str = "0" * 64, model=None) -> str:
+    return run_fingerprint(config, manifest, model or IDENTITY)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        replace(CONFIG, batch_size=7),
+        replace(CONFIG, partitions=9),
+        replace(CONFIG, max_error_rate=0.5),
+        replace(CONFIG, prefetch_threads=2, prefetch_depth=5, omp_threads=3),
+        replace(CONFIG, resume=False),
+    ],
+)
+def test_execution_parameters_do_not_change_the_fingerprint(config):
+    assert fingerprint(config) == fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("config", "manifest", "model"),
+    [
+        (replace(CONFIG, top_k=3), None, None),
+        (replace(CONFIG, run_id="run-2"), None, None),
+        (replace(CONFIG, preprocess=Preprocess(image_size=96)), None, None),
+        (replace(CONFIG, model=replace(MODEL, params_uri="s3://b/m/other.params")), None, None),
+        (replace(CONFIG, model=replace(MODEL, input_name="x")), None, None),
+        (replace(CONFIG, encryption=Encryption("AES256")), None, None),
+        (CONFIG, "1" * 64, None),
+        (CONFIG, None, {**IDENTITY, "params": "etag:changed"}),
+    ],
+)
+def test_what_changes_the_rows_changes_the_fingerprint(config, manifest, model):
+    assert fingerprint(config, manifest or "0" * 64, model) != fingerprint()
+    assert len(fingerprint(config, manifest or "0" * 64, model)) == 64
+
+
+def test_the_manifest_digest_is_that_of_its_bytes():
+    body = b'{"version": 1, "total": 0, "shards": []}'
+    other = b'{"version": 1, "total": 0, "shards": [], "source": "s3://b/x/"}'
+    assert (
+        parse_manifest("s3://b/m.json", body).sha256
+        != parse_manifest("s3://b/m.json", other).sha256
+    )
+    assert (
+        parse_manifest("s3://b/m.json", body).sha256 == parse_manifest("s3://c/n.json", body).sha256
+    )
+
+
+def test_model_identity_uses_digests_or_etags(bucket, s3_env):
+    client = s3_env.client()
+    for key in ("s.json", "p.params", "l.txt"):
+        client.put_object(Bucket=bucket, Key=f"m/{key}", Body=key.encode())
+    spec = ModelSpec(
+        "m", f"s3://{bucket}/m/s.json", f"s3://{bucket}/m/p.params", f"s3://{bucket}/m/l.txt",
+        symbol_sha256="AB" * 32,
+    )  # fmt: skip
+    identity = model_identity(client, spec)
+    assert identity["symbol"] == "sha256:" + "ab" * 32
+    assert identity["params"].startswith("etag:") and identity["labels"].startswith("etag:")
+    client.put_object(Bucket=bucket, Key="m/p.params", Body=b"retrained in place")
+    assert model_identity(client, spec)["params"] != identity["params"]
+    with pytest.raises(ModelLoadError, match=r"cannot read --model-labels s3://.*/m/gone\.txt"):
+        model_identity(client, replace(spec, labels_uri=f"s3://{bucket}/m/gone.txt"))
