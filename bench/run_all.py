@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -91,13 +92,16 @@ class Bench:
 
     def start(self) -> None:
         """Export the models, start the preloaded S3 server, stage models and the job zip."""
-        from batch_inference.package import build_job_zip
+        from batch_inference.package import ENTRY_POINT, build_job_zip
 
         from include.demo.models import export_resnet18, train_digits_classifier, upload_model
 
         self.resnet = export_resnet18(self.workdir / "resnet18")
         self.digits = train_digits_classifier(self.workdir / "digits", epochs=1)
+        # main.py beside the zip, as staged for EMR: the driver then imports the package from the
+        # zip too (not from spark_jobs/ next to the checkout's main.py), one snapshot of the code.
         self.job_zip = build_job_zip(self.workdir / "batch_inference.zip")
+        self.entry_point = Path(shutil.copy(ENTRY_POINT, self.workdir / ENTRY_POINT.name))
         self.s3 = start_preloaded_s3([self.photos, self.small, self.large, self.listing])
         os.environ.update(self.s3.env)  # the manifest writer (S3Hook) in this process
         client = self.s3.client()
@@ -126,12 +130,11 @@ class Bench:
 
     def run_job(self, name: str, manifest_uri: str, model: dict, endpoint: str) -> SparkRun:
         """Our job through ``spark-submit``; S3 at ``endpoint``."""
-        from batch_inference.package import ENTRY_POINT
 
         from include.demo.models import model_cli_args
 
         app = [
-            str(ENTRY_POINT),
+            str(self.entry_point),
             f"--manifest={manifest_uri}",
             f"--output=s3://{OUTPUT_BUCKET}/{name}/",
             f"--run-id=bench-{name}",
