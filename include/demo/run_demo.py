@@ -51,7 +51,11 @@ def log(message: str) -> None:
 
 
 def seed_demo(
-    s3: LocalS3, partition_dates: list[str], images: int, bad_fraction: float
+    s3: LocalS3,
+    partition_dates: list[str],
+    images: int,
+    bad_fraction: float,
+    model_dir: Path = DEMO_DIR / "model",
 ) -> dict[str, int | None]:
     """Create the demo buckets, stage the demo model where ``demo.yaml`` expects it and upload the
     demo images of every date in ``partition_dates``; returns ``{uri: true label or None}``.
@@ -67,8 +71,8 @@ def seed_demo(
         client.create_bucket(Bucket=bucket)
 
     log("training the demo digits classifier (a few seconds)")
-    shutil.rmtree(DEMO_DIR / "model", ignore_errors=True)
-    model = train_digits_classifier(DEMO_DIR / "model")
+    shutil.rmtree(model_dir, ignore_errors=True)
+    model = train_digits_classifier(model_dir)
     upload_model(client, model, MODELS_BUCKET, MODEL_PREFIX)
 
     objects = demo_objects(images, bad_fraction=bad_fraction)

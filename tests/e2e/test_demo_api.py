@@ -39,10 +39,13 @@ RUN_TIMEOUT_SECONDS = 300
 
 
 @pytest.fixture(scope="module")
-def demo_inputs(s3_server: LocalS3) -> dict[str, list[str]]:
+def demo_inputs(
+    s3_server: LocalS3, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, list[str]]:
     """Seed the demo model and images; ``{partition date: sorted URIs of its images}``."""
     dates = [TRIGGERED_PARTITION, *BACKFILL_PARTITIONS.values()]
-    uploaded = seed_demo(s3_server, dates, IMAGES, bad_fraction=0.05)
+    model_dir = tmp_path_factory.mktemp("demo-model")
+    uploaded = seed_demo(s3_server, dates, IMAGES, bad_fraction=0.05, model_dir=model_dir)
     return {date: sorted(uri for uri in uploaded if f"/dt={date}/" in uri) for date in dates}
 
 
