@@ -16,6 +16,7 @@ import io
 import struct
 import sys
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -152,7 +153,8 @@ def demo_objects(
         if i in bad_positions:
             kind = kinds[len([p for p in bad_positions if p < i]) % len(kinds)]
             body, error_type = bad_input(kind)
-            objects.append(DemoObject(f"bad-{i:05d}-{kind}", body, None, error_type))
+            suffix = "jpg" if kind == "truncated" else "png"  # listed by stage_manifest's filter
+            objects.append(DemoObject(f"bad-{i:05d}-{kind}.{suffix}", body, None, error_type))
             continue
         fmt = "PNG" if i % 2 == 0 else "JPEG"
         index = TRAIN_COUNT + i % held_out
@@ -170,13 +172,17 @@ def _spread(count: int, picks: int) -> set[int]:
     return {int(step * j + step / 2) for j in range(picks)}
 
 
-def upload_objects(client, bucket: str, prefix: str, objects: list[DemoObject]) -> list[str]:
-    """Upload ``objects`` under ``prefix``; returns every object's ``s3://`` URI in order
-    (missing objects included, so a manifest can list them)."""
-    uris = []
-    for obj in objects:
-        key = f"{prefix.rstrip('/')}/{obj.name}" if prefix else obj.name
+def upload_objects(
+    client, bucket: str, prefix: str, objects: list[DemoObject], workers: int = 8
+) -> list[str]:
+    """Upload ``objects`` under ``prefix`` (``workers`` PutObjects at a time); returns every
+    object's ``s3://`` URI in order (missing objects included, so a manifest can list them)."""
+    keys = [f"{prefix.rstrip('/')}/{obj.name}" if prefix else obj.name for obj in objects]
+
+    def put(key: str, obj: DemoObject) -> None:
         if obj.body is not None:
             client.put_object(Bucket=bucket, Key=key, Body=obj.body)
-        uris.append(f"s3://{bucket}/{key}")
-    return uris
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(put, keys, objects))  # list(): re-raise the first failed upload
+    return [f"s3://{bucket}/{key}" for key in keys]
