@@ -8,9 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from batch_inference.config import JobConfig
+from batch_inference.manifest import read_manifest
 from batch_inference.output import METRICS_DIR
 from batch_inference.package import ENTRY_POINT, build_job_zip
-from batch_inference.s3io import parse_s3_uri
+from batch_inference.s3io import make_client, parse_s3_uri
+
+#: the run fingerprint in-process partition runs use unless told otherwise
+FINGERPRINT = "a" * 64
 
 
 def write_manifest(client, bucket: str, prefix: str, uris: list[str], shard_size: int) -> str:
@@ -89,3 +94,13 @@ def read_output(client, output_uri: str) -> tuple[list[dict], list[dict], list[s
         else:
             rows.extend(json.loads(line) for line in body.splitlines())
     return rows, metrics, [key[len(prefix) :] for key in keys]
+
+
+def run_partition(
+    config: JobConfig, index: int, partitions: int, fingerprint: str = FINGERPRINT
+) -> dict:
+    """Run one partition in this process (no Spark), as a task would; returns its metrics."""
+    from batch_inference.partition import process_partition
+
+    manifest = read_manifest(make_client(), config.manifest_uri)
+    return process_partition(index, partitions, config, manifest, fingerprint, omp_threads=1)

@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from batch_inference.config import ModelSpec
 
 
 def tiny_model_files(
@@ -39,3 +40,19 @@ def reference_logits(weights: dict, batch: np.ndarray) -> np.ndarray:
     """What the tiny model computes, in NumPy."""
     flat = batch.reshape(batch.shape[0], -1).astype(np.float64)
     return flat @ weights["fc_weight"].T.astype(np.float64) + weights["fc_bias"]
+
+
+def upload_tiny_model(
+    client, bucket: str, prefix: str, classes: int = 4, image_size: int = 8
+) -> ModelSpec:
+    """Write the tiny model's symbol, params and labels under ``prefix``; returns its spec."""
+    symbol, params, labels, _ = tiny_model_files(classes=classes, image_size=image_size)
+    uris = {}
+    for part, name, body in (
+        ("symbol", "symbol.json", symbol.encode()),
+        ("params", "model.params", params),
+        ("labels", "labels.txt", "\n".join(labels).encode()),
+    ):
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=body)
+        uris[f"{part}_uri"] = f"s3://{bucket}/{prefix}/{name}"
+    return ModelSpec(name="tiny", **uris)

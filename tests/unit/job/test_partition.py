@@ -1,5 +1,5 @@
 """One partition end to end in-process (no Spark) against the moto S3 server: rows, metrics,
-bounded prefetch overlapping the model, and failures that must stop the job."""
+bounded prefetch overlapping the model, failures that must stop the job, and resume."""
 
 from __future__ import annotations
 
@@ -8,65 +8,11 @@ import threading
 import time
 
 import pytest
-from batch_inference import model as model_module
 from batch_inference import partition as partition_module
-from batch_inference.config import JobConfig, ModelSpec, Preprocess
+from batch_inference.config import JobConfig, ModelSpec
 from batch_inference.errors import ModelLoadError, OutputWriteError
-from batch_inference.manifest import read_manifest
-from batch_inference.s3io import make_client
 
-from include.demo.images import demo_objects, upload_objects
-from tests.support.job import read_output, write_manifest
-from tests.support.tiny_model import tiny_model_files
-
-SIZE = 8
-
-
-@pytest.fixture
-def setup(bucket, s3_env):
-    """A tiny model and 40 digits (20% bad) in S3, and a config for 2 partitions."""
-    client = s3_env.client()
-    symbol, params, labels, _ = tiny_model_files(classes=4, image_size=SIZE)
-    for key, body in (
-        ("model/symbol.json", symbol.encode()),
-        ("model/model.params", params),
-        ("model/labels.txt", "\n".join(labels).encode()),
-    ):
-        client.put_object(Bucket=bucket, Key=key, Body=body)
-    objects = demo_objects(40, bad_fraction=0.2, size=SIZE)
-    uris = upload_objects(client, bucket, "images", objects)
-    manifest_uri = write_manifest(client, bucket, "run", uris, shard_size=6)
-    config = JobConfig(
-        manifest_uri=manifest_uri,
-        output_uri=f"s3://{bucket}/run/output/",
-        run_id="run-1",
-        model=ModelSpec(
-            name="tiny",
-            symbol_uri=f"s3://{bucket}/model/symbol.json",
-            params_uri=f"s3://{bucket}/model/model.params",
-            labels_uri=f"s3://{bucket}/model/labels.txt",
-        ),
-        preprocess=Preprocess(image_size=SIZE),
-        batch_size=3,
-        top_k=2,
-        prefetch_threads=3,
-        prefetch_depth=2,
-    )
-    model_module._CACHE.clear()
-    yield {"client": client, "uris": uris, "objects": dict(zip(uris, objects, strict=True))}, config
-    model_module._CACHE.clear()
-
-
-FINGERPRINT = "a" * 64
-
-
-def run_partition(
-    config: JobConfig, index: int, partitions: int, fingerprint: str = FINGERPRINT
-) -> dict:
-    manifest = read_manifest(make_client(), config.manifest_uri)
-    return partition_module.process_partition(
-        index, partitions, config, manifest, fingerprint, omp_threads=1
-    )
+from tests.support.job import FINGERPRINT, read_output, run_partition
 
 
 def test_a_partition_writes_one_row_per_key_and_its_metrics(setup):
