@@ -94,6 +94,13 @@ def _sense(sensor: LocalStepSensor, timeout: float = 240) -> bool:
     raise AssertionError("step did not finish in time")
 
 
+def _submit(env: dict, cluster_id: str, entry_point: Path) -> LocalSubmitStepOperator:
+    return LocalSubmitStepOperator(
+        task_id="submit_inference_step", request=env["request"],
+        artifacts=_artifacts(env, entry_point), manifest=env["manifest"], cluster_id=cluster_id,
+    )  # fmt: skip
+
+
 def _run_step(env: dict, entry_point: Path) -> tuple[str, LocalCluster, LocalStepSensor]:
     request, manifest = env["request"], env["manifest"]
     create = LocalCreateClusterOperator(task_id="create_cluster", request=request)
@@ -101,10 +108,7 @@ def _run_step(env: dict, entry_point: Path) -> tuple[str, LocalCluster, LocalSte
     assert create.execute({}) == cluster_id  # a retry finds the running cluster
     cluster = LocalCluster.load(cluster_id)
     assert [p.name for p in cluster.processes] == ["master", "worker-0"]
-    step_id = LocalSubmitStepOperator(
-        task_id="submit_inference_step", request=request, artifacts=_artifacts(env, entry_point),
-        manifest=manifest, cluster_id=cluster_id,
-    ).execute({})  # fmt: skip
+    step_id = _submit(env, cluster_id, entry_point).execute({})
     sensor = LocalStepSensor(
         task_id="wait_for_inference_step", request=request, manifest=manifest,
         cluster_id=cluster_id, step_id=step_id, poke_interval=1,
@@ -135,6 +139,11 @@ def test_successful_step_then_terminate_leaves_no_process(local_env: dict) -> No
     try:
         assert SECRET not in _command_lines()
         assert _sense(sensor)
+        assert _submit(local_env, cluster_id, JOBS / "tiny_job.py").execute({}) == "step-001"
+        assert [p.name for p in LocalCluster.load(cluster_id).processes if p.name != "master"] == [
+            "worker-0",
+            "step-001",
+        ]  # the retried submit found the completed step and added none
         output = "s3://{}/_staging/local_test/run/output/".format(local_env["bucket"])
         assert rows_done(s3_hook("aws_default"), output) == 7
         step_dir = cluster.path / "steps" / "step-001"
@@ -160,3 +169,35 @@ def test_terminate_without_a_cluster_is_a_no_op(local_env: dict) -> None:
     LocalTerminateClusterOperator(
         task_id="terminate_cluster", request=local_env["request"], cluster_id=None
     ).execute({})
+
+
+def _step_killed(sensor: LocalStepSensor) -> None:
+    """The sensor now fails the step as killed (no exit code was recorded)."""
+    with pytest.raises(AirflowFailException, match="was killed"):
+        sensor.poke({})
+
+
+def test_killed_tasks_kill_their_step_and_a_retry_submits_again(local_env: dict) -> None:
+    """on_kill of the sensor and of submit kill the running step; terminate still works."""
+    cluster_id, cluster, sensor = _run_step(local_env, JOBS / "sleeping_job.py")
+    try:
+        retried = _submit(local_env, cluster_id, JOBS / "sleeping_job.py")
+        assert retried.execute({}) == sensor.step_id  # still running: reused, not doubled
+        assert sensor.poke({}) is False
+        sensor.on_kill()  # the wait task is killed
+        _step_killed(sensor)
+
+        retried = _submit(local_env, cluster_id, JOBS / "sleeping_job.py")
+        step_id = retried.execute({})  # a killed step is not reused
+        assert step_id == "step-002"
+        assert LocalCluster.load(cluster_id).processes[-1].process() is not None
+        retried.on_kill()  # the submit task is killed
+        _step_killed(LocalStepSensor(
+            task_id="wait_for_inference_step", request=local_env["request"],
+            manifest=local_env["manifest"], cluster_id=cluster_id, step_id=step_id,
+        ))  # fmt: skip
+        assert [p for p in LocalCluster.load(cluster_id).processes if p.process() is None] == [
+            p for p in LocalCluster.load(cluster_id).processes if p.name.startswith("step-")
+        ]  # both steps are gone, master and worker still run
+    finally:
+        _terminate_and_check(local_env, LocalCluster.load(cluster_id))

@@ -5,7 +5,7 @@ Each operator extends the Amazon provider's operator and adds what a pipeline ne
 * :class:`EmrCreateClusterOperator`: builds the job flow from the request; idempotent on retry
   (a live cluster tagged with this run's ``dag_id``/``run_id`` is reused, not doubled).
 * :class:`EmrSubmitStepOperator`: builds the spark-submit step; idempotent on retry (a pending,
-  running or completed step of the same name on the cluster is reused).
+  running or completed step of the same name on the cluster is reused); ``on_kill`` cancels it.
 * :class:`EmrInferenceStepSensor`: logs images done / total, rate and ETA while the step runs;
   on failure raises with the step's FailureDetails (reason, message, log file); deferrable mode
   hands the waiting to the provider's trigger and wakes up every ``progress_interval`` seconds
@@ -56,6 +56,13 @@ def find_run_cluster(client: Any, request: Mapping[str, Any]) -> str | None:
         if all(tags.get(key) == value for key, value in wanted.items()):
             return summary["Id"]
     return None
+
+
+def cancel_step(client: Any, cluster_id: str, step_id: str) -> None:
+    """Cancel a pending or running step, killing its process (``TERMINATE_PROCESS``)."""
+    client.cancel_steps(
+        ClusterId=cluster_id, StepIds=[step_id], StepCancellationOption="TERMINATE_PROCESS"
+    )
 
 
 def find_step(client: Any, cluster_id: str, name: str) -> str | None:
@@ -124,15 +131,18 @@ class EmrSubmitStepOperator(EmrAddStepsOperator):
         self.request = request
         self.artifacts = artifacts
         self.manifest = manifest
+        self._step_id: str | None = None
 
     def execute(self, context) -> str:
         step = inference_step(self.request, self.artifacts, self.manifest["manifest_uri"])
         existing = find_step(self.hook.conn, self.job_flow_id, step["Name"])
         if existing:
             self.log.info("Reusing step %s, added by an earlier try", existing)
+            self._step_id = existing
             return existing
         self.steps = [step]
         (step_id,) = super().execute(context)
+        self._step_id = step_id
         self.log.info(
             "Added step %s: %s images from %s",
             step_id,
@@ -140,6 +150,12 @@ class EmrSubmitStepOperator(EmrAddStepsOperator):
             self.manifest["manifest_uri"],
         )
         return step_id
+
+    def on_kill(self) -> None:
+        """Cancel the step this task added or found (a killed task leaves no job running)."""
+        if self._step_id:
+            self.log.info("Cancelling step %s on %s", self._step_id, self.job_flow_id)
+            cancel_step(self.hook.conn, self.job_flow_id, self._step_id)
 
 
 class EmrInferenceStepSensor(EmrStepSensor):
@@ -242,11 +258,7 @@ class EmrInferenceStepSensor(EmrStepSensor):
     def on_kill(self) -> None:
         """Cancel the step (a killed task must not leave the job running)."""
         self.log.info("Cancelling step %s on %s", self.step_id, self.job_flow_id)
-        self.hook.conn.cancel_steps(
-            ClusterId=self.job_flow_id,
-            StepIds=[self.step_id],
-            StepCancellationOption="TERMINATE_PROCESS",
-        )
+        cancel_step(self.hook.conn, self.job_flow_id, self.step_id)
 
 
 class EmrTerminateClusterOperator(EmrTerminateJobFlowOperator):

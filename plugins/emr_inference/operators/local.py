@@ -38,6 +38,9 @@ from emr_inference.request import job_output_uri
 from emr_inference.s3 import S3Uri, s3_hook
 from emr_inference.staged_output import rows_done
 
+# as on EMR (operators.emr.REUSABLE_STEP_STATES): a retried submit reuses such a step
+REUSABLE_STEP_STATES = ("RUNNING", "COMPLETED")
+
 
 def aws_env(aws_conn_id: str | None) -> dict[str, str]:
     """Environment variables that give boto3 in Spark the connection's credentials and endpoint."""
@@ -126,9 +129,13 @@ class LocalSubmitStepOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         cluster = LocalCluster.load(self.cluster_id)
         for record in cluster.processes:
-            if record.name.startswith("step-") and record.process() is not None:
-                self.log.info("Step %s is still running on %s: not submitting again", record.name,
-                              cluster.cluster_id)  # fmt: skip
+            if not record.name.startswith("step-"):
+                continue
+            state = step_status(cluster, record.name).state
+            if state in REUSABLE_STEP_STATES:
+                self.log.info("Step %s on %s is %s (an earlier try added it): not submitting "
+                              "again", record.name, cluster.cluster_id, state)  # fmt: skip
+                self._step = (cluster, record.name)
                 return record.name
         hook = s3_hook(self.aws_conn_id)
         py_files, entry_point = (
@@ -164,7 +171,9 @@ class LocalSubmitStepOperator(BaseOperator):
         return path
 
     def on_kill(self) -> None:
+        """Kill the step this task submitted (or found), so a killed task leaves no job running."""
         if self._step:
+            self.log.info("Killing step %s on %s", self._step[1], self._step[0].cluster_id)
             stop_step(*self._step)
 
 
@@ -222,6 +231,8 @@ class LocalStepSensor(BaseSensorOperator):
         self.log.info("Progress: %s", describe_progress(done, int(self.manifest["total"]), elapsed))
 
     def on_kill(self) -> None:
+        """Kill the step: a killed wait must not leave the job running."""
+        self.log.info("Killing step %s on %s", self.step_id, self.cluster_id)
         try:
             stop_step(LocalCluster.load(self.cluster_id), self.step_id)
         except LocalClusterError as error:

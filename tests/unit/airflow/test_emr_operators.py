@@ -31,6 +31,7 @@ ARTIFACTS = {
     "job_zip": "s3://out-bucket/artifacts/unit/batch_inference-01.zip",
     "entry_point": "s3://out-bucket/artifacts/unit/main-02.py",
     "bootstrap": "s3://out-bucket/artifacts/unit/install_job_deps-03.sh",
+    "bootstrap_requirements": "s3://out-bucket/artifacts/unit/requirements-emr-04.txt",
 }
 MANIFEST = {"manifest_uri": "s3://out-bucket/_staging/m/manifest.json", "total": 4, "shards": 1}
 AWS = {"aws_conn_id": None, "region_name": REGION}
@@ -274,6 +275,27 @@ def test_on_kill_cancels_the_step(aws):
         "cancel_steps",
         {"CancelStepsInfoList": [{"StepId": "s-1", "Status": "SUBMITTED"}]},
         {"ClusterId": "j-1", "StepIds": ["s-1"], "StepCancellationOption": "TERMINATE_PROCESS"},
+    )
+    with stubber:
+        task.on_kill()
+    stubber.assert_no_pending_responses()
+
+
+def test_killed_submit_cancels_the_step_it_added(aws, context):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    task = submit(request, cluster_id)
+    task.on_kill()  # killed before it added a step: nothing to cancel, no call
+    step_id = task.execute(context)
+    stubber = Stubber(task.hook.conn)
+    stubber.add_response(
+        "cancel_steps",
+        {"CancelStepsInfoList": [{"StepId": step_id, "Status": "SUBMITTED"}]},
+        {
+            "ClusterId": cluster_id,
+            "StepIds": [step_id],
+            "StepCancellationOption": "TERMINATE_PROCESS",
+        },
     )
     with stubber:
         task.on_kill()
