@@ -43,10 +43,16 @@ def spark_submit_path() -> Path:
 
 
 def run_job(
-    zip_path: Path, args: list[str], s3_env: dict[str, str], timeout: float = 300
+    zip_path: Path,
+    args: list[str],
+    s3_env: dict[str, str],
+    timeout: float = 300,
+    master: str = "local[2]",
 ) -> subprocess.CompletedProcess:
-    """Run the job through a real ``spark-submit --master local[2]``; returns the process.
+    """Run the job through a real ``spark-submit --master <master>``; returns the process.
 
+    ``s3_env`` (endpoint, credentials, any extra variables) is added to this process's
+    environment. ``local[N]`` never retries a failed task; ``local[N,F]`` allows ``F`` attempts.
     spark-submit prints the Python driver's stdout and stderr on its stdout, Spark's own logs and
     the executors' Python stderr on its stderr.
     """
@@ -58,7 +64,7 @@ def run_job(
     }
     command = [
         str(spark_submit_path()),
-        "--master", "local[2]",
+        "--master", master,
         "--conf", "spark.ui.enabled=false",
         "--conf", "spark.driver.host=127.0.0.1",
         "--py-files", str(zip_path),
