@@ -19,6 +19,8 @@ from airflow.providers.amazon.aws.hooks.s3 import NO_ACL, S3Hook
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")  # legal in S3 keys, never in ours: log/CLI safety
+MAX_KEY_BYTES = 1024
 SSE_MODES = ("none", "AES256", "aws:kms")
 
 
@@ -44,6 +46,10 @@ class S3Uri:
             raise S3UriError(f"{field}: expected an s3://bucket/key URI, got {uri!r}")
         bucket, _, key = uri[len("s3://") :].partition("/")
         _check_bucket(bucket, field, uri)
+        if _CONTROL_RE.search(key):
+            raise S3UriError(f"{field}: key of {uri!r} contains a control character")
+        if len(key.encode()) > MAX_KEY_BYTES:
+            raise S3UriError(f"{field}: key of {uri!r} is longer than {MAX_KEY_BYTES} bytes")
         segments = key.split("/")
         if key.endswith("/"):
             segments = segments[:-1]
@@ -74,7 +80,7 @@ class S3Uri:
 def _check_bucket(bucket: str, field: str, uri: str) -> None:
     """Apply the S3 bucket naming rules (general purpose buckets)."""
     if (
-        not _BUCKET_RE.match(bucket)
+        not _BUCKET_RE.fullmatch(bucket)  # match() lets "bucket\n" through
         or ".." in bucket
         or ".-" in bucket
         or "-." in bucket

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from emr_inference.config import ConfigError
@@ -104,3 +105,32 @@ def test_invalid_requests_name_the_field(params, data_interval_end, pattern):
 def test_run_key_is_safe_in_an_s3_key():
     assert run_key("manual__2026-01-01T00:00:00+00:00") == "manual__2026-01-01T00-00-00-00-00"
     assert run_key("../x") == "-x"
+
+
+URI_PARAMS = {
+    "input_uri": lambda uri: {"input_uri": uri},
+    "manifest_uri": lambda uri: {"manifest_uri": uri},
+    "output_uri": lambda uri: {"output_uri": uri},
+    "staging_uri": lambda uri: {"staging_uri": uri},
+    "artifacts_uri": lambda uri: {"artifacts_uri": uri},
+    "model.symbol": lambda uri: {"model": {"symbol": uri}},
+    "model.params": lambda uri: {"model": {"params": uri}},
+    "model.labels": lambda uri: {"model": {"labels": uri}},
+    "cluster.log_uri": lambda uri: {"cluster": {"log_uri": uri}},
+}
+BAD_URIS = [
+    "https://in-bucket/x/",
+    "file:///etc/passwd",
+    "s3a://in-bucket/x/",
+    "hdfs:///x/",
+    "s3://in-bucket/a/../x/",
+    "s3://In_Bucket/x/",
+    "s3://in-bucket/a\nb/",
+]
+
+
+@pytest.mark.parametrize("uri", BAD_URIS)
+@pytest.mark.parametrize("field", sorted(URI_PARAMS))
+def test_every_uri_param_rejects_bad_uris_naming_the_field(field, uri):
+    with pytest.raises(ConfigError, match=rf"^params: {re.escape(field)}\b"):
+        resolve(URI_PARAMS[field](uri))
