@@ -79,3 +79,10 @@ def test_every_make_target_in_the_readme_exists():
     assert {"demo", "test"} <= mentioned
     missing = mentioned - make_targets()
     assert not missing, f"README mentions make targets the Makefile lacks: {sorted(missing)}"
+
+
+def test_readme_links_the_reference_docs():
+    text = README.read_text()
+    for target in re.findall(r"\]\(((?:docs|include|plugins|spark_jobs|bench)/[^)#]+)", text):
+        assert (REPO_ROOT / target).exists(), f"README links a missing file: {target}"
+    assert "docs/CONFIGURATION.md" in text
