@@ -18,7 +18,8 @@ from batch_inference.config import JobConfig
 from batch_inference.errors import JobFailed, ManifestError, ModelLoadError
 from batch_inference.fingerprint import model_identity, run_fingerprint
 from batch_inference.manifest import Manifest, read_manifest
-from batch_inference.s3io import make_client
+from batch_inference.output import remove_stale_parts
+from batch_inference.s3io import make_client, parse_s3_uri
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,11 @@ def run_job(config: JobConfig) -> dict:
             fingerprint,
             "on" if config.resume else "off",
         )
+        output = parse_s3_uri(config.output_uri, "--output")
+        try:
+            remove_stale_parts(client, output, partitions)
+        except Exception as exc:  # publishing will refuse the output, naming the extra parts
+            log.warning("cannot remove stale parts from %s: %s", output, exc)
         rdd = context.parallelize(range(partitions), partitions)
         try:
             task = partition_task(config, manifest, partitions, fingerprint)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 
 from batch_inference import faults
@@ -16,6 +17,9 @@ log = logging.getLogger(__name__)
 METRICS_DIR = "_metrics"
 #: User metadata key (``x-amz-meta-fingerprint``) of a rows part: the run fingerprint that wrote it.
 FINGERPRINT_METADATA = "fingerprint"
+
+
+_PART_PATTERN = re.compile(r"^(?:_metrics/)?part-(\d{5,})\.jsonl?$")
 
 
 def part_name(partition: int) -> str:
@@ -163,3 +167,23 @@ def completed_metrics(
         log.info("partition %d: %s was written by another run; redoing it", partition, part_uri)
         return None
     return {**stored, "resumed": True}
+
+
+def remove_stale_parts(client, output: S3Uri, partitions: int) -> list[str]:
+    """Delete parts and metrics parts of partitions ``>= partitions`` (left by an earlier run of
+    the same output with more partitions); returns the deleted keys. Other objects are kept."""
+    prefix = output.join("").key
+    stale = []
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=output.bucket, Prefix=prefix
+    ):
+        for item in page.get("Contents", []):
+            match = _PART_PATTERN.match(item["Key"][len(prefix) :])
+            if match and int(match.group(1)) >= partitions:
+                stale.append(item["Key"])
+    for start in range(0, len(stale), 1000):  # DeleteObjects takes at most 1000 keys
+        batch = [{"Key": key} for key in stale[start : start + 1000]]
+        client.delete_objects(Bucket=output.bucket, Delete={"Objects": batch, "Quiet": True})
+    if stale:
+        log.info("removed %d parts of partitions >= %d from %s", len(stale), partitions, output)
+    return stale

@@ -9,7 +9,14 @@ from batch_inference.cli import build_parser, parse_config
 from batch_inference.config import Encryption
 from batch_inference.errors import JobFailed
 from batch_inference.job import resolve_partitions, summarise, systemic_cause
-from batch_inference.output import encode_rows, error_row, metrics_name, part_name, prediction_row
+from batch_inference.output import (
+    encode_rows,
+    error_row,
+    metrics_name,
+    part_name,
+    prediction_row,
+    remove_stale_parts,
+)
 from batch_inference.output import write_partition as write_partition_parts
 from batch_inference.s3io import make_client, parse_s3_uri
 
@@ -51,6 +58,18 @@ def test_parts_are_written_with_the_requested_encryption_and_fingerprint(bucket,
         assert head["ServerSideEncryption"] == "AES256"
         assert head["Metadata"] == {"fingerprint": "f" * 64}
     assert client.get_object(Bucket=bucket, Key="out/part-00003.jsonl")["Body"].read() == b""
+
+
+def test_parts_of_partitions_beyond_the_count_are_removed(bucket, s3_env):
+    client = s3_env.client()
+    kept = [part_name(p) for p in range(3)] + [metrics_name(p) for p in range(3)]
+    kept += ["notes.txt", "_metrics/other.json", "part-00003.jsonl.tmp"]
+    for name in [*kept, part_name(3), metrics_name(3)]:
+        client.put_object(Bucket=bucket, Key=f"out/{name}", Body=b"")
+    removed = remove_stale_parts(make_client(), parse_s3_uri(f"s3://{bucket}/out"), 3)
+    assert sorted(removed) == ["out/_metrics/part-00003.json", "out/part-00003.jsonl"]
+    left = client.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]
+    assert sorted(item["Key"] for item in left) == sorted(f"out/{name}" for name in kept)
 
 
 def test_encryption_arguments():
