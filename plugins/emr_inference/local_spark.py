@@ -5,7 +5,7 @@ processes (their own session, so they outlive the Airflow task that started them
 detached ``spark-submit --master spark://...`` run through a small shell wrapper that records its
 exit code. Everything a cluster owns lives in its state dir,
 ``<EMR_INFERENCE_LOCAL_STATE or $AIRFLOW_HOME/local_clusters>/<cluster id>/``: ``cluster.json``
-(ports, processes), logs, the steps' files and exit codes.
+(ports, processes), logs, the steps' command lines, driver logs and exit codes.
 
 Every process we start carries ``EMR_INFERENCE_LOCAL_CLUSTER=<cluster id>`` in its environment,
 and so do all their descendants (executors, PySpark daemons and workers, which leave the worker's
@@ -252,7 +252,8 @@ def submit_step(
     """Launch ``spark-submit`` for the cluster, detached; return the step id.
 
     The wrapper ``sh -c`` writes the exit code to ``steps/<id>/exit_code`` when spark-submit ends,
-    the driver log goes to ``steps/<id>/driver.log``. Arguments are passed as a list (no shell
+    the driver log goes to ``steps/<id>/driver.log``, the command line to
+    ``steps/<id>/command.json``. Arguments are passed as a list (no shell
     parsing of their values); ``env`` carries credentials, never the command line.
     """
     step_id = f"step-{sum(p.name.startswith('step-') for p in cluster.processes) + 1:03d}"
@@ -269,6 +270,7 @@ def submit_step(
         '"$@" > driver.log 2>&1; echo $? > exit_code.tmp && mv exit_code.tmp exit_code',
         "step", *command,
     ]  # fmt: skip
+    (step_dir / "command.json").write_text(json.dumps(command, indent=1))  # what the step ran
     log_path = step_dir / "driver.log"
     with log_path.open("ab"):
         pass

@@ -2,11 +2,11 @@
 
 The ``aws_default`` connection carries a distinctive secret key (password) and session token
 (extra). After a successful local run, neither may appear in any XCom value, rendered template
-field, Param or run conf, file of the local cluster's state dir (cluster.json, step command lines,
-Spark and driver logs), task log file under AIRFLOW_HOME/logs, or the task output that
-``dag.test()`` prints. With ``sse: AES256`` every object the pipeline wrote (artifacts, manifest,
-shards, staged parts and metrics, published parts, summary, ``_SUCCESS``) reports
-``ServerSideEncryption: AES256`` in HeadObject on the moto server.
+field, Param or run conf, file of the local cluster's state dir (cluster.json, the step's
+command.json with its arguments, Spark and driver logs), task log file under AIRFLOW_HOME/logs,
+or the task output that ``dag.test()`` prints. With ``sse: AES256`` every object the pipeline
+wrote (artifacts, manifest, shards, staged parts and metrics, published parts, summary,
+``_SUCCESS``) reports ``ServerSideEncryption: AES256`` in HeadObject on the moto server.
 """
 
 from __future__ import annotations
@@ -97,6 +97,8 @@ def test_no_credential_leaks_and_every_written_object_is_encrypted(
     state_files = _files(state_dir)
     assert any(name.endswith("driver.log") for name in state_files)
     assert any(name.endswith("cluster.json") for name in state_files)
+    (command,) = [json.loads(data) for name, data in state_files.items() if "command.json" in name]
+    assert "--manifest" in command  # the step's spark-submit command line, arguments included
     texts.update(state_files)
     texts.update(_files(Path(os.environ["AIRFLOW_HOME"]) / "logs"))
     output = capfd.readouterr()
