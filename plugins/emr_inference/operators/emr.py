@@ -9,7 +9,7 @@ Each operator extends the Amazon provider's operator and adds what a pipeline ne
 * :class:`EmrInferenceStepSensor`: logs images done / total, rate and ETA while the step runs;
   on failure raises with the step's FailureDetails (reason, message, log file); deferrable mode
   hands the waiting to the provider's trigger and wakes up every ``progress_interval`` seconds
-  to log progress; ``on_kill`` cancels the step.
+  to log progress, and still honours the sensor's ``timeout``; ``on_kill`` cancels the step.
 * :class:`EmrTerminateClusterOperator`: the teardown; a no-op when no cluster was created.
 """
 
@@ -27,7 +27,7 @@ from airflow.providers.amazon.aws.operators.emr import (
 )
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from emr_inference.emr.job_flow import build_job_flow, cluster_name, run_tags
 from emr_inference.emr.steps import inference_step
@@ -201,18 +201,28 @@ class EmrInferenceStepSensor(EmrStepSensor):
         if not self.deferrable:
             super().execute(context)
         elif not self.poke(context):
-            self._defer()
+            deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.timeout)
+            self._defer(deadline.isoformat())
 
-    def execute_complete(self, context, event: dict[str, Any] | None = None) -> None:
+    def execute_complete(
+        self, context, event: dict[str, Any] | None = None, deadline: str | None = None
+    ) -> None:
         """Resume after the trigger; the step's state (not the event) decides what is next.
 
         The trigger also returns when it has polled ``progress_interval`` seconds' worth of
-        times, so that this method can log progress and defer again.
+        times, so that this method can log progress and defer again, until the sensor's
+        ``timeout`` (counted from the first poke, carried as ``deadline``) has passed.
         """
-        if not self.poke(context):
-            self._defer()
+        if self.poke(context):
+            return
+        if deadline and dt.datetime.now(dt.UTC) >= dt.datetime.fromisoformat(deadline):
+            raise AirflowSensorTimeout(
+                f"Sensor has timed out: step {self.step_id} on {self.job_flow_id} is still "
+                f"running after the sensor's timeout of {self.timeout} seconds"
+            )
+        self._defer(deadline)
 
-    def _defer(self) -> None:
+    def _defer(self, deadline: str | None) -> None:
         attempts = max(1, math.ceil(self.progress_interval / self.poke_interval))
         self.defer(
             trigger=EmrStepSensorTrigger(
@@ -226,6 +236,7 @@ class EmrInferenceStepSensor(EmrStepSensor):
                 botocore_config=self.botocore_config,
             ),
             method_name="execute_complete",
+            kwargs={"deadline": deadline},
             timeout=dt.timedelta(seconds=attempts * self.poke_interval + 60),
         )
 

@@ -13,7 +13,7 @@ import re
 import boto3
 import pytest
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
-from airflow.sdk.exceptions import AirflowException, TaskDeferred
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
 from botocore.stub import Stubber
 from emr_inference.operators.emr import (
     EmrCreateClusterOperator,
@@ -266,6 +266,22 @@ def test_deferrable_sensor_hands_waiting_to_the_provider_trigger(aws, context):
     with pytest.raises(TaskDeferred):
         task.execute_complete(context, {"status": "error", "message": "max attempts"})
     assert task.execute_complete(context, {"status": "success"}) is None
+
+
+def test_deferrable_sensor_times_out_while_the_step_runs(aws, context):
+    task = sensor(make_request(), deferrable=True, timeout=3600)
+    stub_pokes(task, *[step_response("RUNNING")] * 3)
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context)
+    deadline = dt.datetime.fromisoformat(deferred.value.kwargs["deadline"])
+    expected = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3600)
+    assert abs((deadline - expected).total_seconds()) < 60  # timeout counts from the first poke
+    with pytest.raises(TaskDeferred) as again:  # before the deadline: wait on
+        task.execute_complete(context, {"status": "error"}, **deferred.value.kwargs)
+    assert again.value.kwargs == deferred.value.kwargs  # the deadline is kept, not renewed
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)).isoformat()
+    with pytest.raises(AirflowSensorTimeout, match="s-1 on j-1 is still running"):
+        task.execute_complete(context, {"status": "error"}, deadline=past)
 
 
 def test_on_kill_cancels_the_step(aws):
