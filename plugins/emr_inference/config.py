@@ -282,6 +282,15 @@ class PipelineConfig(RequestDefaults):
     poke_interval_seconds: int = Field(
         default=60, ge=1, le=3600, description="Seconds between step status checks"
     )
+    step_timeout_seconds: int = Field(
+        default=12 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description=(
+            "wait_for_inference_step fails after this long (the teardown then terminates the "
+            "cluster): a cap on what a stuck step can cost"
+        ),
+    )
     retries: int = Field(default=1, ge=0, le=10, description="Task retries (not validate_request)")
     retry_delay_seconds: int = Field(
         default=60, ge=0, le=3600, description="Seconds between task retries"

@@ -106,6 +106,7 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
             cluster_id=create.output,
             step_id=submit.output,
             poke_interval=config.poke_interval_seconds,
+            timeout=config.step_timeout_seconds,
             **backend.wait_kwargs,
             **aws,
         )

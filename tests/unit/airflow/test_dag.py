@@ -120,6 +120,9 @@ def test_schedule_and_run_settings_come_from_the_yaml(dags):
     assert dag.schedule == "0 3 * * *"
     assert dag.get_task("submit_inference_step").retries == 1
     assert dag.get_task("validate_request").retries == 0
+    # A stuck step cannot keep the cluster (and the bill) forever: the sensor has a deadline.
+    assert dag.get_task("wait_for_inference_step").timeout == 12 * 3600
+    assert dags["demo"].get_task("wait_for_inference_step").timeout == 1800
 
 
 def _trigger_params(dag, conf: dict) -> dict:
