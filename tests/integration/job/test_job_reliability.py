@@ -31,15 +31,6 @@ SIZE = 8
 
 
 @pytest.fixture(scope="module")
-def s3(s3_server):
-    """The session's moto server, with this process's environment pointed at it."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in s3_server.env.items():
-            patch.setenv(name, value)
-        yield s3_server
-
-
-@pytest.fixture(scope="module")
 def zip_path(tmp_path_factory):
     return job_zip(tmp_path_factory.mktemp("reliability"))
 

@@ -34,15 +34,6 @@ TOP_K = 3
 
 
 @pytest.fixture(scope="module")
-def s3(s3_server):
-    """The session's moto server, with this process's environment pointed at it."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in s3_server.env.items():
-            patch.setenv(name, value)
-        yield s3_server
-
-
-@pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("job")
 
