@@ -37,11 +37,18 @@ _SYSTEMIC_PATTERN = re.compile(
 
 
 def resolve_partitions(requested: int, total: int, default_parallelism: int) -> int:
-    """``requested``, or ``defaultParallelism * 2`` capped at one partition per 100 keys (>= 1)."""
+    """``requested``, or ``defaultParallelism * 2`` capped at one partition per 100 keys (>= 1).
+
+    Above ``defaultParallelism`` the count is rounded down to a multiple of it, so the last wave
+    of tasks keeps every core busy (3 partitions on 2 cores leave one core idle for a third of
+    the run).
+    """
     if requested > 0:
         return requested
-    by_keys = math.ceil(total / KEYS_PER_PARTITION_MIN)
-    return max(1, min(default_parallelism * 2, by_keys))
+    count = min(default_parallelism * 2, math.ceil(total / KEYS_PER_PARTITION_MIN))
+    if count > default_parallelism:
+        count -= count % default_parallelism
+    return max(1, count)
 
 
 def systemic_cause(error_text: str) -> str | None:

@@ -129,7 +129,6 @@ def process_partition(
     )
     rows: list[dict] = []
     if end > start:
-        model = load_model(client, config.model, config.batch_size, config.preprocess.image_size)
         batches = chunked(iter_keys(client, manifest, start, end), config.batch_size)
         with ThreadPoolExecutor(
             config.prefetch_threads, thread_name_prefix=f"prefetch-{index}"
@@ -145,7 +144,10 @@ def process_partition(
                         [pool.submit(prepare, client, key, config.preprocess) for key in batch]
                     )
 
-            top_up()
+            top_up()  # the first batches download while the model loads (a worker's first task)
+            model = load_model(
+                client, config.model, config.batch_size, config.preprocess.image_size
+            )
             while pending:
                 futures = pending.popleft()
                 top_up()  # the next batches download and decode while this one is classified

@@ -143,6 +143,10 @@ def test_partitions_are_derived_from_the_cluster_and_the_key_count():
     assert resolve_partitions(0, 1_000_000, 8) == 16
     assert resolve_partitions(0, 250, 8) == 3
     assert resolve_partitions(0, 0, 8) == 1
+    # Above the core count, a multiple of it: no last wave that leaves cores idle.
+    assert resolve_partitions(0, 256, 2) == 2
+    assert resolve_partitions(0, 1_100, 8) == 8
+    assert resolve_partitions(0, 1_500, 8) == 8
 
 
 def test_systemic_errors_are_found_in_a_spark_failure():
