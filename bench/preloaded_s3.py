@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from bench.dataset import photo_jpeg, tiny_png
-from include.local_s3 import DUMMY_CREDENTIALS, LocalS3, free_port
+from include.local_s3 import DUMMY_CREDENTIALS, LocalS3, free_port, serve
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +93,7 @@ def start_preloaded_s3(datasets: Sequence[Dataset], timeout: float = 600.0) -> L
     command = [sys.executable, "-m", "bench.preloaded_s3", "--port", str(port)]
     for dataset in datasets:
         command += ["--dataset", str(dataset)]
-    process = subprocess.Popen(command, env={**os.environ, **DUMMY_CREDENTIALS})
-    server = LocalS3(endpoint_url=f"http://127.0.0.1:{port}", process=process)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"preloaded S3 server exited with code {process.returncode}")
-        try:
-            urllib.request.urlopen(f"{server.endpoint_url}/moto-api/", timeout=1).close()
-            return server
-        except OSError:
-            time.sleep(0.5)
-    server.stop()
-    raise RuntimeError(f"preloaded S3 server did not answer within {timeout:.0f}s")
+    return serve(command, port, timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

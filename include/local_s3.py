@@ -74,25 +74,27 @@ class LocalS3:
 def start_local_s3(port: int | None = None, timeout: float = 30.0) -> LocalS3:
     """Start moto's S3 server on 127.0.0.1 and wait until it answers."""
     port = port or free_port()
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    return serve(command, port, timeout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def serve(command: list[str], port: int, timeout: float, **popen_kwargs) -> LocalS3:
+    """Run ``command`` (a server that will listen on 127.0.0.1:``port``) with the dummy AWS
+    credentials; return once its moto API answers, or stop it and raise."""
     endpoint = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **DUMMY_CREDENTIALS},
-    )
+    process = subprocess.Popen(command, env={**os.environ, **DUMMY_CREDENTIALS}, **popen_kwargs)
     server = LocalS3(endpoint_url=endpoint, process=process)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"moto S3 server exited with code {process.returncode}")
+            raise RuntimeError(f"S3 server {command[2]} exited with code {process.returncode}")
         try:
             urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
             return server
         except OSError:
             time.sleep(0.2)
     server.stop()
-    raise RuntimeError(f"moto S3 server did not answer on {endpoint} within {timeout:.0f}s")
+    raise RuntimeError(f"S3 server {command[2]} did not answer on {endpoint} within {timeout:.0f}s")
 
 
 @contextmanager
