@@ -131,7 +131,7 @@ class Bench:
     def run_job(self, name: str, manifest_uri: str, model: dict, endpoint: str) -> SparkRun:
         """Our job through ``spark-submit``; S3 at ``endpoint``."""
 
-        from include.demo.models import model_cli_args
+        from emr_inference.emr.steps import model_arguments
 
         app = [
             str(self.entry_point),
@@ -139,7 +139,7 @@ class Bench:
             f"--output=s3://{OUTPUT_BUCKET}/{name}/",
             f"--run-id=bench-{name}",
             f"--batch-size={BATCH_SIZE}",
-            *model_cli_args(model),
+            *model_arguments(model),
         ]
         env = spark_env({**self.s3.env, "AWS_ENDPOINT_URL_S3": endpoint})
         return spark_submit(app, env, self.workdir / f"{name}.log", MASTER, py_files=[self.job_zip])

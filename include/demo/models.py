@@ -8,7 +8,7 @@
 
 Both export the job's three files (symbol JSON, params, labels). :func:`upload_model` stages them in
 S3 and returns the ``model`` dict of the resolved request (docs/CONTRACTS.md);
-:func:`model_cli_args` turns that dict into the job's command-line arguments.
+``emr_inference.emr.steps.model_arguments`` turns that dict into the job's command-line arguments.
 """
 
 from __future__ import annotations
@@ -219,23 +219,3 @@ def upload_model(client, model: ExportedModel, bucket: str, prefix: str) -> dict
         "std": list(model.std),
         "scale": model.scale,
     }
-
-
-def model_cli_args(model: dict) -> list[str]:
-    """The job's model and preprocessing arguments for a request ``model`` dict."""
-    args = [
-        "--model-name", model["name"],
-        "--model-symbol", model["symbol"],
-        "--model-params", model["params"],
-        "--model-labels", model["labels"],
-        "--input-name", model["input_name"],
-        "--image-size", str(model["image_size"]),
-        "--mean", ",".join(str(v) for v in model["mean"]),
-        "--std", ",".join(str(v) for v in model["std"]),
-        "--scale", repr(float(model["scale"])),
-    ]  # fmt: skip
-    for part in ("symbol", "params", "labels"):
-        digest = model.get(f"{part}_sha256")
-        if digest:
-            args += [f"--model-{part}-sha256", digest]
-    return args

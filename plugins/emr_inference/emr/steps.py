@@ -20,13 +20,9 @@ def _floats(values: list[float]) -> str:
     return ",".join(repr(float(value)) for value in values)
 
 
-def job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
-    """The job's CLI arguments (docs/CONTRACTS.md "Job command line") for this request."""
-    model = request["model"]
+def model_arguments(model: Mapping[str, Any]) -> list[str]:
+    """The job's model and preprocessing arguments for a request's ``model`` dict."""
     args = [
-        "--manifest", manifest_uri,
-        "--output", job_output_uri(request),
-        "--run-id", request["run_id"],
         "--model-name", model["name"],
         "--model-symbol", model["symbol"],
         "--model-params", model["params"],
@@ -36,12 +32,24 @@ def job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
         digest = model.get(f"{part}_sha256")
         if digest:
             args += [f"--model-{part}-sha256", digest]
-    args += [
+    return args + [
         "--input-name", model["input_name"],
         "--image-size", str(model["image_size"]),
         "--mean", _floats(model["mean"]),
         "--std", _floats(model["std"]),
         "--scale", repr(float(model["scale"])),
+    ]  # fmt: skip
+
+
+def job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
+    """The job's CLI arguments (docs/CONTRACTS.md "Job command line") for this request."""
+    args = [
+        "--manifest", manifest_uri,
+        "--output", job_output_uri(request),
+        "--run-id", request["run_id"],
+        *model_arguments(request["model"]),
+    ]  # fmt: skip
+    args += [
         "--batch-size", str(request["batch_size"]),
         "--top-k", str(request["top_k"]),
         "--partitions", str(request["partitions"]),

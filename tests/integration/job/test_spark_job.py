@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from batch_inference.config import Preprocess
 from batch_inference.images import decode_image
+from emr_inference.emr.steps import model_arguments
 
 from include.demo.images import demo_objects, upload_objects
 from include.demo.models import (
     export_resnet18,
     load_exported,
-    model_cli_args,
     predict_probabilities,
     train_digits_classifier,
     upload_model,
@@ -69,7 +69,7 @@ def job_args(dataset: dict, output: str, *extra: str) -> list[str]:
         "--manifest", dataset["manifest"],
         "--output", output,
         "--run-id", "manual__2026-11-22",
-        *model_cli_args(dataset["model"]),
+        *model_arguments(dataset["model"]),
         *extra,
     ]  # fmt: skip
 
@@ -201,7 +201,7 @@ def test_resnet18_probabilities_match_a_direct_forward(s3, workdir, zip_path):
     output = f"s3://{bucket}/staging/output/"
     args = [
         "--manifest", manifest, "--output", output, "--run-id", "parity",
-        *model_cli_args(model), "--batch-size", "8", "--top-k", "10", "--partitions", "2",
+        *model_arguments(model), "--batch-size", "8", "--top-k", "10", "--partitions", "2",
     ]  # fmt: skip
     process = run_job(zip_path, args, s3.env)
     assert process.returncode == 0, process.stderr[-6000:]
