@@ -25,20 +25,15 @@ CHAIN = [
     "terminate_cluster",
 ]
 
-# Third-party libraries the DAG file's operators import (boto3 through the Amazon provider): a
-# cold interpreter pays ~0.3-0.5 s for them once, whatever the DAG; the parse time measured is the
-# file's own (its modules, YAML, Params, DAG construction).
+# Parse time is measured by `make bench` (bench/dag_parse.py), not asserted here.
 _PARSE_SCRIPT = """
 import json, sys
-import airflow.providers.amazon.aws.hooks.s3, airflow.providers.amazon.aws.operators.emr
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder=sys.argv[1])
 print(json.dumps({
     "dag_ids": sorted(bag.dag_ids),
     "errors": {path: str(error) for path, error in bag.import_errors.items()},
     "heavy": sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2].split(",")),
-    "seconds": [stat.duration.total_seconds() if hasattr(stat.duration, "total_seconds")
-                else float(stat.duration) for stat in bag.dagbag_stats],
 }))
 """
 
@@ -69,10 +64,6 @@ def test_dags_import_without_errors(parsed):
 
 def test_parsing_imports_no_heavy_library(parsed):
     assert parsed["heavy"] == []
-
-
-def test_parse_time_is_well_under_half_a_second(parsed):
-    assert parsed["seconds"] and max(parsed["seconds"]) < 0.5, parsed["seconds"]
 
 
 @pytest.fixture(scope="module")
