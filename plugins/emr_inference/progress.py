@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
 
 
 def describe_progress(done: int, total: int, elapsed_seconds: float) -> str:
@@ -14,3 +17,26 @@ def describe_progress(done: int, total: int, elapsed_seconds: float) -> str:
     rate = done / elapsed_seconds
     eta = dt.timedelta(seconds=round(max(total - done, 0) / rate))
     return f"{line}, {rate:.3g} images/s, ETA {eta}"
+
+
+def log_progress(
+    log: logging.Logger,
+    aws_conn_id: str | None,
+    request: Mapping[str, Any],
+    total: int,
+    elapsed_seconds: float,
+) -> None:
+    """Log the progress of the run's step, counted from its staged metrics parts.
+
+    Progress is informative: a failure to read it is a warning, never a sensor failure.
+    """
+    from emr_inference.request import job_output_uri
+    from emr_inference.s3 import s3_hook
+    from emr_inference.staged_output import rows_done
+
+    try:
+        done = rows_done(s3_hook(aws_conn_id), job_output_uri(request))
+    except Exception as error:
+        log.warning("Could not read progress from the staged output: %s", error)
+        return
+    log.info("Progress: %s", describe_progress(done, total, elapsed_seconds))

@@ -31,8 +31,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from emr_inference.emr.job_flow import build_job_flow, cluster_name, run_tags
 from emr_inference.emr.steps import inference_step
-from emr_inference.progress import describe_progress
-from emr_inference.request import job_output_uri
+from emr_inference.progress import log_progress
 
 LIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
 REUSABLE_STEP_STATES = ["PENDING", "RUNNING", "COMPLETED"]
@@ -241,18 +240,10 @@ class EmrInferenceStepSensor(EmrStepSensor):
         )
 
     def _log_progress(self, timeline: Mapping[str, Any]) -> None:
-        from emr_inference.s3 import s3_hook
-        from emr_inference.staged_output import rows_done
-
-        total = int(self.manifest["total"])
-        try:
-            done = rows_done(s3_hook(self.aws_conn_id), job_output_uri(self.request))
-        except Exception as error:  # progress is informative: never fail the sensor for it
-            self.log.warning("Could not read progress from the staged output: %s", error)
-            return
         started = timeline.get("StartDateTime")
         elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds() if started else 0
-        self.log.info("Progress: %s", describe_progress(done, total, elapsed))
+        total = int(self.manifest["total"])
+        log_progress(self.log, self.aws_conn_id, self.request, total, elapsed)
 
     def _failure_message(self, response: Mapping[str, Any], state: str) -> str:
         details = self.failure_message_from_response(response)

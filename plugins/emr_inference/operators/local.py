@@ -33,10 +33,8 @@ from emr_inference.local_spark import (
     stop_step,
     submit_step,
 )
-from emr_inference.progress import describe_progress
-from emr_inference.request import job_output_uri
+from emr_inference.progress import log_progress
 from emr_inference.s3 import S3Uri, s3_hook
-from emr_inference.staged_output import rows_done
 
 # as on EMR (operators.emr.REUSABLE_STEP_STATES): a retried submit reuses such a step
 REUSABLE_STEP_STATES = ("RUNNING", "COMPLETED")
@@ -221,14 +219,10 @@ class LocalStepSensor(BaseSensorOperator):
         )
 
     def _log_progress(self, cluster: LocalCluster) -> None:
-        try:
-            done = rows_done(s3_hook(self.aws_conn_id), job_output_uri(self.request))
-        except Exception as error:  # progress is informative: never fail the sensor for it
-            self.log.warning("Could not read progress from the staged output: %s", error)
-            return
         record = next(p for p in cluster.processes if p.name == self.step_id)
         elapsed = time.time() - record.create_time
-        self.log.info("Progress: %s", describe_progress(done, int(self.manifest["total"]), elapsed))
+        total = int(self.manifest["total"])
+        log_progress(self.log, self.aws_conn_id, self.request, total, elapsed)
 
     def on_kill(self) -> None:
         """Kill the step: a killed wait must not leave the job running."""
