@@ -13,7 +13,6 @@ S3 and returns the ``model`` dict of the resolved request (docs/CONTRACTS.md);
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,13 +190,11 @@ def predict_probabilities(net, tensors: np.ndarray, batch_size: int = 64) -> np.
     return np.concatenate(outputs).astype(np.float64)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def upload_model(client, model: ExportedModel, bucket: str, prefix: str) -> dict:
     """Upload the three files under ``s3://bucket/prefix/``; returns the request's ``model`` dict
     (URIs, sha256 digests and preprocessing)."""
+    from batch_inference.model import sha256_hex  # the digest the job verifies
+
     uris = {}
     for part, path in (
         ("symbol", model.symbol_path),
@@ -210,9 +207,9 @@ def upload_model(client, model: ExportedModel, bucket: str, prefix: str) -> dict
     return {
         "name": model.name,
         **uris,
-        "symbol_sha256": _sha256(model.symbol_path),
-        "params_sha256": _sha256(model.params_path),
-        "labels_sha256": _sha256(model.labels_path),
+        "symbol_sha256": sha256_hex(model.symbol_path.read_bytes()),
+        "params_sha256": sha256_hex(model.params_path.read_bytes()),
+        "labels_sha256": sha256_hex(model.labels_path.read_bytes()),
         "input_name": model.input_name,
         "image_size": model.image_size,
         "mean": list(model.mean),
