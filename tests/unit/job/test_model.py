@@ -145,3 +145,28 @@ def test_omp_threads_are_set_before_mxnet_is_imported():
         env={"PYTHONPATH": str(Path(model_module.__file__).parents[1])},
     )  # fmt: skip
     assert result.stdout.split() == ["3", "3"]  # a later request cannot change a running engine
+
+
+def test_params_missing_a_weight_of_the_symbol_are_named(tiny_files):
+    import mxnet as mx
+
+    symbol, params, labels, _ = tiny_model_files(image_size=SIZE)
+    loaded = mx.nd.load_frombuffer(params)
+    dropped = sorted(loaded)[0]
+    del loaded[dropped]
+    spec = ModelSpec("tiny", "s3://b/s", "s3://b/p", "s3://b/l")
+    with pytest.raises(
+        ModelLoadError, match=f"s3://b/p lacks 1 parameter.*{dropped.split(':')[-1]}"
+    ):
+        bind_model(spec, symbol, _ndarray_file(loaded), labels, batch_size=2, image_size=SIZE)
+
+
+def _ndarray_file(arrays: dict) -> bytes:
+    import tempfile
+
+    import mxnet as mx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.params"
+        mx.nd.save(str(path), arrays)
+        return path.read_bytes()
