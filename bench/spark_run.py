@@ -31,6 +31,9 @@ class SparkRun:
 
     wall_seconds: float
     driver_peak_rss: int
+    #: RSS in bytes of each driver process at the moment of the peak, by process name
+    #: (``java`` is the JVM, ``python`` the driver program)
+    driver_peak_parts: dict[str, int]
 
 
 def driver_processes(root: psutil.Process) -> list[psutil.Process]:
@@ -45,16 +48,23 @@ def driver_processes(root: psutil.Process) -> list[psutil.Process]:
     return processes
 
 
-def driver_rss(root: psutil.Process) -> int:
-    """Summed RSS in bytes of :func:`driver_processes`."""
-    total = 0
+def driver_rss_parts(root: psutil.Process) -> dict[str, int]:
+    """RSS in bytes of :func:`driver_processes`, summed by process name."""
+    parts: dict[str, int] = {}
     for process in driver_processes(root):
         try:
-            total += process.memory_info().rss
+            name, rss = process.name(), process.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             if process is root:
                 raise
-    return total
+            continue
+        parts[name] = parts.get(name, 0) + rss
+    return parts
+
+
+def driver_rss(root: psutil.Process) -> int:
+    """Summed RSS in bytes of :func:`driver_processes`."""
+    return sum(driver_rss_parts(root).values())
 
 
 class _PeakSampler(threading.Thread):
@@ -63,6 +73,7 @@ class _PeakSampler(threading.Thread):
         self._pid, self._interval = pid, interval
         self._stop_event = threading.Event()
         self.peak = 0
+        self.peak_parts: dict[str, int] = {}
 
     def run(self) -> None:
         try:
@@ -72,14 +83,16 @@ class _PeakSampler(threading.Thread):
         while not self._stop_event.wait(self._interval):
             try:
                 # spark-submit and spark-class exec the JVM: this pid becomes the driver JVM.
-                self.peak = max(self.peak, driver_rss(root))
+                parts = driver_rss_parts(root)
             except psutil.NoSuchProcess:
                 return
+            if sum(parts.values()) > self.peak:
+                self.peak, self.peak_parts = sum(parts.values()), parts
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int, dict[str, int]]:
         self._stop_event.set()
         self.join()
-        return self.peak
+        return self.peak, self.peak_parts
 
 
 def spark_submit(
@@ -119,11 +132,11 @@ def spark_submit(
                 f"spark-submit timed out after {timeout:.0f}s; see {log_path}"
             ) from None
         finally:
-            peak = sampler.stop()
+            peak, peak_parts = sampler.stop()
     wall = time.perf_counter() - started
     if returncode != 0:
         raise RuntimeError(f"spark-submit exited with code {returncode}; see {log_path}")
-    return SparkRun(wall_seconds=wall, driver_peak_rss=peak)
+    return SparkRun(wall_seconds=wall, driver_peak_rss=peak, driver_peak_parts=peak_parts)
 
 
 def spark_env(extra: Mapping[str, str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from PIL import Image
 from bench.blog_flow import load_images, pad_keys
 from bench.dataset import photo_jpeg, tiny_png
 from bench.preloaded_s3 import Dataset
-from bench.spark_run import driver_processes, driver_rss
+from bench.spark_run import driver_processes, driver_rss, driver_rss_parts
 
 
 def test_photos_are_deterministic_camera_sized_jpegs() -> None:
@@ -94,3 +94,10 @@ def test_driver_processes_leave_out_the_python_worker_daemon() -> None:
             child.kill()
         root.kill()
         root.wait()
+
+
+def test_driver_rss_parts_are_named_and_add_up_to_the_total() -> None:
+    me = psutil.Process()
+    parts = driver_rss_parts(me)
+    assert set(parts) == {me.name()} | {child.name() for child in driver_processes(me)[1:]}
+    assert sum(parts.values()) == pytest.approx(driver_rss(me), rel=0.05)
