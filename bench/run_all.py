@@ -160,9 +160,16 @@ class Bench:
         return write_manifest(hook, source, keys, dest, 10_000).manifest_uri
 
     def run_job(
-        self, name: str, manifest_uri: str, model: dict, endpoint: str, master: str = MASTER
+        self,
+        name: str,
+        manifest_uri: str,
+        model: dict,
+        endpoint: str,
+        master: str = MASTER,
+        sample_memory: bool = False,
     ) -> SparkRun:
-        """Our job through ``spark-submit``; S3 at ``endpoint``."""
+        """Our job through ``spark-submit``; S3 at ``endpoint``. The driver's RSS is sampled
+        (every 0.1 s) only with ``sample_memory``: the sampling costs CPU the job would miss."""
 
         from emr_inference.emr.steps import model_arguments
 
@@ -175,7 +182,10 @@ class Bench:
             *model_arguments(model),
         ]
         env = spark_env({**self.s3.env, "AWS_ENDPOINT_URL_S3": endpoint})
-        return spark_submit(app, env, self.workdir / f"{name}.log", master, py_files=[self.job_zip])
+        log_path, interval = self.workdir / f"{name}.log", 0.1 if sample_memory else None
+        return spark_submit(
+            app, env, log_path, master, py_files=[self.job_zip], sample_interval=interval
+        )
 
     def job_profile(self, name: str) -> dict[str, float]:
         """Sums of the job's metrics parts (download / decode / inference / wall seconds)."""
@@ -401,7 +411,7 @@ class Bench:
             name = f"memory-{dataset.count}"
             manifest_uri = self.manifest(dataset, name)
             runs[dataset.count] = self.run_job(
-                name, manifest_uri, self.digits_args, self.s3.endpoint_url
+                name, manifest_uri, self.digits_args, self.s3.endpoint_url, sample_memory=True
             )
         small, large = runs[self.small.count], runs[self.large.count]
         growth = (large.driver_peak_rss / small.driver_peak_rss - 1) * 100
