@@ -116,7 +116,7 @@ class Bench:
         self.listing = Dataset("tiny", "listing", "keys/", sizes.listing_keys)
         # Figures of benchmarks 1-2 that 3 and 3b compare with (set by bench_throughput).
         self.photos_manifest = ""
-        self.bare_rate = self.startup_seconds = self.ours_seconds = 0.0
+        self.bare_rate = self.startup_seconds = self.ours_seconds = self.emulator_ceiling = 0.0
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -238,6 +238,7 @@ class Bench:
         # What no job could reach here, from this run's figures: its forwards alone take
         # n * cores / bare core-seconds, and the emulator took s3_cpu of the same cores.
         emulator_ceiling = 1 / (1 + s3_cpu * bare / (n * cores))
+        self.emulator_ceiling = emulator_ceiling
         self.rows += [
             Row(
                 f"1 bare ResNet-18, job layout: {WORKERS} procs x {TASK_THREADS} thread, "
@@ -287,8 +288,9 @@ class Bench:
         with LatencyProxy(self.s3.endpoint_url, LATENCY_SECONDS) as proxy:
             blog = self.run_blog(proxy.endpoint_url, "blog")
         ratio = blog.wall_seconds / self.ours_seconds
-        # A job with no overhead at all would still pay Spark's start-up, then run at the bare rate.
-        best_possible_seconds = self.startup_seconds + n / self.bare_rate
+        # A job with no overhead at all would still pay Spark's start-up, then run at the bare rate
+        # less what the S3 emulator takes of the same cores (benchmark 2's ceiling).
+        best_possible_seconds = self.startup_seconds + n / (self.bare_rate * self.emulator_ceiling)
         self.rows += [
             Row(
                 "3 2017 blog flow, same images/model/latency, end to end",
@@ -296,7 +298,8 @@ class Bench:
             ),  # fmt: skip
             Row("  ratio ours / blog", f"{ratio:.2f}", ">= 2.0", check(ratio >= 2.0)),
             Row(
-                "  ceiling of ours / blog: bare model rate after the no-op start-up, over the blog",
+                "  ceiling of ours / blog: no-op start-up, then the bare rate x the (2)/(1) "
+                "ceiling, over the blog",
                 f"{blog.wall_seconds / best_possible_seconds:.2f}",
             ),
         ]
