@@ -86,8 +86,9 @@ class _PeakSampler(threading.Thread):
                 parts = driver_rss_parts(root)
             except psutil.NoSuchProcess:
                 return
-            if sum(parts.values()) > self.peak:
-                self.peak, self.peak_parts = sum(parts.values()), parts
+            total = sum(parts.values())
+            if total > self.peak:
+                self.peak, self.peak_parts = total, parts
 
     def stop(self) -> tuple[int, dict[str, int]]:
         self._stop_event.set()

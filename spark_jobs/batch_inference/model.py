@@ -97,7 +97,7 @@ class LoadedModel:
 
     ``executor`` is the symbol bound once (``simple_bind``, no gradients) with the parameters
     copied in; each batch is written straight into its input array, one copy of the batch (an
-    ``mx.mod.Module`` made two more per batch: ~2.5 % of a ResNet-18 forward, measured).
+    ``mx.mod.Module`` made two more per batch: ~3 % of a ResNet-18 forward, measured).
     """
 
     spec: ModelSpec
