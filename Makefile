@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: venv test test-fast lint package demo airflow bench docs constraints clean
+.PHONY: venv test test-fast lint package demo airflow rehearse bench docs constraints clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,12 @@ demo: $(STAMP)
 
 airflow: $(STAMP)
 	$(BIN)/python -m include.demo.run_airflow
+
+# Run a pipeline here with its own EMR Spark settings: make rehearse PIPELINE=cifar10_resnet18
+PIPELINE ?= cifar10_resnet18
+REHEARSE_ARGS ?=
+rehearse: $(STAMP)
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m include.rehearse $(PIPELINE) $(REHEARSE_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all

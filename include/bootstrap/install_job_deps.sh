@@ -1,42 +1,99 @@
 #!/usr/bin/env bash
-# EMR bootstrap action: install the Spark job's Python dependencies on every node.
+# EMR bootstrap action: the Spark job's own Python environment on every node.
 #
-# Usage: install_job_deps.sh REQUIREMENTS [PIP ARGS...]
-#   REQUIREMENTS  a hashed requirements file (requirements-emr.txt): an s3:// URI (copied with the
-#                 AWS CLI that EMR nodes ship) or a local path.
-#   PIP ARGS      passed to `pip install` (e.g. --index-url for a private mirror).
-# Environment:
-#   JOB_PYTHON    the interpreter to install into (default /usr/bin/python3, the one EMR's PySpark
-#                 uses). pip runs under sudo when that interpreter's site-packages is not writable.
+# Usage: install_job_deps.sh --python JOB_PYTHON --requirements REQUIREMENTS
+#                            [--base-python BASE_PYTHON] [--wheelhouse WHEELHOUSE] [PIP ARGS...]
+#   --python        the job's interpreter, <venv>/bin/python3 (cluster.python; the step's
+#                   PYSPARK_PYTHON): the virtualenv is created there
+#   --requirements  the hashed requirements file (requirements-emr.txt): s3:// URI or local path
+#   --base-python   the node's system interpreter (cluster.base_python, default /usr/bin/python3),
+#                   where EMR's MXNet application installed mxnet and numpy
+#   --wheelhouse    a folder of the pinned wheels (s3:// prefix or local path): install from it
+#                   with no package index, for nodes without PyPI
+#   PIP ARGS        passed to `pip install` (e.g. --index-url for a private mirror)
+#
+# Why a virtualenv: on Amazon Linux 2023 the system Python's packages (urllib3, six,
+# python-dateutil, jmespath, ...) belong to RPMs. pip cannot uninstall them ("Cannot uninstall X
+# ... RECORD file not found ... installed by rpm"), so installing other versions into
+# /usr/bin/python3 fails the bootstrap and the cluster. The virtualenv is made with
+# --system-site-packages: it still imports EMR's mxnet and numpy, while our pins land in (and win
+# in) the virtualenv, and no system package is touched. A missing pip is bootstrapped into the
+# virtualenv (ensurepip, else a pip wheel from the wheelhouse, else the python3-pip RPM).
 #
 # Every package is pinned and hash-checked (--require-hashes, --only-binary): a tampered or
 # unexpected artifact fails the bootstrap, and with it the cluster, instead of running the job.
 set -euo pipefail
 
-if [[ $# -lt 1 ]]; then
-    echo "usage: $0 REQUIREMENTS [PIP ARGS...] (REQUIREMENTS: s3:// URI or local path)" >&2
+usage() {
+    echo "usage: $0 --python JOB_PYTHON --requirements REQUIREMENTS [--base-python PATH]" \
+        "[--wheelhouse DIR_OR_S3_PREFIX] [PIP ARGS...]" >&2
     exit 2
-fi
-requirements_source="$1"
-shift
-python="${JOB_PYTHON:-/usr/bin/python3}"
+}
+
+job_python="" requirements_source="" base_python="/usr/bin/python3" wheelhouse_source=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --python) job_python="${2:-}"; shift 2 || usage ;;
+        --requirements) requirements_source="${2:-}"; shift 2 || usage ;;
+        --base-python) base_python="${2:-}"; shift 2 || usage ;;
+        --wheelhouse) wheelhouse_source="${2:-}"; shift 2 || usage ;;
+        *) break ;;
+    esac
+done
+[[ -n "$job_python" && -n "$requirements_source" ]] || usage
+[[ "$job_python" == /*/bin/python* ]] || { echo "--python must be <venv>/bin/python3" >&2; exit 2; }
+venv="$(dirname "$(dirname "$job_python")")"
 
 workdir="$(mktemp -d)"
 trap 'rm -rf "$workdir"' EXIT
+
+fetch() {  # fetch SOURCE DEST: an s3:// object or prefix (AWS CLI on EMR nodes) or a local path
+    if [[ "$1" == s3://*/ ]]; then
+        aws s3 cp --only-show-errors --recursive "$1" "$2"
+    elif [[ "$1" == s3://* ]]; then
+        aws s3 cp --only-show-errors "$1" "$2"
+    else
+        cp -R "$1" "$2"
+    fi
+}
+
 requirements="$workdir/requirements.txt"
-if [[ "$requirements_source" == s3://* ]]; then
-    aws s3 cp --only-show-errors "$requirements_source" "$requirements"
-else
-    cp "$requirements_source" "$requirements"
+fetch "$requirements_source" "$requirements"
+source_args=()
+if [[ -n "$wheelhouse_source" ]]; then
+    mkdir -p "$workdir/wheels"
+    fetch "${wheelhouse_source%/}/" "$workdir/wheels"
+    source_args=(--no-index --find-links "$workdir/wheels")
 fi
 
-site_packages="$("$python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 sudo=()
-if [[ ! -w "$site_packages" ]]; then
+parent="$(dirname "$venv")"
+mkdir -p "$parent" 2>/dev/null || sudo mkdir -p "$parent"
+if [[ ! -w "$parent" ]]; then
     sudo=(sudo)
 fi
 
-echo "Installing job dependencies into $python ($site_packages) from $requirements_source"
-"${sudo[@]}" "$python" -m pip install --quiet --disable-pip-version-check --no-input \
-    --require-hashes --only-binary=:all: -r "$requirements" "$@"
-"$python" -c 'import PIL, boto3; print("job dependencies: pillow", PIL.__version__, "boto3", boto3.__version__)'
+echo "Creating the job's virtualenv $venv from $base_python (system site-packages visible)"
+if ! "${sudo[@]}" "$base_python" -m venv --system-site-packages "$venv" 2>"$workdir/venv.err"; then
+    cat "$workdir/venv.err" >&2
+    echo "venv with pip failed (no ensurepip?): creating it without pip" >&2
+    "${sudo[@]}" "$base_python" -m venv --system-site-packages --without-pip "$venv"
+fi
+if ! "$job_python" -m pip --version >/dev/null 2>&1; then
+    pip_wheel="$(find "$workdir/wheels" -maxdepth 1 -name 'pip-*.whl' 2>/dev/null | head -n 1)"
+    if [[ -n "$pip_wheel" ]]; then
+        echo "Installing pip into $venv from the wheelhouse"
+        "${sudo[@]}" "$job_python" "$pip_wheel/pip" install --quiet --no-index "$pip_wheel"
+    else
+        echo "No pip for $job_python: installing the python3-pip RPM"
+        sudo dnf install -y -q python3-pip
+    fi
+fi
+
+echo "Installing job dependencies into $venv from $requirements_source"
+"${sudo[@]}" "$job_python" -m pip install --quiet --disable-pip-version-check --no-input \
+    --require-hashes --only-binary=:all: "${source_args[@]}" -r "$requirements" "$@"
+"$job_python" -c '
+import boto3, mxnet, numpy, PIL
+print("job environment:", "mxnet", mxnet.__version__, "numpy", numpy.__version__,
+      "pillow", PIL.__version__, "boto3", boto3.__version__)'

@@ -77,6 +77,24 @@ class ModelConfig(_Strict):
         description="R, G, B standard deviations divided by after the mean",
     )
     scale: float = Field(default=1 / 255, gt=0, le=1, description="Applied to 0-255 pixels first")
+    worker_memory_mb: int = Field(
+        default=1024,
+        ge=64,
+        le=262144,
+        description=(
+            "Peak resident memory (MiB) of one Python worker running this model at this batch "
+            "size, as `make rehearse` measures it; reserved per task in the executors' memory"
+        ),
+    )
+    worker_address_space_mb: int = Field(
+        default=2048,
+        ge=64,
+        le=1048576,
+        description=(
+            "Peak address space (MiB) of one Python worker, as `make rehearse` measures it; an "
+            "explicit spark.executor.pyspark.memory must give each worker at least this"
+        ),
+    )
 
 
 class SseConfig(_Strict):
@@ -160,10 +178,39 @@ class ClusterConfig(_Strict):
         default_factory=list,
         description="Extra pip install arguments of the bootstrap action (e.g. --index-url)",
     )
-    task_cpus: int = Field(default=4, ge=1, le=192, description="spark.task.cpus = MXNet threads")
-    python: str = Field(default="/usr/bin/python3", description="PYSPARK_PYTHON on the nodes")
+    task: NodeGroupConfig | None = Field(
+        default=None,
+        description="Task nodes (no HDFS, safe on Spot): more executors beside the core nodes",
+    )
+    task_cpus: int = Field(default=4, ge=1, le=192, description="spark.task.cpus (vCPUs per task)")
+    tasks_per_executor: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Tasks per executor: spark.executor.cores = task_cpus x this",
+    )
+    executor_memory_mb: int = Field(
+        default=1024, ge=256, le=262144, description="spark.executor.memory (JVM heap), MiB"
+    )
+    reserved_vcpus: int = Field(
+        default=2, ge=0, le=64, description="vCPUs per node left to the OS and YARN's daemons"
+    )
+    python: str = Field(
+        default="/opt/emr-inference/venv/bin/python3",
+        pattern=r"^/[A-Za-z0-9._/-]+/bin/python3?$",
+        description=(
+            "The job's interpreter on the nodes (PYSPARK_PYTHON): the bootstrap makes a virtualenv "
+            "there that sees EMR's mxnet and numpy, and installs the job's packages into it"
+        ),
+    )
+    base_python: str = Field(
+        default="/usr/bin/python3",
+        pattern=r"^/[A-Za-z0-9._/-]+$",
+        description="The nodes' system Python (EMR's mxnet) that the job's virtualenv extends",
+    )
     spark_defaults: dict[str, str] = Field(
-        default_factory=dict, description="Extra spark-defaults properties (override ours)"
+        default_factory=dict,
+        description="Extra spark-defaults properties (override ours and the derived ones; checked)",
     )
     tags: dict[str, str] = Field(
         default_factory=dict,
@@ -177,7 +224,7 @@ class ClusterConfig(_Strict):
         if self.master.count not in (1, 3):
             raise ValueError("master.count must be 1 or 3")
         if self.instance_collection == "groups":
-            for role in ("master", "core"):
+            for role in ("master", "core", "task")[: 3 if self.task else 2]:
                 if len(getattr(self, role).instance_types) != 1:
                     raise ValueError(
                         f"{role}.instance_types must list exactly one type with "
@@ -193,6 +240,14 @@ class LocalConfig(_Strict):
     worker_cores: int = Field(default=2, ge=1, le=64, description="Cores each worker offers")
     worker_memory: str = Field(
         default="2g", pattern=r"^\d+[mg]$", description="Memory each worker offers (512m, 2g)"
+    )
+    emulate_cluster: bool = Field(
+        default=False,
+        description=(
+            "Run the step with the Spark settings the cluster section gives EMR (executor cores, "
+            "memory, Python worker memory, task CPUs, spark_defaults), executors scaled to the "
+            "local workers: how `make rehearse` runs an EMR pipeline here"
+        ),
     )
 
 
@@ -317,9 +372,23 @@ def parse_pipeline(data: Any, source: str, default_name: str | None = None) -> P
     if default_name and "pipeline" not in data:
         data = {**data, "pipeline": default_name}
     try:
-        return PipelineConfig.model_validate(data)
+        config = PipelineConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(format_errors(error, source)) from None
+    if config.backend == "emr":
+        check_cluster_fits(config.model_dump(mode="json"), source)
+    return config
+
+
+def check_cluster_fits(values: dict[str, Any], source: str) -> None:
+    """ConfigError naming the field when the executors cannot run on the EMR cluster's nodes or
+    their Python workers cannot hold the model (:mod:`emr_inference.emr.sizing`)."""
+    from emr_inference.emr.sizing import SizingError, check_sizing
+
+    try:
+        check_sizing(values)
+    except SizingError as error:
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:

@@ -248,8 +248,13 @@ def submit_step(
     entry_point: Path,
     arguments: Sequence[str],
     env: Mapping[str, str] | None = None,
+    conf: Mapping[str, str] | None = None,
 ) -> str:
     """Launch ``spark-submit`` for the cluster, detached; return the step id.
+
+    ``conf`` becomes ``--conf key=value`` options (an EMR pipeline's spark-defaults when the
+    local backend emulates its cluster); without ``spark.executor.memory`` in it, an executor
+    takes all of its worker's memory.
 
     The wrapper ``sh -c`` writes the exit code to ``steps/<id>/exit_code`` when spark-submit ends,
     the driver log goes to ``steps/<id>/driver.log``, the command line to
@@ -259,10 +264,11 @@ def submit_step(
     step_id = f"step-{sum(p.name.startswith('step-') for p in cluster.processes) + 1:03d}"
     step_dir = cluster.path / "steps" / step_id
     step_dir.mkdir(parents=True, exist_ok=False)
+    conf = {"spark.executor.memory": cluster.worker_memory, **(conf or {})}
+    conf["spark.local.dir"] = str(step_dir / "tmp")
     command = [
         str(spark_submit()), "--master", cluster.master_url, "--name", name,
-        "--executor-memory", cluster.worker_memory,  # one executor per worker, all its memory
-        "--conf", f"spark.local.dir={step_dir / 'tmp'}",
+        *(option for key, value in conf.items() for option in ("--conf", f"{key}={value}")),
         "--py-files", str(py_files), str(entry_point), *arguments,
     ]  # fmt: skip
     wrapper = [

@@ -122,7 +122,15 @@ def run_summary(checked: CheckedOutput, **context: Any) -> dict[str, Any]:
             stage: round(sum(m.get(f"{stage}_seconds", 0.0) for m in metrics), 3)
             for stage in ("download", "decode", "inference", "wall")
         },
+        # the largest Python worker, to compare with model.worker_memory_mb (docs/SIZING.md)
+        "worker_peak_rss_mb": _largest(metrics, "worker_peak_rss_mb"),
+        "worker_peak_address_space_mb": _largest(metrics, "worker_peak_address_space_mb"),
     }
+
+
+def _largest(metrics: Any, name: str) -> int | None:
+    values = [m[name] for m in metrics if m.get(name) is not None]
+    return max(values) if values else None
 
 
 def replace_publication(

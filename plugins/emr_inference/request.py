@@ -22,7 +22,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from emr_inference.config import ConfigError, PipelineConfig, RequestDefaults, format_errors
+from emr_inference.config import (
+    ConfigError,
+    PipelineConfig,
+    RequestDefaults,
+    check_cluster_fits,
+    format_errors,
+)
 
 _NESTED = ("model", "sse", "cluster", "local")
 _PREFIX_FIELDS = ("input_uri", "output_uri", "staging_uri", "artifacts_uri")
@@ -84,6 +90,8 @@ def resolve_request(
         values = RequestDefaults.model_validate(merged).model_dump(mode="json")
     except ValidationError as error:
         raise ConfigError(format_errors(error, "params")) from None
+    if config.backend == "emr":
+        check_cluster_fits(values, "params")
 
     partition_date = values["partition_date"] or default_partition_date(data_interval_end)
     if partition_date is None:

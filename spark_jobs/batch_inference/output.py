@@ -58,6 +58,8 @@ class PartitionMetrics:
     decode_seconds: float = 0.0
     inference_seconds: float = 0.0
     wall_seconds: float = 0.0
+    worker_peak_rss_mb: int | None = None
+    worker_peak_address_space_mb: int | None = None
 
     def count_row(self, row: dict) -> None:
         """Account for one output row."""
@@ -81,6 +83,8 @@ class PartitionMetrics:
             "decode_seconds": round(self.decode_seconds, 3),
             "inference_seconds": round(self.inference_seconds, 3),
             "wall_seconds": round(self.wall_seconds, 3),
+            "worker_peak_rss_mb": self.worker_peak_rss_mb,
+            "worker_peak_address_space_mb": self.worker_peak_address_space_mb,
             "first_index": self.first_index,
             "end_index": self.end_index,
             "fingerprint": self.fingerprint,

@@ -94,6 +94,25 @@ def classify_batch(
     return rows, seconds
 
 
+def memory_peaks(status_path: str = "/proc/self/status") -> tuple[int | None, int | None]:
+    """This Python worker's peak resident set and peak address space so far, in MiB.
+
+    From Linux's ``VmHWM`` and ``VmPeak`` (what YARN's memory check and the address-space limit of
+    ``spark.executor.pyspark.memory`` measure); ``(None, None)`` where there is no such file.
+    """
+    try:
+        with open(status_path, encoding="ascii") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+    except OSError:
+        return None, None
+
+    def mib(name: str) -> int | None:
+        value = fields.get(name, "").split()
+        return -(-int(value[0]) // 1024) if value else None  # kB -> MiB, rounded up
+
+    return mib("VmHWM"), mib("VmPeak")
+
+
 def process_partition(
     index: int,
     partitions: int,
@@ -163,6 +182,7 @@ def process_partition(
     if metrics.rows != end - start:
         raise RuntimeError(f"partition {index}: {metrics.rows} rows for {end - start} keys")
     metrics.wall_seconds = _since(started)
+    metrics.worker_peak_rss_mb, metrics.worker_peak_address_space_mb = memory_peaks()
     result = metrics.as_dict()
     write_partition(client, output, index, rows, result, config.encryption)
     log.info(

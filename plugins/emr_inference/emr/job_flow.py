@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from emr_inference.emr.sizing import omp_threads, spark_properties
+
 APPLICATIONS = ("Spark", "MXNet")
 #: Tags that identify the run a cluster belongs to (used to find it again on retry).
 RUN_TAG_KEYS = ("dag_id", "run_id", "pipeline")
@@ -27,16 +29,19 @@ def cluster_name(request: Mapping[str, Any]) -> str:
     return f"{request['pipeline']} {request['run_id']}"[:256]
 
 
-def omp_threads(request: Mapping[str, Any]) -> int:
-    """MXNet/OpenMP threads per Python worker: the request's, else ``spark.task.cpus``."""
-    return request["omp_threads"] or request["cluster"]["task_cpus"]
-
-
 def _ebs(node: Mapping[str, Any]) -> dict[str, Any]:
     if not node.get("ebs_volume_gb"):
         return {}
     volume = {"VolumeSpecification": {"VolumeType": "gp3", "SizeInGB": node["ebs_volume_gb"]}}
     return {"EbsConfiguration": {"EbsBlockDeviceConfigs": [{**volume, "VolumesPerInstance": 1}]}}
+
+
+def _node_groups(cluster: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """``(EMR role, node group)`` for master, core and, when configured, task nodes."""
+    groups = [("MASTER", cluster["master"]), ("CORE", cluster["core"])]
+    if cluster.get("task"):
+        groups.append(("TASK", cluster["task"]))
+    return groups
 
 
 def _instance_groups(cluster: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -49,13 +54,13 @@ def _instance_groups(cluster: Mapping[str, Any]) -> list[dict[str, Any]]:
             "InstanceCount": node["count"],
             **_ebs(node),
         }
-        for role, node in (("MASTER", cluster["master"]), ("CORE", cluster["core"]))
+        for role, node in _node_groups(cluster)
     ]
 
 
 def _instance_fleets(cluster: Mapping[str, Any]) -> list[dict[str, Any]]:
     fleets = []
-    for role, node in (("MASTER", cluster["master"]), ("CORE", cluster["core"])):
+    for role, node in _node_groups(cluster):
         spot = node["market"] == "SPOT"
         fleet: dict[str, Any] = {
             "Name": role.lower(),
@@ -98,37 +103,47 @@ def _instances(cluster: Mapping[str, Any]) -> dict[str, Any]:
     return instances
 
 
-def _configurations(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+def spark_env(request: Mapping[str, Any]) -> dict[str, str]:
+    """The ``spark-env`` exports: the job's interpreter on every node, and MXNet's threads."""
     cluster = request["cluster"]
-    threads = str(omp_threads(request))
-    spark_defaults = {
-        "spark.python.worker.reuse": "true",
-        "spark.task.cpus": str(cluster["task_cpus"]),
-        "spark.executorEnv.OMP_NUM_THREADS": threads,
-        **cluster["spark_defaults"],
-    }
-    spark_env = {
+    return {
         "PYSPARK_PYTHON": cluster["python"],
         "PYSPARK_DRIVER_PYTHON": cluster["python"],
-        "OMP_NUM_THREADS": threads,
+        "OMP_NUM_THREADS": str(omp_threads(request)),
     }
+
+
+def _configurations(request: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [
-        {"Classification": "spark-defaults", "Properties": spark_defaults},
+        {"Classification": "spark-defaults", "Properties": spark_properties(request)},
         {
             "Classification": "spark-env",
             "Properties": {},
-            "Configurations": [{"Classification": "export", "Properties": spark_env}],
+            "Configurations": [{"Classification": "export", "Properties": spark_env(request)}],
         },
     ]
+
+
+def bootstrap_arguments(cluster: Mapping[str, Any], artifacts: Mapping[str, str]) -> list[str]:
+    """The bootstrap script's arguments: the job's interpreter (a virtualenv made from the nodes'
+    system Python), the staged hashed requirements, the staged wheelhouse when there is one, then
+    the cluster's extra ``pip install`` arguments."""
+    args = [
+        "--python", cluster["python"],
+        "--base-python", cluster["base_python"],
+        "--requirements", artifacts["bootstrap_requirements"],
+    ]  # fmt: skip
+    if artifacts.get("wheelhouse"):
+        args += ["--wheelhouse", artifacts["wheelhouse"]]
+    return [*args, *cluster["bootstrap_args"]]
 
 
 def build_job_flow(request: Mapping[str, Any], artifacts: Mapping[str, str]) -> dict[str, Any]:
     """RunJobFlow arguments (``job_flow_overrides``) for this run's cluster.
 
     :param request: the resolved request (its ``cluster`` section shapes the cluster).
-    :param artifacts: ``stage_job_artifacts``'s XCom: ``bootstrap`` is the staged script, whose
-        first argument is the staged hashed requirements file (``bootstrap_requirements``); the
-        cluster's ``bootstrap_args`` follow and go to ``pip install``.
+    :param artifacts: ``stage_job_artifacts``'s XCom: ``bootstrap`` is the staged script, run with
+        :func:`bootstrap_arguments`.
     """
     cluster = request["cluster"]
     tags = {**cluster["tags"], **run_tags(request)}
@@ -141,10 +156,7 @@ def build_job_flow(request: Mapping[str, Any], artifacts: Mapping[str, str]) -> 
                 "Name": "install-job-dependencies",
                 "ScriptBootstrapAction": {
                     "Path": artifacts["bootstrap"],
-                    "Args": [
-                        artifacts["bootstrap_requirements"],
-                        *cluster["bootstrap_args"],
-                    ],
+                    "Args": bootstrap_arguments(cluster, artifacts),
                 },
             }
         ],

@@ -13,7 +13,7 @@ only through the environment of the processes (``AWS_ENDPOINT_URL_S3``, ``AWS_AC
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import BaseOperator, BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from emr_inference.emr.sizing import executor_plan, omp_threads, spark_properties
 from emr_inference.emr.steps import job_arguments, step_name
 from emr_inference.local_spark import (
     LocalCluster,
@@ -38,6 +39,30 @@ from emr_inference.s3 import S3Uri, s3_hook
 
 # as on EMR (operators.emr.REUSABLE_STEP_STATES): a retried submit reuses such a step
 REUSABLE_STEP_STATES = ("RUNNING", "COMPLETED")
+
+
+def emulated_cluster_conf(request: Mapping[str, Any]) -> dict[str, str]:
+    """The EMR step's spark-defaults for a local run, executors scaled to the local workers.
+
+    Everything but the executor count is what EMR gets (:func:`spark_properties`): executor cores,
+    heap, overhead, ``spark.executor.pyspark.memory`` (so the Python workers' address-space limit
+    is the one they would have on EMR), task CPUs, threads and the pipeline's ``spark_defaults``.
+    ``spark.executor.instances`` and ``spark.cores.max`` become what the local workers hold.
+    """
+    plan = executor_plan(request)
+    local = request["local"]
+    if plan.executor_cores > local["worker_cores"]:
+        raise LocalClusterError(
+            f"local.worker_cores: {local['worker_cores']} cannot hold one executor of "
+            f"spark.executor.cores {plan.executor_cores}"
+        )
+    per_worker = local["worker_cores"] // plan.executor_cores
+    executors = max(1, min(plan.instances, per_worker * local["workers"]))
+    return {
+        **spark_properties(request),
+        "spark.executor.instances": str(executors),
+        "spark.cores.max": str(executors * plan.executor_cores),
+    }
 
 
 def aws_env(aws_conn_id: str | None) -> dict[str, str]:
@@ -140,13 +165,19 @@ class LocalSubmitStepOperator(BaseOperator):
             self._download(hook, self.artifacts[name], cluster.path / "artifacts")
             for name in ("job_zip", "entry_point")
         )
+        env, conf = aws_env(self.aws_conn_id), None
+        if self.request["local"].get("emulate_cluster"):
+            conf = emulated_cluster_conf(self.request)
+            env["OMP_NUM_THREADS"] = str(omp_threads(self.request))  # EMR's spark-env export
+            self.log.info("Emulating the EMR cluster's Spark settings: %s", conf)
         step_id = submit_step(
             cluster,
             name=step_name(self.request),
             py_files=py_files,
             entry_point=entry_point,
             arguments=job_arguments(self.request, self.manifest["manifest_uri"]),
-            env=aws_env(self.aws_conn_id),
+            env=env,
+            conf=conf,
         )
         self._step = (cluster, step_id)
         self.log.info("Submitted %s to %s; driver log %s", step_id, cluster.master_url,

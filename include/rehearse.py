@@ -1,0 +1,328 @@
+"""``make rehearse PIPELINE=name``: run a pipeline on this machine with its own Spark settings.
+
+An EMR pipeline cannot be tried here, so it is rehearsed: the same DAG (``airflow dags test``),
+the same job, batch size, threads and prefetch, and the spark-defaults its EMR step would get
+(executor cores and memory, ``spark.executor.pyspark.memory`` and so the Python workers' address
+space limit, task CPUs, the pipeline's ``spark_defaults``), with only the executor count scaled to
+this machine (:func:`emr_inference.operators.local.emulated_cluster_conf`), on the local backend
+against moto's S3 server. The model's URIs are not reachable here, so a stand-in of the same
+architecture and input size is staged at them (random weights: the memory and time of a real
+forward, not its answers), with realistic photos (~500x375 JPEG) as input.
+
+Before it runs, the pipeline's executor settings are checked as an EMR run checks them
+(:func:`emr_inference.emr.sizing.check_sizing`); ``--skip-sizing-check`` runs them anyway, to see
+what the job would do with them. After the run, the workers' measured memory peaks are compared
+with ``model.worker_memory_mb`` / ``model.worker_address_space_mb``: a rehearsal fails when the
+pipeline under-declares what its model needs. Exit code 0 means it would work on EMR as far as this
+machine can tell (docs/SIZING.md says what a rehearsal cannot check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from include.airflow_env import REPO_ROOT, airflow_env
+from include.local_s3 import LocalS3, start_local_s3
+
+PIPELINES_DIR = REPO_ROOT / "include" / "pipelines"
+REHEARSAL_DIR = REPO_ROOT / ".rehearsal"
+PARTITION_DATE = "2026-11-22"
+
+
+def log(message: str) -> None:
+    print(f"[rehearse] {message}", flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pipeline", help="a pipeline name (include/pipelines/NAME.yaml) or a path")
+    parser.add_argument("--images", type=int, default=200, help="input images (default 200)")
+    parser.add_argument(
+        "--partition-date", default=PARTITION_DATE, help=f"date to process ({PARTITION_DATE})"
+    )
+    parser.add_argument(
+        "--skip-sizing-check",
+        action="store_true",
+        help="run even when the EMR sizing check refuses the settings",
+    )
+    parser.add_argument("--home", type=Path, default=REHEARSAL_DIR, help="work folder")
+    return parser.parse_args(argv)
+
+
+def pipeline_path(name: str) -> Path:
+    """``include/pipelines/<name>.yaml``, or ``name`` itself when it is a file."""
+    path = Path(name)
+    return path if path.suffix in (".yaml", ".yml") else PIPELINES_DIR / f"{name}.yaml"
+
+
+def local_shape(executor_cores: int, heap_mb: int, cores: int | None = None) -> dict[str, Any]:
+    """One local worker holding as many executors as this machine's cores allow (at least one)."""
+    executors = max(1, (cores or os.cpu_count() or 1) // executor_cores)
+    return {
+        "workers": 1,
+        "worker_cores": executors * executor_cores,
+        "worker_memory": f"{executors * heap_mb}m",
+        "emulate_cluster": True,
+    }
+
+
+def rehearsal_pipeline(data: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline file to rehearse: the original, on the local backend, emulating its cluster.
+
+    Only what cannot apply here changes: the backend, the local workers (sized to hold at least
+    one of its executors), a manual schedule, no retries, fast polls.
+    """
+    from emr_inference.emr.sizing import executor_plan
+
+    plan = executor_plan(request)
+    return {
+        **data,
+        "backend": "local",
+        "schedule": None,
+        "catchup": False,
+        "retries": 0,
+        "poke_interval_seconds": 2,
+        "local": local_shape(plan.executor_cores, plan.heap_mb),
+    }
+
+
+StandIn = Callable[[Path, dict[str, Any]], Any]
+
+
+def _resnet18_v1(out_dir: Path, model: dict[str, Any]):
+    from include.demo.models import export_resnet18
+
+    return export_resnet18(out_dir, image_size=model["image_size"], name=model["name"])
+
+
+def _digits_cnn(out_dir: Path, model: dict[str, Any]):
+    from include.demo.models import train_digits_classifier
+
+    return train_digits_classifier(out_dir, image_size=model["image_size"], name=model["name"])
+
+
+#: model.name -> a function exporting a model of the same architecture and input size.
+STAND_INS: dict[str, StandIn] = {"resnet18_v1": _resnet18_v1, "digits-cnn": _digits_cnn}
+
+
+def stage_stand_in_model(client, model: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Export the stand-in for ``model`` and upload it at the pipeline's model URIs; returns the
+    run's ``model`` override (the stand-in's digests)."""
+    from batch_inference.model import sha256_hex
+    from batch_inference.s3io import parse_s3_uri
+
+    make = STAND_INS.get(model["name"])
+    if make is None:
+        raise SystemExit(
+            f"[rehearse] model.name: no stand-in for {model['name']!r} "
+            f"(known: {', '.join(sorted(STAND_INS))}); add one to include/rehearse.py"
+        )
+    exported = make(work / "model", model)
+    override = {}
+    for part, path in (
+        ("symbol", exported.symbol_path),
+        ("params", exported.params_path),
+        ("labels", exported.labels_path),
+    ):
+        target = parse_s3_uri(model[part], f"model.{part}")
+        client.upload_file(str(path), target.bucket, target.key)
+        override[f"{part}_sha256"] = sha256_hex(path.read_bytes())
+    return override
+
+
+def upload_photos(client, input_uri: str, count: int) -> None:
+    """``count`` realistic photos (~500x375 JPEG, bench.dataset) under ``input_uri``."""
+    from batch_inference.s3io import parse_s3_uri
+
+    from bench.dataset import photo_jpeg
+
+    prefix = parse_s3_uri(input_uri, "input_uri")
+    for index in range(count):
+        key = f"{prefix.key}photo-{index:06d}.jpg"
+        client.put_object(Bucket=prefix.bucket, Key=key, Body=photo_jpeg(index))
+
+
+def create_buckets(client, request: dict[str, Any]) -> None:
+    """Every bucket the request reads or writes."""
+    uris = [request[name] for name in ("input_uri", "output_uri", "staging_uri", "artifacts_uri")]
+    uris += [request["model"][part] for part in ("symbol", "params", "labels")]
+    for bucket in sorted({uri.split("/")[2] for uri in uris if uri}):
+        client.create_bucket(Bucket=bucket)
+
+
+def resolve(path: Path, partition_date: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """The pipeline file's data, its config and the request a run of ``partition_date`` gets
+    (EMR sizing not checked yet)."""
+    from emr_inference.config import PipelineConfig
+    from emr_inference.request import resolve_request
+
+    data = yaml.safe_load(path.read_text())
+    data.setdefault("pipeline", path.stem)
+    local = PipelineConfig.model_validate({**data, "backend": "local"})
+    request = resolve_request(
+        local,
+        {"partition_date": partition_date},
+        dag_id=local.pipeline,
+        run_id="rehearsal",
+        data_interval_end=None,
+    )
+    return data, local, request
+
+
+def describe(request: dict[str, Any]) -> list[str]:
+    """What EMR would get and what the rehearsal runs."""
+    from emr_inference.emr.sizing import executor_plan, spark_properties
+    from emr_inference.operators.local import emulated_cluster_conf
+
+    plan = executor_plan(request)
+    emulated = emulated_cluster_conf(request)
+    lines = [
+        f"EMR executors: {plan.instances} x ({plan.executor_cores} cores, container "
+        f"{plan.container_mb} MiB = heap {plan.heap_mb} + overhead {plan.overhead_mb} + pyspark "
+        f"{plan.pyspark_mb}), {plan.concurrent_tasks} task(s) each; Python worker limit: "
+        + (f"{plan.worker_limit_mb} MiB address space" if plan.worker_limit_mb else "none"),
+        "EMR spark-defaults: " + json.dumps(spark_properties(request), sort_keys=True),
+        "rehearsal --conf:  " + json.dumps(emulated, sort_keys=True),
+    ]
+    return lines
+
+
+def run_dag(env: dict[str, str], pipeline: str, conf: dict[str, Any], log_file: Path) -> int:
+    """``airflow dags test`` of the rehearsal pipeline; returns its exit code."""
+    airflow = [sys.executable, "-m", "airflow"]
+    subprocess.run([*airflow, "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    with log_file.open("w") as out:
+        return subprocess.run(
+            [*airflow, "dags", "test", pipeline, "--conf", json.dumps(conf)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        ).returncode
+
+
+def job_errors(airflow_home: Path) -> list[str]:
+    """The distinct Python exceptions in the rehearsal's driver logs (executor tracebacks
+    included), in order of first appearance."""
+    found: dict[str, None] = {}
+    for driver_log in sorted(airflow_home.glob("local_clusters/*/steps/*/driver.log")):
+        for line in driver_log.read_text(errors="replace").splitlines():
+            if re.match(r"^[A-Za-z_.]*(Error|Exception|Failed): ", line):
+                found.setdefault(line.strip()[:300])
+    return list(found)
+
+
+def read_summary(client, output_uri: str) -> dict[str, Any] | None:
+    """The published ``_run_summary.json``, or None when nothing was published."""
+    bucket, _, key = output_uri[len("s3://") :].partition("/")
+    try:
+        body = client.get_object(Bucket=bucket, Key=key + "_run_summary.json")["Body"].read()
+    except client.exceptions.NoSuchKey:
+        return None
+    return json.loads(body)
+
+
+def memory_verdict(summary: dict[str, Any], model: dict[str, Any]) -> list[str]:
+    """Problems with the declared per-worker memory, against what the workers measured."""
+    problems = []
+    for measured_name, declared_name in (
+        ("worker_peak_rss_mb", "worker_memory_mb"),
+        ("worker_peak_address_space_mb", "worker_address_space_mb"),
+    ):
+        measured = summary.get(measured_name)
+        if measured is not None and measured > model[declared_name]:
+            problems.append(
+                f"model.{declared_name}: the workers measured {measured} MiB "
+                f"({measured_name}) but the pipeline declares {model[declared_name]}: raise it "
+                "(with some headroom), or the executors are sized for less than the model needs"
+            )
+    return problems
+
+
+def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
+    """Stage, run and judge one rehearsal; returns the exit code."""
+    from emr_inference.emr.sizing import SizingError, check_sizing
+
+    path = pipeline_path(args.pipeline)
+    data, config, request = resolve(path, args.partition_date)
+    emr = data.get("backend", "emr") == "emr"
+    log(f"pipeline {config.pipeline} ({path.relative_to(REPO_ROOT)}), backend {data['backend']}")
+    if emr:
+        try:
+            check_sizing(request)
+        except SizingError as error:
+            log(f"EMR sizing check: {error}")
+            if not args.skip_sizing_check:
+                log("FAILED before any Spark (run with --skip-sizing-check to see the job fail)")
+                return 1
+    rehearsed = rehearsal_pipeline(data, request) if emr else {**data, "schedule": None}
+    if emr:
+        for line in describe({**request, "local": rehearsed["local"]}):
+            log(line)
+
+    work = args.home / config.pipeline
+    shutil.rmtree(work, ignore_errors=True)
+    pipelines = work / "pipelines"
+    pipelines.mkdir(parents=True)
+    (pipelines / f"{config.pipeline}.yaml").write_text(yaml.safe_dump(rehearsed))
+
+    client = s3.client()
+    create_buckets(client, request)
+    log(f"staging a stand-in {request['model']['name']} and {args.images} photos")
+    model_digests = stage_stand_in_model(client, request["model"], work)
+    upload_photos(client, request["input_uri"], args.images)
+
+    env = airflow_env(
+        s3.endpoint_url,
+        home=work / "airflow",
+        extra={"EMR_INFERENCE_PIPELINES_DIR": str(pipelines)},
+    )
+    log_file = work / "dags-test.log"
+    log(f"running the DAG (airflow dags test; log {log_file.relative_to(REPO_ROOT)})")
+    started = time.monotonic()
+    conf = {"partition_date": args.partition_date, "model": model_digests}
+    code = run_dag(env, config.pipeline, conf, log_file)
+    log(f"DAG run ended with exit code {code} after {time.monotonic() - started:.0f} s")
+    summary = read_summary(client, request["output_uri"])
+    if code != 0 or summary is None:
+        log("FAILED: nothing published. The job's errors:")
+        print("\n".join(job_errors(work / "airflow")) or f"(none: see {log_file})", flush=True)
+        return 1
+    log(
+        f"published {summary['rows']} rows ({summary['errors']} errors) to "
+        f"{request['output_uri']}, {summary['images_per_second']} images/s; largest Python "
+        f"worker: {summary.get('worker_peak_rss_mb')} MiB resident, "
+        f"{summary.get('worker_peak_address_space_mb')} MiB address space"
+    )
+    problems = memory_verdict(summary, request["model"])
+    for problem in problems:
+        log(f"FAILED: {problem}")
+    if not problems:
+        log("PASSED")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.home.mkdir(parents=True, exist_ok=True)
+    log("starting the local S3 server (moto) on 127.0.0.1")
+    s3 = start_local_s3()
+    try:
+        return rehearse(args, s3)
+    finally:
+        s3.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
