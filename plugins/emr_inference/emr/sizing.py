@@ -22,6 +22,7 @@ setting that cannot work is a :class:`SizingError` naming the field.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -151,31 +152,36 @@ def executor_capacity(cluster: Mapping[str, Any], container_mb: int, cores: int)
 
 
 def derived_settings(cluster: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, str]:
-    """The executor settings derived from the cluster shape and the model's measured needs."""
-    cores = cluster["task_cpus"] * cluster["tasks_per_executor"]
+    """The executor settings derived from the cluster shape and the model's measured needs
+    (``spark.executor.instances`` is added by :func:`spark_properties`, once the explicit
+    settings are known)."""
     heap = cluster["executor_memory_mb"]
     overhead = jvm_overhead_mb(heap) + cluster["tasks_per_executor"] * model["worker_memory_mb"]
-    instances = executor_capacity(cluster, heap + overhead, cores)
     return {
-        "spark.executor.cores": str(cores),
+        "spark.executor.cores": str(cluster["task_cpus"] * cluster["tasks_per_executor"]),
         "spark.executor.memory": f"{heap}m",
         "spark.executor.memoryOverhead": f"{overhead}m",
-        "spark.executor.instances": str(max(instances, 1)),
         "spark.dynamicAllocation.enabled": "false",  # YARN packs by memory: the count is pinned
     }
 
 
 def spark_properties(request: Mapping[str, Any]) -> dict[str, str]:
     """Every spark-defaults property of the step: ours, the derived executor settings, then the
-    pipeline's explicit ``cluster.spark_defaults`` (which win)."""
+    pipeline's explicit ``cluster.spark_defaults`` (which win); ``spark.executor.instances``
+    unless given is what the nodes hold of the resulting executors."""
     cluster = request["cluster"]
-    return {
+    properties = {
         "spark.python.worker.reuse": "true",
         "spark.task.cpus": str(cluster["task_cpus"]),
         "spark.executorEnv.OMP_NUM_THREADS": str(omp_threads(request)),
         **derived_settings(cluster, request["model"]),
         **cluster["spark_defaults"],
     }
+    if "spark.executor.instances" not in properties:
+        shape = _executor_shape(request, properties)
+        capacity = executor_capacity(cluster, shape.container_mb, shape.executor_cores)
+        properties["spark.executor.instances"] = str(max(capacity, 1))
+    return properties
 
 
 def omp_threads(request: Mapping[str, Any]) -> int:
@@ -190,6 +196,12 @@ def _field(request: Mapping[str, Any], key: str, derived_from: str) -> str:
     return derived_from
 
 
+def _cores_source(cluster: Mapping[str, Any]) -> str:
+    """The field that sets the derived executor cores: tasks_per_executor when above 1."""
+    several = cluster["tasks_per_executor"] > 1
+    return "cluster.tasks_per_executor" if several else "cluster.task_cpus"
+
+
 def _int(properties: Mapping[str, str], key: str, field: str) -> int:
     try:
         value = int(properties[key])
@@ -200,16 +212,14 @@ def _int(properties: Mapping[str, str], key: str, field: str) -> int:
     return value
 
 
-def executor_plan(request: Mapping[str, Any]) -> ExecutorPlan:
-    """The effective executor settings of ``request`` (after explicit overrides), parsed."""
-    properties = spark_properties(request)
-    cluster = request["cluster"]
+def _executor_shape(request: Mapping[str, Any], properties: Mapping[str, str]) -> ExecutorPlan:
+    """The executors that ``properties`` describe (instances and capacity left at 0)."""
 
     def field(key: str, source: str) -> str:
         return _field(request, key, source)
 
     task_cpus = _int(properties, "spark.task.cpus", field("spark.task.cpus", "cluster.task_cpus"))
-    cores_field = field("spark.executor.cores", "cluster.tasks_per_executor")
+    cores_field = field("spark.executor.cores", _cores_source(request["cluster"]))
     cores = _int(properties, "spark.executor.cores", cores_field)
     heap_field = field("spark.executor.memory", "cluster.executor_memory_mb")
     heap = memory_mb(properties["spark.executor.memory"], heap_field)
@@ -223,13 +233,19 @@ def executor_plan(request: Mapping[str, Any]) -> ExecutorPlan:
     pyspark = 0
     if pyspark_key in properties:
         pyspark = memory_mb(properties[pyspark_key], f"cluster.spark_defaults.{pyspark_key}")
-    instances = _int(
-        properties,
-        "spark.executor.instances",
-        field("spark.executor.instances", "cluster.core.count"),
+    return ExecutorPlan(task_cpus, cores, heap, overhead, pyspark, instances=0, capacity=0)
+
+
+def executor_plan(request: Mapping[str, Any]) -> ExecutorPlan:
+    """The effective executor settings of ``request`` (after explicit overrides), parsed."""
+    properties = spark_properties(request)
+    shape = _executor_shape(request, properties)
+    instances_field = _field(request, "spark.executor.instances", "cluster.core.count")
+    return dataclasses.replace(
+        shape,
+        instances=_int(properties, "spark.executor.instances", instances_field),
+        capacity=executor_capacity(request["cluster"], shape.container_mb, shape.executor_cores),
     )
-    capacity = executor_capacity(cluster, heap + overhead + pyspark, cores)
-    return ExecutorPlan(task_cpus, cores, heap, overhead, pyspark, instances, capacity)
 
 
 def check_sizing(request: Mapping[str, Any]) -> ExecutorPlan:
@@ -241,7 +257,7 @@ def check_sizing(request: Mapping[str, Any]) -> ExecutorPlan:
     def field(key: str, source: str) -> str:
         return _field(request, key, source)
 
-    cores_field = field("spark.executor.cores", "cluster.tasks_per_executor")
+    cores_field = field("spark.executor.cores", _cores_source(cluster))
     if plan.task_cpus > plan.executor_cores:
         raise SizingError(
             field("spark.task.cpus", "cluster.task_cpus"),

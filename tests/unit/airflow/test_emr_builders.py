@@ -58,8 +58,14 @@ def test_job_flow_is_a_valid_run_job_flow_request():
     assert [app["Name"] for app in job_flow["Applications"]] == ["Spark", "MXNet"]
     bootstrap = job_flow["BootstrapActions"][0]["ScriptBootstrapAction"]
     assert bootstrap["Path"] == ARTIFACTS["bootstrap"]
-    # install_job_deps.sh REQUIREMENTS [PIP ARGS...]: the hashed requirements file comes first.
-    assert bootstrap["Args"] == [ARTIFACTS["bootstrap_requirements"], "--no-cache-dir"]
+    # install_job_deps.sh --python ... --requirements ... [PIP ARGS...]: the job's interpreter is
+    # the one PYSPARK_PYTHON names; the cluster's pip arguments come last.
+    assert bootstrap["Args"] == [
+        "--python", "/opt/emr-inference/venv/bin/python3",
+        "--base-python", "/usr/bin/python3",
+        "--requirements", ARTIFACTS["bootstrap_requirements"],
+        "--no-cache-dir",
+    ]  # fmt: skip
     assert job_flow["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
     assert job_flow["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
     assert job_flow["LogUri"] == "s3://logs/emr/"
@@ -81,7 +87,9 @@ def test_job_flow_is_a_valid_run_job_flow_request():
 
 
 def test_spark_configuration_sets_python_and_threads():
-    request = request_for(cluster={"task_cpus": 6, "spark_defaults": {"spark.executor.cores": "6"}})
+    request = request_for(
+        cluster={"task_cpus": 6, "python": "/opt/job/bin/python3", "base_python": "/usr/bin/py3"}
+    )
     configurations = {
         c["Classification"]: c for c in build_job_flow(request, ARTIFACTS)["Configurations"]
     }
@@ -92,8 +100,17 @@ def test_spark_configuration_sets_python_and_threads():
     assert defaults["spark.executor.cores"] == "6"
     export = configurations["spark-env"]["Configurations"][0]
     assert export["Classification"] == "export"
-    assert export["Properties"]["PYSPARK_PYTHON"] == "/usr/bin/python3"
+    assert export["Properties"]["PYSPARK_PYTHON"] == "/opt/job/bin/python3"
+    assert export["Properties"]["PYSPARK_DRIVER_PYTHON"] == "/opt/job/bin/python3"
     assert export["Properties"]["OMP_NUM_THREADS"] == "6"
+    bootstrap = build_job_flow(request, ARTIFACTS)["BootstrapActions"][0]["ScriptBootstrapAction"]
+    # one setting names the interpreter of the bootstrap and of the job
+    assert bootstrap["Args"][:4] == [
+        "--python",
+        "/opt/job/bin/python3",
+        "--base-python",
+        "/usr/bin/py3",
+    ]
 
 
 def test_spot_instance_fleets_are_valid():

@@ -30,10 +30,19 @@ def test_a_partition_writes_one_row_per_key_and_its_metrics(setup):
     assert set(metrics) == {
         "partition", "rows", "predicted", "errors", "errors_by_type", "download_seconds",
         "decode_seconds", "inference_seconds", "wall_seconds", "first_index", "end_index",
-        "fingerprint", "resumed",
+        "fingerprint", "resumed", "worker_peak_rss_mb", "worker_peak_address_space_mb",
     }  # fmt: skip
+    # this process's own peaks (the test runs the partition in-process): a real measurement
+    assert 0 < metrics["worker_peak_rss_mb"] < metrics["worker_peak_address_space_mb"]
     assert (metrics["fingerprint"], metrics["resumed"]) == (FINGERPRINT, False)
     json.dumps(metrics)  # plain JSON types only
+
+
+def test_memory_peaks_read_linux_status(tmp_path):
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmPeak:\t 2376704 kB\nVmHWM:\t 1024001 kB\n")
+    assert partition_module.memory_peaks(str(status)) == (1001, 2321)  # kB -> MiB, rounded up
+    assert partition_module.memory_peaks(str(tmp_path / "missing")) == (None, None)
 
 
 @pytest.mark.slow
