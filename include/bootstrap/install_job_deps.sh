@@ -52,8 +52,10 @@ fetch() {  # fetch SOURCE DEST: an s3:// object or prefix (AWS CLI on EMR nodes)
         aws s3 cp --only-show-errors --recursive "$1" "$2"
     elif [[ "$1" == s3://* ]]; then
         aws s3 cp --only-show-errors "$1" "$2"
+    elif [[ -d "$1" ]]; then
+        cp -R "$1/." "$2"
     else
-        cp -R "$1" "$2"
+        cp "$1" "$2"
     fi
 }
 
