@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 
 from batch_inference.config import (
@@ -120,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="MXNet/OpenMP threads per Python worker; 0 = spark.task.cpus",
     )
     run.add_argument(
+        "--require",
+        dest="requirements",
+        action="append",
+        default=[],
+        metavar="NAME==VERSION",
+        help="a package version the interpreter must have (checked before anything else; "
+        "mxnet, numpy, pillow and boto3 must always be importable)",
+    )
+    run.add_argument(
         "--no-resume",
         dest="resume",
         action="store_false",
@@ -164,6 +174,7 @@ def parse_config(argv: Sequence[str] | None = None) -> JobConfig:
             omp_threads=args.omp_threads,
             encryption=Encryption(mode=args.sse, kms_key_id=args.sse_kms_key_id),
             resume=args.resume,
+            requirements=tuple(args.requirements),
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -172,11 +183,14 @@ def parse_config(argv: Sequence[str] | None = None) -> JobConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``main.py``: returns the process exit code (0 = success)."""
+    from batch_inference.environment import check_environment
     from batch_inference.job import configure_logging, run_job
 
     configure_logging()
     config = parse_config(argv)
     try:
+        versions = check_environment(config.requirements)
+        log.info("job environment %s: %s", sys.executable, versions)
         run_job(config)
     except JobFailed as exc:
         log.error("batch inference job failed: %s", exc)

@@ -88,6 +88,8 @@ class JobConfig:
     encryption: Encryption = Encryption()
     #: skip partitions already complete for the same run fingerprint (``--no-resume`` turns it off)
     resume: bool = True
+    #: ``NAME==VERSION`` the interpreter must have (``--require``; checked by the driver first)
+    requirements: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks = {

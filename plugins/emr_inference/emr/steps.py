@@ -14,6 +14,8 @@ from typing import Any
 from emr_inference.request import job_output_uri
 
 COMMAND_RUNNER_JAR = "command-runner.jar"
+#: The mxnet of EMR's MXNet application (emr-7.2.0); the other pins are the bootstrap's.
+EMR_MXNET = "mxnet==1.9.1"
 
 
 def _floats(values: list[float]) -> str:
@@ -69,6 +71,26 @@ def step_name(request: Mapping[str, Any]) -> str:
     return f"batch-inference {request['dag_id']} {request['run_id']}"[:256]
 
 
+def required_packages(requirements: str) -> list[str]:
+    """``--require`` arguments: EMR's mxnet and the bootstrap's pillow and boto3 pins (from the
+    text of requirements-emr.txt), so the driver refuses an interpreter the bootstrap missed."""
+    pins = {}
+    for line in requirements.splitlines():
+        name, _, version = line.split(" ")[0].partition("==")
+        if version and not line.startswith("#"):
+            pins[name.lower()] = version
+    return [EMR_MXNET, *(f"{name}=={pins[name]}" for name in ("pillow", "boto3"))]
+
+
+def emr_job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
+    """:func:`job_arguments` plus the package versions the bootstrap installed on the nodes."""
+    from emr_inference.artifacts import bootstrap_files
+
+    pins = bootstrap_files()["bootstrap_requirements"].read_text()
+    requires = [arg for pin in required_packages(pins) for arg in ("--require", pin)]
+    return [*job_arguments(request, manifest_uri), *requires]
+
+
 def spark_submit_command(
     request: Mapping[str, Any], artifacts: Mapping[str, str], manifest_uri: str
 ) -> list[str]:
@@ -80,7 +102,7 @@ def spark_submit_command(
         "--name", step_name(request),
         "--py-files", artifacts["job_zip"],
         artifacts["entry_point"],
-        *job_arguments(request, manifest_uri),
+        *emr_job_arguments(request, manifest_uri),
     ]  # fmt: skip
 
 

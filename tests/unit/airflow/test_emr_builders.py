@@ -162,7 +162,9 @@ def test_step_is_a_valid_add_job_flow_steps_request():
     assert args[0] == "spark-submit"
     zip_at = args.index("--py-files")
     assert args[zip_at + 1 : zip_at + 3] == [ARTIFACTS["job_zip"], ARTIFACTS["entry_point"]]
-    assert args[zip_at + 3 :] == job_arguments(request, MANIFEST)
+    requires = ["--require", "mxnet==1.9.1", "--require", "pillow==11.3.0"]
+    requires += ["--require", "boto3==1.42.97"]  # include/bootstrap/requirements-emr.txt's pins
+    assert args[zip_at + 3 :] == [*job_arguments(request, MANIFEST), *requires]
 
 
 def _options(args: list[str]) -> dict[str, str]:

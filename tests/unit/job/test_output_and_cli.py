@@ -182,3 +182,27 @@ def test_summary_fails_on_missing_partitions_or_rows():
         summarise([metrics(0, 5, {}), metrics(2, 5, {})], total=15, partitions=3, max_error_rate=1)
     with pytest.raises(JobFailed, match="wrote 10 rows but the manifest lists 11 keys"):
         summarise([metrics(0, 5, {}), metrics(1, 5, {})], total=11, partitions=2, max_error_rate=1)
+
+
+def test_the_driver_names_what_its_interpreter_lacks(monkeypatch):
+    from batch_inference import environment
+    from batch_inference.errors import JobFailed
+
+    found = environment.check_environment()
+    assert set(found) == {"mxnet", "numpy", "pillow", "boto3"}
+    assert environment.check_environment([f"boto3=={found['boto3']}"]) == found
+    with pytest.raises(JobFailed, match=r"boto3 is .*, expected 0\.0\.1"):
+        environment.check_environment(["boto3==0.0.1"])
+    real = environment.importlib.util.find_spec
+    monkeypatch.setattr(
+        environment.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "PIL" else real(name, *a),
+    )
+    with pytest.raises(JobFailed, match=r"lacks what the job needs: pillow is missing \(check"):
+        environment.check_environment()
+
+
+def test_require_is_repeatable():
+    config = parse_config([*REQUIRED, "--require", "mxnet==1.9.1", "--require", "boto3==1.42.97"])
+    assert config.requirements == ("mxnet==1.9.1", "boto3==1.42.97")

@@ -1,0 +1,52 @@
+"""The driver's first check: does this interpreter have the job's packages, at the versions the
+cluster was built with? A node whose bootstrap installed into another interpreter than
+``PYSPARK_PYTHON`` fails here, with the missing package named, instead of in every task."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from batch_inference.errors import JobFailed
+
+#: distribution name -> module the job imports
+JOB_PACKAGES = {"mxnet": "mxnet", "numpy": "numpy", "pillow": "PIL", "boto3": "boto3"}
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution`` (its metadata, else its module's
+    ``__version__``), or None when it cannot be imported."""
+    module = JOB_PACKAGES.get(distribution, distribution)
+    if importlib.util.find_spec(module) is None:
+        return None
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:  # e.g. installed without metadata
+        return getattr(importlib.import_module(module), "__version__", "unknown")
+
+
+def check_environment(requirements: Sequence[str] = ()) -> dict[str, str]:
+    """Versions of the job's packages; :class:`JobFailed` naming every missing package and every
+    ``NAME==VERSION`` of ``requirements`` that this interpreter does not have."""
+    found: dict[str, str] = {}
+    problems = []
+    for distribution in JOB_PACKAGES:
+        version = installed_version(distribution)
+        if version is None:
+            problems.append(f"{distribution} is missing")
+        else:
+            found[distribution] = version
+    for requirement in requirements:
+        name, _, wanted = requirement.partition("==")
+        have = found.get(name.lower()) or installed_version(name.lower())
+        if have is not None and have != wanted:
+            problems.append(f"{name} is {have}, expected {wanted}")
+    if problems:
+        raise JobFailed(
+            f"the job's interpreter {sys.executable} lacks what the job needs: "
+            f"{'; '.join(problems)} (check the bootstrap action's log and cluster.python)"
+        )
+    return found
