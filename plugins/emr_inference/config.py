@@ -174,6 +174,14 @@ class ClusterConfig(_Strict):
         le=604800,
         description="AutoTerminationPolicy: EMR ends the cluster after this long without steps",
     )
+    bootstrap_source: Literal["wheelhouse", "index"] = Field(
+        default="wheelhouse",
+        description=(
+            "Where the nodes get the job's pinned wheels: 'wheelhouse' = staged once in S3 by "
+            "stage_job_artifacts (no package index on the nodes), 'index' = PyPI or "
+            "bootstrap_args' --index-url on every node"
+        ),
+    )
     bootstrap_args: list[str] = Field(
         default_factory=list,
         description="Extra pip install arguments of the bootstrap action (e.g. --index-url)",

@@ -153,7 +153,6 @@ def test_no_pip_and_no_index_installs_from_the_wheelhouse(tmp_path: Path) -> Non
     subprocess.run(
         [*download, str(wheels), "--require-hashes", "-r", str(REQUIREMENTS)], check=True
     )
-    subprocess.run([*download, str(wheels), "--no-deps", "pip"], check=True)
 
     job_python = tmp_path / "venv" / "bin" / "python3"
     result = run_bootstrap(

@@ -17,7 +17,9 @@ class StageJobArtifactsOperator(BaseOperator):
     """Stage the job's files, content-addressed, under ``request["artifacts_uri"]``.
 
     Returns ``{"job_zip", "entry_point", "bootstrap", "bootstrap_requirements"}`` (S3 URIs); a
-    file whose bytes are already staged is not uploaded again.
+    file whose bytes are already staged is not uploaded again. An EMR request with
+    ``cluster.bootstrap_source: wheelhouse`` also gets ``"wheelhouse"``: the prefix of the pinned
+    wheels (:mod:`emr_inference.wheelhouse`, staged once per requirements file).
 
     :param request: the resolved request (``validate_request``'s XCom)
     :param aws_conn_id: the Airflow AWS connection for S3
@@ -34,4 +36,13 @@ class StageJobArtifactsOperator(BaseOperator):
         hook = s3_hook(self.aws_conn_id, self.request.get("sse"))
         with tempfile.TemporaryDirectory(prefix="job-artifacts-") as build_dir:
             files = build_artifacts(Path(build_dir))
-            return stage_artifacts(hook, files, self.request["artifacts_uri"])
+            staged = stage_artifacts(hook, files, self.request["artifacts_uri"])
+        cluster = self.request.get("cluster") or {}
+        if self.request.get("backend") == "emr" and cluster.get("bootstrap_source") == "wheelhouse":
+            from emr_inference.wheelhouse import stage_wheelhouse
+
+            requirements = files["bootstrap_requirements"]
+            staged["wheelhouse"] = stage_wheelhouse(
+                hook, requirements, self.request["artifacts_uri"]
+            )
+        return staged

@@ -1,0 +1,64 @@
+"""pytest plugin: record the AWS API calls that our own code makes (``-p tests.support.aws_calls``).
+
+Every botocore call is attributed to the side whose code is on the calling thread's stack:
+``emr_inference`` (the Airflow connection's credentials) or ``batch_inference`` (the EMR nodes'
+instance profile); calls made only by test code (fixtures uploading data) are not recorded. One
+JSON line per call goes to ``$AWS_CALLS_FILE``: side, IAM service prefix, operation, and the
+request parameter names (RunJobFlow's tags and auto-termination policy imply more permissions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+
+from botocore.client import BaseClient
+
+SIDES = {"emr_inference": "airflow", "batch_inference": "job"}
+_lock = threading.Lock()
+
+
+def caller_side() -> str | None:
+    """``airflow`` or ``job`` when a frame of our packages is on the stack, else the side that
+    started this thread (boto3's transfer threads run uploads for whoever started them)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        package = str(frame.f_globals.get("__name__", "")).split(".")[0]
+        if package in SIDES:
+            return SIDES[package]
+        frame = frame.f_back
+    return getattr(threading.current_thread(), "_aws_calls_side", None)
+
+
+def _record_thread_side() -> None:
+    """Threads remember the side of the code that started them."""
+    original = threading.Thread.start
+
+    def start(self):
+        self._aws_calls_side = caller_side()
+        return original(self)
+
+    threading.Thread.start = start
+
+
+def pytest_configure(config) -> None:
+    path = os.environ["AWS_CALLS_FILE"]
+    original = BaseClient._make_api_call
+
+    def recording(self, operation_name, api_params):
+        side = caller_side()
+        if side:
+            record = {
+                "side": side,
+                "service": self.meta.service_model.signing_name,
+                "operation": operation_name,
+                "params": sorted(api_params),
+            }
+            with _lock, open(path, "a", encoding="utf-8") as out:
+                out.write(json.dumps(record) + "\n")
+        return original(self, operation_name, api_params)
+
+    BaseClient._make_api_call = recording
+    _record_thread_side()

@@ -1,0 +1,59 @@
+"""The wheelhouse: the bootstrap's pinned wheels for the nodes' CPython 3.9, staged once in S3.
+
+Downloads the real wheels from the package index (like `make venv`), hence slow.
+"""
+
+from __future__ import annotations
+
+import pytest
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from emr_inference import wheelhouse
+from emr_inference.artifacts import bootstrap_files, sha256_file
+from emr_inference.operators.artifacts import StageJobArtifactsOperator
+
+pytestmark = pytest.mark.slow
+
+
+def test_stages_the_pinned_node_wheels_once_behind_a_marker(aws_conn, bucket, s3_env, monkeypatch):
+    uploads: list[str] = []
+    real = S3Hook.load_file
+    monkeypatch.setattr(
+        S3Hook,
+        "load_file",
+        lambda self, filename, key, *a, **kw: (
+            uploads.append(key) or real(self, filename, key, *a, **kw)
+        ),
+    )
+    request = {
+        "backend": "emr",
+        "artifacts_uri": f"s3://{bucket}/artifacts/unit/",
+        "sse": {"mode": "none", "kms_key_id": None},
+        "cluster": {"bootstrap_source": "wheelhouse"},
+    }
+    operator = StageJobArtifactsOperator(task_id="stage_job_artifacts", request=request)
+    staged = operator.execute({})
+
+    requirements = bootstrap_files()["bootstrap_requirements"]
+    prefix = f"artifacts/unit/wheelhouse/{sha256_file(requirements)}/"
+    assert staged["wheelhouse"] == f"s3://{bucket}/{prefix}"
+    listing = s3_env.client().list_objects_v2(Bucket=bucket, Prefix=prefix)
+    names = sorted(item["Key"][len(prefix) :] for item in listing["Contents"])
+    assert wheelhouse.COMPLETE_MARKER in names
+    wheels = [name for name in names if name.endswith(".whl")]
+    lines = requirements.read_text().splitlines()
+    pinned = [line.split("==")[0] for line in lines if "==" in line and not line.startswith("#")]
+    assert len(wheels) == len(pinned)  # every pin, transitive ones included, and nothing else
+    pillow = next(name for name in wheels if name.startswith("pillow-"))
+    assert "-cp39-" in pillow and "x86_64" in pillow  # the nodes' interpreter, not this one
+    assert any(name.startswith("pip-") for name in wheels)  # for nodes without pip
+
+    uploaded = len(uploads)
+    assert operator.execute({}) == staged  # staged once: the marker is found
+    assert len(uploads) == uploaded  # nothing uploaded again, the wheelhouse included
+
+
+def test_a_download_failure_names_the_setting(tmp_path):
+    broken = tmp_path / "requirements-emr.txt"
+    broken.write_text("no-such-package-xyz==0.0.1 --hash=sha256:" + "0" * 64 + "\n")
+    with pytest.raises(RuntimeError, match=r"^cluster.bootstrap_source: cannot download"):
+        wheelhouse.download_wheels(broken, tmp_path / "wheels")
