@@ -113,8 +113,33 @@ def spark_env(request: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+#: EMR 7.2 added YARN node labels by market: application masters can be kept off Spot nodes.
+AM_LABEL_AWARE_RELEASE = (7, 2, 0)
+
+
+def application_master_on_demand(cluster: Mapping[str, Any]) -> dict[str, str] | None:
+    """``yarn-site`` properties that keep the YARN application master on on-demand nodes, when
+    Spot task nodes sit beside on-demand core nodes on a release that supports it (EMR 6+
+    otherwise places it on any node, and a reclaimed Spot node takes the whole application)."""
+    task = cluster.get("task")
+    release = tuple(int(part) for part in cluster["release_label"][len("emr-") :].split("."))
+    if (
+        task
+        and task["market"] == "SPOT"
+        and cluster["core"]["market"] == "ON_DEMAND"
+        and release >= AM_LABEL_AWARE_RELEASE
+    ):
+        return {
+            "yarn.node-labels.enabled": "true",
+            "yarn.node-labels.am.default-node-label-expression": "ON_DEMAND",
+        }
+    return None
+
+
 def _configurations(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    yarn_site = application_master_on_demand(request["cluster"])
     return [
+        *([{"Classification": "yarn-site", "Properties": yarn_site}] if yarn_site else []),
         {"Classification": "spark-defaults", "Properties": spark_properties(request)},
         {
             "Classification": "spark-env",

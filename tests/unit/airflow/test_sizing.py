@@ -172,6 +172,26 @@ def test_task_instance_groups_are_valid():
     groups = {g["InstanceRole"]: g for g in job_flow["Instances"]["InstanceGroups"]}
     assert (groups["TASK"]["Market"], groups["TASK"]["InstanceCount"]) == ("SPOT", 2)
     assert groups["CORE"]["Market"] == "ON_DEMAND"
+    # EMR 7.2+: the YARN application master stays on the on-demand core nodes
+    yarn_site = next(c for c in job_flow["Configurations"] if c["Classification"] == "yarn-site")
+    assert yarn_site["Properties"] == {
+        "yarn.node-labels.enabled": "true",
+        "yarn.node-labels.am.default-node-label-expression": "ON_DEMAND",
+    }
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},  # no task nodes
+        {"task": {"instance_types": ["c5.9xlarge"], "count": 2}},  # on-demand task nodes
+        {"task": {"instance_types": ["c5.9xlarge"], "count": 2, "market": "SPOT"},
+         "release_label": "emr-7.1.0"},  # before EMR's AM label awareness
+    ],
+)  # fmt: skip
+def test_no_node_labels_without_spot_task_nodes_on_a_release_that_has_them(fields):
+    job_flow = build_job_flow(request_for(pipeline(cluster=cluster(**fields))), ARTIFACTS)
+    assert "yarn-site" not in {c["Classification"] for c in job_flow["Configurations"]}
 
 
 def test_a_runs_params_are_checked_the_same_way():

@@ -1,0 +1,90 @@
+"""`make rehearse`: every shipped pipeline runs here with its own job and Spark settings.
+
+The EMR pipeline runs on the local backend emulating its cluster (executor cores and memory,
+Python worker memory, task CPUs, spark_defaults; executors scaled to this machine) with a stand-in
+ResNet-18 v1 and realistic photos. The settings cifar10_resnet18.yaml shipped with before the
+sizing work (spark.executor.pyspark.memory 3g over 4 executor cores: 768 MiB of address space per
+Python worker) are refused before Spark, and, run anyway, fail every task as they would on EMR.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+PIPELINES = sorted(path.stem for path in (REPO_ROOT / "include" / "pipelines").glob("*.yaml"))
+OLD_SPARK_DEFAULTS = {  # cifar10_resnet18.yaml before: 2 tasks per executor, 3g of Python memory
+    "spark.executor.cores": "4",
+    "spark.executor.instances": "32",
+    "spark.dynamicAllocation.enabled": "false",
+    "spark.executor.memory": "2g",
+    "spark.executor.pyspark.memory": "3g",
+}
+
+pytestmark = pytest.mark.slow
+
+
+def rehearse(*args: str, home: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "include.rehearse", *args, "--home", str(home)],
+        cwd=REPO_ROOT,
+        env={**__import__("os").environ, "PYTHONPATH": "plugins:spark_jobs"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_every_shipped_pipeline_rehearses_green(pipeline: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["make", "rehearse", f"PIPELINE={pipeline}", f"REHEARSE_ARGS=--home {tmp_path}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
+    assert "[rehearse] PASSED" in out
+    assert "published 200 rows (0 errors)" in out
+    if pipeline == "cifar10_resnet18":  # the EMR settings reached spark-submit
+        assert '"spark.executor.cores": "2"' in out and '"spark.task.cpus": "2"' in out
+        command = next(tmp_path.glob("*/airflow/local_clusters/*/steps/step-001/command.json"))
+        assert "spark.executor.memoryOverhead=1664m" in command.read_text()
+
+
+@pytest.fixture
+def old_cifar(tmp_path: Path) -> Path:
+    data = yaml.safe_load((REPO_ROOT / "include/pipelines/cifar10_resnet18.yaml").read_text())
+    data["cluster"]["spark_defaults"] = OLD_SPARK_DEFAULTS
+    data["cluster"]["tasks_per_executor"] = 2
+    path = tmp_path / "cifar10_resnet18.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_old_settings_are_refused_before_any_spark(old_cifar: Path, tmp_path: Path) -> None:
+    result = rehearse(str(old_cifar), home=tmp_path / "home")
+    assert result.returncode == 1
+    assert "cluster.spark_defaults.spark.executor.pyspark.memory" in result.stdout
+    assert "= 768 MiB of address space" in result.stdout
+    assert "FAILED before any Spark" in result.stdout
+    assert not (tmp_path / "home" / "cifar10_resnet18" / "airflow").exists()
+
+
+def test_the_old_settings_fail_every_task_as_on_emr(old_cifar: Path, tmp_path: Path) -> None:
+    result = rehearse(str(old_cifar), "--skip-sizing-check", "--images", "32", home=tmp_path)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "FAILED: nothing published" in result.stdout
+    # each Python worker ran under the 768 MiB address-space limit and could not map MXNet
+    assert "Setting mem limits to 805306368" in "".join(
+        path.read_text(errors="replace") for path in tmp_path.glob("**/work-0/**/stderr")
+    )
+    assert "libmxnet.so: failed to map segment" in result.stdout or "MXNetError" in result.stdout
