@@ -45,6 +45,11 @@ def log(message: str) -> None:
     print(f"[rehearse] {message}", flush=True)
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pipeline", help="a pipeline name (include/pipelines/NAME.yaml) or a path")
@@ -257,7 +262,7 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
     path = pipeline_path(args.pipeline)
     data, config, request = resolve(path, args.partition_date)
     emr = data.get("backend", "emr") == "emr"
-    log(f"pipeline {config.pipeline} ({path.relative_to(REPO_ROOT)}), backend {data['backend']}")
+    log(f"pipeline {config.pipeline} ({shown(path)}), backend {data.get('backend', 'emr')}")
     if emr:
         try:
             check_sizing(request)
@@ -289,7 +294,7 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
         extra={"EMR_INFERENCE_PIPELINES_DIR": str(pipelines)},
     )
     log_file = work / "dags-test.log"
-    log(f"running the DAG (airflow dags test; log {log_file.relative_to(REPO_ROOT)})")
+    log(f"running the DAG (airflow dags test; log {shown(log_file)})")
     started = time.monotonic()
     conf = {"partition_date": args.partition_date, "model": model_digests}
     code = run_dag(env, config.pipeline, conf, log_file)

@@ -9,6 +9,7 @@ Python worker) are refused before Spark, and, run anyway, fail every task as the
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,7 @@ def rehearse(*args: str, home: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "include.rehearse", *args, "--home", str(home)],
         cwd=REPO_ROOT,
-        env={**__import__("os").environ, "PYTHONPATH": "plugins:spark_jobs"},
+        env={**os.environ, "PYTHONPATH": "plugins:spark_jobs"},
         capture_output=True,
         text=True,
         timeout=900,
