@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import re
 import sys
 from collections.abc import Sequence
 
@@ -28,6 +29,12 @@ def installed_version(distribution: str) -> str | None:
         return getattr(importlib.import_module(module), "__version__", "unknown")
 
 
+def same_release(have: str, wanted: str) -> bool:
+    """``have`` is ``wanted`` or a build of it (``1.9.1``, ``1.9.1.post0``, ``1.9.1-amzn-0``), not
+    another release (``1.9.10``)."""
+    return have == wanted or re.match(re.escape(wanted) + r"[^0-9]", have) is not None
+
+
 def check_environment(requirements: Sequence[str] = ()) -> dict[str, str]:
     """Versions of the job's packages; :class:`JobFailed` naming every missing package and every
     ``NAME==VERSION`` of ``requirements`` that this interpreter does not have."""
@@ -42,7 +49,7 @@ def check_environment(requirements: Sequence[str] = ()) -> dict[str, str]:
     for requirement in requirements:
         name, _, wanted = requirement.partition("==")
         have = found.get(name.lower()) or installed_version(name.lower())
-        if have is not None and have != wanted:
+        if have is not None and not same_release(have, wanted):
             problems.append(f"{name} is {have}, expected {wanted}")
     if problems:
         raise JobFailed(

@@ -206,3 +206,19 @@ def test_the_driver_names_what_its_interpreter_lacks(monkeypatch):
 def test_require_is_repeatable():
     config = parse_config([*REQUIRED, "--require", "mxnet==1.9.1", "--require", "boto3==1.42.97"])
     assert config.requirements == ("mxnet==1.9.1", "boto3==1.42.97")
+
+
+@pytest.mark.parametrize(
+    ("have", "wanted", "same"),
+    [
+        ("1.9.1", "1.9.1", True),
+        ("1.9.1.post0", "1.9.1", True),
+        ("1.9.1-amzn-0", "1.9.1", True),  # EMR's builds carry such suffixes
+        ("1.9.10", "1.9.1", False),
+        ("1.42.9", "1.42.97", False),
+    ],
+)
+def test_a_build_of_the_expected_release_is_accepted(have, wanted, same):
+    from batch_inference.environment import same_release
+
+    assert same_release(have, wanted) is same
