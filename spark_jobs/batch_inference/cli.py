@@ -11,8 +11,10 @@ from batch_inference.config import (
     DEFAULT_SCALE,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    PRECISIONS,
     SSE_MODES,
     Encryption,
+    Int8Settings,
     JobConfig,
     ModelSpec,
     Preprocess,
@@ -120,6 +122,33 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="MXNet/OpenMP threads per Python worker; 0 = spark.task.cpus",
     )
+    int8 = parser.add_argument_group("int8 (batch_inference.quantize)")
+    int8.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="the model's arithmetic"
+    )
+    int8.add_argument(
+        "--int8-cache", metavar="URI", help="prefix of the quantized models (required for int8)"
+    )
+    int8.add_argument(
+        "--int8-min-agreement",
+        type=float,
+        default=0.99,
+        help="top-1 agreement with fp32 on this run's images below which int8 is refused",
+    )
+    int8.add_argument(
+        "--int8-fallback",
+        action="store_true",
+        help="run in fp32 when the agreement is too low (default: fail)",
+    )
+    int8.add_argument(
+        "--calibration-uri",
+        metavar="URI",
+        help="prefix of calibration images (default: the first images of the run)",
+    )
+    int8.add_argument("--calibration-images", type=int, default=256, help="images to calibrate")
+    int8.add_argument(
+        "--agreement-images", type=int, default=256, help="images of the run to measure agreement"
+    )
     run.add_argument(
         "--require",
         dest="requirements",
@@ -137,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(manifest, model, preprocessing, top-k, run id, encryption)",
     )
     return parser
+
+
+def int8_settings(args: argparse.Namespace) -> Int8Settings | None:
+    """The int8 arguments, when ``--int8-cache`` is given."""
+    if not args.int8_cache:
+        return None
+    return Int8Settings(
+        cache_uri=args.int8_cache,
+        min_agreement=args.int8_min_agreement,
+        fallback=args.int8_fallback,
+        calibration_uri=args.calibration_uri,
+        calibration_images=args.calibration_images,
+        agreement_images=args.agreement_images,
+    )
 
 
 def parse_config(argv: Sequence[str] | None = None) -> JobConfig:
@@ -175,6 +218,8 @@ def parse_config(argv: Sequence[str] | None = None) -> JobConfig:
             encryption=Encryption(mode=args.sse, kms_key_id=args.sse_kms_key_id),
             resume=args.resume,
             requirements=tuple(args.requirements),
+            precision=args.precision,
+            int8=int8_settings(args),
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -69,6 +69,27 @@ class Encryption:
         return args
 
 
+PRECISIONS = ("fp32", "int8")
+
+
+@dataclass(frozen=True)
+class Int8Settings:
+    """How the int8 model is made and when it may be used (:mod:`batch_inference.quantize`)."""
+
+    cache_uri: str
+    min_agreement: float = 0.99
+    fallback: bool = False
+    calibration_uri: str | None = None
+    calibration_images: int = 256
+    agreement_images: int = 256
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError(f"int8 min agreement must be in [0, 1], got {self.min_agreement}")
+        if self.calibration_images < 1 or self.agreement_images < 1:
+            raise ValueError("calibration and agreement images must be at least 1")
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """Everything a partition needs; built from the command line by :mod:`batch_inference.cli`."""
@@ -90,6 +111,11 @@ class JobConfig:
     resume: bool = True
     #: ``NAME==VERSION`` the interpreter must have (``--require``; checked by the driver first)
     requirements: tuple[str, ...] = ()
+    #: ``fp32`` or ``int8``; the driver turns ``int8`` into ``fp32`` when it falls back
+    precision: str = "fp32"
+    int8: Int8Settings | None = None
+    #: the measured top-1 agreement of int8 with fp32 (set by the driver), written into metrics
+    int8_agreement: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -104,3 +130,7 @@ class JobConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"invalid precision: {self.precision!r} (one of {PRECISIONS})")
+        if self.precision == "int8" and self.int8 is None:
+            raise ValueError("precision int8 needs --int8-cache")

@@ -47,6 +47,7 @@ def run_fingerprint(config: JobConfig, manifest_sha256: str, model: dict[str, st
         "model": {**asdict(config.model), "identity": model},
         "preprocess": asdict(config.preprocess),
         "top_k": config.top_k,
+        "precision": config.precision,
         "run_id": config.run_id,
         "encryption": asdict(config.encryption),
     }

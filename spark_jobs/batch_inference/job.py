@@ -141,6 +141,13 @@ def run_job(config: JobConfig) -> dict:
         manifest = read_manifest(client, config.manifest_uri)
     except ManifestError as exc:
         raise JobFailed(f"the manifest could not be read: {exc}") from None
+    if config.precision == "int8":
+        from batch_inference.quantize import prepare_int8
+
+        try:
+            config = prepare_int8(client, config, manifest)
+        except ModelLoadError as exc:
+            raise JobFailed(f"the model could not be loaded: {exc}") from None
     try:
         fingerprint = run_fingerprint(config, manifest.sha256, model_identity(client, config.model))
     except ModelLoadError as exc:
@@ -156,13 +163,14 @@ def run_job(config: JobConfig) -> dict:
             config.partitions, manifest.total, context.defaultParallelism
         )
         log.info(
-            "run %s: %d keys from %s in %d partitions, model %r, batch size %d, output %s, "
+            "run %s: %d keys from %s in %d partitions, model %r (%s), batch size %d, output %s, "
             "run fingerprint %s (resume %s)",
             config.run_id,
             manifest.total,
             config.manifest_uri,
             partitions,
             config.model.name,
+            config.precision,
             config.batch_size,
             config.output_uri,
             fingerprint,

@@ -135,7 +135,7 @@ def _output_op(symbol_json: str) -> str:
     return graph["nodes"][node_id]["op"]
 
 
-def _split_params(symbol, loaded: dict) -> tuple[dict, dict]:
+def split_params(symbol, loaded: dict) -> tuple[dict, dict]:
     """Split a params file (``arg:``/``aux:`` prefixed as exported, or bare names) for binding."""
     aux_names = set(symbol.list_auxiliary_states())
     arg_params, aux_params = {}, {}
@@ -171,7 +171,7 @@ def bind_model(
                 f"--model-labels {spec.labels_uri} has {len(labels)} labels "
                 f"but the model outputs {classes} classes"
             )
-        arg_params, aux_params = _split_params(symbol, mx.nd.load_frombuffer(params))
+        arg_params, aux_params = split_params(symbol, mx.nd.load_frombuffer(params))
         inputs = {spec.input_name} | {n for n in symbol.list_arguments() if n.endswith("_label")}
         missing = [n for n in symbol.list_arguments() if n not in inputs and n not in arg_params]
         missing += [n for n in symbol.list_auxiliary_states() if n not in aux_params]

@@ -32,14 +32,24 @@ def metrics_name(partition: int) -> str:
     return f"{METRICS_DIR}/part-{partition:05d}.json"
 
 
-def prediction_row(key: str, top: list[dict], model: str, run_id: str) -> dict:
-    """A row for an image the model classified."""
-    return {"key": key, "top_k": top, "model": model, "run_id": run_id, "error": None}
+def prediction_row(
+    key: str, top: list[dict], model: str, run_id: str, precision: str = "fp32"
+) -> dict:
+    """A row for an image the model classified (``precision``: the arithmetic that did it)."""
+    return {
+        "key": key, "top_k": top, "model": model, "precision": precision, "run_id": run_id,
+        "error": None,
+    }  # fmt: skip
 
 
-def error_row(key: str, error: dict[str, str], model: str, run_id: str) -> dict:
+def error_row(
+    key: str, error: dict[str, str], model: str, run_id: str, precision: str = "fp32"
+) -> dict:
     """A row for an image that could not be classified (``error`` has ``type`` and ``message``)."""
-    return {"key": key, "top_k": [], "model": model, "run_id": run_id, "error": error}
+    return {
+        "key": key, "top_k": [], "model": model, "precision": precision, "run_id": run_id,
+        "error": error,
+    }  # fmt: skip
 
 
 @dataclass
@@ -60,6 +70,8 @@ class PartitionMetrics:
     wall_seconds: float = 0.0
     worker_peak_rss_mb: int | None = None
     worker_peak_address_space_mb: int | None = None
+    precision: str = "fp32"
+    int8_top1_agreement: float | None = None
 
     def count_row(self, row: dict) -> None:
         """Account for one output row."""
@@ -85,6 +97,8 @@ class PartitionMetrics:
             "wall_seconds": round(self.wall_seconds, 3),
             "worker_peak_rss_mb": self.worker_peak_rss_mb,
             "worker_peak_address_space_mb": self.worker_peak_address_space_mb,
+            "precision": self.precision,
+            "int8_top1_agreement": self.int8_top1_agreement,
             "first_index": self.first_index,
             "end_index": self.end_index,
             "fingerprint": self.fingerprint,

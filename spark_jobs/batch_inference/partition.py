@@ -87,10 +87,14 @@ def classify_batch(
     rows = []
     for item in prepared:
         if item.tensor is None:
-            rows.append(error_row(item.key, item.error, config.model.name, config.run_id))
+            rows.append(
+                error_row(item.key, item.error, config.model.name, config.run_id, config.precision)
+            )
         else:
             top = top_k(next(probabilities), model.labels, config.top_k)
-            rows.append(prediction_row(item.key, top, config.model.name, config.run_id))
+            rows.append(
+                prediction_row(item.key, top, config.model.name, config.run_id, config.precision)
+            )
     return rows, seconds
 
 
@@ -144,7 +148,12 @@ def process_partition(
             return stored
     set_omp_threads(omp_threads)
     metrics = PartitionMetrics(
-        partition=index, first_index=start, end_index=end, fingerprint=fingerprint
+        partition=index,
+        first_index=start,
+        end_index=end,
+        fingerprint=fingerprint,
+        precision=config.precision,
+        int8_top1_agreement=config.int8_agreement,
     )
     rows: list[dict] = []
     if end > start:

@@ -30,17 +30,25 @@ REQUIRED = [
 def test_rows_are_contract_json_lines_readable_by_a_plain_reader():
     top = [{"label": "cat", "index": 3, "probability": 0.91}]
     rows = [
-        prediction_row("s3://b/a.jpg", top, "resnet", "run"),
+        prediction_row("s3://b/a.jpg", top, "resnet", "run", "int8"),
         error_row("s3://b/b.jpg", {"type": "corrupt_image", "message": "bad"}, "resnet", "run"),
     ]
     body = encode_rows(rows).decode("utf-8")
     assert body.endswith("\n") and body.count("\n") == 2
     assert [json.loads(line) for line in body.splitlines()] == [
-        {"key": "s3://b/a.jpg", "top_k": top, "model": "resnet", "run_id": "run", "error": None},
+        {
+            "key": "s3://b/a.jpg",
+            "top_k": top,
+            "model": "resnet",
+            "precision": "int8",
+            "run_id": "run",
+            "error": None,
+        },
         {
             "key": "s3://b/b.jpg",
             "top_k": [],
             "model": "resnet",
+            "precision": "fp32",
             "run_id": "run",
             "error": {"type": "corrupt_image", "message": "bad"},
         },

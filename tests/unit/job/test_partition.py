@@ -31,7 +31,9 @@ def test_a_partition_writes_one_row_per_key_and_its_metrics(setup):
         "partition", "rows", "predicted", "errors", "errors_by_type", "download_seconds",
         "decode_seconds", "inference_seconds", "wall_seconds", "first_index", "end_index",
         "fingerprint", "resumed", "worker_peak_rss_mb", "worker_peak_address_space_mb",
+        "precision", "int8_top1_agreement",
     }  # fmt: skip
+    assert (metrics["precision"], metrics["int8_top1_agreement"]) == ("fp32", None)
     # this process's own peaks (the test runs the partition in-process): a real measurement
     assert 0 < metrics["worker_peak_rss_mb"] < metrics["worker_peak_address_space_mb"]
     assert (metrics["fingerprint"], metrics["resumed"]) == (FINGERPRINT, False)

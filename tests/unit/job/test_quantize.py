@@ -1,0 +1,150 @@
+"""int8 on the driver: the trained demo digits CNN quantized with MXNet's oneDNN quantization,
+cached once, and used only when its top-1 agreement with fp32 on the run's own images is high
+enough (batch_inference.quantize)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import tempfile
+
+import pytest
+from batch_inference import quantize
+from batch_inference.config import Int8Settings, JobConfig, ModelSpec
+from batch_inference.errors import JobFailed
+from batch_inference.manifest import iter_keys, read_manifest
+from PIL import Image
+
+from include.demo.images import demo_objects, upload_objects
+from include.demo.models import train_digits_classifier, upload_model
+from tests.support.job import write_manifest
+
+pytestmark = pytest.mark.slow  # trains a model and quantizes it (~20 s)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return train_digits_classifier(tmp_path_factory.mktemp("digits"), epochs=3)
+
+
+@pytest.fixture
+def run(bucket, s3_env, digits):
+    """The digits model and 200 held-out digits in S3; an int8 config for them."""
+    client = s3_env.client()
+    model = upload_model(client, digits, bucket, "model")
+    uris = upload_objects(client, bucket, "images", demo_objects(200, bad_fraction=0.02))
+    manifest_uri = write_manifest(client, bucket, "run", uris, shard_size=64)
+    config = JobConfig(
+        manifest_uri=manifest_uri,
+        output_uri=f"s3://{bucket}/run/output/",
+        run_id="run-1",
+        model=ModelSpec(
+            name=model["name"],
+            symbol_uri=model["symbol"],
+            params_uri=model["params"],
+            labels_uri=model["labels"],
+            params_sha256=model["params_sha256"],
+        ),
+        preprocess=digits.preprocess(),
+        batch_size=32,
+        precision="int8",
+        int8=Int8Settings(
+            cache_uri=f"s3://{bucket}/artifacts/int8/",
+            min_agreement=0.97,
+            calibration_images=64,
+            agreement_images=100,
+        ),
+    )
+    return client, config, read_manifest(client, manifest_uri), bucket
+
+
+def cache_entries(client, bucket: str) -> list[str]:
+    listing = client.list_objects_v2(Bucket=bucket, Prefix="artifacts/int8/")
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_int8_is_made_once_and_used_when_it_agrees_with_fp32(run, monkeypatch):
+    client, config, manifest, bucket = run
+    ready = quantize.prepare_int8(client, config, manifest)
+
+    assert ready.precision == "int8"
+    assert ready.int8_agreement >= 0.97
+    assert ready.model.symbol_uri.endswith("/int8-symbol.json")
+    # oneDNN keeps the fp32 weights and quantizes them when the graph is bound: the symbol, with
+    # its quantized operators and calibrated ranges, is what differs
+    fp32_symbol = client.get_object(Bucket=bucket, Key="model/digits-cnn-symbol.json")["Body"]
+    assert ready.model.symbol_sha256 != hashlib.sha256(fp32_symbol.read()).hexdigest()
+    entries = cache_entries(client, bucket)
+    assert [entry.split("/")[-1] for entry in entries] == [
+        "int8-0000.params", "int8-symbol.json", "quantization.json",
+    ]  # fmt: skip
+    record = json.loads(client.get_object(Bucket=bucket, Key=entries[-1])["Body"].read())
+    assert 60 <= record["calibration_images"] <= 64  # the first 64 keys, bad images skipped
+    assert record["settings"]["calib_mode"] == "naive"
+    symbol = client.get_object(Bucket=bucket, Key=entries[1])["Body"].read()
+    ops = {node["op"] for node in json.loads(symbol)["nodes"]}
+    assert any("quantize" in op for op in ops)  # a real int8 graph, dense layers kept fp32
+
+    def must_not_quantize(*args, **kwargs):
+        raise AssertionError("quantized again")
+
+    monkeypatch.setattr(quantize, "quantize", must_not_quantize)
+    again = quantize.prepare_int8(client, config, manifest)  # the cache is found: no quantize
+    assert again.model == ready.model and again.int8_agreement == ready.int8_agreement
+
+
+def plant_disagreeing_int8(client, config: JobConfig, bucket: str) -> None:
+    """Cache, as the int8 model of ``config``, one that disagrees with fp32 (noisy weights)."""
+    import mxnet as mx
+    import numpy as np
+
+    symbol = client.get_object(Bucket=bucket, Key="model/digits-cnn-symbol.json")["Body"].read()
+    params = client.get_object(Bucket=bucket, Key="model/digits-cnn-0000.params")["Body"].read()
+    rng = np.random.default_rng(0)
+    noisy = {
+        name: mx.nd.array(value.asnumpy() + rng.normal(0, 0.5, value.shape).astype(np.float32))
+        for name, value in mx.nd.load_frombuffer(params).items()
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/noisy.params"
+        mx.nd.save(path, noisy)
+        with open(path, "rb") as handle:
+            noisy_params = handle.read()
+    folder = f"artifacts/int8/{quantize.cache_key(symbol, params, config)}/"
+    client.put_object(Bucket=bucket, Key=folder + "int8-symbol.json", Body=symbol)
+    client.put_object(Bucket=bucket, Key=folder + "int8-0000.params", Body=noisy_params)
+    record = {
+        "symbol_sha256": hashlib.sha256(symbol).hexdigest(),
+        "params_sha256": hashlib.sha256(noisy_params).hexdigest(),
+    }
+    client.put_object(Bucket=bucket, Key=folder + "quantization.json", Body=json.dumps(record))
+
+
+def test_an_int8_model_that_disagrees_is_refused_naming_the_agreement(run):
+    client, config, manifest, bucket = run
+    plant_disagreeing_int8(client, config, bucket)
+    with pytest.raises(JobFailed, match=r"int8 top-1 agreement with fp32 is \d+\.\d+% on 98 "):
+        quantize.prepare_int8(client, config, manifest)
+
+    fallback = dataclasses.replace(config, int8=dataclasses.replace(config.int8, fallback=True))
+    ready = quantize.prepare_int8(client, fallback, manifest)
+    assert ready.precision == "fp32" and ready.model == config.model
+    assert ready.int8_agreement < 0.97
+
+
+def test_calibration_images_come_from_the_named_prefix(run):
+    client, config, manifest, bucket = run
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buffer, format="PNG")
+    for index in range(5):
+        client.put_object(Bucket=bucket, Key=f"calib/{index}.png", Body=buffer.getvalue())
+    client.put_object(Bucket=bucket, Key="calib/notes.txt", Body=b"not an image")
+    settings = dataclasses.replace(config.int8, calibration_uri=f"s3://{bucket}/calib/")
+    keys = quantize.calibration_keys(client, dataclasses.replace(config, int8=settings), manifest)
+    assert keys == [f"s3://{bucket}/calib/{index}.png" for index in range(5)]
+    # without one, the run's own first images
+    assert quantize.calibration_keys(client, config, manifest)[:2] == list(
+        iter_keys(client, manifest, 0, 2)
+    )
