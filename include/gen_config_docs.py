@@ -19,6 +19,7 @@ from typing import Any
 from batch_inference.cli import build_parser
 from emr_inference.config import (
     ClusterConfig,
+    Int8Config,
     LocalConfig,
     ModelConfig,
     NodeGroupConfig,
@@ -39,8 +40,9 @@ SECTIONS: dict[type[BaseModel], str] = {
     ModelConfig: "model",
     SseConfig: "sse",
     ClusterConfig: "cluster",
-    NodeGroupConfig: "clustermaster-and-clustercore",
+    NodeGroupConfig: "clustermaster-clustercore-and-clustertask",
     LocalConfig: "local",
+    Int8Config: "int8",
 }
 _CONSTRAINTS = {
     "minimum": "≥ {}",
@@ -218,8 +220,9 @@ def render() -> str:
         model_section("model", ModelConfig),
         model_section("sse", SseConfig),
         model_section("cluster", ClusterConfig),
-        model_section("cluster.master and cluster.core", NodeGroupConfig),
+        model_section("cluster.master, cluster.core and cluster.task", NodeGroupConfig),
         model_section("local", LocalConfig),
+        model_section("int8", Int8Config),
         params_section(),
         "## The Spark job's command line\n\n"
         "`validate_request`'s resolved request becomes these arguments "

@@ -116,6 +116,30 @@ class SseConfig(_Strict):
         return self
 
 
+class Int8Config(_Strict):
+    """How the int8 model is made and when a run may use it (``precision: int8``)."""
+
+    min_agreement: float = Field(
+        default=0.99,
+        ge=0,
+        le=1,
+        description="Top-1 agreement with fp32 on the run's own images below which int8 is refused",
+    )
+    on_disagreement: Literal["fail", "fp32"] = Field(
+        default="fail", description="Below min_agreement: fail the run, or run it in fp32"
+    )
+    calibration_uri: S3Uri | None = Field(
+        default=None,
+        description="Prefix of calibration images (default: the first images of the first run)",
+    )
+    calibration_images: int = Field(
+        default=256, ge=16, le=10000, description="Images the quantization is calibrated on"
+    )
+    agreement_images: int = Field(
+        default=256, ge=16, le=10000, description="Images of each run the agreement is measured on"
+    )
+
+
 class NodeGroupConfig(_Strict):
     """One EMR node type (master or core): instance types, count and purchase option."""
 
@@ -303,6 +327,11 @@ class RequestDefaults(_Strict):
         default=2, ge=1, le=64, description="Batches decoded ahead of the model (bounded queue)"
     )
     omp_threads: int = Field(default=0, ge=0, le=256, description="0 = spark.task.cpus")
+    precision: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description="int8: the model quantized once (MXNet oneDNN), gated by agreement with fp32",
+    )
+    int8: Int8Config = Field(default_factory=Int8Config, description="int8 settings")
     sse: SseConfig = Field(default_factory=SseConfig, description="Server-side encryption")
     cluster: ClusterConfig = Field(
         default_factory=ClusterConfig, description="EMR cluster (emr backend)"

@@ -125,6 +125,11 @@ def run_summary(checked: CheckedOutput, **context: Any) -> dict[str, Any]:
         # the largest Python worker, to compare with model.worker_memory_mb (docs/SIZING.md)
         "worker_peak_rss_mb": _largest(metrics, "worker_peak_rss_mb"),
         "worker_peak_address_space_mb": _largest(metrics, "worker_peak_address_space_mb"),
+        "precision": "/".join(sorted({m.get("precision", "fp32") for m in metrics})) or None,
+        "int8_top1_agreement": next(
+            (m["int8_top1_agreement"] for m in metrics if m.get("int8_top1_agreement") is not None),
+            None,
+        ),
     }
 
 

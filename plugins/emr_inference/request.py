@@ -30,7 +30,7 @@ from emr_inference.config import (
     format_errors,
 )
 
-_NESTED = ("model", "sse", "cluster", "local")
+_NESTED = ("model", "sse", "cluster", "local", "int8")
 _PREFIX_FIELDS = ("input_uri", "output_uri", "staging_uri", "artifacts_uri")
 _TEMPLATED_FIELDS = (*_PREFIX_FIELDS, "manifest_uri")
 

@@ -1,6 +1,6 @@
 """The IAM policies we document cover every AWS API our code calls.
 
-The fast Airflow-side and job tests run again in a subprocess with :mod:`tests.support.aws_calls`
+The Airflow-side and job tests that call AWS run again in a subprocess with :mod:`tests.support.aws_calls`
 recording each botocore call our packages make (EMR calls through botocore's Stubber, S3 calls
 against the moto server); every call, mapped to its IAM action, must be allowed by
 ``include/iam/airflow-connection-policy.json`` (Airflow side) or
@@ -34,6 +34,7 @@ RECORDED_TESTS = [
     "tests/unit/airflow/test_progress.py",
     "tests/unit/job/test_partition.py",
     "tests/unit/job/test_manifest.py",
+    "tests/unit/job/test_quantize.py",
 ]
 #: S3 operations -> the IAM action that authorises them (s3 has its own action names).
 S3_ACTIONS = {
@@ -87,7 +88,7 @@ def iam_actions(call: dict) -> list[str]:
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     calls_file = tmp_path_factory.mktemp("iam") / "calls.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "tests.support.aws_calls",
+        [sys.executable, "-m", "pytest", "-q", "-p", "tests.support.aws_calls",
          "-p", "no:cacheprovider", *RECORDED_TESTS],
         cwd=REPO_ROOT,
         env={**os.environ, "AWS_CALLS_FILE": str(calls_file)},

@@ -63,6 +63,25 @@ def job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
     ]  # fmt: skip
     if request["sse"].get("kms_key_id"):
         args += ["--sse-kms-key-id", request["sse"]["kms_key_id"]]
+    if request["precision"] == "int8":
+        args += int8_arguments(request)
+    return args
+
+
+def int8_arguments(request: Mapping[str, Any]) -> list[str]:
+    """The job's int8 arguments; quantized models are cached under ``<artifacts_uri>int8/``."""
+    int8 = request["int8"]
+    args = [
+        "--precision", "int8",
+        "--int8-cache", request["artifacts_uri"] + "int8/",
+        "--int8-min-agreement", repr(float(int8["min_agreement"])),
+        "--calibration-images", str(int8["calibration_images"]),
+        "--agreement-images", str(int8["agreement_images"]),
+    ]  # fmt: skip
+    if int8["calibration_uri"]:
+        args += ["--calibration-uri", int8["calibration_uri"]]
+    if int8["on_disagreement"] == "fp32":
+        args.append("--int8-fallback")
     return args
 
 

@@ -206,3 +206,20 @@ def test_job_arguments_parse_with_the_jobs_own_cli():
     assert (job.batch_size, job.top_k) == (64, 5)
     assert job.encryption.mode == "aws:kms"
     assert job.encryption.kms_key_id == "alias/predictions"
+
+
+def test_int8_arguments_parse_with_the_jobs_own_cli():
+    from batch_inference.cli import parse_config
+
+    request = request_for(
+        precision="int8",
+        int8={"min_agreement": 0.995, "on_disagreement": "fp32", "calibration_images": 64,
+              "calibration_uri": "s3://calib/digits/"},
+    )  # fmt: skip
+    job = parse_config(job_arguments(request, MANIFEST))
+    assert job.precision == "int8"
+    assert job.int8.cache_uri == request["artifacts_uri"] + "int8/"
+    assert (job.int8.min_agreement, job.int8.fallback) == (0.995, True)
+    assert (job.int8.calibration_uri, job.int8.calibration_images) == ("s3://calib/digits/", 64)
+    assert job.int8.agreement_images == 256
+    assert "--precision" not in job_arguments(request_for(), MANIFEST)  # fp32: nothing added

@@ -56,6 +56,10 @@ def _stage(s3_env, bucket: str, ranges=((0, 6), (6, 10)), errors: int = 1) -> No
             "wall_seconds": 2.0,
             "first_index": first,
             "end_index": end,
+            "worker_peak_rss_mb": 900 + partition,
+            "worker_peak_address_space_mb": 2000 - partition,
+            "precision": "int8",
+            "int8_top1_agreement": 0.995,
         }
         client.put_object(
             Bucket=bucket,
@@ -203,6 +207,9 @@ def test_replaces_previous_publication_success_last(
     assert summary["errors_by_type"] == {"corrupt_image": 2}
     assert summary["partitions"] == 2
     assert summary["model"] == "digits" and summary["run_id"] == "manual__2026-11-22"
+    assert (summary["precision"], summary["int8_top1_agreement"]) == ("int8", 0.995)
+    # the largest Python worker of any partition, for model.worker_memory_mb (docs/SIZING.md)
+    assert (summary["worker_peak_rss_mb"], summary["worker_peak_address_space_mb"]) == (901, 2000)
     assert summary["input"] == f"s3://{bucket}/images/"
     assert summary["output_uri"] == f"s3://{bucket}/{out}"
     assert summary["seconds_by_stage"] == {

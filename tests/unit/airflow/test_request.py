@@ -24,7 +24,7 @@ CONTRACT_KEYS = {
     "dag_id", "run_id", "pipeline", "backend", "partition_date", "input_uri", "manifest_uri",
     "output_uri", "staging_uri", "artifacts_uri", "extensions", "sample_limit", "shard_size",
     "model", "batch_size", "top_k", "partitions", "max_error_rate", "prefetch_threads",
-    "prefetch_depth", "omp_threads", "sse", "cluster", "local",
+    "prefetch_depth", "omp_threads", "sse", "cluster", "local", "precision", "int8",
 }  # fmt: skip
 
 
