@@ -194,6 +194,12 @@ class LocalConfig(_Strict):
     worker_memory: str = Field(
         default="2g", pattern=r"^\d+[mg]$", description="Memory each worker offers (512m, 2g)"
     )
+    idle_timeout_seconds: int = Field(
+        default=1800,
+        ge=10,
+        le=604800,
+        description="A watchdog stops the cluster after this long without a running step",
+    )
 
 
 class RequestDefaults(_Strict):

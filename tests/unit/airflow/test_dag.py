@@ -59,7 +59,7 @@ def parsed() -> dict:
 
 def test_dags_import_without_errors(parsed):
     assert parsed["errors"] == {}
-    assert parsed["dag_ids"] == ["cifar10_resnet18", "demo"]
+    assert parsed["dag_ids"] == ["cifar10_resnet18", "demo", "emr_inference_sweeper"]
 
 
 def test_parsing_imports_no_heavy_library(parsed):
@@ -90,7 +90,19 @@ def test_terminate_is_the_teardown_of_create(dags, dag_id):
     assert create.is_setup and not create.is_teardown
     assert terminate.is_teardown
     assert "create_cluster" in terminate.upstream_task_ids
-    assert terminate.trigger_rule == "all_done_setup_success"  # runs even when the step failed
+    # runs whatever happened before it, a failed create_cluster included (it may have made a
+    # cluster and pushed no id: the teardown finds it by its run tags)
+    assert terminate.trigger_rule == "all_done"
+
+
+@pytest.mark.parametrize("dag_id", ["demo", "cifar10_resnet18"])
+def test_teardown_retries_with_backoff_whatever_the_pipeline_retries(dags, dag_id):
+    terminate = dags[dag_id].get_task("terminate_cluster")
+    assert terminate.retries == 6  # demo.yaml says retries: 0, cifar10 says 1
+    assert terminate.retry_exponential_backoff == 2.0
+    assert terminate.retry_delay.total_seconds() == 30
+    assert terminate.max_retry_delay.total_seconds() == 600
+    assert dags[dag_id].get_task("create_cluster").retries != 6
 
 
 def test_backend_picks_the_operator_classes(dags):
