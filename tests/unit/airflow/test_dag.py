@@ -38,8 +38,7 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module")
-def parsed() -> dict:
+def parse_dags(**env: str) -> dict:
     """Parse dags/ in a fresh interpreter, as the dag processor does, and report what happened."""
     result = subprocess.run(
         [sys.executable, "-c", _PARSE_SCRIPT, str(DAGS), ",".join(HEAVY_MODULES)],
@@ -51,10 +50,17 @@ def parsed() -> dict:
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)]),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            **env,
         },
         check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def parsed() -> dict:
+    """dags/ as the dag processor parses it, on the repository's pipelines."""
+    return parse_dags()
 
 
 def test_dags_import_without_errors(parsed):
@@ -64,6 +70,27 @@ def test_dags_import_without_errors(parsed):
 
 def test_parsing_imports_no_heavy_library(parsed):
     assert parsed["heavy"] == []
+
+
+def test_a_broken_pipeline_file_is_an_import_error_and_the_others_stay(tmp_path):
+    """Two pipelines, one with a typo: the good one and the sweeper load; the bad one is an
+    import error of its own DAG file, naming the pipeline file and the field."""
+    (tmp_path / "demo.yaml").write_text((REPO / "include" / "pipelines" / "demo.yaml").read_text())
+    broken = (REPO / "include" / "pipelines" / "demo.yaml").read_text()
+    broken = broken.replace("pipeline: demo", "pipeline: nightly").replace(
+        "batch_size: 16", "batch_size: 0"
+    )
+    (tmp_path / "nightly.yaml").write_text(broken)
+
+    result = parse_dags(EMR_INFERENCE_PIPELINES_DIR=str(tmp_path))
+
+    assert result["dag_ids"] == ["demo", "emr_inference_sweeper"]
+    assert list(result["errors"]) == [str(DAGS / "pipeline_file_errors.py")]
+    message = result["errors"][str(DAGS / "pipeline_file_errors.py")]
+    assert (
+        f"{tmp_path / 'nightly.yaml'}: batch_size: Input should be greater than or equal to 1"
+        in (message)
+    )
 
 
 @pytest.fixture(scope="module")
