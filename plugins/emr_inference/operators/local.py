@@ -261,7 +261,10 @@ class LocalTerminateClusterOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> None:
-        cluster_id = self.cluster_id or cluster_id_for(context["dag"].dag_id, context["run_id"])
+        cluster_id = self.cluster_id
+        if not cluster_id:  # no request either when validate_request failed: use the context
+            run = self.request or {"dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
+            cluster_id = cluster_id_for(run["dag_id"], run["run_id"])
         try:
             cluster = LocalCluster.load(cluster_id)
         except LocalClusterError:
