@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -44,14 +45,16 @@ from tests.e2e.airflow_stack import (
     TERMINAL_RUN_STATES,
     AirflowApiError,
     AirflowStack,
+    airflow_stack,
 )
+from tests.support.hold_proxy import HoldProxy
 
 pytestmark = pytest.mark.slow
 
 PARTITION = "2026-05-10"
 IMAGES = 40
 CONF = {"partition_date": PARTITION, "partitions": 2}
-HEARTBEAT_TIMEOUT = 30  # seconds before the restarted scheduler fails the killed task
+ORPHAN_CHECK_INTERVAL = 10  # seconds (Airflow's default: 300)
 RUN_TIMEOUT = 600
 
 
@@ -72,9 +75,28 @@ def pipelines(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def airflow_extra_env(pipelines: Path) -> dict[str, str]:
     return {
         "EMR_INFERENCE_PIPELINES_DIR": str(pipelines),
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        # a restarted scheduler resets the dead scheduler's running tasks (scheduled again as a
+        # new try) at its next orphan check, once that scheduler missed its heartbeats
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": str(ORPHAN_CHECK_INTERVAL),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "15",
     }
+
+
+@pytest.fixture(scope="module")
+def s3_proxy(s3_server: LocalS3) -> Iterator[HoldProxy]:
+    """Airflow's S3 endpoint: forwards to moto, and can freeze ``publish_results`` between the
+    deletion of ``_SUCCESS`` and its first copy into the date's prefix."""
+    with HoldProxy(s3_server.endpoint_url, "PUT", f"/predictions/dt={PARTITION}/part-") as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def stack(
+    dags_folder: Path, airflow_extra_env: dict[str, str], s3_proxy: HoldProxy
+) -> Iterator[AirflowStack]:
+    """The module's Airflow, its S3 traffic through :func:`s3_proxy`."""
+    with airflow_stack(dags_folder, s3_proxy.endpoint_url, extra_env=airflow_extra_env) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -151,12 +173,20 @@ def _output(s3: LocalS3) -> dict[str, bytes]:
     }
 
 
-def _assert_all_or_nothing(s3: LocalS3, images: list[str]) -> bool:
-    """The output is either absent or complete (``_SUCCESS``, one row per image); which one."""
+def _wait_until_no_process(cluster_id: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while left := tagged_processes(cluster_id):
+        assert time.monotonic() < deadline, [p.cmdline()[:3] for p in left]
+        time.sleep(1)
+
+
+def _published(s3: LocalS3, images: list[str]) -> str | None:
+    """All or nothing: the run id of the date's publication when ``_SUCCESS`` marks one (then it
+    must be complete: one row per image, all of one run), None when there is none (objects left
+    without ``_SUCCESS`` are not a publication: readers trust only ``_SUCCESS``)."""
     objects = _output(s3)
-    if not objects:
-        return False
-    assert "_SUCCESS" in objects, sorted(objects)
+    if "_SUCCESS" not in objects:
+        return None
     rows = [
         json.loads(line)
         for name, body in objects.items()
@@ -164,14 +194,34 @@ def _assert_all_or_nothing(s3: LocalS3, images: list[str]) -> bool:
         for line in body.decode().splitlines()
     ]
     assert sorted(row["key"] for row in rows) == images
-    return True
+    (run_id,) = {row["run_id"] for row in rows}
+    assert json.loads(objects["_run_summary.json"])["run_id"] == run_id
+    return run_id
 
 
-def _wait_until_no_process(cluster_id: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while left := tagged_processes(cluster_id):
-        assert time.monotonic() < deadline, [p.cmdline()[:3] for p in left]
-        time.sleep(1)
+def _assert_final_and_clean(stack: AirflowStack, run_id: str, images: list[str], s3) -> dict:
+    """The run reached a final state, its teardown stopped the cluster, the output is all or
+    nothing (the run's own when it succeeded). Returns the run."""
+    run = stack.wait_for_run(DAG_ID, run_id, timeout=RUN_TIMEOUT)
+    states = stack.task_states(DAG_ID, run_id)
+    assert run["state"] in TERMINAL_RUN_STATES, states
+    assert states["terminate_cluster"] == "success", states
+    _wait_until_no_process(cluster_id_for(DAG_ID, run_id), timeout=30)
+    publication = _published(s3, images)
+    if run["state"] == "success":
+        assert publication == run_id, states
+    else:
+        assert publication != run_id, states
+    return run
+
+
+def _clear(stack: AirflowStack, run_id: str) -> None:
+    """The documented recovery: clear every task of the run (UI: the run -> Clear)."""
+    stack.api(
+        "POST",
+        f"/dags/{DAG_ID}/clearTaskInstances",
+        json={"dry_run": False, "dag_run_id": run_id, "only_failed": False},
+    )
 
 
 def test_a_crash_mid_step_leaves_no_cluster_and_no_partial_output(
@@ -195,26 +245,38 @@ def test_a_crash_mid_step_leaves_no_cluster_and_no_partial_output(
 
     _crash_and_restart(stack)
 
-    run = stack.wait_for_run(DAG_ID, run_id, timeout=RUN_TIMEOUT)
-    states = stack.task_states(DAG_ID, run_id)
-    assert run["state"] in TERMINAL_RUN_STATES, states
-    assert states["terminate_cluster"] == "success", states
-    _wait_until_no_process(cluster_id, timeout=30)
-    published = _assert_all_or_nothing(s3_server, images)
-    assert published == (run["state"] == "success"), states
+    _assert_final_and_clean(stack, run_id, images, s3_server)
 
-    # the documented recovery: clear the run; the same run id makes a new cluster and step
-    stack.api(
-        "POST",
-        f"/dags/{DAG_ID}/clearTaskInstances",
-        json={"dry_run": False, "dag_run_id": run_id, "only_failed": False},
-    )
-    run = stack.wait_for_run(DAG_ID, run_id, timeout=RUN_TIMEOUT)
+    # clearing the run (issue #16.1) starts the cluster again on the same id, with a new step
+    _clear(stack, run_id)
+    run = _assert_final_and_clean(stack, run_id, images, s3_server)
     assert run["state"] == "success", stack.task_states(DAG_ID, run_id)
-    assert _assert_all_or_nothing(s3_server, images)
-    assert tagged_processes(cluster_id) == []
     cluster = LocalCluster.load(cluster_id, Path(stack.env["AIRFLOW_HOME"]) / "local_clusters")
-    assert sorted(p.name for p in cluster.path.joinpath("steps").iterdir())[-1] != "step-001"
+    steps = sorted(path.name for path in cluster.path.joinpath("steps").iterdir())
+    assert steps[:2] == ["step-001", "step-002"], steps
+
+
+def test_a_crash_during_publish_leaves_no_partial_publication(
+    stack: AirflowStack, images: list[str], s3_server: LocalS3, s3_proxy: HoldProxy
+):
+    """publish_results is frozen after deleting the earlier publication's _SUCCESS and before
+    its first copy, and every Airflow process is killed there."""
+    assert _published(s3_server, images)  # the first test published the date
+    s3_proxy.arm()
+    run_id = stack.trigger(DAG_ID, conf=CONF)["dag_run_id"]
+    try:
+        assert s3_proxy.wait_until_held(RUN_TIMEOUT), stack.task_states(DAG_ID, run_id)
+        assert stack.task_states(DAG_ID, run_id)["publish_results"] == "running"
+        assert _published(s3_server, images) is None  # _SUCCESS is gone, nothing copied yet
+        _crash_and_restart(stack)
+    finally:
+        s3_proxy.release()
+
+    run = _assert_final_and_clean(stack, run_id, images, s3_server)
+    if run["state"] != "success":
+        _clear(stack, run_id)
+        run = _assert_final_and_clean(stack, run_id, images, s3_server)
+    assert run["state"] == "success", stack.task_states(DAG_ID, run_id)
 
 
 def test_the_sweeper_dag_stops_a_cluster_whose_run_airflow_does_not_know(
