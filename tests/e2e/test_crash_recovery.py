@@ -265,7 +265,7 @@ def test_a_crash_during_publish_leaves_no_partial_publication(
     s3_proxy.arm()
     run_id = stack.trigger(DAG_ID, conf=CONF)["dag_run_id"]
     try:
-        assert s3_proxy.wait_until_held(RUN_TIMEOUT), stack.task_states(DAG_ID, run_id)
+        assert s3_proxy.wait_until_held(300), stack.task_states(DAG_ID, run_id)
         assert stack.task_states(DAG_ID, run_id)["publish_results"] == "running"
         assert _published(s3_server, images) is None  # _SUCCESS is gone, nothing copied yet
         _crash_and_restart(stack)

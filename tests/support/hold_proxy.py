@@ -10,7 +10,7 @@ reaches moto). Requests that do not match, or arrive while disarmed, are forward
 from __future__ import annotations
 
 import threading
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from bench.latency_proxy import LatencyProxy, _ProxyHandler
 
@@ -27,7 +27,7 @@ class _HoldRule:
         return (
             self.armed.is_set()
             and method == self.method
-            and self.path_contains in urlsplit(path).path
+            and self.path_contains in unquote(urlsplit(path).path)
         )
 
 
