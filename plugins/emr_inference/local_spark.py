@@ -394,6 +394,18 @@ def tagged_processes(cluster_id: str) -> list[psutil.Process]:
     return found
 
 
+def live_cluster_tags() -> set[str]:
+    """The cluster tags carried by live processes (one pass over the process table)."""
+    tags = set()
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if (
+                tag := proc.environ().get(CLUSTER_TAG_ENV)
+            ) and proc.status() != psutil.STATUS_ZOMBIE:
+                tags.add(tag)
+    return tags
+
+
 def kill_processes(records: Sequence[ProcessRecord], timeout: float = 15) -> None:
     """SIGTERM the process groups and process trees of ``records``; SIGKILL what is left."""
     victims: dict[int, psutil.Process] = {}

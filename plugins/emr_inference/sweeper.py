@@ -138,16 +138,17 @@ def stop_emr_cluster(client: Any, cluster_id: str) -> None:
 
 def local_clusters(base: Path | None = None) -> list[ClusterRecord]:
     """Every local cluster recorded under ``base`` (default: the local backend's state dir)."""
-    from emr_inference.local_spark import recorded_clusters, tagged_processes
+    from emr_inference.local_spark import live_cluster_tags, recorded_clusters
 
+    live_tags = live_cluster_tags()  # also finds executors left by a dead master or worker
     return [
         ClusterRecord(
             "local",
             cluster.cluster_id,
             cluster.dag_id or None,
             cluster.run_id or None,
-            alive=bool(cluster.live_processes() or tagged_processes(cluster.cluster_id)),
-        )  # fmt: skip
+            alive=cluster.cluster_id in live_tags or bool(cluster.live_processes()),
+        )
         for cluster in recorded_clusters(base)
     ]
 
