@@ -19,6 +19,7 @@ OOM kill of Airflow), then Airflow is started again on the same database:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from botocore.exceptions import ClientError
 from emr_inference.local_spark import (
     CLUSTER_TAG_ENV,
     LocalCluster,
@@ -180,6 +182,15 @@ def _wait_until_no_process(cluster_id: str, timeout: float) -> None:
         time.sleep(1)
 
 
+def _success_marker_time(s3: LocalS3) -> dt.datetime | None:
+    """When the date's ``_SUCCESS`` was written, None when there is none."""
+    key = f"predictions/dt={PARTITION}/_SUCCESS"
+    try:
+        return s3.client().head_object(Bucket=PREDICTIONS_BUCKET, Key=key)["LastModified"]
+    except ClientError:
+        return None
+
+
 def _published(s3: LocalS3, images: list[str]) -> str | None:
     """All or nothing: the run id of the date's publication when ``_SUCCESS`` marks one (then it
     must be complete: one row per image, all of one run), None when there is none (objects left
@@ -247,10 +258,13 @@ def test_a_crash_mid_step_leaves_no_cluster_and_no_partial_output(
 
     _assert_final_and_clean(stack, run_id, images, s3_server)
 
-    # clearing the run (issue #16.1) starts the cluster again on the same id, with a new step
+    # clearing the run (issue #16.1) starts the cluster again on the same id, with a new step,
+    # and replaces the date's output
+    before = _success_marker_time(s3_server)
     _clear(stack, run_id)
     run = _assert_final_and_clean(stack, run_id, images, s3_server)
     assert run["state"] == "success", stack.task_states(DAG_ID, run_id)
+    assert before is None or _success_marker_time(s3_server) > before
     cluster = LocalCluster.load(cluster_id, Path(stack.env["AIRFLOW_HOME"]) / "local_clusters")
     steps = sorted(path.name for path in cluster.path.joinpath("steps").iterdir())
     assert steps[:2] == ["step-001", "step-002"], steps
