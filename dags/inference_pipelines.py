@@ -1,18 +1,9 @@
-"""Airflow DAGs: one per pipeline file in ``include/pipelines/`` (see ``emr_inference.factory``).
+"""Airflow DAGs: one per valid pipeline file in ``include/pipelines/`` (``emr_inference.factory``).
 
-``EMR_INFERENCE_PIPELINES_DIR`` points at another folder of pipeline files.
+``EMR_INFERENCE_PIPELINES_DIR`` points at another folder of pipeline files. An invalid file is
+left out here (the other pipelines stay scheduled) and reported by ``pipeline_file_errors.py``.
 """
 
-import os
-from pathlib import Path
+from emr_inference.factory import build_dags, pipelines_dir
 
-from emr_inference.factory import build_dags
-
-PIPELINES_DIR = Path(
-    os.environ.get(
-        "EMR_INFERENCE_PIPELINES_DIR",
-        Path(__file__).resolve().parents[1] / "include" / "pipelines",
-    )
-)
-
-globals().update(build_dags(PIPELINES_DIR))
+globals().update(build_dags(pipelines_dir(__file__)))

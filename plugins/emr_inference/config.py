@@ -281,6 +281,12 @@ class LocalConfig(_Strict):
             "local workers: how `make rehearse` runs an EMR pipeline here"
         ),
     )
+    idle_timeout_seconds: int = Field(
+        default=1800,
+        ge=10,
+        le=604800,
+        description="A watchdog stops the cluster after this long without a running step",
+    )
 
 
 class RequestDefaults(_Strict):

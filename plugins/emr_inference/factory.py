@@ -5,7 +5,8 @@ classes of the four cluster tasks::
 
     validate_request -> stage_job_artifacts -> stage_manifest -> create_cluster (setup)
       -> submit_inference_step -> wait_for_inference_step -> publish_results
-      -> terminate_cluster (teardown of create_cluster: runs even when a task before it failed)
+      -> terminate_cluster (teardown of create_cluster: runs whatever happened before it, with
+         its own retries)
 
 Parsing imports no heavy library: operators import boto3 clients, Spark or MXNet only when they run.
 """
@@ -13,15 +14,27 @@ Parsing imports no heavy library: operators import boto3 clients, Spark or MXNet
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, chain
+from airflow.sdk import DAG, TriggerRule, chain
 
 from emr_inference.config import ConfigError, PipelineConfig, load_pipeline
 from emr_inference.params import build_params
+
+PIPELINES_DIR_ENV = "EMR_INFERENCE_PIPELINES_DIR"
+#: The teardown's own retries, whatever the pipeline's ``retries``: a pipeline that wants to fail
+#: fast still wants its cluster stopped. Delays grow 30 s, 1, 2, 4, 8 min, then 10 min (each up to
+#: twice that, Airflow's jitter, capped at 10 min): the seven tries span 25 to 35 minutes.
+TEARDOWN_RETRY_POLICY: Mapping[str, Any] = {
+    "retries": 6,
+    "retry_delay": dt.timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": dt.timedelta(minutes=10),
+}
 
 
 @dataclass(frozen=True)
@@ -114,20 +127,42 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
             task_id="publish_results", request=request, manifest=manifest.output, **aws
         )
         terminate = backend.terminate(
-            task_id="terminate_cluster", request=request, cluster_id=create.output, **aws
+            task_id="terminate_cluster",
+            request=request,
+            cluster_id=create.output,
+            **TEARDOWN_RETRY_POLICY,
+            **aws,
         )
         chain(validate, artifacts, manifest, create, submit, wait, publish, terminate)
         terminate.as_teardown(setups=create)
+        # as_teardown sets ALL_DONE_SETUP_SUCCESS, which skips the teardown when create_cluster
+        # failed; a failed create may still have made a cluster (found by its run tags)
+        terminate.trigger_rule = TriggerRule.ALL_DONE
     return dag
 
 
-def build_dags(pipelines_dir: str | Path) -> dict[str, DAG]:
-    """``{dag_id: DAG}`` for every ``*.yaml`` in ``pipelines_dir``.
+def pipelines_dir(dag_file: str | Path) -> Path:
+    """The folder of pipeline files: ``$EMR_INFERENCE_PIPELINES_DIR``, else ``include/pipelines``
+    next to the ``dags/`` folder that holds ``dag_file``."""
+    default = Path(dag_file).resolve().parents[1] / "include" / "pipelines"
+    return Path(os.environ.get(PIPELINES_DIR_ENV) or default)
 
-    Raises one ConfigError listing every invalid file (Airflow shows it as the DAG file's import
-    error) rather than silently dropping a pipeline.
+
+@dataclass(frozen=True)
+class Pipelines:
+    """The pipeline files of a folder: the valid configs (by pipeline name, with their file) and
+    one message per invalid file (``<file>: <dotted.field>: <problem>``)."""
+
+    configs: dict[str, tuple[PipelineConfig, Path]]
+    errors: list[str]
+
+
+def load_pipelines(pipelines_dir: str | Path) -> Pipelines:
+    """Validate every ``*.yaml`` in ``pipelines_dir``; an invalid file never hides a valid one.
+
+    A file whose ``pipeline`` name an earlier file (in name order) already took is an error.
     """
-    dags: dict[str, DAG] = {}
+    configs: dict[str, tuple[PipelineConfig, Path]] = {}
     errors: list[str] = []
     for path in sorted(Path(pipelines_dir).glob("*.yaml")):
         try:
@@ -135,10 +170,27 @@ def build_dags(pipelines_dir: str | Path) -> dict[str, DAG]:
         except ConfigError as error:
             errors.append(str(error))
             continue
-        if config.pipeline in dags:
+        if config.pipeline in configs:
             errors.append(f"{path}: pipeline: {config.pipeline!r} is already defined")
             continue
-        dags[config.pipeline] = build_dag(config, source=path.name)
-    if errors:
-        raise ConfigError("\n".join(errors))
-    return dags
+        configs[config.pipeline] = (config, path)
+    return Pipelines(configs, errors)
+
+
+def build_dags(pipelines_dir: str | Path) -> dict[str, DAG]:
+    """``{dag_id: DAG}`` for every valid ``*.yaml`` in ``pipelines_dir``.
+
+    Invalid files are left out here, so one broken file cannot take the other pipelines down;
+    :func:`check_pipelines` (the DAG file ``dags/pipeline_file_errors.py``) makes them an import
+    error of their own.
+    """
+    configs = load_pipelines(pipelines_dir).configs
+    return {name: build_dag(config, source=path.name) for name, (config, path) in configs.items()}
+
+
+def check_pipelines(pipelines_dir: str | Path) -> None:
+    """Raise one ConfigError naming every invalid pipeline file and field, if there is one."""
+    if errors := load_pipelines(pipelines_dir).errors:
+        raise ConfigError(
+            "Invalid pipeline files (their DAGs are not loaded):\n" + "\n".join(errors)
+        )

@@ -11,6 +11,11 @@ Every process we start carries ``EMR_INFERENCE_LOCAL_CLUSTER=<cluster id>`` in i
 and so do all their descendants (executors, PySpark daemons and workers, which leave the worker's
 process group): :func:`stop_cluster` kills the recorded process groups and every process carrying
 the tag, then checks that none is left.
+
+A cluster records the DAG run it belongs to (``dag_id``, ``run_id``: the sweeper reads them) and
+runs a watchdog (:mod:`emr_inference.local_watchdog`) that stops it after ``idle_timeout`` seconds
+without a running step, as EMR's idle timeout does. A cluster started again with the same id (a
+cleared run) keeps its state dir: its steps continue the numbering of the steps already on disk.
 """
 
 from __future__ import annotations
@@ -104,6 +109,8 @@ class LocalCluster:
     master_webui_port: int = 0
     worker_memory: str = "2g"
     processes: list[ProcessRecord] = field(default_factory=list)
+    dag_id: str = ""
+    run_id: str = ""
 
     @property
     def master_url(self) -> str:
@@ -122,9 +129,10 @@ class LocalCluster:
         tmp.replace(self.path / STATE_FILE)
 
     @classmethod
-    def load(cls, cluster_id: str) -> LocalCluster:
-        """Read the state of ``cluster_id``; :class:`LocalClusterError` if there is none."""
-        path = state_base() / cluster_id / STATE_FILE
+    def load(cls, cluster_id: str, base: Path | None = None) -> LocalCluster:
+        """Read the state of ``cluster_id`` (under ``base``, default :func:`state_base`);
+        :class:`LocalClusterError` if there is none."""
+        path = (base or state_base()) / cluster_id / STATE_FILE
         if not path.exists():
             raise LocalClusterError(f"cluster_id: no local cluster {cluster_id!r} ({path} missing)")
         data = json.loads(path.read_text())
@@ -177,6 +185,26 @@ class LocalCluster:
         status = self.master_status()
         return bool(status) and status.get("aliveworkers", 0) >= len(daemons) - 1
 
+    def live_processes(self) -> list[ProcessRecord]:
+        """The recorded processes that are still alive."""
+        return [p for p in self.processes if p.process() is not None]
+
+    def running_steps(self) -> list[str]:
+        """Ids of the steps whose spark-submit is still alive."""
+        return [p.name for p in self.live_processes() if p.name.startswith("step-")]
+
+
+def recorded_clusters(base: Path | None = None) -> list[LocalCluster]:
+    """Every cluster with a state dir under ``base`` (default :func:`state_base`), by id."""
+    base = base or state_base()
+    if not base.is_dir():
+        return []
+    clusters = []
+    for state_file in sorted(base.glob(f"*/{STATE_FILE}")):
+        with contextlib.suppress(LocalClusterError, ValueError, TypeError, KeyError):
+            clusters.append(LocalCluster.load(state_file.parent.name, base))
+    return clusters
+
 
 def start_cluster(
     cluster_id: str,
@@ -186,12 +214,17 @@ def start_cluster(
     worker_memory: str = "2g",
     env: Mapping[str, str] | None = None,
     timeout: float = 120.0,
+    dag_id: str = "",
+    run_id: str = "",
+    idle_timeout: float | None = None,
 ) -> LocalCluster:
     """Start (or find running) the cluster ``cluster_id``: a master and ``workers`` workers.
 
     Idempotent: a running cluster with this id is returned as is; a broken one (a process died)
     is stopped and started afresh. ``env`` is added to every process's environment (the workers
-    pass it on to their executors: S3 endpoint and credentials).
+    pass it on to their executors: S3 endpoint and credentials). ``dag_id``/``run_id`` name the
+    DAG run the cluster belongs to; with ``idle_timeout`` (seconds) a watchdog stops the cluster
+    once it has had no running step for that long.
     """
     try:
         existing = LocalCluster.load(cluster_id)
@@ -202,7 +235,10 @@ def start_cluster(
         pass
     state_dir = state_base() / cluster_id
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
-    cluster = LocalCluster(cluster_id, str(state_dir), free_port(), free_port(), worker_memory)
+    cluster = LocalCluster(
+        cluster_id, str(state_dir), free_port(), free_port(), worker_memory,
+        dag_id=dag_id, run_id=run_id,
+    )  # fmt: skip
     cluster.save()
     process_env = cluster.process_env(env)
     try:
@@ -225,6 +261,10 @@ def start_cluster(
                 process_env,
             )  # fmt: skip
         _wait_for(cluster.is_running, timeout, f"{workers} worker(s) registered with the master")
+        if idle_timeout:
+            from emr_inference.local_watchdog import watchdog_command
+
+            cluster.launch("watchdog", watchdog_command(cluster, idle_timeout), process_env)
     except BaseException:
         stop_cluster(cluster)
         raise
@@ -261,7 +301,7 @@ def submit_step(
     ``steps/<id>/command.json``. Arguments are passed as a list (no shell
     parsing of their values); ``env`` carries credentials, never the command line.
     """
-    step_id = f"step-{sum(p.name.startswith('step-') for p in cluster.processes) + 1:03d}"
+    step_id = next_step_id(cluster)
     step_dir = cluster.path / "steps" / step_id
     step_dir.mkdir(parents=True, exist_ok=False)
     conf = {"spark.executor.memory": cluster.worker_memory, **(conf or {})}
@@ -294,6 +334,17 @@ def submit_step(
     )
     cluster.save()
     return step_id
+
+
+def next_step_id(cluster: LocalCluster) -> str:
+    """``step-NNN`` after the highest step on disk: a cluster started again under the same id (a
+    cleared run) keeps the earlier incarnation's step folders, logs included."""
+    numbers = [
+        int(path.name.removeprefix("step-"))
+        for path in (cluster.path / "steps").glob("step-*")
+        if path.name.removeprefix("step-").isdigit()
+    ]
+    return f"step-{max(numbers, default=0) + 1:03d}"
 
 
 @dataclass(frozen=True)
@@ -349,6 +400,18 @@ def tagged_processes(cluster_id: str) -> list[psutil.Process]:
     return found
 
 
+def live_cluster_tags() -> set[str]:
+    """The cluster tags carried by live processes (one pass over the process table)."""
+    tags = set()
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if (
+                tag := proc.environ().get(CLUSTER_TAG_ENV)
+            ) and proc.status() != psutil.STATUS_ZOMBIE:
+                tags.add(tag)
+    return tags
+
+
 def kill_processes(records: Sequence[ProcessRecord], timeout: float = 15) -> None:
     """SIGTERM the process groups and process trees of ``records``; SIGKILL what is left."""
     victims: dict[int, psutil.Process] = {}
@@ -385,9 +448,11 @@ def stop_cluster(cluster: LocalCluster) -> None:
 
     Afterwards no process carrying the cluster's tag may be left (PySpark daemons leave their
     parent's process group, so the tag is what finds them); :class:`LocalClusterError` otherwise.
+    The calling process is spared (the watchdog stops its own cluster).
     """
     order = sorted(
-        cluster.processes, key=lambda p: (p.name == "master", p.name.startswith("worker"))
+        (p for p in cluster.processes if p.pid != os.getpid()),
+        key=lambda p: (p.name == "master", p.name.startswith("worker")),
     )
     kill_processes(order)
     leftovers = tagged_processes(cluster.cluster_id)

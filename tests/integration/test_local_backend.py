@@ -107,7 +107,7 @@ def _run_step(env: dict, entry_point: Path) -> tuple[str, LocalCluster, LocalSte
     cluster_id = create.execute({})
     assert create.execute({}) == cluster_id  # a retry finds the running cluster
     cluster = LocalCluster.load(cluster_id)
-    assert [p.name for p in cluster.processes] == ["master", "worker-0"]
+    assert [p.name for p in cluster.processes] == ["master", "worker-0", "watchdog"]
     step_id = _submit(env, cluster_id, entry_point).execute({})
     sensor = LocalStepSensor(
         task_id="wait_for_inference_step", request=request, manifest=manifest,
@@ -142,6 +142,7 @@ def test_successful_step_then_terminate_leaves_no_process(local_env: dict) -> No
         assert _submit(local_env, cluster_id, JOBS / "tiny_job.py").execute({}) == "step-001"
         assert [p.name for p in LocalCluster.load(cluster_id).processes if p.name != "master"] == [
             "worker-0",
+            "watchdog",
             "step-001",
         ]  # the retried submit found the completed step and added none
         output = "s3://{}/_staging/local_test/run/output/".format(local_env["bucket"])

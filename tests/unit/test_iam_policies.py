@@ -28,6 +28,7 @@ POLICIES = {
 }
 RECORDED_TESTS = [
     "tests/unit/airflow/test_emr_operators.py",
+    "tests/unit/airflow/test_sweeper.py",
     "tests/unit/airflow/test_artifacts.py",
     "tests/unit/airflow/test_manifest.py",
     "tests/unit/airflow/test_publish.py",

@@ -10,7 +10,8 @@ Each operator extends the Amazon provider's operator and adds what a pipeline ne
   on failure raises with the step's FailureDetails (reason, message, log file); deferrable mode
   hands the waiting to the provider's trigger and wakes up every ``progress_interval`` seconds
   to log progress, and still honours the sensor's ``timeout``; ``on_kill`` cancels the step.
-* :class:`EmrTerminateClusterOperator`: the teardown; a no-op when no cluster was created.
+* :class:`EmrTerminateClusterOperator`: the teardown; finds the run's cluster by its tags when
+  ``create_cluster`` pushed no id; a no-op when no cluster exists or it has already ended.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from airflow.providers.amazon.aws.operators.emr import (
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from botocore.exceptions import ClientError
 
 from emr_inference.emr.job_flow import build_job_flow, cluster_name, run_tags
 from emr_inference.emr.steps import inference_step
 from emr_inference.progress import log_progress
 
 LIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
+ENDED_CLUSTER_STATES = ["TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"]
 REUSABLE_STEP_STATES = ["PENDING", "RUNNING", "COMPLETED"]
 
 
@@ -55,6 +58,16 @@ def find_run_cluster(client: Any, request: Mapping[str, Any]) -> str | None:
         if all(tags.get(key) == value for key, value in wanted.items()):
             return summary["Id"]
     return None
+
+
+def cluster_state(client: Any, cluster_id: str) -> str | None:
+    """The cluster's state, or None when EMR does not know the id (gone long ago)."""
+    try:
+        return client.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "InvalidRequestException":
+            return None
+        raise
 
 
 def cancel_step(client: Any, cluster_id: str, step_id: str) -> None:
@@ -264,11 +277,16 @@ class EmrInferenceStepSensor(EmrStepSensor):
 
 
 class EmrTerminateClusterOperator(EmrTerminateJobFlowOperator):
-    """Terminate this run's cluster (the teardown of ``create_cluster``).
+    """Terminate this run's cluster (the teardown of ``create_cluster``); idempotent.
 
-    :param request: the resolved request (unused by EMR; kept so every backend's teardown has
-        the same signature).
-    :param cluster_id: ``create_cluster``'s XCom; None when no cluster was created.
+    Without a cluster id (``create_cluster`` failed after RunJobFlow, or pushed nothing) the
+    run's live cluster is looked up by its name and run tags (:func:`find_run_cluster`), so a
+    cluster a failed create left behind is still terminated. A cluster that is already
+    terminating, terminated, or unknown to EMR counts as done, so the teardown can retry safely.
+
+    :param request: the resolved request (for the lookup by run tags; None when
+        ``validate_request`` failed, in which case no cluster can exist).
+    :param cluster_id: ``create_cluster``'s XCom; None when it pushed none.
     """
 
     template_fields = (*EmrTerminateJobFlowOperator.template_fields, "request")
@@ -279,7 +297,17 @@ class EmrTerminateClusterOperator(EmrTerminateJobFlowOperator):
         self.request = request
 
     def execute(self, context) -> None:
+        client = self.hook.conn
+        if not self.job_flow_id and self.request:
+            self.job_flow_id = find_run_cluster(client, self.request)
+            if self.job_flow_id:
+                self.log.info("Found cluster %s of this run by its tags", self.job_flow_id)
         if not self.job_flow_id:
             self.log.info("No cluster was created for this run: nothing to terminate")
+            return
+        state = cluster_state(client, self.job_flow_id)
+        if state is None or state in ENDED_CLUSTER_STATES:
+            self.log.info("Cluster %s is already %s: nothing to terminate", self.job_flow_id,
+                          state or "gone")  # fmt: skip
             return
         super().execute(context)

@@ -83,7 +83,8 @@ def aws_env(aws_conn_id: str | None) -> dict[str, str]:
 
 
 class LocalCreateClusterOperator(BaseOperator):
-    """Start this run's local Spark cluster (``request["local"]``: workers, cores, memory).
+    """Start this run's local Spark cluster (``request["local"]``: workers, cores, memory, idle
+    timeout of its watchdog).
 
     Returns the cluster id ``local-<hash of dag_id and run_id>``; a retry finds the running cluster.
 
@@ -111,6 +112,9 @@ class LocalCreateClusterOperator(BaseOperator):
             worker_cores=shape.get("worker_cores", 2),
             worker_memory=shape.get("worker_memory", "2g"),
             env=aws_env(self.aws_conn_id),
+            dag_id=self.request["dag_id"],
+            run_id=self.request["run_id"],
+            idle_timeout=shape.get("idle_timeout_seconds", 1800),
         )
         self.log.info(
             "Local cluster %s: master %s, state in %s",
@@ -267,8 +271,9 @@ class LocalStepSensor(BaseSensorOperator):
 class LocalTerminateClusterOperator(BaseOperator):
     """Stop every process of the run's local cluster and check that none is left.
 
-    Without a cluster id (create_cluster pushed none) the id is derived from the run, as
-    ``create_cluster`` does; a cluster that has no state any more is already gone.
+    Without a cluster id (create_cluster pushed none, or failed) the id is derived from the run,
+    as ``create_cluster`` does; a cluster that has no state any more is already gone, and one
+    already stopped is stopped again at no cost (idempotent, so the teardown can retry).
     """
 
     template_fields: Sequence[str] = ("request", "cluster_id")
@@ -287,9 +292,10 @@ class LocalTerminateClusterOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> None:
-        cluster_id = self.cluster_id or cluster_id_for(
-            self.request["dag_id"], self.request["run_id"]
-        )
+        cluster_id = self.cluster_id
+        if not cluster_id:  # no request either when validate_request failed: use the context
+            run = self.request or {"dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
+            cluster_id = cluster_id_for(run["dag_id"], run["run_id"])
         try:
             cluster = LocalCluster.load(cluster_id)
         except LocalClusterError:

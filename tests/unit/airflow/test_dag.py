@@ -38,8 +38,7 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module")
-def parsed() -> dict:
+def parse_dags(**env: str) -> dict:
     """Parse dags/ in a fresh interpreter, as the dag processor does, and report what happened."""
     result = subprocess.run(
         [sys.executable, "-c", _PARSE_SCRIPT, str(DAGS), ",".join(HEAVY_MODULES)],
@@ -51,19 +50,47 @@ def parsed() -> dict:
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)]),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            **env,
         },
         check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def parsed() -> dict:
+    """dags/ as the dag processor parses it, on the repository's pipelines."""
+    return parse_dags()
+
+
 def test_dags_import_without_errors(parsed):
     assert parsed["errors"] == {}
-    assert parsed["dag_ids"] == ["cifar10_resnet18", "demo"]
+    assert parsed["dag_ids"] == ["cifar10_resnet18", "demo", "emr_inference_sweeper"]
 
 
 def test_parsing_imports_no_heavy_library(parsed):
     assert parsed["heavy"] == []
+
+
+def test_a_broken_pipeline_file_is_an_import_error_and_the_others_stay(tmp_path):
+    """Two pipelines, one with a typo: the good one and the sweeper load; the bad one is an
+    import error of its own DAG file, naming the pipeline file and the field."""
+    (tmp_path / "demo.yaml").write_text((REPO / "include" / "pipelines" / "demo.yaml").read_text())
+    broken = (REPO / "include" / "pipelines" / "demo.yaml").read_text()
+    broken = broken.replace("pipeline: demo", "pipeline: nightly").replace(
+        "batch_size: 16", "batch_size: 0"
+    )
+    (tmp_path / "nightly.yaml").write_text(broken)
+
+    result = parse_dags(EMR_INFERENCE_PIPELINES_DIR=str(tmp_path))
+
+    assert result["dag_ids"] == ["demo", "emr_inference_sweeper"]
+    assert list(result["errors"]) == [str(DAGS / "pipeline_file_errors.py")]
+    message = result["errors"][str(DAGS / "pipeline_file_errors.py")]
+    assert (
+        f"{tmp_path / 'nightly.yaml'}: batch_size: Input should be greater than or equal to 1"
+        in (message)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +117,19 @@ def test_terminate_is_the_teardown_of_create(dags, dag_id):
     assert create.is_setup and not create.is_teardown
     assert terminate.is_teardown
     assert "create_cluster" in terminate.upstream_task_ids
-    assert terminate.trigger_rule == "all_done_setup_success"  # runs even when the step failed
+    # runs whatever happened before it, a failed create_cluster included (it may have made a
+    # cluster and pushed no id: the teardown finds it by its run tags)
+    assert terminate.trigger_rule == "all_done"
+
+
+@pytest.mark.parametrize("dag_id", ["demo", "cifar10_resnet18"])
+def test_teardown_retries_with_backoff_whatever_the_pipeline_retries(dags, dag_id):
+    terminate = dags[dag_id].get_task("terminate_cluster")
+    assert terminate.retries == 6  # demo.yaml says retries: 0, cifar10 says 1
+    assert terminate.retry_exponential_backoff == 2.0
+    assert terminate.retry_delay.total_seconds() == 30
+    assert terminate.max_retry_delay.total_seconds() == 600
+    assert dags[dag_id].get_task("create_cluster").retries != 6
 
 
 def test_backend_picks_the_operator_classes(dags):

@@ -316,3 +316,70 @@ def test_killed_submit_cancels_the_step_it_added(aws, context):
     with stubber:
         task.on_kill()
     stubber.assert_no_pending_responses()
+
+
+# --- the teardown: idempotent, finds the cluster of a failed create by its run tags -----------
+
+
+def terminate(request: dict | None, cluster_id: str | None) -> EmrTerminateClusterOperator:
+    return EmrTerminateClusterOperator(
+        task_id="terminate_cluster", request=request, cluster_id=cluster_id, **AWS
+    )
+
+
+def test_teardown_terminates_the_cluster_a_failed_create_left_without_an_id(
+    aws, context, monkeypatch
+):
+    """RunJobFlow succeeded, then create_cluster failed before pushing the id (issue #16.5)."""
+    from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator
+
+    def run_job_flow_then_fail(self, context):
+        self.hook.conn.run_job_flow(**self.job_flow_overrides)
+        raise ConnectionError("the task lost the API server after RunJobFlow")
+
+    monkeypatch.setattr(EmrCreateJobFlowOperator, "execute", run_job_flow_then_fail)
+    request = make_request()
+    with pytest.raises(ConnectionError):
+        create(request).execute(context)
+    other_run = make_request("manual__other")
+    other_id = aws.run_job_flow(**_overrides(other_run))["JobFlowId"]
+
+    terminate(request, cluster_id=None).execute(context)  # no XCom from create
+
+    states = {c["Id"]: c["Status"]["State"] for c in aws.list_clusters()["Clusters"]}
+    (leaked,) = [cid for cid in states if cid != other_id]
+    assert states[leaked] in ("TERMINATING", "TERMINATED")
+    assert states[other_id] == "WAITING"  # another run's cluster is not touched
+
+
+def _overrides(request: dict) -> dict:
+    from emr_inference.emr.job_flow import build_job_flow
+
+    return build_job_flow(request, ARTIFACTS)
+
+
+def test_teardown_is_idempotent(aws, context):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    terminate(request, cluster_id).execute(context)
+    terminate(request, cluster_id).execute(context)  # a retry after it worked: success
+    terminate(request, "j-DOESNOTEXIST").execute(context)  # unknown to EMR: gone, success
+    terminate(None, None).execute(context)  # validate_request failed: nothing can exist
+
+
+def test_teardown_does_not_call_terminate_on_an_ended_cluster(aws, context):
+    task = terminate(make_request(), "j-1")
+    stubber = Stubber(task.hook.conn)
+    ended = {"Cluster": {"Id": "j-1", "Name": "c", "Status": {"State": "TERMINATED"}}}
+    stubber.add_response("describe_cluster", ended, {"ClusterId": "j-1"})
+    with stubber:  # a TerminateJobFlows call would fail the test: none is stubbed
+        task.execute(context)
+    stubber.assert_no_pending_responses()
+
+
+def test_teardown_failure_is_raised_so_that_it_retries(aws, context):
+    task = terminate(make_request(), "j-1")
+    stubber = Stubber(task.hook.conn)
+    stubber.add_client_error("describe_cluster", "ThrottlingException", http_status_code=400)
+    with stubber, pytest.raises(Exception, match="ThrottlingException"):
+        task.execute(context)
