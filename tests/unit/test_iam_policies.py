@@ -1,9 +1,9 @@
 """The IAM policies we document cover every AWS API our code calls.
 
-The Airflow-side and job tests that call AWS run again in a subprocess with :mod:`tests.support.aws_calls`
-recording each botocore call our packages make (EMR calls through botocore's Stubber, S3 calls
-against the moto server); every call, mapped to its IAM action, must be allowed by
-``include/iam/airflow-connection-policy.json`` (Airflow side) or
+The Airflow-side and job tests that call AWS run again in a subprocess with
+:mod:`tests.support.aws_calls` recording each botocore call our packages make (EMR calls through
+botocore's Stubber, S3 calls against the moto server); every call, mapped to its IAM action, must
+be allowed by ``include/iam/airflow-connection-policy.json`` (Airflow side) or
 ``include/iam/emr-instance-profile-policy.json`` (the job on the nodes). The README shows the first
 file verbatim.
 """
