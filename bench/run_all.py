@@ -13,7 +13,11 @@
    3b. our job and the blog's flow again at 100 ms per request;
 4. driver peak RSS of our job for a small and a large manifest (tiny model, tiny images);
 5. ``stage_manifest``'s listing + manifest writing for many keys;
-6. DAG file parse time.
+6. DAG file parse time;
+7. int8 (``precision: int8``): the bare int8 model against the bare fp32 model on the same cores,
+   the job in int8 against both, and top-1 agreement and accuracy of int8 against fp32 on the
+   demo's digits CNN trained here (held-out digits). The table's title names the CPU and its
+   flags: int8 speed depends on VNNI.
 
 Logs (one per spark-submit) stay in the work directory printed at the start.
 """
@@ -33,6 +37,7 @@ from pathlib import Path
 
 from bench.cpu_pinning import available_cpus, pin_process_tree, pinned
 from bench.dag_parse import measure_parse
+from bench.int8 import cpu_description, decoded_photos, digits_agreement, quantized_files
 from bench.latency_proxy import LatencyProxy
 from bench.model_throughput import run_workers
 from bench.preloaded_s3 import Dataset, start_preloaded_s3
@@ -167,6 +172,7 @@ class Bench:
         endpoint: str,
         master: str = MASTER,
         sample_memory: bool = False,
+        extra: tuple[str, ...] = (),
     ) -> SparkRun:
         """Our job through ``spark-submit``; S3 at ``endpoint``. The driver's RSS is sampled
         (every 0.1 s) only with ``sample_memory``: the sampling costs CPU the job would miss."""
@@ -180,12 +186,29 @@ class Bench:
             f"--run-id=bench-{name}",
             f"--batch-size={BATCH_SIZE}",
             *model_arguments(model),
+            *extra,
         ]
         env = spark_env({**self.s3.env, "AWS_ENDPOINT_URL_S3": endpoint})
         log_path, interval = self.workdir / f"{name}.log", 0.1 if sample_memory else None
         return spark_submit(
             app, env, log_path, master, py_files=[self.job_zip], sample_interval=interval
         )
+
+    def task_seconds(self, name: str) -> float:
+        """From the first partition's start to the last part written (as the run summary's
+        ``job_seconds``): the job without its driver's set-up."""
+        client = self.s3.client()
+        ends, starts = [], []
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=OUTPUT_BUCKET, Prefix=f"{name}/_metrics/"
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                body = client.get_object(Bucket=OUTPUT_BUCKET, Key=item["Key"])["Body"].read()
+                end = item["LastModified"].timestamp()
+                ends.append(end)
+                starts.append(end - json.loads(body)["wall_seconds"])
+        return max(ends) - min(starts)
 
     def job_profile(self, name: str) -> dict[str, float]:
         """Sums of the job's metrics parts (download / decode / inference / wall seconds)."""
@@ -476,6 +499,47 @@ class Bench:
         lines += [f"| {r.name} | {r.value} | {r.target} | {r.verdict} |" for r in self.rows]
         return "\n".join(lines)
 
+    def bench_int8(self) -> None:
+        """Benchmark 7: int8 against fp32 (bare, job) and int8's agreement on a trained model."""
+        sizes, resnet = self.sizes, self.resnet
+        calibration = decoded_photos(64, resnet.preprocess())
+        int8_files = quantized_files(
+            resnet.symbol_path, resnet.params_path, calibration, self.workdir / "resnet18-int8"
+        )
+        fp32_files = (resnet.symbol_path, resnet.params_path)
+        seconds = sizes.model_seconds
+        bare_fp32 = run_workers(*fp32_files, WORKERS, TASK_THREADS, BATCH_SIZE, seconds=seconds)
+        bare_int8 = run_workers(*int8_files, WORKERS, TASK_THREADS, BATCH_SIZE, seconds=seconds)
+        n = self.sizes.photos
+        # random weights: int8 may disagree with fp32 here; agreement is measured on digits below
+        extra = (
+            "--precision=int8",
+            f"--int8-cache=s3://{OUTPUT_BUCKET}/int8-cache/",
+            "--int8-min-agreement=0",
+            "--calibration-images=64",
+            "--agreement-images=64",
+        )
+        with LatencyProxy(self.s3.endpoint_url, LATENCY_SECONDS) as proxy:
+            job = self.run_job(
+                "int8", self.photos_manifest, self.resnet_args, proxy.endpoint_url, extra=extra
+            )
+        tasks = n / self.task_seconds("int8")
+        digits = digits_agreement(self.workdir)
+        self.rows += [
+            Row("7 bare int8 / bare fp32, job layout (ResNet-18)", f"{bare_int8 / bare_fp32:.2f}x "
+                f"({bare_int8:.1f} vs {bare_fp32:.1f} img/s)"),
+            Row(f"  our job in int8, {n} JPEGs, +{LATENCY_SECONDS * 1000:.0f} ms/request",
+                f"{tasks:.1f} img/s in its tasks ({job.wall_seconds:.0f} s end to end, quantizing "
+                "and the agreement check included)"),
+            Row("  job int8 (tasks) / bare fp32", f"{tasks / bare_fp32:.2f}", ">= 2.0",
+                check(tasks / bare_fp32 >= 2.0)),
+            Row("  job int8 (tasks) / bare int8", f"{tasks / bare_int8:.2f}", ">= 0.85",
+                check(tasks / bare_int8 >= 0.85)),
+            Row(f"  digits CNN trained here, {digits['images']} held-out digits: top-1 agreement",
+                f"{digits['agreement']:.1%} (accuracy fp32 {digits['fp32_accuracy']:.1%}, "
+                f"int8 {digits['int8_accuracy']:.1%})"),
+        ]  # fmt: skip
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and print the table; exit 1 if one failed (a missed target is not)."""
@@ -502,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.bench_memory,
             bench.bench_listing,
             bench.bench_parse,
+            bench.bench_int8,
         ):
             try:
                 benchmark()
@@ -512,8 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.stop()
     print(
-        f"\n## Benchmarks ({'quick' if args.quick else 'full'}; {os.cpu_count()} CPUs; "
-        f"{time.perf_counter() - started:.0f} s in all)\n"
+        f"\n## Benchmarks ({'quick' if args.quick else 'full'}; {os.cpu_count()} CPUs: "
+        f"{cpu_description()}; {time.perf_counter() - started:.0f} s in all)\n"
     )
     print(bench.table())
     return 1 if failed else 0

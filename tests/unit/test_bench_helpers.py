@@ -101,3 +101,18 @@ def test_driver_rss_parts_are_named_and_add_up_to_the_total() -> None:
     parts = driver_rss_parts(me)
     assert set(parts) == {me.name()} | {child.name() for child in driver_processes(me)[1:]}
     assert sum(parts.values()) == pytest.approx(driver_rss(me), rel=0.05)
+
+
+def test_cpu_description_names_the_model_and_the_int8_flags():
+    from bench.int8 import cpu_description
+
+    cpuinfo = (
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz\n"
+        "flags\t\t: fpu sse avx2 avx512f avx512_vnni\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+    )
+    assert cpu_description(cpuinfo) == (
+        "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz; flags: avx2 avx512f avx512_vnni"
+    )
+    assert cpu_description("model name\t: Old\nflags\t\t: sse2\n").endswith(
+        "flags: none of avx2, avx512f, avx512_vnni, avx_vnni, amx_int8"
+    )
