@@ -218,3 +218,27 @@ def test_resnet18_probabilities_match_a_direct_forward(s3, workdir, zip_path):
         np.testing.assert_allclose(job_probabilities, expected[indices], atol=1e-5)
         assert job_probabilities[-1] >= np.sort(expected)[-10] - 1e-5  # really the top 10
         assert row["top_k"][0]["label"] == f"class_{indices[0]:04d}"
+
+
+def test_int8_run_through_spark_submit(s3, dataset, zip_path, big_run):
+    """precision int8: the driver quantizes the trained digits model once, checks it against fp32
+    on the run's images, and every task predicts with it; the rows say int8 and agree with the
+    fp32 run's rows for nearly every image."""
+    output = f"s3://{dataset['bucket']}/staging/int8/output/"
+    cache = f"s3://{dataset['bucket']}/artifacts/int8/"
+    args = job_args(
+        dataset, output, "--partitions", "2", "--batch-size", "24", "--top-k", str(TOP_K),
+        "--precision", "int8", "--int8-cache", cache, "--int8-min-agreement", "0.97",
+        "--calibration-images", "64", "--agreement-images", "128",
+    )  # fmt: skip
+    process = run_job(zip_path, args, s3.env)
+    assert process.returncode == 0, process.stderr[-6000:]
+    assert "int8: top-1 agreement with fp32" in process.stdout
+    rows, metrics, _ = read_output(dataset["client"], output)
+    assert {row["precision"] for row in rows} == {"int8"}
+    assert all(m["precision"] == "int8" and m["int8_top1_agreement"] >= 0.97 for m in metrics)
+    fp32_top1 = {r["key"]: r["top_k"][0]["label"] for r in big_run["rows"] if not r["error"]}
+    int8_top1 = {r["key"]: r["top_k"][0]["label"] for r in rows if not r["error"]}
+    assert int8_top1.keys() == fp32_top1.keys()
+    same = sum(int8_top1[key] == fp32_top1[key] for key in fp32_top1) / len(fp32_top1)
+    assert same >= 0.97
