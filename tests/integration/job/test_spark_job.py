@@ -102,8 +102,8 @@ def test_every_key_exactly_once_and_only_contract_objects(dataset, big_run):
 
 def test_rows_follow_the_contract_and_errors_are_typed(dataset, big_run):
     for row in big_run["rows"]:
-        assert set(row) == {"key", "top_k", "model", "run_id", "error"}
-        assert row["model"] == "digits-cnn"
+        assert set(row) == {"key", "top_k", "model", "precision", "run_id", "error"}
+        assert (row["model"], row["precision"]) == ("digits-cnn", "fp32")
         assert row["run_id"] == "manual__2026-11-22"
         expected_error = dataset["objects"][row["key"]].expected_error
         if expected_error:
