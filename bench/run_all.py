@@ -2,6 +2,7 @@
 
     python -m bench.run_all            # full counts (~11 min on 2 cores)
     python -m bench.run_all --quick    # small counts, a smoke test (~3 min)
+    python -m bench.run_all --only int8   # one benchmark (repeatable)
 
 1. bare model: ResNet-18 (224 px, fp32, random weights) forwards at the job's batch size and
    thread layout (``local[2]``: two Python workers, ``spark.task.cpus`` = 1 MXNet thread each);
@@ -511,6 +512,7 @@ class Bench:
         bare_fp32 = run_workers(*fp32_files, WORKERS, TASK_THREADS, BATCH_SIZE, seconds=seconds)
         bare_int8 = run_workers(*int8_files, WORKERS, TASK_THREADS, BATCH_SIZE, seconds=seconds)
         n = self.sizes.photos
+        self.photos_manifest = self.photos_manifest or self.manifest(self.photos, "photos")
         # random weights: int8 may disagree with fp32 here; agreement is measured on digits below
         extra = (
             "--precision=int8",
@@ -541,10 +543,25 @@ class Bench:
         ]  # fmt: skip
 
 
+#: Every benchmark, in the order they run (later ones reuse figures of earlier ones).
+BENCHMARKS = [
+    "bench_throughput", "bench_isolated", "bench_blog", "bench_high_latency", "bench_memory",
+    "bench_listing", "bench_parse", "bench_int8",
+]  # fmt: skip
+#: Benchmarks that compare with the figures of bench_throughput (it runs first when they run).
+NEED_THROUGHPUT = {"bench_isolated", "bench_blog", "bench_high_latency"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and print the table; exit 1 if one failed (a missed target is not)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke test")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[name.removeprefix("bench_") for name in BENCHMARKS],
+        help="run only this benchmark (repeatable), e.g. --only int8",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sys.path[:0] = [str(REPO_ROOT / "spark_jobs"), str(REPO_ROOT / "plugins")]
@@ -558,16 +575,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     try:
         bench.start()
-        for benchmark in (
-            bench.bench_throughput,
-            bench.bench_isolated,
-            bench.bench_blog,
-            bench.bench_high_latency,
-            bench.bench_memory,
-            bench.bench_listing,
-            bench.bench_parse,
-            bench.bench_int8,
-        ):
+        chosen = {f"bench_{name}" for name in args.only} if args.only else set(BENCHMARKS)
+        if chosen & NEED_THROUGHPUT:
+            chosen.add("bench_throughput")  # they compare with its figures
+        for benchmark in [getattr(bench, name) for name in BENCHMARKS if name in chosen]:
             try:
                 benchmark()
             except Exception as exc:  # report it in the table and go on with the others
