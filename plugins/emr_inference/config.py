@@ -323,6 +323,12 @@ class RequestDefaults(_Strict):
     batch_size: int = Field(default=64, ge=1, le=4096, description="Images per forward pass")
     top_k: int = Field(default=5, ge=1, le=1000, description="Predictions kept per image")
     partitions: int = Field(default=0, ge=0, le=100000, description="0 = derive from cluster")
+    max_partition_keys: int = Field(
+        default=5000,
+        ge=100,
+        le=1000000,
+        description="Keys per partition at most (more partitions if needed): minutes each",
+    )
     max_error_rate: float = Field(
         default=0.1, ge=0, le=1, description="Error-row fraction above which the job fails"
     )

@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Spark partitions; 0 = defaultParallelism x 2, at most one per 100 keys",
     )
     run.add_argument(
+        "--max-partition-keys",
+        type=int,
+        default=5000,
+        help="at most this many keys per partition (more partitions if needed): minutes each",
+    )
+    run.add_argument(
         "--max-error-rate",
         type=float,
         default=0.1,
@@ -211,6 +217,7 @@ def parse_config(argv: Sequence[str] | None = None) -> JobConfig:
             batch_size=args.batch_size,
             top_k=args.top_k,
             partitions=args.partitions,
+            max_partition_keys=args.max_partition_keys,
             max_error_rate=args.max_error_rate,
             prefetch_threads=args.prefetch_threads,
             prefetch_depth=args.prefetch_depth,

@@ -102,6 +102,8 @@ class JobConfig:
     batch_size: int = 64
     top_k: int = 5
     partitions: int = 0
+    #: a partition holds at most this many keys, whatever ``partitions`` says
+    max_partition_keys: int = 5000
     max_error_rate: float = 0.1
     prefetch_threads: int = 8
     prefetch_depth: int = 2
@@ -122,6 +124,7 @@ class JobConfig:
             "batch_size": self.batch_size >= 1,
             "top_k": self.top_k >= 1,
             "partitions": self.partitions >= 0,
+            "max_partition_keys": self.max_partition_keys >= 1,
             "max_error_rate": 0.0 <= self.max_error_rate <= 1.0,
             "prefetch_threads": self.prefetch_threads >= 1,
             "prefetch_depth": self.prefetch_depth >= 1,

@@ -24,6 +24,8 @@ from batch_inference.s3io import make_client, parse_s3_uri
 log = logging.getLogger(__name__)
 
 KEYS_PER_PARTITION_MIN = 100
+#: At ~25 images/s per task (ResNet-18 fp32 on one core, docs/BENCHMARKS.md) ~3 minutes.
+MAX_PARTITION_KEYS = 5000
 
 # How the driver names each systemic error found in a failed task's Python traceback.
 _SYSTEMIC_CAUSES = {
@@ -36,17 +38,24 @@ _SYSTEMIC_PATTERN = re.compile(
 )
 
 
-def resolve_partitions(requested: int, total: int, default_parallelism: int) -> int:
-    """``requested``, or ``defaultParallelism * 2`` capped at one partition per 100 keys (>= 1).
+def resolve_partitions(
+    requested: int, total: int, default_parallelism: int, max_keys: int = MAX_PARTITION_KEYS
+) -> int:
+    """The partition count: ``requested``, or ``defaultParallelism * 2`` capped at one partition
+    per 100 keys (>= 1); in both cases at least ``total / max_keys``.
 
-    Above ``defaultParallelism`` the count is rounded down to a multiple of it, so the last wave
-    of tasks keeps every core busy (3 partitions on 2 cores leave one core idle for a third of
-    the run).
+    The bound keeps every partition to minutes at any scale: its rows are held until its one
+    PutObject, a failed task redoes only it, and the step's progress moves one partition at a time.
+    Above ``defaultParallelism`` a derived count is a multiple of it, so the last wave of tasks
+    keeps every core busy (3 partitions on 2 cores leave one core idle for a third of the run).
     """
+    bounded = math.ceil(total / max_keys)
     if requested > 0:
-        return requested
+        return max(requested, bounded)
     count = min(default_parallelism * 2, math.ceil(total / KEYS_PER_PARTITION_MIN))
-    if count > default_parallelism:
+    if count < bounded:
+        count = math.ceil(bounded / default_parallelism) * default_parallelism
+    elif count > default_parallelism:
         count -= count % default_parallelism
     return max(1, count)
 
@@ -160,7 +169,7 @@ def run_job(config: JobConfig) -> dict:
     try:
         context = spark.sparkContext
         partitions = resolve_partitions(
-            config.partitions, manifest.total, context.defaultParallelism
+            config.partitions, manifest.total, context.defaultParallelism, config.max_partition_keys
         )
         log.info(
             "run %s: %d keys from %s in %d partitions, model %r (%s), batch size %d, output %s, "

@@ -55,6 +55,7 @@ def job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
         "--batch-size", str(request["batch_size"]),
         "--top-k", str(request["top_k"]),
         "--partitions", str(request["partitions"]),
+        "--max-partition-keys", str(request["max_partition_keys"]),
         "--max-error-rate", repr(float(request["max_error_rate"])),
         "--prefetch-threads", str(request["prefetch_threads"]),
         "--prefetch-depth", str(request["prefetch_depth"]),

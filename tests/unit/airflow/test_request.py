@@ -25,6 +25,7 @@ CONTRACT_KEYS = {
     "output_uri", "staging_uri", "artifacts_uri", "extensions", "sample_limit", "shard_size",
     "model", "batch_size", "top_k", "partitions", "max_error_rate", "prefetch_threads",
     "prefetch_depth", "omp_threads", "sse", "cluster", "local", "precision", "int8",
+    "max_partition_keys",
 }  # fmt: skip
 
 

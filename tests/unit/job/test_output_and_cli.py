@@ -148,13 +148,25 @@ def test_cli_errors_name_the_bad_argument(extra, message, capsys):
 
 def test_partitions_are_derived_from_the_cluster_and_the_key_count():
     assert resolve_partitions(5, 10, 8) == 5
-    assert resolve_partitions(0, 1_000_000, 8) == 16
+    assert resolve_partitions(0, 10_000, 8) == 16
     assert resolve_partitions(0, 250, 8) == 3
     assert resolve_partitions(0, 0, 8) == 1
     # Above the core count, a multiple of it: no last wave that leaves cores idle.
     assert resolve_partitions(0, 256, 2) == 2
     assert resolve_partitions(0, 1_100, 8) == 8
     assert resolve_partitions(0, 1_500, 8) == 8
+
+
+def test_partitions_stay_bounded_in_keys_at_any_scale():
+    # 10 million keys on 64 task slots: not 128 partitions of 78,000 keys, but 2,000 of 5,000
+    assert resolve_partitions(0, 10_000_000, 64) == 2_048  # a multiple of the slots above 2,000
+    assert resolve_partitions(0, 10_000_000, 64, max_keys=10_000) == 1_024
+    assert resolve_partitions(0, 1_000_000, 8) == 200
+    assert resolve_partitions(10, 100_000, 8) == 20  # a requested count is raised to the bound
+    assert resolve_partitions(10, 100_000, 8, max_keys=100_000) == 10
+    for total in (1, 4_999, 5_001, 123_457, 3_000_001):
+        count = resolve_partitions(0, total, 16)
+        assert -(-total // count) <= 5_000, total  # the largest partition of partition_range
 
 
 def test_systemic_errors_are_found_in_a_spark_failure():
