@@ -111,32 +111,116 @@ def encode_rows(rows: list[dict]) -> bytes:
     return "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows).encode("utf-8")
 
 
-def write_partition(
-    client,
-    output: S3Uri,
-    partition: int,
-    rows: list[dict],
-    metrics: dict,
-    encryption: Encryption,
-) -> None:
-    """Write the rows part, then the metrics part; one ``PutObject`` each (atomic, replaceable).
+#: Rows are uploaded in pieces of this size as they are produced (S3's minimum part is 5 MiB).
+PIECE_BYTES = 8 * 1024 * 1024
+ROWS_CONTENT_TYPE = "application/x-ndjson"
 
-    Both carry ``metrics["fingerprint"]`` as user metadata; the metrics part comes last, so a
-    metrics part always describes the rows part written before it (see :func:`completed_metrics`).
+
+class RowsPart:
+    """A partition's rows part, streamed to S3 as its rows are produced.
+
+    Up to ``piece_bytes`` of encoded rows are buffered; beyond that the part becomes a multipart
+    upload and each full piece is uploaded at once, so a partition holds at most one piece of rows
+    in memory, whatever its size. The object appears only when :meth:`close` completes the upload
+    (or puts a part that never grew past one piece with one ``PutObject``): readers, resume and a
+    retried task never see a partial part. :meth:`abort` discards an unfinished upload.
     """
-    extra = encryption.put_object_args()
-    metadata = {FINGERPRINT_METADATA: metrics["fingerprint"]}
 
-    def put(name: str, body: bytes, content_type: str) -> None:
-        target = output.join(name)
+    def __init__(
+        self,
+        client,
+        target: S3Uri,
+        encryption: Encryption,
+        fingerprint: str,
+        piece_bytes: int = PIECE_BYTES,
+    ) -> None:
+        self.client, self.target, self.piece_bytes = client, target, piece_bytes
+        self.extra = encryption.put_object_args()
+        self.metadata = {FINGERPRINT_METADATA: fingerprint}
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.pieces: list[dict] = []
+
+    def add(self, rows: list[dict]) -> None:
+        """Append rows; uploads a piece whenever a full one is buffered."""
+        self.buffer += encode_rows(rows)
+        while len(self.buffer) >= self.piece_bytes:
+            piece = bytes(self.buffer[: self.piece_bytes])
+            del self.buffer[: self.piece_bytes]
+            self._upload_piece(piece)
+
+    def close(self) -> None:
+        """Make the part visible: complete the multipart upload, or put the small part whole."""
         try:
-            put_bytes(client, target, body, content_type, extra, metadata)
+            if self.upload_id is None:
+                put_bytes(
+                    self.client, self.target, bytes(self.buffer), ROWS_CONTENT_TYPE, self.extra,
+                    self.metadata,
+                )  # fmt: skip
+                return
+            if self.buffer:
+                self._upload_piece(bytes(self.buffer))
+            self.client.complete_multipart_upload(
+                Bucket=self.target.bucket,
+                Key=self.target.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.pieces},
+            )
+        except OutputWriteError:
+            raise
         except Exception as exc:
-            raise OutputWriteError(f"cannot write {target}: {exc}") from None
+            raise OutputWriteError(f"cannot write {self.target}: {exc}") from None
 
-    put(part_name(partition), encode_rows(rows), "application/x-ndjson")
+    def abort(self) -> None:
+        """Discard an unfinished multipart upload (nothing was visible); never raises."""
+        if self.upload_id is None:
+            return
+        try:
+            self.client.abort_multipart_upload(
+                Bucket=self.target.bucket, Key=self.target.key, UploadId=self.upload_id
+            )
+        except Exception as exc:  # a bucket lifecycle rule cleans what is left (docs/CONTRACTS.md)
+            log.warning("cannot abort the upload of %s: %s", self.target, exc)
+
+    def _upload_piece(self, piece: bytes) -> None:
+        try:
+            if self.upload_id is None:
+                self.upload_id = self.client.create_multipart_upload(
+                    Bucket=self.target.bucket,
+                    Key=self.target.key,
+                    ContentType=ROWS_CONTENT_TYPE,
+                    Metadata=self.metadata,
+                    **self.extra,
+                )["UploadId"]
+            number = len(self.pieces) + 1
+            response = self.client.upload_part(
+                Bucket=self.target.bucket,
+                Key=self.target.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=piece,
+            )
+        except Exception as exc:
+            raise OutputWriteError(f"cannot write {self.target}: {exc}") from None
+        self.pieces.append({"PartNumber": number, "ETag": response["ETag"]})
+
+
+def write_metrics(
+    client, output: S3Uri, partition: int, metrics: dict, encryption: Encryption
+) -> None:
+    """Write the metrics part (one ``PutObject``), after the rows part it describes.
+
+    It carries ``metrics["fingerprint"]`` as user metadata, as the rows part does; coming last, a
+    metrics part always describes a complete rows part (see :func:`completed_metrics`).
+    """
     faults.inject(faults.AFTER_ROWS_PART, partition)
-    put(metrics_name(partition), json.dumps(metrics).encode("utf-8"), "application/json")
+    target = output.join(metrics_name(partition))
+    metadata = {FINGERPRINT_METADATA: metrics["fingerprint"]}
+    body = json.dumps(metrics).encode("utf-8")
+    try:
+        put_bytes(client, target, body, "application/json", encryption.put_object_args(), metadata)
+    except Exception as exc:
+        raise OutputWriteError(f"cannot write {target}: {exc}") from None
 
 
 def completed_metrics(

@@ -29,10 +29,12 @@ from batch_inference.manifest import Manifest, iter_keys, partition_range
 from batch_inference.model import LoadedModel, load_model, set_omp_threads
 from batch_inference.output import (
     PartitionMetrics,
+    RowsPart,
     completed_metrics,
     error_row,
+    part_name,
     prediction_row,
-    write_partition,
+    write_metrics,
 )
 from batch_inference.s3io import get_bytes, is_missing_key, make_client, parse_s3_uri
 
@@ -117,6 +119,48 @@ def memory_peaks(status_path: str = "/proc/self/status") -> tuple[int | None, in
     return mib("VmHWM"), mib("VmPeak")
 
 
+def classify_range(
+    client,
+    manifest: Manifest,
+    positions: tuple[int, int],
+    config: JobConfig,
+    metrics: PartitionMetrics,
+    part: RowsPart,
+    index: int,
+) -> None:
+    """Classify the keys at manifest ``positions`` batch by batch into ``part``, counting them in
+    ``metrics``; the next batches download and decode while the model runs (bounded)."""
+    batches = chunked(iter_keys(client, manifest, *positions), config.batch_size)
+    with ThreadPoolExecutor(
+        config.prefetch_threads, thread_name_prefix=f"prefetch-{index}"
+    ) as pool:
+        pending: deque[list[Future]] = deque()
+
+        def top_up() -> None:
+            while len(pending) < config.prefetch_depth:
+                batch = next(batches, None)
+                if batch is None:
+                    return
+                pending.append(
+                    [pool.submit(prepare, client, key, config.preprocess) for key in batch]
+                )
+
+        top_up()  # the first batches download while the model loads (a worker's first task)
+        model = load_model(client, config.model, config.batch_size, config.preprocess.image_size)
+        while pending:
+            futures = pending.popleft()
+            top_up()  # the next batches download and decode while this one is classified
+            current = [future.result() for future in futures]
+            batch_rows, seconds = classify_batch(current, model, config)
+            metrics.inference_seconds += seconds
+            for item in current:
+                metrics.download_seconds += item.download_seconds
+                metrics.decode_seconds += item.decode_seconds
+            for row in batch_rows:
+                metrics.count_row(row)
+            part.add(batch_rows)  # streamed: the partition holds at most one piece of rows
+
+
 def process_partition(
     index: int,
     partitions: int,
@@ -155,45 +199,20 @@ def process_partition(
         precision=config.precision,
         int8_top1_agreement=config.int8_agreement,
     )
-    rows: list[dict] = []
-    if end > start:
-        batches = chunked(iter_keys(client, manifest, start, end), config.batch_size)
-        with ThreadPoolExecutor(
-            config.prefetch_threads, thread_name_prefix=f"prefetch-{index}"
-        ) as pool:
-            pending: deque[list[Future]] = deque()
-
-            def top_up() -> None:
-                while len(pending) < config.prefetch_depth:
-                    batch = next(batches, None)
-                    if batch is None:
-                        return
-                    pending.append(
-                        [pool.submit(prepare, client, key, config.preprocess) for key in batch]
-                    )
-
-            top_up()  # the first batches download while the model loads (a worker's first task)
-            model = load_model(
-                client, config.model, config.batch_size, config.preprocess.image_size
-            )
-            while pending:
-                futures = pending.popleft()
-                top_up()  # the next batches download and decode while this one is classified
-                current = [future.result() for future in futures]
-                batch_rows, seconds = classify_batch(current, model, config)
-                metrics.inference_seconds += seconds
-                for item in current:
-                    metrics.download_seconds += item.download_seconds
-                    metrics.decode_seconds += item.decode_seconds
-                for row in batch_rows:
-                    metrics.count_row(row)
-                rows.extend(batch_rows)
-    if metrics.rows != end - start:
-        raise RuntimeError(f"partition {index}: {metrics.rows} rows for {end - start} keys")
+    part = RowsPart(client, output.join(part_name(index)), config.encryption, fingerprint)
+    try:
+        if end > start:
+            classify_range(client, manifest, (start, end), config, metrics, part, index)
+        if metrics.rows != end - start:
+            raise RuntimeError(f"partition {index}: {metrics.rows} rows for {end - start} keys")
+        part.close()
+    except BaseException:
+        part.abort()
+        raise
     metrics.wall_seconds = _since(started)
     metrics.worker_peak_rss_mb, metrics.worker_peak_address_space_mb = memory_peaks()
     result = metrics.as_dict()
-    write_partition(client, output, index, rows, result, config.encryption)
+    write_metrics(client, output, index, result, config.encryption)
     log.info(
         "partition %d: keys [%d, %d): %d predicted, %d errors %s in %.1fs",
         index,

@@ -36,6 +36,7 @@ RECORDED_TESTS = [
     "tests/unit/job/test_partition.py",
     "tests/unit/job/test_manifest.py",
     "tests/unit/job/test_quantize.py",
+    "tests/unit/job/test_output_and_cli.py",
 ]
 #: S3 operations -> the IAM action that authorises them (s3 has its own action names).
 S3_ACTIONS = {
@@ -51,6 +52,8 @@ S3_ACTIONS = {
     "CopyObject": ["GetObject", "PutObject"],
     "DeleteObject": ["DeleteObject"],
     "DeleteObjects": ["DeleteObject"],
+    "AbortMultipartUpload": ["AbortMultipartUpload"],
+    "ListMultipartUploads": ["ListBucketMultipartUploads"],
 }
 #: RunJobFlow parameters that need permissions of their own.
 RUN_JOB_FLOW_IMPLIES = {

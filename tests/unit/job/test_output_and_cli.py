@@ -10,14 +10,15 @@ from batch_inference.config import Encryption
 from batch_inference.errors import JobFailed
 from batch_inference.job import resolve_partitions, summarise, systemic_cause
 from batch_inference.output import (
+    RowsPart,
     encode_rows,
     error_row,
     metrics_name,
     part_name,
     prediction_row,
     remove_stale_parts,
+    write_metrics,
 )
-from batch_inference.output import write_partition as write_partition_parts
 from batch_inference.s3io import make_client, parse_s3_uri
 
 REQUIRED = [
@@ -59,13 +60,52 @@ def test_rows_are_contract_json_lines_readable_by_a_plain_reader():
 def test_parts_are_written_with_the_requested_encryption_and_fingerprint(bucket, s3_env):
     output = parse_s3_uri(f"s3://{bucket}/out")
     metrics = {"partition": 3, "fingerprint": "f" * 64}
-    write_partition_parts(make_client(), output, 3, [], metrics, Encryption("AES256"))
+    part = RowsPart(make_client(), output.join(part_name(3)), Encryption("AES256"), "f" * 64)
+    part.close()
+    write_metrics(make_client(), output, 3, metrics, Encryption("AES256"))
     client = s3_env.client()
     for key in ("out/part-00003.jsonl", "out/_metrics/part-00003.json"):
         head = client.head_object(Bucket=bucket, Key=key)
         assert head["ServerSideEncryption"] == "AES256"
         assert head["Metadata"] == {"fingerprint": "f" * 64}
     assert client.get_object(Bucket=bucket, Key="out/part-00003.jsonl")["Body"].read() == b""
+
+
+def big_rows(count: int, start: int = 0) -> list[dict]:
+    """Rows of ~8 KB each (a top-k of many classes): a thousand fill a piece."""
+    top = [{"label": f"class-{i:04d}", "index": i, "probability": 0.001} for i in range(150)]
+    return [prediction_row(f"s3://b/{start + i}.jpg", top, "m", "r") for i in range(count)]
+
+
+def test_a_large_rows_part_streams_in_pieces_and_appears_whole(bucket, s3_env):
+    """More rows than one piece: a multipart upload, invisible until close(), exactly the rows."""
+    client = make_client()
+    target = parse_s3_uri(f"s3://{bucket}/out/part-00000.jsonl")
+    part = RowsPart(client, target, Encryption("AES256"), "f" * 64)
+    batches = [big_rows(300, start) for start in range(0, 1500, 300)]  # ~12 MiB in 5 batches
+    for batch in batches:
+        part.add(batch)
+        assert len(part.buffer) < part.piece_bytes  # never more than one piece held
+    assert len(part.pieces) >= 1 and part.upload_id  # pieces went out while rows came in
+    listing = client.list_objects_v2(Bucket=bucket, Prefix="out/")
+    assert "Contents" not in listing  # nothing visible before close()
+    part.close()
+    head = client.head_object(Bucket=target.bucket, Key=target.key)
+    assert head["Metadata"] == {"fingerprint": "f" * 64}
+    assert head["ServerSideEncryption"] == "AES256"
+    body = client.get_object(Bucket=target.bucket, Key=target.key)["Body"].read()
+    assert body == encode_rows([row for batch in batches for row in batch])
+
+
+def test_an_aborted_rows_part_leaves_nothing(bucket, s3_env):
+    client = make_client()
+    target = parse_s3_uri(f"s3://{bucket}/out/part-00001.jsonl")
+    part = RowsPart(client, target, Encryption(), "f" * 64)
+    part.add(big_rows(1500))
+    assert part.upload_id  # a piece was uploaded
+    part.abort()
+    assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix="out/")
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
 def test_parts_of_partitions_beyond_the_count_are_removed(bucket, s3_env):
