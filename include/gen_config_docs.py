@@ -113,6 +113,8 @@ def schema_type(schema: dict[str, Any], defs: dict[str, Any]) -> str:
 def constraints(schema: dict[str, Any]) -> list[str]:
     """The JSON-schema constraints of a node, its array items and its ``anyOf`` options."""
     found = [text.format(schema[key]) for key, text in _CONSTRAINTS.items() if key in schema]
+    if "pattern" in schema.get("not", {}):
+        found.append(f"does not match `{schema['not']['pattern']}`")
     if "items" in schema:
         found += [f"each {item}" for item in constraints(schema["items"])]
     for option in schema.get("anyOf", []):
