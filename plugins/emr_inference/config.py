@@ -316,7 +316,13 @@ class PipelineConfig(RequestDefaults):
         default=False, description="Schedule the missed runs since start_date when unpaused"
     )
     max_active_runs: int = Field(
-        default=1, ge=1, le=64, description="DAG runs (so clusters) at the same time"
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "DAG runs at the same time, and clusters at the same time whoever made the runs "
+            "(backfills too: wait_for_cluster_slot)"
+        ),
     )
     tags: list[str] = Field(
         default_factory=list, description="DAG tags; the backend and 'inference' are added"

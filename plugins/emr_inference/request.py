@@ -61,14 +61,18 @@ def closest(name: str, choices: Iterable[str]) -> str:
 
 
 def check_fields(params: Mapping[str, Any]) -> None:
-    """Refuse a Param that is not a request field, naming it and the closest field."""
+    """Refuse a Param that is not a request field: a DAG setting (not overridable per run), or
+    an unknown key, named with the closest field."""
     known = set(RequestDefaults.model_fields)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        lines = [
-            f"params: {name}: not a request field; did you mean {closest(name, known)!r}?"
-            for name in unknown
-        ]
+    lines = []
+    for name in sorted(set(params) - known):
+        if name in PipelineConfig.model_fields:
+            lines.append(f"params: {name}: a DAG setting: set it in the pipeline file, not per run")
+        else:
+            lines.append(
+                f"params: {name}: not a request field; did you mean {closest(name, known)!r}?"
+            )
+    if lines:
         raise ConfigError("\n".join(lines))
 
 

@@ -113,6 +113,10 @@ def test_an_invalid_nested_override_names_the_dotted_field():
         ({"batchsize": 8}, "params: batchsize: not a request field; did you mean 'batch_size'?"),
         ({"topk": 1}, "params: topk: not a request field; did you mean 'top_k'?"),
         (
+            {"retries": 3},
+            "params: retries: a DAG setting: set it in the pipeline file, not per run",
+        ),
+        (
             {"cluster": {"core": {"markt": "SPOT"}}},
             "params: cluster.core.markt: Extra inputs are not permitted; did you mean 'market'?",
         ),
