@@ -27,6 +27,11 @@ from airflow.sdk import BaseSensorOperator, Context
 FINISHED_TASK_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 #: Run states in which a run can still hold a cluster.
 ACTIVE_RUN_STATES = frozenset({"queued", "running"})
+#: The shortest wait between two pokes. Airflow 3.3 may queue a rescheduled try again before the
+#: worker process of its last poke has exited (seconds on a loaded machine); the LocalExecutor
+#: then fails the new try. A slot is held for a whole cluster's life, so waiting longer costs
+#: little.
+MIN_POKE_INTERVAL_SECONDS = 30
 
 
 def runs_holding_slots(
@@ -51,16 +56,26 @@ class WaitForClusterSlotSensor(BaseSensorOperator):
     :param max_clusters: the most runs of this DAG that may hold a cluster at once (the
         pipeline's ``max_active_runs``).
     :param release_task_id: the task whose end releases a run's slot (the teardown).
+    :param poke_interval: seconds between pokes, at least ``MIN_POKE_INTERVAL_SECONDS``.
     """
 
     ui_color = "#fdf1d6"
 
     def __init__(
-        self, *, max_clusters: int, release_task_id: str = "terminate_cluster", **kwargs: Any
+        self,
+        *,
+        max_clusters: int,
+        release_task_id: str = "terminate_cluster",
+        poke_interval: float = 60,
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("mode", "reschedule")
         kwargs.setdefault("timeout", dt.timedelta(days=7).total_seconds())
-        super().__init__(max_active_tis_per_dag=1, **kwargs)
+        super().__init__(
+            max_active_tis_per_dag=1,
+            poke_interval=max(poke_interval, MIN_POKE_INTERVAL_SECONDS),
+            **kwargs,
+        )
         self.max_clusters = max_clusters
         self.release_task_id = release_task_id
 

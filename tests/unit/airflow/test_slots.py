@@ -79,3 +79,8 @@ def test_the_sensor_waits_without_holding_a_worker_and_one_at_a_time():
     assert sensor.mode == "reschedule"
     assert sensor.max_active_tis_per_dag == 1
     assert sensor.timeout == 7 * 24 * 3600
+    assert sensor.poke_interval == 60
+    # a rescheduled try queued before the last poke's process exits fails: never poke that fast
+    assert (
+        WaitForClusterSlotSensor(task_id=SLOT, max_clusters=1, poke_interval=2).poke_interval == 30
+    )
