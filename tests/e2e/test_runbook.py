@@ -100,18 +100,6 @@ def last_json(output: str) -> dict:
     raise AssertionError(f"no JSON answer in:\n{output}")
 
 
-def wait_for_runs(stack: AirflowStack, run_type: str, count: int) -> list[dict]:
-    """The ``count`` runs of ``run_type``, once they all ended."""
-    deadline = time.monotonic() + 2 * RUN_TIMEOUT
-    while True:
-        query = {"run_type": run_type, "order_by": "logical_date", "limit": 100}
-        runs = stack.api("GET", f"/dags/{DAG_ID}/dagRuns", params=query)["dag_runs"]
-        if len(runs) >= count and all(run["state"] in ("success", "failed") for run in runs):
-            return runs
-        assert time.monotonic() < deadline, [(r["dag_run_id"], r["state"]) for r in runs]
-        time.sleep(2)
-
-
 def task_instances(stack: AirflowStack, run_id: str) -> dict[str, dict]:
     """``{task_id: task instance}`` of a run."""
     found = stack.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
@@ -203,7 +191,7 @@ def test_readme_backfill_never_runs_more_clusters_than_the_pipeline_allows(
     backfill = last_json(run_blocks(doc_env, "backfill"))
     assert backfill["max_active_runs"] == 10  # the REST default: both runs start at once
 
-    runs = wait_for_runs(stack, "backfill", len(BACKFILL_PARTITIONS))
+    runs = stack.wait_for_backfill(backfill, timeout=2 * RUN_TIMEOUT)
 
     assert [(run["logical_date"][:10], run["state"]) for run in runs] == [
         (tick, "success") for tick in BACKFILL_PARTITIONS
@@ -225,14 +213,14 @@ def test_readme_backfill_never_runs_more_clusters_than_the_pipeline_allows(
 def test_operations_backfill_cli_runs_each_tick_and_skips_empty_partitions(
     stack: AirflowStack, doc_env: dict
 ):
-    before = {r["dag_run_id"] for r in wait_for_runs(stack, "backfill", 0)}
     run_blocks(doc_env, "backfill-cli")
 
-    runs = [
-        run
-        for run in wait_for_runs(stack, "backfill", len(before) + len(EMPTY_BACKFILL_PARTITIONS))
-        if run["dag_run_id"] not in before
+    (backfill,) = [
+        backfill
+        for backfill in stack.api("GET", "/backfills", params={"dag_id": DAG_ID})["backfills"]
+        if backfill["from_date"].startswith("2026-11-01")
     ]
+    runs = stack.wait_for_backfill(backfill, timeout=2 * RUN_TIMEOUT)
 
     assert [(run["logical_date"][:10], run["state"]) for run in runs] == [
         (tick, "success") for tick in EMPTY_BACKFILL_PARTITIONS
