@@ -69,8 +69,10 @@ A pipeline is one YAML file in `include/pipelines/` (one DAG each; the file stem
 * **DAG settings** (below), fixed when the DAG file is parsed;
 * **request fields**, the defaults of the DAG's Params: every run may override them at trigger
   time (`conf` of `POST /api/v2/dags/{dag_id}/dagRuns`, the trigger form, `airflow dags trigger
-  --conf`). Nested objects (`model`, `sse`, `cluster`, `local`) merge key by key, so
-  `{"model": {"image_size": 64}}` changes one field and keeps the rest.
+  --conf`). Objects (`model`, `sse`, `cluster`, `local`, ...) merge key by key at every depth,
+  so `{"model": {"image_size": 64}}` or `{"cluster": {"core": {"market": "SPOT"}}}` changes one
+  field and keeps the rest; lists and other values replace the pipeline's. DAG settings are not
+  Params: a run cannot override them.
 
 The YAML file and the Params are checked by the same rules (the Params' JSON schema is derived from
 these models): unknown fields are errors, and every error names the file or `params` and the dotted
@@ -115,6 +117,8 @@ def schema_type(schema: dict[str, Any], defs: dict[str, Any]) -> str:
 def constraints(schema: dict[str, Any]) -> list[str]:
     """The JSON-schema constraints of a node, its array items and its ``anyOf`` options."""
     found = [text.format(schema[key]) for key, text in _CONSTRAINTS.items() if key in schema]
+    if "pattern" in schema.get("not", {}):
+        found.append(f"does not match `{schema['not']['pattern']}`")
     if "items" in schema:
         found += [f"each {item}" for item in constraints(schema["items"])]
     for option in schema.get("anyOf", []):
@@ -192,8 +196,10 @@ def params_section() -> str:
         "Every request field above is a Param of every pipeline DAG, with the pipeline's value as "
         "its default. Airflow validates a run's `conf` against these schemas before the run is "
         "created (the REST API answers 400 naming the field); nested objects list their fields as "
-        "optional properties, so a run may override part of one. `validate_request` then merges "
-        "the run's values over the pipeline's and checks them with the models above.\n\n"
+        "optional properties, so a run may override part of one. Airflow 3.3 does not check "
+        "`conf` keys that are not Params: `validate_request` refuses them first, naming the "
+        "closest field, then merges the run's values over the pipeline's and checks them with "
+        "the models above.\n\n"
         + "\n".join(rows)
         + "\n\n<details><summary>The Params' JSON schemas</summary>\n\n```json\n"
         + full

@@ -36,7 +36,9 @@ PHOTOS = ("china.jpg", "flower.jpg")  # scikit-learn's sample images
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=400, help="digit images (default 400)")
+    parser.add_argument(
+        "--images", type=int, default=400, help="digits and bad inputs together (default 400)"
+    )
     parser.add_argument(
         "--bad-fraction", type=float, default=0.03, help="share of corrupt inputs (default 0.03)"
     )
@@ -181,7 +183,7 @@ def report(
         f"  published to         {output_uri}  (part-*.jsonl, _run_summary.json, _SUCCESS)",
         f"  local copy           {local_copy.relative_to(REPO_ROOT)}/",
         f"  run summary          {local_copy.relative_to(REPO_ROOT)}/_run_summary.json",
-        f"  Airflow logs         {DEMO_DIR.relative_to(REPO_ROOT)}/airflow/logs/",
+        f"  Airflow log          {DEMO_DIR.relative_to(REPO_ROOT)}/dags-test.log",
         "The local S3 server kept its data in memory and is stopped now: the local copy stays.",
         "`make airflow` runs the same pipeline in the Airflow UI.",
     ]

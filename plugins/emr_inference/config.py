@@ -15,19 +15,64 @@ Errors name the file and the dotted path of the bad field (``model.image_size``)
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 #: An s3:// URI: a bucket name and an optional key (Jinja templates allowed; the rendered URI is
 #: checked strictly by emr_inference.s3 when a run resolves its request).
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
-#: A calendar date as the Params and the templates use it.
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+#: What an s3:// URI matching S3_URI_PATTERN must not contain: a bucket with "..", ".-" or "-.",
+#: or a key with an empty, "." or ".." path segment. A JSON schema ``not`` in the Params (no
+#: look-around: the models' regex engine has none), so the REST API refuses them with a 400.
+S3_URI_FORBIDDEN = r"^s3://[^/]*(\.\.|\.-|-\.)|^s3://[^/]+/(.*/)?(\.{1,2}(/|$)|/)"
+#: A calendar date as the Params and the templates use it (month 01-12, day 01-31; the JSON
+#: schema's ``format: date`` and the model also refuse days a month lacks, such as 2026-02-30).
+DATE_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
-S3Uri = Annotated[str, Field(pattern=S3_URI_PATTERN, max_length=1024)]
+
+def _check_s3_uri(uri: str) -> str:
+    """Refuse what S3_URI_FORBIDDEN describes (the Params refuse it through their schema)."""
+    if re.search(S3_URI_FORBIDDEN, uri):
+        raise ValueError(
+            "an s3:// URI needs a valid bucket name and no empty, '.' or '..' path segment"
+        )
+    return uri
+
+
+def _check_date(value: str) -> str:
+    """Refuse a well-formed but impossible date (2026-02-30)."""
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a calendar date") from None
+    return value
+
+
+S3Uri = Annotated[
+    str,
+    Field(
+        pattern=S3_URI_PATTERN,
+        max_length=1024,
+        json_schema_extra={"not": {"type": "string", "pattern": S3_URI_FORBIDDEN}},
+    ),
+    AfterValidator(_check_s3_uri),
+]
+IsoDate = Annotated[
+    str,
+    Field(pattern=DATE_PATTERN, json_schema_extra={"format": "date"}),
+    AfterValidator(_check_date),
+]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
 Triple = Annotated[list[float], Field(min_length=3, max_length=3)]
 InstanceType = Annotated[str, Field(pattern=r"^[a-z0-9-]+\.[a-z0-9]+$")]
@@ -292,9 +337,8 @@ class LocalConfig(_Strict):
 class RequestDefaults(_Strict):
     """Every field a run may override through Params (same names as the resolved request)."""
 
-    partition_date: str | None = Field(
+    partition_date: IsoDate | None = Field(
         default=None,
-        pattern=DATE_PATTERN,
         description="YYYY-MM-DD; scheduled runs default to the day before the interval end",
     )
     input_uri: S3Uri | None = Field(
@@ -376,7 +420,13 @@ class PipelineConfig(RequestDefaults):
         default=False, description="Schedule the missed runs since start_date when unpaused"
     )
     max_active_runs: int = Field(
-        default=1, ge=1, le=64, description="DAG runs (so clusters) at the same time"
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "DAG runs at the same time, and clusters at the same time whoever made the runs "
+            "(backfills too: wait_for_cluster_slot)"
+        ),
     )
     tags: list[str] = Field(
         default_factory=list, description="DAG tags; the backend and 'inference' are added"

@@ -3,8 +3,9 @@
 Every pipeline has the same task graph; the backend (``emr`` or ``local``) picks the operator
 classes of the four cluster tasks::
 
-    validate_request -> stage_job_artifacts -> stage_manifest -> create_cluster (setup)
-      -> submit_inference_step -> wait_for_inference_step -> publish_results
+    validate_request -> stage_job_artifacts -> stage_manifest -> wait_for_cluster_slot
+      -> create_cluster (setup) -> submit_inference_step -> wait_for_inference_step
+      -> publish_results
       -> terminate_cluster (teardown of create_cluster: runs whatever happened before it, with
          its own retries)
 
@@ -75,6 +76,7 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
     from emr_inference.operators.artifacts import StageJobArtifactsOperator
     from emr_inference.operators.manifest import StageManifestOperator
     from emr_inference.operators.publish import PublishResultsOperator
+    from emr_inference.operators.slots import WaitForClusterSlotSensor
     from emr_inference.operators.validate import ValidateRequestOperator
 
     backend = backend_for(config)
@@ -101,6 +103,12 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         request = validate.output
         artifacts = StageJobArtifactsOperator(task_id="stage_job_artifacts", request=request, **aws)
         manifest = StageManifestOperator(task_id="stage_manifest", request=request, **aws)
+        # no more clusters at once than max_active_runs, backfills included (operators/slots.py)
+        slot = WaitForClusterSlotSensor(
+            task_id="wait_for_cluster_slot",
+            max_clusters=config.max_active_runs,
+            poke_interval=config.poke_interval_seconds,
+        )
         create = backend.create(
             task_id="create_cluster", request=request, artifacts=artifacts.output, **aws
         )
@@ -133,7 +141,7 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
             **TEARDOWN_RETRY_POLICY,
             **aws,
         )
-        chain(validate, artifacts, manifest, create, submit, wait, publish, terminate)
+        chain(validate, artifacts, manifest, slot, create, submit, wait, publish, terminate)
         terminate.as_teardown(setups=create)
         # as_teardown sets ALL_DONE_SETUP_SUCCESS, which skips the teardown when create_cluster
         # failed; a failed create may still have made a cluster (found by its run tags)

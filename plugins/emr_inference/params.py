@@ -1,12 +1,16 @@
 """Airflow Params generated from a pipeline config.
 
 The JSON schema of every Param is derived from the pydantic models in
-:mod:`emr_inference.config` (types, enums, minimum/maximum, patterns for s3 URIs and dates), so the
-trigger form, the REST API (400 naming the field) and the YAML check enforce the same rules.
+:mod:`emr_inference.config` (types, enums, minimum/maximum, patterns; dates also ``format: date``,
+which Airflow's validator checks; s3 URIs also a ``not`` pattern refusing bad buckets and
+``..``/``.``/empty key segments), so the trigger form, the REST API (400 naming the Param) and
+the YAML check enforce the same rules.
 
 Nested objects (``model``, ``sse``, ``cluster``, ``local``) are Params of type ``object`` whose
-properties are all optional: a run may override part of one (``{"model": {"top_k": 3}}`` style)
-and :func:`emr_inference.request.resolve_request` merges it over the pipeline's values.
+properties are all optional and closed (``additionalProperties: false``): a run may override part
+of one, at any depth (``{"cluster": {"core": {"market": "SPOT"}}}``), and
+:func:`emr_inference.request.resolve_request` merges it over the pipeline's values. Airflow 3.3
+checks no ``conf`` key that is not a Param; ``resolve_request`` refuses those.
 """
 
 from __future__ import annotations

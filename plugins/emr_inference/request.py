@@ -2,25 +2,32 @@
 
 The resolved request (see docs/CONTRACTS.md) is the one dict every later task reads. Resolution:
 
-1. Params are merged over the pipeline's values; nested objects (``model``, ``sse``, ``cluster``,
-   ``local``) merge key by key, so a run may override part of one.
-2. The merged values are validated with the same pydantic models as the YAML file.
-3. ``partition_date`` defaults to the day before the data interval end (a nightly run processes
+1. A Param that is not a request field (a typo: ``{"batchsize": 8}``) is refused, naming the
+   closest field. Airflow 3.3 does not check unknown ``conf`` keys at trigger time (it adds them
+   as Params without a schema), so this is the first thing ``validate_request`` does.
+2. Params are merged over the pipeline's values; objects (``model``, ``sse``, ``cluster``,
+   ``local``) merge key by key at every depth, so ``{"cluster": {"core": {"market": "SPOT"}}}``
+   changes one field; lists and other values replace.
+3. The merged values are validated with the same pydantic models as the YAML file; errors name the
+   dotted field (``cluster.core.market``), and an unknown nested key names the closest valid one.
+4. ``partition_date`` defaults to the day before the data interval end (a nightly run processes
    the previous day), else it must be given.
-4. URI templates (``{{ partition_date }}``, ``{{ partition_date_nodash }}``, ``{{ pipeline }}``,
+5. URI templates (``{{ partition_date }}``, ``{{ partition_date_nodash }}``, ``{{ pipeline }}``,
    ``{{ dag_id }}``) are rendered, then every URI is strictly validated.
-5. ``staging_uri`` becomes ``<staging root><pipeline>/<run key>/`` and ``artifacts_uri``
+6. ``staging_uri`` becomes ``<staging root><pipeline>/<run key>/`` and ``artifacts_uri``
    ``<artifacts root><pipeline>/``; both roots default to the output bucket.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
-from collections.abc import Mapping
+import typing
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from emr_inference.config import (
     ConfigError,
@@ -30,7 +37,6 @@ from emr_inference.config import (
     format_errors,
 )
 
-_NESTED = ("model", "sse", "cluster", "local", "int8")
 _PREFIX_FIELDS = ("input_uri", "output_uri", "staging_uri", "artifacts_uri")
 _TEMPLATED_FIELDS = (*_PREFIX_FIELDS, "manifest_uri")
 
@@ -42,16 +48,63 @@ def run_key(run_id: str) -> str:
 
 
 def merge_params(defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """Params over pipeline defaults; nested objects merge one level deep."""
+    """``params`` over ``defaults``: objects merge key by key at every depth, anything else
+    (values, lists, an object over a non-object) replaces."""
     merged = dict(defaults)
     for name, value in params.items():
-        if name not in defaults:
-            continue  # Airflow may add params of its own; only request fields are ours
-        if name in _NESTED and isinstance(value, Mapping):
-            merged[name] = {**defaults[name], **value}
+        default = defaults.get(name)
+        if isinstance(value, Mapping) and isinstance(default, Mapping):
+            merged[name] = merge_params(default, value)
         else:
             merged[name] = value
     return merged
+
+
+def closest(name: str, choices: Iterable[str]) -> str:
+    """The choice most similar to ``name`` (difflib's ratio), for "did you mean" hints."""
+    options = sorted(choices)
+    return (difflib.get_close_matches(name, options, n=1, cutoff=0.0) or options)[0]
+
+
+def check_fields(params: Mapping[str, Any]) -> None:
+    """Refuse a Param that is not a request field: a DAG setting (not overridable per run), or
+    an unknown key, named with the closest field."""
+    known = set(RequestDefaults.model_fields)
+    lines = []
+    for name in sorted(set(params) - known):
+        if name in PipelineConfig.model_fields:
+            lines.append(f"params: {name}: a DAG setting: set it in the pipeline file, not per run")
+        else:
+            lines.append(
+                f"params: {name}: not a request field; did you mean {closest(name, known)!r}?"
+            )
+    if lines:
+        raise ConfigError("\n".join(lines))
+
+
+def _model_fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the config model at ``loc`` below RequestDefaults ([] if none)."""
+    model: Any = RequestDefaults
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not models:
+            return []
+        model = models[0]
+    return list(model.model_fields)
+
+
+def _validation_errors(error: ValidationError) -> str:
+    """One line per error, ``params: <dotted.field>: <message>``, with a "did you mean" hint
+    for an unknown nested key."""
+    lines = format_errors(error, "params").splitlines()
+    for index, item in enumerate(error.errors()):
+        if item["type"] == "extra_forbidden" and (fields := _model_fields_at(item["loc"][:-1])):
+            lines[index] += f"; did you mean {closest(str(item['loc'][-1]), fields)!r}?"
+    return "\n".join(lines)
 
 
 def default_partition_date(data_interval_end: dt.datetime | None) -> str | None:
@@ -85,21 +138,19 @@ def resolve_request(
     """Build the resolved request dict of docs/CONTRACTS.md; raises ConfigError naming a field."""
     from emr_inference.s3 import S3Uri, S3UriError
 
+    check_fields(params)
     merged = merge_params(config.request_defaults(), params)
     try:
         values = RequestDefaults.model_validate(merged).model_dump(mode="json")
     except ValidationError as error:
-        raise ConfigError(format_errors(error, "params")) from None
+        raise ConfigError(_validation_errors(error)) from None
     if config.backend == "emr":
         check_cluster_fits(values, "params")
 
     partition_date = values["partition_date"] or default_partition_date(data_interval_end)
     if partition_date is None:
         raise ConfigError("params: partition_date: required for a run without a data interval")
-    try:
-        day = dt.date.fromisoformat(partition_date)
-    except ValueError:
-        raise ConfigError(f"params: partition_date: {partition_date!r} is not a date") from None
+    day = dt.date.fromisoformat(partition_date)  # the model checked a given date
 
     variables = {
         "partition_date": day.isoformat(),

@@ -1,5 +1,6 @@
 """The docs cannot drift: CONFIGURATION.md is what the generator produces, the README's commands
-exist, and every config field is described."""
+exist, every config field is described, and every command block an operator runs is run by
+tests/e2e/test_runbook.py (or says why it cannot be)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from emr_inference.config import PipelineConfig
 from pydantic import BaseModel
 
 from include import gen_config_docs
+from tests.support import runbook
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
@@ -86,3 +88,27 @@ def test_readme_links_the_reference_docs():
     for target in re.findall(r"\]\(((?:docs|include|plugins|spark_jobs|bench)/[^)#]+)", text):
         assert (REPO_ROOT / target).exists(), f"README links a missing file: {target}"
     assert "docs/CONFIGURATION.md" in text
+
+
+def test_every_runbook_block_is_marked_once_and_run_by_the_runbook_test():
+    marked = [block.name for block in runbook.blocks() if block.name]
+    assert sorted(marked) == sorted(runbook.RUNBOOK_BLOCKS)
+    e2e = (REPO_ROOT / "tests" / "e2e" / "test_runbook.py").read_text()
+    for name in runbook.RUNBOOK_BLOCKS:
+        assert f'"{name}"' in e2e, f"tests/e2e/test_runbook.py does not run the {name!r} block"
+
+
+def test_every_other_command_block_is_a_variables_block_or_says_why_it_is_not_run():
+    unaccounted = runbook.unaccounted_blocks()
+    assert unaccounted == [], [f"{block.doc}: {block.first_line}" for block in unaccounted]
+    for prefix in runbook.NOT_RUN:  # no stale entries
+        assert any(b.first_line.startswith(prefix) for b in runbook.blocks("bash")), prefix
+
+
+def test_the_runbook_blocks_use_only_the_variables_the_docs_export():
+    exported = runbook.exported_variables()
+    assert exported == {"AIRFLOW_URL", "AIRFLOW_HOME", "DAG_ID", "DATE"}
+    set_in_blocks = {"PASSWORD", "TOKEN", "RUN_ID", "EMR_INFERENCE_LOCAL_STATE"}
+    for name in runbook.RUNBOOK_BLOCKS:
+        used = set(re.findall(r"\$\{?([A-Z_]+)", runbook.runbook_block(name).code))
+        assert used <= exported | set_in_blocks, (name, used - exported - set_in_blocks)

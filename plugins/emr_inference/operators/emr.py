@@ -8,14 +8,16 @@ Each operator extends the Amazon provider's operator and adds what a pipeline ne
   running or completed step of the same name on the cluster is reused); ``on_kill`` cancels it.
 * :class:`EmrInferenceStepSensor`: logs images done / total, rate and ETA while the step runs;
   on failure raises with the step's FailureDetails (reason, message, log file); deferrable mode
-  hands the waiting to the provider's trigger and wakes up every ``progress_interval`` seconds
-  to log progress, and still honours the sensor's ``timeout``; ``on_kill`` cancels the step.
+  hands the waiting to :class:`EmrInferenceStepTrigger` and wakes up every ``progress_interval``
+  seconds to log progress, and still honours the sensor's ``timeout``; ``on_kill`` cancels the
+  step, and so does the trigger's ``on_kill`` when the task is killed while deferred.
 * :class:`EmrTerminateClusterOperator`: the teardown; finds the run's cluster by its tags when
   ``create_cluster`` pushed no id; a no-op when no cluster exists or it has already ended.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 from collections.abc import Iterator, Mapping
@@ -85,6 +87,23 @@ def find_step(client: Any, cluster_id: str, name: str) -> str | None:
         if step["Name"] == name:
             return step["Id"]
     return None
+
+
+class EmrInferenceStepTrigger(EmrStepSensorTrigger):
+    """The provider's step trigger, plus: cancel the step when a user kills the deferred task.
+
+    Airflow 3.3's triggerer calls ``on_kill`` only when a user acts on the deferred task (mark
+    failed, mark success, clear); not when the trigger fires, times out, or moves to another
+    triggerer on a restart. So a kill while deferred cancels the step, as the sensor's own
+    ``on_kill`` does when it is killed on a worker.
+    """
+
+    async def on_kill(self) -> None:
+        """Cancel the step (``CancelSteps ... TERMINATE_PROCESS``), off the event loop."""
+        job_flow_id = self.serialized_fields["job_flow_id"]
+        step_id = self.serialized_fields["step_id"]
+        self.log.info("Task killed while deferred: cancelling step %s on %s", step_id, job_flow_id)
+        await asyncio.to_thread(cancel_step, self.hook().conn, job_flow_id, step_id)
 
 
 class EmrCreateClusterOperator(EmrCreateJobFlowOperator):
@@ -237,7 +256,7 @@ class EmrInferenceStepSensor(EmrStepSensor):
     def _defer(self, deadline: str | None) -> None:
         attempts = max(1, math.ceil(self.progress_interval / self.poke_interval))
         self.defer(
-            trigger=EmrStepSensorTrigger(
+            trigger=EmrInferenceStepTrigger(
                 job_flow_id=self.job_flow_id,
                 step_id=self.step_id,
                 waiter_delay=int(self.poke_interval),

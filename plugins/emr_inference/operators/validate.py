@@ -15,7 +15,9 @@ from emr_inference.request import resolve_request
 class ValidateRequestOperator(BaseOperator):
     """Resolve Params + pipeline config + the run's dates into the resolved request (XCom).
 
-    An invalid request fails the task without retries, with a message naming the bad field.
+    An invalid request fails the task without retries, with a message naming the bad field; a
+    ``conf`` key that is not a request field (which Airflow 3.3 lets through at trigger time) is
+    refused before anything else, naming the closest field.
 
     :param config: the pipeline config as a JSON-compatible dict (``PipelineConfig.model_dump``).
     """

@@ -18,6 +18,7 @@ CHAIN = [
     "validate_request",
     "stage_job_artifacts",
     "stage_manifest",
+    "wait_for_cluster_slot",
     "create_cluster",
     "submit_inference_step",
     "wait_for_inference_step",
@@ -184,3 +185,12 @@ def test_trigger_conf_is_validated_by_the_serialized_dag(dags):
 def test_bad_trigger_conf_is_rejected_naming_the_field(dags, conf, field):
     with pytest.raises(ParamValidationError, match=f"Invalid input for param {field}"):
         _trigger_params(dags["demo"], conf)
+
+
+@pytest.mark.parametrize("dag_id", ["demo", "cifar10_resnet18"])
+def test_a_cluster_slot_is_taken_one_run_at_a_time_up_to_max_active_runs(dags, dag_id):
+    slot = dags[dag_id].get_task("wait_for_cluster_slot")
+    assert slot.max_clusters == dags[dag_id].max_active_runs
+    assert slot.max_active_tis_per_dag == 1  # across all runs, backfill runs included
+    assert slot.mode == "reschedule"
+    assert slot.release_task_id == "terminate_cluster"

@@ -6,6 +6,7 @@ terminal state, so the sensor's state transitions are replayed through botocore'
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -18,6 +19,7 @@ from botocore.stub import Stubber
 from emr_inference.operators.emr import (
     EmrCreateClusterOperator,
     EmrInferenceStepSensor,
+    EmrInferenceStepTrigger,
     EmrSubmitStepOperator,
     EmrTerminateClusterOperator,
 )
@@ -383,3 +385,71 @@ def test_teardown_failure_is_raised_so_that_it_retries(aws, context):
     stubber.add_client_error("describe_cluster", "ThrottlingException", http_status_code=400)
     with stubber, pytest.raises(Exception, match="ThrottlingException"):
         task.execute(context)
+
+
+# --- a kill while deferred: the trigger's on_kill, as Airflow 3.3's triggerer calls it ---------
+
+
+def deferred_trigger(aws, context) -> EmrInferenceStepTrigger:
+    """The trigger a deferrable sensor hands to the triggerer for step s-1 on j-1."""
+    task = sensor(make_request(), deferrable=True)
+    stub_pokes(task, step_response("RUNNING"))
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context)
+    return deferred.value.trigger
+
+
+def test_the_deferred_sensor_uses_our_trigger_and_it_survives_serialization(aws, context):
+    trigger = deferred_trigger(aws, context)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "emr_inference.operators.emr.EmrInferenceStepTrigger"  # importable
+    assert isinstance(trigger, EmrStepSensorTrigger)  # the provider's polling, unchanged
+    assert EmrInferenceStepTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def run_in_triggerer(trigger: EmrInferenceStepTrigger, cancel_message: str | None) -> None:
+    """Run ``trigger`` in Airflow's TriggerRunner until it is cancelled with ``cancel_message``
+    (the triggerer's message for a user's action on the task, or none: a triggerer shutdown)."""
+    from airflow.jobs.triggerer_job_runner import TriggerRunner
+
+    async def wait_forever():  # the step never finishes; no AWS call while waiting
+        await asyncio.Event().wait()
+        yield
+
+    trigger.run = wait_forever
+
+    async def main() -> None:
+        runner = TriggerRunner()
+        runner.triggers[1] = {"name": "wait_for_inference_step", "events": 0}
+        task = asyncio.create_task(runner.run_trigger(1, trigger))
+        await asyncio.sleep(0.1)
+        task.cancel(cancel_message)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_a_user_kill_while_deferred_cancels_the_step(aws, context, monkeypatch):
+    from airflow.jobs.triggerer_job_runner import _USER_ACTION_CANCEL_MSG
+
+    trigger = deferred_trigger(aws, context)
+    hook = trigger.hook()
+    monkeypatch.setattr(trigger, "hook", lambda: hook)
+    stubber = Stubber(hook.conn)
+    stubber.add_response(
+        "cancel_steps",
+        {"CancelStepsInfoList": [{"StepId": "s-1", "Status": "SUBMITTED"}]},
+        {"ClusterId": "j-1", "StepIds": ["s-1"], "StepCancellationOption": "TERMINATE_PROCESS"},
+    )
+    with stubber:
+        run_in_triggerer(trigger, _USER_ACTION_CANCEL_MSG)  # mark failed / success, clear
+    stubber.assert_no_pending_responses()
+
+
+def test_a_triggerer_restart_leaves_the_step_running(aws, context, monkeypatch):
+    trigger = deferred_trigger(aws, context)
+    hooks_made = []  # on_kill's only way to AWS (its errors would be logged, not raised)
+    monkeypatch.setattr(trigger, "hook", lambda: hooks_made.append(1))
+    run_in_triggerer(trigger, None)  # the trigger moves to another triggerer
+    assert hooks_made == []

@@ -8,10 +8,13 @@ import pytest
 from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import ParamValidationError
-from emr_inference.config import RequestDefaults
+from emr_inference.config import DATE_PATTERN, S3_URI_FORBIDDEN, RequestDefaults
 from emr_inference.params import build_params, param_schemas
+from pydantic import ValidationError
 
 from tests.unit.airflow.pipeline_fixtures import pipeline
+
+_DEFAULTS = pipeline().request_defaults()
 
 
 def _validated(conf: dict) -> dict:
@@ -39,8 +42,10 @@ def test_schemas_carry_types_bounds_enums_and_patterns():
         "description": "Images per forward pass",  # the trigger form shows it
     }
     assert schemas["partition_date"]["type"] == ["string", "null"]
-    assert schemas["partition_date"]["pattern"] == r"^\d{4}-\d{2}-\d{2}$"
+    assert schemas["partition_date"]["pattern"] == DATE_PATTERN
+    assert schemas["partition_date"]["format"] == "date"
     assert schemas["input_uri"]["pattern"].startswith("^s3://")
+    assert schemas["input_uri"]["not"] == {"type": "string", "pattern": S3_URI_FORBIDDEN}
     assert schemas["sse"]["properties"]["mode"]["enum"] == ["none", "AES256", "aws:kms"]
     assert schemas["model"]["additionalProperties"] is False
     # nested fields are optional so that a run can override part of an object
@@ -61,8 +66,14 @@ def test_valid_conf_passes():
     [
         ({"batch_size": 0}, "batch_size", "less than the minimum"),
         ({"batch_size": "big"}, "batch_size", "is not of type"),
-        ({"partition_date": "22/11/2026"}, "partition_date", "does not match"),
+        ({"partition_date": "22/11/2026"}, "partition_date", "is not a 'date'"),
+        ({"partition_date": "2026-13-45"}, "partition_date", "is not a 'date'"),
+        ({"partition_date": "2026-02-30"}, "partition_date", "is not a 'date'"),
         ({"input_uri": "file:///etc/"}, "input_uri", "does not match"),
+        ({"output_uri": "s3://demo-predictions/../x/"}, "output_uri", "should not be valid"),
+        ({"output_uri": "s3://demo-predictions/a//x/"}, "output_uri", "should not be valid"),
+        ({"output_uri": "s3://demo..predictions/x/"}, "output_uri", "should not be valid"),
+        ({"model": {"symbol": "s3://models/./x.json"}}, "model", "should not be valid"),
         ({"max_error_rate": 1.5}, "max_error_rate", "greater than the maximum"),
         ({"sse": {"mode": "rot13"}}, "sse", "is not one of"),
         ({"model": {"image_size": 2}}, "model", "less than the minimum"),
@@ -75,3 +86,29 @@ def test_bad_conf_is_rejected_naming_the_field(conf, field, words):
         _validated(conf)
     assert f"Invalid input for param {field}" in str(info.value)
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://bucket",
+        "s3://bucket/",
+        "s3://my.bucket-1/a/b.json",
+        "s3://bucket/dt={{ partition_date }}/",
+        "s3://bucket/.hidden/...x/..y/",
+        "s3://bucket/a/b/",
+    ],
+)
+def test_valid_s3_uris_pass_the_schema_and_the_model(uri):
+    assert _validated({"output_uri": uri})["output_uri"] == uri
+    assert RequestDefaults.model_validate({**_DEFAULTS, "output_uri": uri}).output_uri == uri
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3://bucket/../x/", "s3://bucket//x", "s3://bucket/a/./", "s3://a-.b/", "s3://a..b/"]
+)
+def test_the_model_refuses_what_the_schema_refuses(uri):
+    with pytest.raises(ParamValidationError):
+        _validated({"output_uri": uri})
+    with pytest.raises(ValidationError, match="output_uri"):
+        RequestDefaults.model_validate({**_DEFAULTS, "output_uri": uri})

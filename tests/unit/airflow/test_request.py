@@ -81,16 +81,67 @@ def test_a_manifest_takes_precedence_over_the_input_prefix():
     assert request["input_uri"] is None
 
 
-def test_merge_params_ignores_params_that_are_not_request_fields():
-    merged = merge_params({"batch_size": 1, "model": {"a": 1, "b": 2}}, {"x": 1, "model": {"b": 3}})
-    assert merged == {"batch_size": 1, "model": {"a": 1, "b": 3}}
+def test_merge_params_merges_objects_at_every_depth_and_replaces_the_rest():
+    defaults = {"batch_size": 1, "cluster": {"core": {"types": ["a"], "market": "ON_DEMAND"}}}
+    merged = merge_params(defaults, {"batch_size": 2, "cluster": {"core": {"market": "SPOT"}}})
+    assert merged == {"batch_size": 2, "cluster": {"core": {"types": ["a"], "market": "SPOT"}}}
+    assert merge_params(defaults, {"cluster": {"core": {"types": ["b"]}}})["cluster"]["core"] == {
+        "types": ["b"],  # a list replaces
+        "market": "ON_DEMAND",
+    }
+    assert defaults["cluster"]["core"]["market"] == "ON_DEMAND"  # the defaults are not modified
+
+
+def test_a_deeply_nested_override_changes_one_field():
+    request = resolve({"cluster": {"core": {"market": "SPOT"}, "tags": {"team": "ml"}}})
+    assert request["cluster"]["core"] == {
+        "instance_types": ["c5.9xlarge"],
+        "count": 4,
+        "market": "SPOT",
+        "ebs_volume_gb": None,
+    }
+    assert request["cluster"]["release_label"] == "emr-7.2.0"
+
+
+def test_an_invalid_nested_override_names_the_dotted_field():
+    with pytest.raises(ConfigError, match=r"^params: cluster\.core\.market: Input should be"):
+        resolve({"cluster": {"core": {"market": "CHEAP"}}})
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"batchsize": 8}, "params: batchsize: not a request field; did you mean 'batch_size'?"),
+        ({"topk": 1}, "params: topk: not a request field; did you mean 'top_k'?"),
+        (
+            {"retries": 3},
+            "params: retries: a DAG setting: set it in the pipeline file, not per run",
+        ),
+        (
+            {"cluster": {"core": {"markt": "SPOT"}}},
+            "params: cluster.core.markt: Extra inputs are not permitted; did you mean 'market'?",
+        ),
+    ],
+)
+def test_an_unknown_field_is_refused_naming_the_closest_one(params, message):
+    with pytest.raises(ConfigError) as refused:
+        resolve(params)
+    assert str(refused.value) == message
+
+
+def test_an_unknown_field_is_refused_before_anything_else_is_checked():
+    with pytest.raises(ConfigError) as refused:
+        resolve({"bogus_field": 1, "batch_size": 0}, data_interval_end=None)
+    assert str(refused.value).startswith("params: bogus_field: not a request field; did you mean")
 
 
 @pytest.mark.parametrize(
     ("params", "data_interval_end", "pattern"),
     [
         ({}, None, r"partition_date: required"),
-        ({"partition_date": "2026-02-30"}, INTERVAL_END, r"partition_date: '2026-02-30' is not"),
+        ({"partition_date": "2026-02-30"}, INTERVAL_END, r"partition_date: .*'2026-02-30' is not"),
+        ({"partition_date": "2026-13-45"}, INTERVAL_END, r"partition_date: String should match"),
+        ({"output_uri": "s3://out-bucket/../x/"}, INTERVAL_END, r"output_uri: .*'\.\.'"),
         ({"batch_size": -1}, INTERVAL_END, r"params: batch_size: .*greater than or equal to 1"),
         ({"input_uri": "s3://in-bucket/a/../b/"}, INTERVAL_END, r"input_uri: .*'\.\.'"),
         ({"input_uri": "s3://in-bucket/{{ nope }}/"}, INTERVAL_END, r"input_uri: cannot render"),

@@ -40,7 +40,11 @@ def test_a_scheduled_run_without_params_processes_the_day_before_its_interval_en
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({}, "partition_date"), ({"partition_date": "2026-11-20", "batch_size": 0}, "batch_size")],
+    [
+        ({}, "partition_date"),
+        ({"partition_date": "2026-11-20", "batch_size": 0}, "batch_size"),
+        ({"partition_date": "2026-11-20", "bogus_field": 1}, "bogus_field"),
+    ],
 )
 def test_an_invalid_request_fails_without_retry_naming_the_field(params, field):
     expected = rf"Invalid request for pipeline unit:\nparams: {field}: "
