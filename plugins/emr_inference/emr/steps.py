@@ -55,7 +55,8 @@ def job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
         "--batch-size", str(request["batch_size"]),
         "--top-k", str(request["top_k"]),
         "--partitions", str(request["partitions"]),
-        "--max-partition-keys", str(request["max_partition_keys"]),
+        # .get: a run resolved by the previous version (in flight across a deploy) lacks the key
+        "--max-partition-keys", str(request.get("max_partition_keys", 5000)),
         "--max-error-rate", repr(float(request["max_error_rate"])),
         "--prefetch-threads", str(request["prefetch_threads"]),
         "--prefetch-depth", str(request["prefetch_depth"]),
@@ -64,7 +65,7 @@ def job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
     ]  # fmt: skip
     if request["sse"].get("kms_key_id"):
         args += ["--sse-kms-key-id", request["sse"]["kms_key_id"]]
-    if request["precision"] == "int8":
+    if request.get("precision", "fp32") == "int8":
         args += int8_arguments(request)
     return args
 
