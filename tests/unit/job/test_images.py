@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from batch_inference.config import Preprocess
 from batch_inference.errors import DECOMPRESSION_BOMB, ImageError
-from batch_inference.images import decode_image, open_image, to_rgb
+from batch_inference.images import decode_image, open_image, to_rgb, to_tensor
 from PIL import Image
 
 from include.demo.images import BAD_INPUTS, bad_input, decompression_bomb
@@ -114,3 +114,52 @@ def test_truncated_image_data_is_reported_as_truncated():
     with pytest.raises(ImageError) as caught:
         decode_image(data[: len(data) * 2 // 3], Preprocess(image_size=8))
     assert caught.value.error_type == "truncated_image"
+
+
+def gradient_image(width: int, height: int) -> Image.Image:
+    """A non-uniform RGB image: red grows left to right, green top to bottom, blue is a checker."""
+    image = Image.new("RGB", (width, height))
+    for x in range(width):
+        for y in range(height):
+            image.putpixel(
+                (x, y),
+                (255 * x // (width - 1), 255 * y // (height - 1), 200 if (x + y) % 2 else 30),
+            )
+    return image
+
+
+def reference_chw(image: Image.Image, spec: Preprocess) -> list[list[list[float]]]:
+    """``out[c][y][x] = (pixel(x, y)[c] * scale - mean[c]) / std[c]`` pixel by pixel, after the
+    bilinear resize to a square: no numpy layout, so it cannot share a transposition bug."""
+    size = spec.image_size
+    resized = image.resize((size, size), Image.BILINEAR) if image.size != (size, size) else image
+    return [
+        [
+            [
+                (resized.getpixel((x, y))[c] * spec.scale - spec.mean[c]) / spec.std[c]
+                for x in range(size)
+            ]
+            for y in range(size)
+        ]
+        for c in range(3)
+    ]
+
+
+@pytest.mark.parametrize("size", [(7, 4), (5, 5)], ids=["non-square, resized", "square"])
+def test_to_tensor_is_channel_row_column(size):
+    spec = Preprocess(image_size=5, scale=1 / 255, mean=(0.5, 0.25, 0.1), std=(0.5, 0.25, 2.0))
+    image = gradient_image(*size)
+    expected = np.array(reference_chw(image, spec), dtype=np.float32)
+    np.testing.assert_allclose(to_tensor(image, spec), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(decode_image(encode(image), spec), expected, rtol=0, atol=1e-5)
+
+
+def test_columns_stay_columns_and_rows_stay_rows():
+    # Left half red, right half blue, on a wide image: in CHW, red is high in every row's first
+    # column and low in its last; a CWH tensor would have red changing down each column instead.
+    image = Image.new("RGB", (16, 6), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 8, 6))
+    tensor = decode_image(encode(image), Preprocess(image_size=4, scale=1.0, mean=(0, 0, 0)))
+    red, blue = tensor[0], tensor[2]
+    assert (red[:, 0] > red[:, -1]).all() and (blue[:, 0] < blue[:, -1]).all()
+    assert np.allclose(red, red[:1, :])  # every row alike: nothing varies from top to bottom

@@ -182,3 +182,23 @@ def test_summary_fails_on_missing_partitions_or_rows():
         summarise([metrics(0, 5, {}), metrics(2, 5, {})], total=15, partitions=3, max_error_rate=1)
     with pytest.raises(JobFailed, match="wrote 10 rows but the manifest lists 11 keys"):
         summarise([metrics(0, 5, {}), metrics(1, 5, {})], total=11, partitions=2, max_error_rate=1)
+
+
+@pytest.mark.parametrize(
+    ("partition", "first_index", "end_index", "fingerprint"),
+    [(4, 20, 40, "f"), (3, 21, 40, "f"), (3, 20, 39, "f"), (3, 20, 41, "f"), (3, 20, 40, "g")],
+    ids=["partition", "first_index", "end_index", "longer range", "fingerprint"],
+)
+def test_resume_reuses_a_part_only_for_the_same_partition_range_and_fingerprint(
+    bucket, s3_env, partition, first_index, end_index, fingerprint
+):
+    from batch_inference.output import completed_metrics
+
+    output = parse_s3_uri(f"s3://{bucket}/out")
+    stored = {"partition": 3, "first_index": 20, "end_index": 40, "fingerprint": "f" * 64}
+    for index in (3, 4):  # partition 4's parts hold partition 3's metrics, as a copy would
+        write_partition_parts(make_client(), output, index, [], stored, Encryption("none"))
+    client = make_client()
+    assert completed_metrics(client, output, 3, 20, 40, "f" * 64) == {**stored, "resumed": True}
+    changed = completed_metrics(client, output, partition, first_index, end_index, fingerprint * 64)
+    assert changed is None

@@ -153,3 +153,27 @@ def test_a_partition_is_redone_unless_complete_for_this_run(setup, monkeypatch, 
     assert len(prepared) == metrics["rows"] == metrics["end_index"] - metrics["first_index"]
     rows, _, _ = read_output(data["client"], config.output_uri)
     assert len(rows) == metrics["rows"]  # the rows part was replaced, not appended to
+
+
+def test_a_decoder_bug_on_a_hostile_file_is_a_corrupt_image_row(monkeypatch):
+    # Pillow raises more than ImageError's usual causes (IndexError, struct.error, ...) on some
+    # hostile files; such an object must become a corrupt_image row, not fail the partition.
+    import io
+
+    from batch_inference.config import Preprocess
+    from PIL import Image, ImageFile
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(buffer, "PNG")
+    monkeypatch.setattr(partition_module, "get_bytes", lambda client, uri: buffer.getvalue())
+
+    def hostile_load(self):
+        raise IndexError("tile cannot extend outside image")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", hostile_load)
+    prepared = partition_module.prepare(None, "s3://b/hostile.png", Preprocess(image_size=4))
+    assert prepared.tensor is None
+    assert prepared.error == {
+        "type": "corrupt_image",
+        "message": "IndexError: tile cannot extend outside image",
+    }
