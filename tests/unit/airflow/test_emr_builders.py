@@ -187,3 +187,49 @@ def test_job_arguments_parse_with_the_jobs_own_cli():
     assert (job.batch_size, job.top_k) == (64, 5)
     assert job.encryption.mode == "aws:kms"
     assert job.encryption.kms_key_id == "alias/predictions"
+
+
+def _gp3(size_gb: int) -> dict:
+    """The EbsConfiguration of one gp3 volume of ``size_gb`` per instance (RunJobFlow shape)."""
+    volume = {"VolumeSpecification": {"VolumeType": "gp3", "SizeInGB": size_gb}}
+    return {"EbsBlockDeviceConfigs": [{**volume, "VolumesPerInstance": 1}]}
+
+
+@pytest.mark.parametrize("collection", ["groups", "fleets"])
+def test_ebs_volumes_reach_every_node_type_that_asks_for_one(collection):
+    cluster = {
+        "instance_collection": collection,
+        "master": {"instance_types": ["m5.xlarge"], "count": 1, "ebs_volume_gb": 64},
+        "core": {"instance_types": ["c5.9xlarge", "c5n.9xlarge"][: 1 if collection == "groups"
+                                                                 else 2],
+                 "count": 4, "ebs_volume_gb": 500},
+    }  # fmt: skip
+    job_flow = build_job_flow(request_for(cluster=cluster), ARTIFACTS)
+    assert_valid("RunJobFlow", job_flow)
+    if collection == "groups":
+        groups = job_flow["Instances"]["InstanceGroups"]
+        ebs = {group["InstanceRole"]: [group["EbsConfiguration"]] for group in groups}
+    else:
+        fleets = job_flow["Instances"]["InstanceFleets"]
+        ebs = {
+            fleet["InstanceFleetType"]: [
+                c["EbsConfiguration"] for c in fleet["InstanceTypeConfigs"]
+            ]
+            for fleet in fleets
+        }
+    assert ebs == {"MASTER": [_gp3(64)], "CORE": [_gp3(500)] * (1 if collection == "groups" else 2)}
+
+
+def test_no_ebs_configuration_without_a_volume_size():
+    job_flow = build_job_flow(request_for(), ARTIFACTS)
+    assert all("EbsConfiguration" not in group for group in job_flow["Instances"]["InstanceGroups"])
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.25, 1.0])
+def test_the_error_rate_limit_reaches_the_job(rate):
+    from batch_inference.cli import parse_config
+
+    request = request_for(max_error_rate=rate)
+    args = job_arguments(request, MANIFEST)
+    assert _options(args)["--max-error-rate"] == repr(rate)
+    assert parse_config(args).max_error_rate == rate

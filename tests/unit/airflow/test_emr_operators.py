@@ -316,3 +316,39 @@ def test_killed_submit_cancels_the_step_it_added(aws, context):
     with stubber:
         task.on_kill()
     stubber.assert_no_pending_responses()
+
+
+def _set_step_state(cluster_id: str, step_id: str, state: str) -> None:
+    """Move a step of moto's EMR to ``state`` (moto never ends a step by itself)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.emr.models import emr_backends
+
+    (step,) = [s for s in emr_backends[DEFAULT_ACCOUNT_ID][REGION].clusters[cluster_id].steps
+               if s.id == step_id]  # fmt: skip
+    step.state = state
+
+
+@pytest.mark.parametrize("state", ["FAILED", "CANCELLED", "INTERRUPTED"])
+def test_a_retried_submit_adds_a_new_step_after_a_dead_one(aws, context, state):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    first = submit(request, cluster_id).execute(context)
+    _set_step_state(cluster_id, first, state)
+
+    retried = submit(request, cluster_id).execute(context)
+    assert retried != first  # a dead step is never reused: the retry runs the job again
+    steps = aws.list_steps(ClusterId=cluster_id)["Steps"]
+    assert {step["Id"]: step["Status"]["State"] for step in steps} == {
+        first: state,
+        retried: "PENDING",
+    }
+
+
+@pytest.mark.parametrize("state", ["RUNNING", "COMPLETED"])
+def test_a_retried_submit_reuses_a_live_or_completed_step(aws, context, state):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    first = submit(request, cluster_id).execute(context)
+    _set_step_state(cluster_id, first, state)
+    assert submit(request, cluster_id).execute(context) == first
+    assert len(aws.list_steps(ClusterId=cluster_id)["Steps"]) == 1
