@@ -22,6 +22,7 @@ changed, so after adding a test, delete ``mutants/`` (``--fresh``) to re-check e
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from collections import Counter
@@ -115,6 +116,23 @@ def report(results: dict[str, dict[str, str]], modules: list[str]) -> int:
     return undetected_total
 
 
+def run_mutmut(arguments: list[str]) -> int:
+    """Run mutmut with one moto S3 server shared by every test session (one per mutant), instead
+    of each session starting its own (see ``tests/conftest.py``); 0 on success."""
+    sys.path.insert(0, str(ROOT))
+    from include.local_s3 import start_local_s3
+
+    server = start_local_s3()
+    os.environ["TEST_SHARED_S3_ENDPOINT"] = server.endpoint_url
+    try:
+        mutmut_main.cli(arguments, standalone_mode=False)
+    except SystemExit as exc:  # mutmut exits on a setup failure
+        return int(exc.code or 0)
+    finally:
+        server.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run mutmut on the configured modules (or the named ones) and print the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -141,16 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             patterns = undetected(collect_results(), args.modules)
             if not patterns:
                 print("no survivors to re-run")
-        try:
-            if args.survivors and not patterns:
-                raise SystemExit(0)
-            mutmut_main.cli(
-                ["run", "--max-children", str(args.max_children), *patterns],
-                standalone_mode=False,
-            )
-        except SystemExit as exc:  # mutmut exits on a setup failure
-            if exc.code:
-                return int(exc.code)
+        if args.survivors and not patterns:
+            return 0
+        code = run_mutmut(["run", "--max-children", str(args.max_children), *patterns])
+        if code:
+            return code
     report(collect_results(), args.modules)
     return 0
 

@@ -233,3 +233,43 @@ def test_the_error_rate_limit_reaches_the_job(rate):
     args = job_arguments(request, MANIFEST)
     assert _options(args)["--max-error-rate"] == repr(rate)
     assert parse_config(args).max_error_rate == rate
+
+
+def test_every_request_setting_reaches_the_job_unchanged():
+    """Every job setting, each away from its default, comes out of the job's own parser as the
+    request had it: an argument dropped, renamed or mangled on the way fails here."""
+    from batch_inference.cli import parse_config
+    from batch_inference.config import Encryption, JobConfig, ModelSpec, Preprocess
+
+    request = request_for(sse={"mode": "aws:kms", "kms_key_id": "alias/predictions"})
+    request.update(batch_size=17, top_k=4, partitions=6, max_error_rate=0.3)
+    request.update(prefetch_threads=3, prefetch_depth=5, omp_threads=2)
+    model = request["model"]
+    model.update(input_name="pixels", image_size=96, mean=[0.1, 0.2, 0.3], std=[0.4, 0.5, 0.6])
+    model.update(scale=0.5, symbol_sha256="1" * 64, params_sha256="2" * 64, labels_sha256="3" * 64)
+
+    expected = JobConfig(
+        manifest_uri=MANIFEST,
+        output_uri=request["staging_uri"] + "output/",
+        run_id=request["run_id"],
+        model=ModelSpec(
+            name=model["name"],
+            symbol_uri=model["symbol"],
+            params_uri=model["params"],
+            labels_uri=model["labels"],
+            symbol_sha256="1" * 64,
+            params_sha256="2" * 64,
+            labels_sha256="3" * 64,
+            input_name="pixels",
+        ),
+        preprocess=Preprocess(image_size=96, scale=0.5, mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6)),
+        batch_size=17,
+        top_k=4,
+        partitions=6,
+        max_error_rate=0.3,
+        prefetch_threads=3,
+        prefetch_depth=5,
+        omp_threads=2,
+        encryption=Encryption("aws:kms", "alias/predictions"),
+    )
+    assert parse_config(job_arguments(request, MANIFEST)) == expected
