@@ -202,3 +202,45 @@ def test_resume_reuses_a_part_only_for_the_same_partition_range_and_fingerprint(
     assert completed_metrics(client, output, 3, 20, 40, "f" * 64) == {**stored, "resumed": True}
     changed = completed_metrics(client, output, partition, first_index, end_index, fingerprint * 64)
     assert changed is None
+
+
+class RecordingS3:
+    """An in-memory stand-in for the two S3 calls of ``remove_stale_parts``: a paginated
+    ``ListObjectsV2`` that honours ``Prefix`` (pages of ``page_size``) and ``DeleteObjects``."""
+
+    def __init__(self, keys: list[str], page_size: int = 1000) -> None:
+        self.keys = set(keys)
+        self.page_size = page_size
+        self.deletes: list[list[str]] = []
+
+    def get_paginator(self, operation: str):
+        assert operation == "list_objects_v2"
+        return self
+
+    def paginate(self, Bucket: str, Prefix: str = ""):  # noqa: N803 (boto3's parameter names)
+        listed = sorted(key for key in self.keys if key.startswith(Prefix))
+        for start in range(0, max(len(listed), 1), self.page_size):
+            page = listed[start : start + self.page_size]
+            yield {"Contents": [{"Key": key} for key in page]} if page else {"KeyCount": 0}
+
+    def delete_objects(self, Bucket: str, Delete: dict) -> dict:  # noqa: N803
+        batch = [item["Key"] for item in Delete["Objects"]]
+        self.deletes.append(batch)
+        self.keys -= set(batch)
+        return {}
+
+
+def test_stale_parts_are_deleted_in_batches_of_at_most_1000_keys():
+    stale = [f"out/{part_name(p)}" for p in range(2, 1003)]  # 1001 parts
+    kept = ["out/part-00000.jsonl", "out/part-00001.jsonl", "xyz/part-00009.jsonl"]
+    client = RecordingS3(stale + kept, page_size=400)
+    removed = remove_stale_parts(client, parse_s3_uri("s3://b/out"), 2)
+    assert sorted(removed) == sorted(stale)
+    assert [len(batch) for batch in client.deletes] == [1000, 1]  # DeleteObjects' limit
+    assert client.keys == set(kept)  # another prefix of the same length is not touched
+
+
+def test_no_stale_parts_in_an_empty_output():
+    client = RecordingS3([])
+    assert remove_stale_parts(client, parse_s3_uri("s3://b/out"), 3) == []
+    assert client.deletes == []
