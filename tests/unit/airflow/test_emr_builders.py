@@ -273,3 +273,32 @@ def test_every_request_setting_reaches_the_job_unchanged():
         encryption=Encryption("aws:kms", "alias/predictions"),
     )
     assert parse_config(job_arguments(request, MANIFEST)) == expected
+
+
+def test_fleets_ask_for_exactly_the_configured_capacity():
+    request = request_for(
+        cluster={
+            "instance_collection": "fleets",
+            "master": {"instance_types": ["m5.xlarge"], "count": 1},
+            "core": {"instance_types": ["c5.9xlarge", "c5n.9xlarge"], "count": 3, "market": "SPOT"},
+        }
+    )
+    fleets = build_job_flow(request, ARTIFACTS)["Instances"]["InstanceFleets"]
+    master, core = fleets
+    assert master == {
+        "Name": "master",
+        "InstanceFleetType": "MASTER",
+        "TargetOnDemandCapacity": 1,
+        "TargetSpotCapacity": 0,  # on-demand: no Spot capacity at all
+        "InstanceTypeConfigs": [{"InstanceType": "m5.xlarge", "WeightedCapacity": 1}],
+    }
+    assert (core["Name"], core["TargetOnDemandCapacity"], core["TargetSpotCapacity"]) == (
+        "core",
+        0,
+        3,
+    )
+    # One unit per instance, so the capacity is the instance count whatever the type.
+    assert [c["WeightedCapacity"] for c in core["InstanceTypeConfigs"]] == [1, 1]
+    spot = core["LaunchSpecifications"]["SpotSpecification"]
+    assert spot["AllocationStrategy"] == "capacity-optimized"
+    assert spot["TimeoutAction"] == "SWITCH_TO_ON_DEMAND" and spot["TimeoutDurationMinutes"] > 0

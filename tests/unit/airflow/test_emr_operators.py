@@ -352,3 +352,35 @@ def test_a_retried_submit_reuses_a_live_or_completed_step(aws, context, state):
     _set_step_state(cluster_id, first, state)
     assert submit(request, cluster_id).execute(context) == first
     assert len(aws.list_steps(ClusterId=cluster_id)["Steps"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("step_reason", "expected"),
+    [
+        (
+            {"Message": "Cancelled by user"},
+            "step reason 'Cancelled by user', cluster WAITING: 'none'",
+        ),
+        (None, "step reason 'none', cluster WAITING: 'none'"),
+    ],
+    ids=["step reason only", "no reason anywhere"],
+)
+def test_sensor_failure_without_details_names_whatever_reason_exists(
+    aws, context, step_reason, expected
+):
+    task = sensor(make_request())
+    status = {"StateChangeReason": step_reason} if step_reason else {}
+    stubber = stub_pokes(task, step_response("CANCELLED", **status))
+    stubber.add_response("describe_cluster", CLUSTER, {"ClusterId": "j-1"})
+    with pytest.raises(AirflowException) as failure:
+        task.poke(context)
+    assert f"CANCELLED with no failure details; {expected}" in str(failure.value)
+
+
+def test_deferrable_sensor_polls_at_least_once_per_deferral(aws, context):
+    # A progress interval shorter than the poke interval still gives the trigger one poll.
+    task = sensor(make_request(), deferrable=True, progress_interval=10)
+    stub_pokes(task, step_response("RUNNING"))
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context)
+    assert deferred.value.trigger.attempts == 1
