@@ -384,3 +384,30 @@ def test_deferrable_sensor_polls_at_least_once_per_deferral(aws, context):
     with pytest.raises(TaskDeferred) as deferred:
         task.execute(context)
     assert deferred.value.trigger.attempts == 1
+
+
+def test_sensor_and_terminate_publish_the_console_links(aws, context):
+    from airflow.providers.amazon.aws.links.emr import EmrClusterLink, EmrLogsLink
+
+    links = {EmrClusterLink.key, EmrLogsLink.key}
+    task = sensor(make_request(), deferrable=True)
+    stub_pokes(task, step_response("RUNNING"), step_response("COMPLETED"))
+    with pytest.raises(TaskDeferred):
+        task.execute(context)
+    assert links <= set(context["ti"].pushed)
+    resumed = {"ti": RecordingTI()}
+    assert task.execute_complete(resumed, {"status": "success"}) is None
+    assert links <= set(resumed["ti"].pushed)
+    waiting = sensor(make_request())  # not deferrable: the provider's own poke loop
+    stub_pokes(waiting, step_response("COMPLETED"))
+    blocking = {"ti": RecordingTI()}
+    waiting.execute(blocking)
+    assert links <= set(blocking["ti"].pushed)
+
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    teardown = {"ti": RecordingTI()}
+    EmrTerminateClusterOperator(
+        task_id="terminate_cluster", request=request, cluster_id=cluster_id, **AWS
+    ).execute(teardown)
+    assert EmrClusterLink.key in teardown["ti"].pushed

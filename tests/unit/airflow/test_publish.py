@@ -253,3 +253,10 @@ def test_refuses_overlapping_partitions_even_when_the_rows_add_up(
     with pytest.raises(IncompleteOutputError, match=message):
         _publish(bucket)
     assert _keys(s3_env, bucket, "predictions/") == []
+
+
+def test_success_marker_is_an_empty_object(aws_conn, s3_env, bucket) -> None:
+    _stage(s3_env, bucket)
+    _publish(bucket)
+    marker = s3_env.client().get_object(Bucket=bucket, Key="predictions/dt=2026-11-22/_SUCCESS")
+    assert marker["ContentLength"] == 0 and marker["Body"].read() == b""
