@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -91,9 +92,15 @@ def undetected(results: dict[str, dict[str, str]], modules: list[str]) -> list[s
 
 
 def report(results: dict[str, dict[str, str]], modules: list[str]) -> int:
-    """Print the score per module and the survivors; return how many mutants were not detected."""
+    """Print the score per module and the survivors; return how many mutants were not detected.
+
+    The score is detected / checked: a run stopped early leaves mutants "not checked", which are
+    counted in ``mutants`` but not in the score (run again to check them).
+    """
     undetected_total = 0
-    print(f"\n{'module':40} {'mutants':>7} {'killed':>7} {'score':>7}  other outcomes")
+    print(
+        f"\n{'module':40} {'mutants':>7} {'checked':>7} {'killed':>7} {'score':>7}  other outcomes"
+    )
     survivors: list[str] = []
     for module, statuses in sorted(results.items()):
         if modules and module not in modules:
@@ -105,7 +112,7 @@ def report(results: dict[str, dict[str, str]], modules: list[str]) -> int:
         others = ", ".join(
             f"{n} {status}" for status, n in sorted(counts.items()) if status not in {"killed"}
         )
-        print(f"{module:40} {len(statuses):7} {detected:7} {score:>7}  {others}")
+        print(f"{module:40} {len(statuses):7} {checked:7} {detected:7} {score:>7}  {others}")
         for name, status in sorted(statuses.items()):
             if status not in DETECTED and status != "not checked":
                 survivors.append(f"  {status:10} {name}")
@@ -124,6 +131,15 @@ def run_mutmut(arguments: list[str]) -> int:
 
     server = start_local_s3()
     os.environ["TEST_SHARED_S3_ENDPOINT"] = server.endpoint_url
+    parent = os.getpid()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        """Stop the S3 server on ``kill`` too (mutmut's forked workers just exit)."""
+        if os.getpid() != parent:
+            os._exit(128 + signum)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         mutmut_main.cli(arguments, standalone_mode=False)
     except SystemExit as exc:  # mutmut exits on a setup failure
