@@ -177,3 +177,45 @@ def test_a_decoder_bug_on_a_hostile_file_is_a_corrupt_image_row(monkeypatch):
         "type": "corrupt_image",
         "message": "IndexError: tile cannot extend outside image",
     }
+
+
+def test_prefetch_submits_exactly_depth_batches_ahead_of_the_model(setup, monkeypatch):
+    """The bound without timing: downloads are submitted synchronously, so when the model gets
+    batch ``j`` exactly ``min(all, j + 1 + depth)`` batches have been submitted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data, config = setup
+    config = JobConfig(**{**config.__dict__, "batch_size": 4, "prefetch_depth": 2})
+    submitted = []
+    pools = []
+
+    class CountingPool(ThreadPoolExecutor):
+        """A thread pool that counts the keys submitted to it."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pools.append((args, kwargs))
+
+        def submit(self, *args, **kwargs):
+            submitted.append(args[2])  # prepare(client, key, spec)
+            return super().submit(*args, **kwargs)
+
+    observed = []
+    real_classify = partition_module.classify_batch
+
+    def classify(prepared, model, cfg):
+        observed.append((len(submitted), [item.key for item in prepared]))
+        return real_classify(prepared, model, cfg)
+
+    monkeypatch.setattr(partition_module, "ThreadPoolExecutor", CountingPool)
+    monkeypatch.setattr(partition_module, "classify_batch", classify)
+    metrics = run_partition(config, index=0, partitions=1)
+    keys, batch, depth = data["uris"], config.batch_size, config.prefetch_depth
+    assert metrics["rows"] == len(keys) == len(submitted)
+    assert submitted == keys  # each key once, in manifest order
+    assert [pool[0][0] for pool in pools] == [config.prefetch_threads]
+    batches = -(-len(keys) // batch)
+    for j, (count, batch_keys) in enumerate(observed):
+        assert batch_keys == keys[j * batch : (j + 1) * batch]
+        assert count == min(len(keys), (j + 1 + depth) * batch)
+    assert len(observed) == batches
