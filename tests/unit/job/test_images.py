@@ -163,3 +163,17 @@ def test_columns_stay_columns_and_rows_stay_rows():
     red, blue = tensor[0], tensor[2]
     assert (red[:, 0] > red[:, -1]).all() and (blue[:, 0] < blue[:, -1]).all()
     assert np.allclose(red, red[:1, :])  # every row alike: nothing varies from top to bottom
+
+
+@pytest.mark.parametrize("level", [0, 1, 100, 128, 200, 254, 255])
+def test_sixteen_bit_grey_maps_exactly_onto_eight_bits(level):
+    # 257 * level is the 16-bit value of the 8-bit level (0xFFFF = 257 * 0xFF): no rounding slack.
+    data = encode(Image.new("I;16", (6, 6), 257 * level))
+    assert pixel(decode_image(data, IDENTITY)) == (level, level, level)
+
+
+def test_the_pixel_limit_is_inclusive():
+    data = encode(Image.new("L", (100, 100)))
+    assert decode_image(data, Preprocess(image_size=8), max_pixels=10_000).shape == (3, 8, 8)
+    with pytest.raises(ImageError, match="above the limit of 9999"):
+        decode_image(data, Preprocess(image_size=8), max_pixels=9_999)
