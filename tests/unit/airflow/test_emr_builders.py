@@ -302,3 +302,19 @@ def test_fleets_ask_for_exactly_the_configured_capacity():
     spot = core["LaunchSpecifications"]["SpotSpecification"]
     assert spot["AllocationStrategy"] == "capacity-optimized"
     assert spot["TimeoutAction"] == "SWITCH_TO_ON_DEMAND" and spot["TimeoutDurationMinutes"] > 0
+
+
+def test_names_are_cut_to_emrs_256_characters():
+    from emr_inference.emr.job_flow import cluster_name
+    from emr_inference.emr.steps import step_name
+
+    request = request_for()
+    request["run_id"] = "manual__" + "x" * 300
+    for name, start in (
+        (cluster_name(request), f"{request['pipeline']} manual__x"),
+        (step_name(request), "batch-inference unit manual__x"),
+    ):
+        assert len(name) == 256 and name.startswith(start)
+    request["run_id"] = "short"
+    assert cluster_name(request) == f"{request['pipeline']} short"
+    assert step_name(request) == "batch-inference unit short"
