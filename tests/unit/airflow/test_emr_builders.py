@@ -318,3 +318,43 @@ def test_names_are_cut_to_emrs_256_characters():
     request["run_id"] = "short"
     assert cluster_name(request) == f"{request['pipeline']} short"
     assert step_name(request) == "batch-inference unit short"
+
+
+def test_the_cluster_can_be_torn_down_and_is_reachable_as_configured():
+    request = request_for(
+        cluster={
+            "subnet_ids": ["subnet-a", "subnet-b"],
+            "ec2_key_name": "ops",
+            "task_cpus": 4,
+            "python": "/opt/venv/bin/python",
+            "spark_defaults": {"spark.python.worker.reuse": "false"},  # the pipeline's own wins
+        },
+        omp_threads=3,
+    )
+    job_flow = build_job_flow(request, ARTIFACTS)
+    assert_valid("RunJobFlow", job_flow)
+    instances = job_flow["Instances"]
+    assert instances["TerminationProtected"] is False  # the teardown task must be able to end it
+    assert instances["KeepJobFlowAliveWhenNoSteps"] is True  # steps are added after creation
+    assert instances["Ec2SubnetId"] == "subnet-a" and "Ec2SubnetIds" not in instances
+    assert instances["Ec2KeyName"] == "ops"
+    assert [g["Name"] for g in instances["InstanceGroups"]] == ["master", "core"]
+    assert job_flow["VisibleToAllUsers"] is True
+    assert job_flow["BootstrapActions"][0]["Name"] == "install-job-dependencies"
+    configurations = {c["Classification"]: c for c in job_flow["Configurations"]}
+    defaults = configurations["spark-defaults"]["Properties"]
+    assert defaults["spark.python.worker.reuse"] == "false"
+    assert defaults["spark.task.cpus"] == "4"
+    assert defaults["spark.executorEnv.OMP_NUM_THREADS"] == "3"  # the request's, not task_cpus
+    assert configurations["spark-env"]["Properties"] == {}
+    assert configurations["spark-env"]["Configurations"][0]["Properties"] == {
+        "PYSPARK_PYTHON": "/opt/venv/bin/python",
+        "PYSPARK_DRIVER_PYTHON": "/opt/venv/bin/python",
+        "OMP_NUM_THREADS": "3",
+    }
+
+
+def test_optional_cluster_settings_are_left_out_when_unset():
+    job_flow = build_job_flow(request_for(), ARTIFACTS)
+    assert not {"LogUri", "SecurityConfiguration"} & set(job_flow)
+    assert not {"Ec2SubnetId", "Ec2SubnetIds", "Ec2KeyName"} & set(job_flow["Instances"])
