@@ -219,3 +219,17 @@ def test_prefetch_submits_exactly_depth_batches_ahead_of_the_model(setup, monkey
         assert batch_keys == keys[j * batch : (j + 1) * batch]
         assert count == min(len(keys), (j + 1 + depth) * batch)
     assert len(observed) == batches
+
+
+def test_an_empty_partition_writes_empty_parts_without_loading_the_model(setup, monkeypatch):
+    data, config = setup
+
+    def no_model(*args):
+        raise AssertionError("a partition without keys must not load the model")
+
+    monkeypatch.setattr(partition_module, "load_model", no_model)
+    metrics = run_partition(config, index=0, partitions=50)  # 40 keys: partition 0 gets none
+    assert (metrics["first_index"], metrics["end_index"], metrics["rows"]) == (0, 0, 0)
+    rows, written, keys = read_output(data["client"], config.output_uri)
+    assert rows == [] and written == [metrics]
+    assert keys == ["_metrics/part-00000.json", "part-00000.jsonl"]
