@@ -411,3 +411,31 @@ def test_sensor_and_terminate_publish_the_console_links(aws, context):
         task_id="terminate_cluster", request=request, cluster_id=cluster_id, **AWS
     ).execute(teardown)
     assert EmrClusterLink.key in teardown["ti"].pushed
+
+
+@pytest.mark.parametrize("timeline", [True, False], ids=["started", "no timeline yet"])
+def test_progress_is_read_through_the_tasks_connection(aws, context, monkeypatch, timeline):
+    import emr_inference.operators.emr as emr_operators
+
+    calls = []
+    monkeypatch.setattr(emr_operators, "log_progress", lambda *args: calls.append(args))
+    task = EmrInferenceStepSensor(
+        task_id="wait_for_inference_step",
+        request=make_request(),
+        manifest=MANIFEST,
+        cluster_id="j-1",
+        step_id="s-1",
+        aws_conn_id="pipeline_aws",
+        region_name=REGION,
+    )
+    response = step_response("RUNNING")
+    if not timeline:
+        del response["Step"]["Status"]["Timeline"]
+    stub_pokes(task, response)
+    assert task.poke(context) is False
+    ((log, conn_id, request, total, elapsed),) = calls
+    assert (conn_id, request, total) == ("pipeline_aws", task.request, MANIFEST["total"])
+    if timeline:
+        assert 100 <= elapsed < 160  # the step started 100 s ago
+    else:
+        assert elapsed == 0
