@@ -22,7 +22,9 @@ changed, so after adding a test, delete ``mutants/`` (``--fresh``) to re-check e
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import random
 import shutil
 import signal
 import sys
@@ -89,6 +91,21 @@ def undetected(results: dict[str, dict[str, str]], modules: list[str]) -> list[s
         for name, status in sorted(statuses.items())
         if status not in DETECTED and status != "not checked"
     ]
+
+
+def sample_unchecked(
+    results: dict[str, dict[str, str]], modules: list[str], fraction: float, seed: int
+) -> list[str]:
+    """A seeded random ``fraction`` (at least one) of each module's unchecked mutants."""
+    rng = random.Random(seed)
+    chosen = []
+    for module, statuses in sorted(results.items()):
+        if modules and module not in modules:
+            continue
+        unchecked = sorted(name for name, status in statuses.items() if status == "not checked")
+        if unchecked:
+            chosen += rng.sample(unchecked, max(1, math.ceil(fraction * len(unchecked))))
+    return chosen
 
 
 def report(results: dict[str, dict[str, str]], modules: list[str]) -> int:
@@ -161,6 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="re-run only the mutants the last run did not detect (after adding tests)",
     )
+    parser.add_argument(
+        "--sample",
+        type=float,
+        metavar="FRACTION",
+        help="check only this random fraction of each module's unchecked mutants (seeded, so a "
+        "rerun picks the same ones); the score is then an estimate from that sample",
+    )
+    parser.add_argument("--seed", type=int, default=13, help="seed of --sample (13)")
     parser.add_argument("--max-children", type=int, default=1, help="test processes (1)")
     args = parser.parse_args(argv)
     install_name_fix()
@@ -171,12 +196,14 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
     if not args.report:
         patterns = [f"{module}.*" for module in args.modules]
-        if args.survivors:
-            patterns = undetected(collect_results(), args.modules)
+        if args.survivors or args.sample:
+            results = collect_results()
+            patterns = undetected(results, args.modules) if args.survivors else []
+            if args.sample:
+                patterns += sample_unchecked(results, args.modules, args.sample, args.seed)
             if not patterns:
-                print("no survivors to re-run")
-        if args.survivors and not patterns:
-            return 0
+                print("nothing to run")
+                return 0
         code = run_mutmut(["run", "--max-children", str(args.max_children), *patterns])
         if code:
             return code
