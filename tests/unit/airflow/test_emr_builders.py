@@ -358,3 +358,14 @@ def test_optional_cluster_settings_are_left_out_when_unset():
     job_flow = build_job_flow(request_for(), ARTIFACTS)
     assert not {"LogUri", "SecurityConfiguration"} & set(job_flow)
     assert not {"Ec2SubnetId", "Ec2SubnetIds", "Ec2KeyName"} & set(job_flow["Instances"])
+
+
+def test_spark_submit_runs_the_driver_on_the_master_under_yarn():
+    from emr_inference.emr.steps import spark_submit_command, step_name
+
+    request = request_for()
+    command = spark_submit_command(request, ARTIFACTS, MANIFEST)
+    assert command[:7] == [
+        "spark-submit", "--master", "yarn", "--deploy-mode", "client",
+        "--name", step_name(request),
+    ]  # fmt: skip

@@ -439,3 +439,37 @@ def test_progress_is_read_through_the_tasks_connection(aws, context, monkeypatch
         assert 100 <= elapsed < 160  # the step started 100 s ago
     else:
         assert elapsed == 0
+
+
+def test_the_trigger_polls_this_step_through_this_tasks_connection(aws, context):
+    botocore_config = {"retries": {"max_attempts": 2}}
+    task = EmrInferenceStepSensor(
+        task_id="wait_for_inference_step",
+        request=make_request(),
+        manifest=MANIFEST,
+        cluster_id="j-1",
+        step_id="s-1",
+        poke_interval=45,
+        deferrable=True,
+        aws_conn_id="pipeline_aws",
+        region_name=REGION,
+        verify=False,
+        botocore_config=botocore_config,
+    )
+    stub_pokes(task, step_response("RUNNING"))
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context)
+    trigger = deferred.value.trigger
+    attempts = 7  # ceil(300 s, the default progress interval, / 45 s)
+    assert trigger.serialize()[1] == {
+        "job_flow_id": "j-1",
+        "step_id": "s-1",
+        "waiter_delay": 45,
+        "waiter_max_attempts": attempts,
+        "aws_conn_id": "pipeline_aws",
+        "region_name": REGION,
+        "verify": False,
+        "botocore_config": botocore_config,
+    }
+    # The trigger gives up by itself (after attempts * delay) before its deferral times out.
+    assert deferred.value.timeout > dt.timedelta(seconds=attempts * 45)

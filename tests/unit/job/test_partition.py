@@ -233,3 +233,26 @@ def test_an_empty_partition_writes_empty_parts_without_loading_the_model(setup, 
     rows, written, keys = read_output(data["client"], config.output_uri)
     assert rows == [] and written == [metrics]
     assert keys == ["_metrics/part-00000.json", "part-00000.jsonl"]
+
+
+def test_every_row_names_the_model_and_the_run(setup):
+    data, config = setup
+    run_partition(config, index=0, partitions=1)
+    rows, _, _ = read_output(data["client"], config.output_uri)
+    assert {row["error"] is None for row in rows} == {True, False}  # predictions and errors
+    assert {(row["model"], row["run_id"]) for row in rows} == {(config.model.name, config.run_id)}
+
+
+def test_a_failed_download_spends_no_decode_time(monkeypatch):
+    from batch_inference.config import Preprocess
+
+    def unreachable(client, uri):
+        raise ConnectionError("endpoint unreachable")
+
+    monkeypatch.setattr(partition_module, "get_bytes", unreachable)
+    prepared = partition_module.prepare(None, "s3://b/k.jpg", Preprocess(image_size=4))
+    assert prepared.error == {
+        "type": "download_failed",
+        "message": "ConnectionError: endpoint unreachable",
+    }
+    assert prepared.decode_seconds == 0.0 and prepared.download_seconds >= 0.0
