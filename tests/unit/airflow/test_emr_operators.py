@@ -449,7 +449,7 @@ def test_the_trigger_polls_this_step_through_this_tasks_connection(aws, context)
         manifest=MANIFEST,
         cluster_id="j-1",
         step_id="s-1",
-        poke_interval=45,
+        poke_interval=60,
         deferrable=True,
         aws_conn_id="pipeline_aws",
         region_name=REGION,
@@ -460,11 +460,11 @@ def test_the_trigger_polls_this_step_through_this_tasks_connection(aws, context)
     with pytest.raises(TaskDeferred) as deferred:
         task.execute(context)
     trigger = deferred.value.trigger
-    attempts = 7  # ceil(300 s, the default progress interval, / 45 s)
+    attempts = 5  # the default progress interval, 300 s, / 60 s
     assert trigger.serialize()[1] == {
         "job_flow_id": "j-1",
         "step_id": "s-1",
-        "waiter_delay": 45,
+        "waiter_delay": 60,
         "waiter_max_attempts": attempts,
         "aws_conn_id": "pipeline_aws",
         "region_name": REGION,
@@ -472,4 +472,4 @@ def test_the_trigger_polls_this_step_through_this_tasks_connection(aws, context)
         "botocore_config": botocore_config,
     }
     # The trigger gives up by itself (after attempts * delay) before its deferral times out.
-    assert deferred.value.timeout > dt.timedelta(seconds=attempts * 45)
+    assert deferred.value.timeout > dt.timedelta(seconds=attempts * 60)

@@ -177,3 +177,9 @@ def test_the_pixel_limit_is_inclusive():
     assert decode_image(data, Preprocess(image_size=8), max_pixels=10_000).shape == (3, 8, 8)
     with pytest.raises(ImageError, match="above the limit of 9999"):
         decode_image(data, Preprocess(image_size=8), max_pixels=9_999)
+
+
+def test_32_bit_grey_above_the_16_bit_range_saturates_at_white():
+    data = encode(Image.new("I", (6, 6), 100_000), "TIFF")
+    assert Image.open(io.BytesIO(data)).getpixel((0, 0)) == 100_000  # really beyond 16 bits
+    assert pixel(decode_image(data, IDENTITY)) == (255, 255, 255)  # clipped, not wrapped

@@ -256,3 +256,27 @@ def test_a_failed_download_spends_no_decode_time(monkeypatch):
         "message": "ConnectionError: endpoint unreachable",
     }
     assert prepared.decode_seconds == 0.0 and prepared.download_seconds >= 0.0
+
+
+def test_timings_are_durations_within_the_partitions_wall_time(setup):
+    _, config = setup
+    started = time.perf_counter()
+    metrics = run_partition(config, index=0, partitions=2)
+    elapsed = time.perf_counter() - started
+    assert 0 < metrics["wall_seconds"] <= elapsed + 0.001
+    for stage in ("download", "decode", "inference"):
+        assert metrics[f"{stage}_seconds"] >= 0
+    assert metrics["inference_seconds"] <= metrics["wall_seconds"]
+
+
+def test_the_start_fault_point_and_a_bad_output_uri_stop_the_partition(setup, monkeypatch):
+    from batch_inference import faults
+
+    _, config = setup
+    monkeypatch.setenv(faults.FAULT_ENV, "fail:1")
+    with pytest.raises(faults.InjectedFault, match="partition 1: injected failure"):
+        run_partition(config, index=1, partitions=2)
+    monkeypatch.delenv(faults.FAULT_ENV)
+    bad = JobConfig(**{**config.__dict__, "output_uri": "file:///tmp/out/"})
+    with pytest.raises(ValueError, match="--output must be an s3:// URI"):
+        run_partition(bad, index=1, partitions=2)
