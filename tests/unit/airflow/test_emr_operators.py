@@ -473,3 +473,13 @@ def test_the_trigger_polls_this_step_through_this_tasks_connection(aws, context)
     }
     # The trigger gives up by itself (after attempts * delay) before its deferral times out.
     assert deferred.value.timeout > dt.timedelta(seconds=attempts * 60)
+
+
+def test_a_killed_create_that_reused_the_cluster_terminates_it(aws, context):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    retry = create(request)
+    assert retry.execute(context) == cluster_id  # reused
+    retry.on_kill()
+    state = aws.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+    assert state in ("TERMINATING", "TERMINATED")

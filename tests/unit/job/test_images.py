@@ -183,3 +183,22 @@ def test_32_bit_grey_above_the_16_bit_range_saturates_at_white():
     data = encode(Image.new("I", (6, 6), 100_000), "TIFF")
     assert Image.open(io.BytesIO(data)).getpixel((0, 0)) == 100_000  # really beyond 16 bits
     assert pixel(decode_image(data, IDENTITY)) == (255, 255, 255)  # clipped, not wrapped
+
+
+def test_error_messages_say_what_is_wrong():
+    spec = Preprocess(image_size=8)
+    cases = [
+        (b"", "object is empty (0 bytes)"),
+        (b"plain text, not an image", "not a recognised image format"),
+        (
+            encode(Image.new("L", (100, 50))),
+            "image is 100x50 = 5000 pixels, above the limit of 4999",
+        ),
+    ]
+    for data, message in cases:
+        with pytest.raises(ImageError) as caught:
+            decode_image(data, spec, max_pixels=4_999)
+        assert caught.value.message == message
+    with pytest.raises(ImageError) as caught:
+        decode_image(decompression_bomb(), spec)
+    assert "decompression bomb" in caught.value.message.lower()

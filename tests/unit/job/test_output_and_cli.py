@@ -279,3 +279,46 @@ def test_partition_metrics_count_rows_by_outcome_and_round_seconds_to_millisecon
         "corrupt_image",
         "missing_object",
     ]  # sorted
+
+
+def test_parts_carry_their_content_types(bucket, s3_env):
+    output = parse_s3_uri(f"s3://{bucket}/out")
+    metrics = {"partition": 0, "fingerprint": "f" * 64}
+    write_partition_parts(make_client(), output, 0, [], metrics, Encryption("none"))
+    client = s3_env.client()
+    types = {
+        key: client.head_object(Bucket=bucket, Key=f"out/{key}")["ContentType"]
+        for key in ("part-00000.jsonl", "_metrics/part-00000.json")
+    }
+    assert types == {
+        "part-00000.jsonl": "application/x-ndjson",
+        "_metrics/part-00000.json": "application/json",
+    }
+
+
+def test_a_worker_dying_between_the_two_writes_leaves_no_metrics_part(bucket, s3_env, monkeypatch):
+    """The ``exit:K`` fault fires after the rows part and before the metrics part of
+    partition K only: the window the metrics-part-last rule protects."""
+    from batch_inference import faults
+
+    class WorkerDied(BaseException):
+        """Raised instead of ``os._exit``."""
+
+    def fake_exit(code):
+        raise WorkerDied(code)
+
+    monkeypatch.setattr(faults.os, "_exit", fake_exit)
+    monkeypatch.setattr(faults.logging, "shutdown", lambda: None)
+    monkeypatch.setattr(faults, "_attempt", lambda: 0)
+    monkeypatch.setenv(faults.FAULT_ENV, "exit:3")
+    output = parse_s3_uri(f"s3://{bucket}/out")
+    metrics = {"partition": 3, "fingerprint": "f" * 64}
+    write_partition_parts(make_client(), output, 2, [], {**metrics, "partition": 2}, Encryption())
+    with pytest.raises(WorkerDied):
+        write_partition_parts(make_client(), output, 3, [], metrics, Encryption())
+    listing = s3_env.client().list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]
+    assert sorted(item["Key"] for item in listing) == [
+        "out/_metrics/part-00002.json",
+        "out/part-00002.jsonl",
+        "out/part-00003.jsonl",
+    ]
