@@ -58,3 +58,9 @@ def test_the_refusal_lists_every_problem_and_at_most_five_stray_objects():
         f"unexpected objects in the staged output: {stray[:5]}. Nothing published."
     )
     assert re.search(r"stray-[56]", str(refused.value)) is None
+
+
+def test_a_metrics_part_without_first_index_is_a_refusal_not_a_crash():
+    staged = InMemoryStaged({0: part(0, 5), 1: {"rows": 5, "end_index": 10}})
+    with pytest.raises(IncompleteOutputError, match="partition 1 starts at manifest position None"):
+        check_complete(None, staged, 10)

@@ -483,3 +483,19 @@ def test_a_killed_create_that_reused_the_cluster_terminates_it(aws, context):
     retry.on_kill()
     state = aws.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
     assert state in ("TERMINATING", "TERMINATED")
+
+
+def test_a_cluster_of_the_same_name_without_tags_is_not_this_runs():
+    from emr_inference.emr.job_flow import cluster_name
+    from emr_inference.operators.emr import LIVE_CLUSTER_STATES, find_run_cluster
+
+    request = make_request()
+    client = boto3.client("emr", region_name=REGION)
+    stubber = Stubber(client)
+    summary = {"Id": "j-9", "Name": cluster_name(request), "Status": {"State": "WAITING"}}
+    stubber.add_response(
+        "list_clusters", {"Clusters": [summary]}, {"ClusterStates": LIVE_CLUSTER_STATES}
+    )
+    stubber.add_response("describe_cluster", {"Cluster": summary}, {"ClusterId": "j-9"})
+    with stubber:
+        assert find_run_cluster(client, request) is None

@@ -322,3 +322,10 @@ def test_a_worker_dying_between_the_two_writes_leaves_no_metrics_part(bucket, s3
         "out/part-00002.jsonl",
         "out/part-00003.jsonl",
     ]
+
+
+def test_rows_are_compact_one_object_per_line():
+    top = [{"label": "a b", "index": 1, "probability": 0.5}]
+    body = encode_rows([prediction_row("s3://b/x y.jpg", top, "m", "r")]).decode("utf-8")
+    # No space after separators: the only spaces are the ones inside the values.
+    assert body.count(" ") == 2 and ", " not in body and '": ' not in body
