@@ -148,6 +148,10 @@ def run_mutmut(arguments: list[str]) -> int:
 
     server = start_local_s3()
     os.environ["TEST_SHARED_S3_ENDPOINT"] = server.endpoint_url
+    # mutmut's own timeout counts CPU time: a mutant that makes a test wait (a waiter polling for
+    # a state moto never reaches) would sleep until pyproject's 900 s. A wall-clock limit per
+    # test (pytest-timeout reads this before the ini file) fails such a test: a detected mutant.
+    os.environ.setdefault("PYTEST_TIMEOUT", "60")
     parent = os.getpid()
 
     def on_sigterm(signum: int, frame: object) -> None:
