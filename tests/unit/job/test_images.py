@@ -202,3 +202,13 @@ def test_error_messages_say_what_is_wrong():
     with pytest.raises(ImageError) as caught:
         decode_image(decompression_bomb(), spec)
     assert "decompression bomb" in caught.value.message.lower()
+
+
+def test_palette_transparency_is_by_index_not_by_colour():
+    # Two palette entries with the same colour, only entry 0 transparent: only its pixels turn
+    # white. (Through RGB, transparency becomes a colour key and would take both.)
+    image = Image.new("P", (4, 2), 0)
+    image.putpalette([0, 0, 0] * 256)
+    image.paste(1, (2, 0, 4, 2))  # right half: entry 1, opaque black
+    tensor = decode_image(encode(image, "PNG", transparency=0), IDENTITY)
+    assert tensor[:, :, :2].min() == 255 and tensor[:, :, 2:].max() == 0
