@@ -499,3 +499,21 @@ def test_a_cluster_of_the_same_name_without_tags_is_not_this_runs():
     stubber.add_response("describe_cluster", {"Cluster": summary}, {"ClusterId": "j-9"})
     with stubber:
         assert find_run_cluster(client, request) is None
+
+
+def test_a_killed_submit_cancels_the_step_it_reused(aws, context):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    step_id = submit(request, cluster_id).execute(context)
+    retry = submit(request, cluster_id)
+    assert retry.execute(context) == step_id  # reused
+    stubber = Stubber(retry.hook.conn)
+    expected = {"ClusterId": cluster_id, "StepIds": [step_id]}
+    stubber.add_response(
+        "cancel_steps",
+        {"CancelStepsInfoList": [{"StepId": step_id, "Status": "SUBMITTED"}]},
+        {**expected, "StepCancellationOption": "TERMINATE_PROCESS"},
+    )
+    with stubber:
+        retry.on_kill()
+    stubber.assert_no_pending_responses()

@@ -212,3 +212,12 @@ def test_palette_transparency_is_by_index_not_by_colour():
     image.paste(1, (2, 0, 4, 2))  # right half: entry 1, opaque black
     tensor = decode_image(encode(image, "PNG", transparency=0), IDENTITY)
     assert tensor[:, :, :2].min() == 255 and tensor[:, :, 2:].max() == 0
+
+
+def test_negative_32_bit_grey_saturates_at_black_and_truncation_is_named():
+    data = encode(Image.new("I", (6, 6), -5_000), "TIFF")
+    assert pixel(decode_image(data, IDENTITY)) == (0, 0, 0)  # clipped, not wrapped
+    jpeg = encode(Image.effect_noise((64, 64), 64).convert("RGB"), "JPEG", quality=95)
+    with pytest.raises(ImageError) as caught:
+        decode_image(jpeg[: len(jpeg) // 2], Preprocess(image_size=8))
+    assert "truncated" in caught.value.message.lower()

@@ -252,6 +252,7 @@ def test_partition_metrics_count_rows_by_outcome_and_round_seconds_to_millisecon
     metrics = PartitionMetrics(partition=2, first_index=10, end_index=14, fingerprint="f" * 64)
     top = [{"label": "cat", "index": 3, "probability": 0.9}]
     for row in (
+        prediction_row("s3://b/0.jpg", top, "m", "r"),
         prediction_row("s3://b/1.jpg", top, "m", "r"),
         error_row("s3://b/2.jpg", {"type": "missing_object", "message": "x"}, "m", "r"),
         error_row("s3://b/3.jpg", {"type": "corrupt_image", "message": "x"}, "m", "r"),
@@ -259,16 +260,16 @@ def test_partition_metrics_count_rows_by_outcome_and_round_seconds_to_millisecon
     ):
         metrics.count_row(row)
     metrics.download_seconds, metrics.decode_seconds = 1.23449, 0.0006
-    metrics.inference_seconds, metrics.wall_seconds = 2.0004, 10.5
+    metrics.inference_seconds, metrics.wall_seconds = 2.4004, 10.50049
     assert metrics.as_dict() == {
         "partition": 2,
-        "rows": 4,
-        "predicted": 1,
+        "rows": 5,
+        "predicted": 2,
         "errors": 3,
         "errors_by_type": {"corrupt_image": 2, "missing_object": 1},
         "download_seconds": 1.234,
         "decode_seconds": 0.001,
-        "inference_seconds": 2.0,
+        "inference_seconds": 2.4,
         "wall_seconds": 10.5,
         "first_index": 10,
         "end_index": 14,

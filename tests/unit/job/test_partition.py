@@ -280,3 +280,30 @@ def test_the_start_fault_point_and_a_bad_output_uri_stop_the_partition(setup, mo
     bad = JobConfig(**{**config.__dict__, "output_uri": "file:///tmp/out/"})
     with pytest.raises(ValueError, match="--output must be an s3:// URI"):
         run_partition(bad, index=1, partitions=2)
+
+
+def test_a_batch_of_only_bad_images_spends_no_model_time(setup):
+    _, config = setup
+    error = {"type": "corrupt_image", "message": "x"}
+    bad = [partition_module.Prepared(f"s3://b/{i}.jpg", None, error, 0.0, 0.0) for i in range(3)]
+    rows, seconds = partition_module.classify_batch(bad, model=None, config=config)
+    assert seconds == 0.0 and [row["key"] for row in rows] == [item.key for item in bad]
+
+
+def test_download_time_and_a_bad_manifest_key(monkeypatch):
+    import io
+
+    from batch_inference.config import Preprocess
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, "PNG")
+    monkeypatch.setattr(partition_module, "get_bytes", lambda client, uri: buffer.getvalue())
+    started = time.perf_counter()
+    prepared = partition_module.prepare(None, "s3://b/ok.png", Preprocess(image_size=4))
+    elapsed = time.perf_counter() - started
+    assert prepared.error is None
+    assert 0 <= prepared.download_seconds <= elapsed and 0 <= prepared.decode_seconds <= elapsed
+    bad = partition_module.prepare(None, "images/ok.png", Preprocess(image_size=4))
+    assert bad.error["type"] == "download_failed"
+    assert bad.error["message"].startswith("ValueError: manifest key must be an s3:// URI")
