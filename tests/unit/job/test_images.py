@@ -221,3 +221,18 @@ def test_negative_32_bit_grey_saturates_at_black_and_truncation_is_named():
     with pytest.raises(ImageError) as caught:
         decode_image(jpeg[: len(jpeg) // 2], Preprocess(image_size=8))
     assert "truncated" in caught.value.message.lower()
+
+
+def test_a_damaged_header_and_an_unsupported_mode_are_named():
+    with pytest.raises(ImageError) as caught:
+        decode_image(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, IDENTITY)  # PNG signature, no image
+    assert (caught.value.error_type, caught.value.message) == (
+        "corrupt_image",
+        "image header is damaged",
+    )
+    with pytest.raises(ImageError) as caught:
+        decode_image(encode(Image.new("F", (6, 6), 0.5), "TIFF"), IDENTITY)
+    assert (caught.value.error_type, caught.value.message) == (
+        "unsupported_image",
+        "image mode 'F' is not supported",
+    )
