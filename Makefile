@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: venv test test-fast lint package demo airflow rehearse bench docs constraints clean
+.PHONY: venv test test-fast lint mutate package demo airflow rehearse bench docs constraints clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,12 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Mutation testing of the contract and hot-path modules against the fast unit tests (not in CI:
+# about an hour on 2 cores). Prints the score per module and the survivors; docs/TESTING.md.
+# MUTATE_ARGS: module names, --survivors (re-check the last survivors), --report, --fresh.
+mutate: $(STAMP)
+	$(BIN)/python -m tools.mutate $(MUTATE_ARGS)
 
 package: $(STAMP)
 	$(BIN)/python -m batch_inference.package --output build/batch_inference.zip
@@ -60,4 +66,4 @@ constraints:
 	  /tmp/constraints-venv/bin/pip freeze ) > constraints.txt
 
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) build .pytest_cache mutants

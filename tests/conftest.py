@@ -25,10 +25,17 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 from include.local_s3 import LocalS3, start_local_s3  # noqa: E402
 
+#: Reuse a running S3 server instead of starting one (``make mutate`` runs one pytest session per
+#: mutant; starting moto's server each time would cost more than most tests).
+SHARED_S3_ENV = "TEST_SHARED_S3_ENDPOINT"
+
 
 @pytest.fixture(scope="session")
 def s3_server() -> LocalS3:
     """One moto S3 server (a real HTTP endpoint on 127.0.0.1) for the whole test session."""
+    if os.environ.get(SHARED_S3_ENV):
+        yield LocalS3(os.environ[SHARED_S3_ENV])  # not ours to stop
+        return
     server = start_local_s3()
     yield server
     server.stop()

@@ -9,6 +9,8 @@ connection's endpoint and credentials to the Spark processes' environment.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 import zipfile
 from pathlib import Path
@@ -17,7 +19,12 @@ import psutil
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from emr_inference.artifacts import stage_artifacts
-from emr_inference.local_spark import LocalCluster, tagged_processes
+from emr_inference.local_spark import (
+    CLUSTER_TAG_ENV,
+    LocalCluster,
+    cluster_id_for,
+    tagged_processes,
+)
 from emr_inference.operators.local import (
     LocalCreateClusterOperator,
     LocalStepSensor,
@@ -166,10 +173,26 @@ def test_failing_step_fails_the_sensor_with_the_log_tail(local_env: dict) -> Non
         _terminate_and_check(local_env, LocalCluster.load(cluster_id))
 
 
-def test_terminate_without_a_cluster_is_a_no_op(local_env: dict) -> None:
-    LocalTerminateClusterOperator(
-        task_id="terminate_cluster", request=local_env["request"], cluster_id=None
-    ).execute({})
+def test_terminate_without_a_cluster_is_a_no_op(local_env: dict, tmp_path: Path, capsys) -> None:
+    """create_cluster made nothing: terminate stops nothing, creates nothing, raises nothing."""
+    request = local_env["request"]
+    derived = cluster_id_for(request["dag_id"], request["run_id"])
+    # A process of another cluster, tagged as ours are: a no-op must leave it alone.
+    bystander = subprocess.Popen(
+        ["sleep", "60"], env={**os.environ, CLUSTER_TAG_ENV: "someone-elses-cluster"}
+    )
+    try:
+        result = LocalTerminateClusterOperator(
+            task_id="terminate_cluster", request=request, cluster_id=None
+        ).execute({})
+        assert result is None
+        assert bystander.poll() is None  # still running
+        assert tagged_processes(derived) == []
+        assert not (tmp_path / "clusters" / derived).exists()  # no state was created for it
+        assert f"No local cluster {derived}: nothing to stop" in capsys.readouterr().out
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def _step_killed(sensor: LocalStepSensor) -> None:

@@ -70,10 +70,17 @@ def test_stops_by_itself_after_its_lifetime(s3_server: LocalS3) -> None:
     parts = urlsplit(proxy.endpoint_url)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=1)
         try:
-            http.client.HTTPConnection(parts.hostname, parts.port, timeout=1).connect()
+            connection.connect()
         except ConnectionRefusedError:
-            break
+            break  # nothing listens any more: it stopped
+        except ConnectionResetError:
+            # The listening socket was closed while this connection waited in its backlog (the
+            # proxy is stopping right now): not stopped yet, and not an error; try again.
+            pass
+        finally:
+            connection.close()
         time.sleep(0.1)
     else:
         pytest.fail("the proxy still accepts connections after its lifetime")

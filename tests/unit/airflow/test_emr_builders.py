@@ -223,3 +223,185 @@ def test_int8_arguments_parse_with_the_jobs_own_cli():
     assert (job.int8.calibration_uri, job.int8.calibration_images) == ("s3://calib/digits/", 64)
     assert job.int8.agreement_images == 256
     assert "--precision" not in job_arguments(request_for(), MANIFEST)  # fp32: nothing added
+
+
+def _gp3(size_gb: int) -> dict:
+    """The EbsConfiguration of one gp3 volume of ``size_gb`` per instance (RunJobFlow shape)."""
+    volume = {"VolumeSpecification": {"VolumeType": "gp3", "SizeInGB": size_gb}}
+    return {"EbsBlockDeviceConfigs": [{**volume, "VolumesPerInstance": 1}]}
+
+
+@pytest.mark.parametrize("collection", ["groups", "fleets"])
+def test_ebs_volumes_reach_every_node_type_that_asks_for_one(collection):
+    cluster = {
+        "instance_collection": collection,
+        "master": {"instance_types": ["m5.xlarge"], "count": 1, "ebs_volume_gb": 64},
+        "core": {"instance_types": ["c5.9xlarge", "c5n.9xlarge"][: 1 if collection == "groups"
+                                                                 else 2],
+                 "count": 4, "ebs_volume_gb": 500},
+    }  # fmt: skip
+    job_flow = build_job_flow(request_for(cluster=cluster), ARTIFACTS)
+    assert_valid("RunJobFlow", job_flow)
+    if collection == "groups":
+        groups = job_flow["Instances"]["InstanceGroups"]
+        ebs = {group["InstanceRole"]: [group["EbsConfiguration"]] for group in groups}
+    else:
+        fleets = job_flow["Instances"]["InstanceFleets"]
+        ebs = {
+            fleet["InstanceFleetType"]: [
+                c["EbsConfiguration"] for c in fleet["InstanceTypeConfigs"]
+            ]
+            for fleet in fleets
+        }
+    assert ebs == {"MASTER": [_gp3(64)], "CORE": [_gp3(500)] * (1 if collection == "groups" else 2)}
+
+
+def test_no_ebs_configuration_without_a_volume_size():
+    job_flow = build_job_flow(request_for(), ARTIFACTS)
+    assert all("EbsConfiguration" not in group for group in job_flow["Instances"]["InstanceGroups"])
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.25, 1.0])
+def test_the_error_rate_limit_reaches_the_job(rate):
+    from batch_inference.cli import parse_config
+
+    request = request_for(max_error_rate=rate)
+    args = job_arguments(request, MANIFEST)
+    assert _options(args)["--max-error-rate"] == repr(rate)
+    assert parse_config(args).max_error_rate == rate
+
+
+def test_every_request_setting_reaches_the_job_unchanged():
+    """Every job setting, each away from its default, comes out of the job's own parser as the
+    request had it: an argument dropped, renamed or mangled on the way fails here."""
+    from batch_inference.cli import parse_config
+    from batch_inference.config import Encryption, JobConfig, ModelSpec, Preprocess
+
+    request = request_for(sse={"mode": "aws:kms", "kms_key_id": "alias/predictions"})
+    request.update(batch_size=17, top_k=4, partitions=6, max_error_rate=0.3)
+    request.update(prefetch_threads=3, prefetch_depth=5, omp_threads=2)
+    model = request["model"]
+    model.update(input_name="pixels", image_size=96, mean=[0.1, 0.2, 0.3], std=[0.4, 0.5, 0.6])
+    model.update(scale=0.5, symbol_sha256="1" * 64, params_sha256="2" * 64, labels_sha256="3" * 64)
+
+    expected = JobConfig(
+        manifest_uri=MANIFEST,
+        output_uri=request["staging_uri"] + "output/",
+        run_id=request["run_id"],
+        model=ModelSpec(
+            name=model["name"],
+            symbol_uri=model["symbol"],
+            params_uri=model["params"],
+            labels_uri=model["labels"],
+            symbol_sha256="1" * 64,
+            params_sha256="2" * 64,
+            labels_sha256="3" * 64,
+            input_name="pixels",
+        ),
+        preprocess=Preprocess(image_size=96, scale=0.5, mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6)),
+        batch_size=17,
+        top_k=4,
+        partitions=6,
+        max_error_rate=0.3,
+        prefetch_threads=3,
+        prefetch_depth=5,
+        omp_threads=2,
+        encryption=Encryption("aws:kms", "alias/predictions"),
+    )
+    assert parse_config(job_arguments(request, MANIFEST)) == expected
+
+
+def test_fleets_ask_for_exactly_the_configured_capacity():
+    request = request_for(
+        cluster={
+            "instance_collection": "fleets",
+            "master": {"instance_types": ["m5.xlarge"], "count": 1},
+            "core": {"instance_types": ["c5.9xlarge", "c5n.9xlarge"], "count": 3, "market": "SPOT"},
+        }
+    )
+    fleets = build_job_flow(request, ARTIFACTS)["Instances"]["InstanceFleets"]
+    master, core = fleets
+    assert master == {
+        "Name": "master",
+        "InstanceFleetType": "MASTER",
+        "TargetOnDemandCapacity": 1,
+        "TargetSpotCapacity": 0,  # on-demand: no Spot capacity at all
+        "InstanceTypeConfigs": [{"InstanceType": "m5.xlarge", "WeightedCapacity": 1}],
+    }
+    assert (core["Name"], core["TargetOnDemandCapacity"], core["TargetSpotCapacity"]) == (
+        "core",
+        0,
+        3,
+    )
+    # One unit per instance, so the capacity is the instance count whatever the type.
+    assert [c["WeightedCapacity"] for c in core["InstanceTypeConfigs"]] == [1, 1]
+    spot = core["LaunchSpecifications"]["SpotSpecification"]
+    assert spot["AllocationStrategy"] == "capacity-optimized"
+    assert spot["TimeoutAction"] == "SWITCH_TO_ON_DEMAND" and spot["TimeoutDurationMinutes"] > 0
+
+
+def test_names_are_cut_to_emrs_256_characters():
+    from emr_inference.emr.job_flow import cluster_name
+    from emr_inference.emr.steps import step_name
+
+    request = request_for()
+    request["run_id"] = "manual__" + "x" * 300
+    for name, start in (
+        (cluster_name(request), f"{request['pipeline']} manual__x"),
+        (step_name(request), "batch-inference unit manual__x"),
+    ):
+        assert len(name) == 256 and name.startswith(start)
+    request["run_id"] = "short"
+    assert cluster_name(request) == f"{request['pipeline']} short"
+    assert step_name(request) == "batch-inference unit short"
+
+
+def test_the_cluster_can_be_torn_down_and_is_reachable_as_configured():
+    request = request_for(
+        cluster={
+            "subnet_ids": ["subnet-a", "subnet-b"],
+            "ec2_key_name": "ops",
+            "task_cpus": 4,
+            "python": "/opt/venv/bin/python",
+            "spark_defaults": {"spark.python.worker.reuse": "false"},  # the pipeline's own wins
+        },
+        omp_threads=3,
+    )
+    job_flow = build_job_flow(request, ARTIFACTS)
+    assert_valid("RunJobFlow", job_flow)
+    instances = job_flow["Instances"]
+    assert instances["TerminationProtected"] is False  # the teardown task must be able to end it
+    assert instances["KeepJobFlowAliveWhenNoSteps"] is True  # steps are added after creation
+    assert instances["Ec2SubnetId"] == "subnet-a" and "Ec2SubnetIds" not in instances
+    assert instances["Ec2KeyName"] == "ops"
+    assert [g["Name"] for g in instances["InstanceGroups"]] == ["master", "core"]
+    assert job_flow["VisibleToAllUsers"] is True
+    assert job_flow["BootstrapActions"][0]["Name"] == "install-job-dependencies"
+    configurations = {c["Classification"]: c for c in job_flow["Configurations"]}
+    defaults = configurations["spark-defaults"]["Properties"]
+    assert defaults["spark.python.worker.reuse"] == "false"
+    assert defaults["spark.task.cpus"] == "4"
+    assert defaults["spark.executorEnv.OMP_NUM_THREADS"] == "3"  # the request's, not task_cpus
+    assert configurations["spark-env"]["Properties"] == {}
+    assert configurations["spark-env"]["Configurations"][0]["Properties"] == {
+        "PYSPARK_PYTHON": "/opt/venv/bin/python",
+        "PYSPARK_DRIVER_PYTHON": "/opt/venv/bin/python",
+        "OMP_NUM_THREADS": "3",
+    }
+
+
+def test_optional_cluster_settings_are_left_out_when_unset():
+    job_flow = build_job_flow(request_for(), ARTIFACTS)
+    assert not {"LogUri", "SecurityConfiguration"} & set(job_flow)
+    assert not {"Ec2SubnetId", "Ec2SubnetIds", "Ec2KeyName"} & set(job_flow["Instances"])
+
+
+def test_spark_submit_runs_the_driver_on_the_master_under_yarn():
+    from emr_inference.emr.steps import spark_submit_command, step_name
+
+    request = request_for()
+    command = spark_submit_command(request, ARTIFACTS, MANIFEST)
+    assert command[:7] == [
+        "spark-submit", "--master", "yarn", "--deploy-mode", "client",
+        "--name", step_name(request),
+    ]  # fmt: skip

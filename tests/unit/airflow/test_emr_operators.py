@@ -453,3 +453,204 @@ def test_a_triggerer_restart_leaves_the_step_running(aws, context, monkeypatch):
     monkeypatch.setattr(trigger, "hook", lambda: hooks_made.append(1))
     run_in_triggerer(trigger, None)  # the trigger moves to another triggerer
     assert hooks_made == []
+
+
+def _set_step_state(cluster_id: str, step_id: str, state: str) -> None:
+    """Move a step of moto's EMR to ``state`` (moto never ends a step by itself)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.emr.models import emr_backends
+
+    (step,) = [s for s in emr_backends[DEFAULT_ACCOUNT_ID][REGION].clusters[cluster_id].steps
+               if s.id == step_id]  # fmt: skip
+    step.state = state
+
+
+@pytest.mark.parametrize("state", ["FAILED", "CANCELLED", "INTERRUPTED"])
+def test_a_retried_submit_adds_a_new_step_after_a_dead_one(aws, context, state):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    first = submit(request, cluster_id).execute(context)
+    _set_step_state(cluster_id, first, state)
+
+    retried = submit(request, cluster_id).execute(context)
+    assert retried != first  # a dead step is never reused: the retry runs the job again
+    steps = aws.list_steps(ClusterId=cluster_id)["Steps"]
+    assert {step["Id"]: step["Status"]["State"] for step in steps} == {
+        first: state,
+        retried: "PENDING",
+    }
+
+
+@pytest.mark.parametrize("state", ["RUNNING", "COMPLETED"])
+def test_a_retried_submit_reuses_a_live_or_completed_step(aws, context, state):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    first = submit(request, cluster_id).execute(context)
+    _set_step_state(cluster_id, first, state)
+    assert submit(request, cluster_id).execute(context) == first
+    assert len(aws.list_steps(ClusterId=cluster_id)["Steps"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("step_reason", "expected"),
+    [
+        (
+            {"Message": "Cancelled by user"},
+            "step reason 'Cancelled by user', cluster WAITING: 'none'",
+        ),
+        (None, "step reason 'none', cluster WAITING: 'none'"),
+    ],
+    ids=["step reason only", "no reason anywhere"],
+)
+def test_sensor_failure_without_details_names_whatever_reason_exists(
+    aws, context, step_reason, expected
+):
+    task = sensor(make_request())
+    status = {"StateChangeReason": step_reason} if step_reason else {}
+    stubber = stub_pokes(task, step_response("CANCELLED", **status))
+    stubber.add_response("describe_cluster", CLUSTER, {"ClusterId": "j-1"})
+    with pytest.raises(AirflowException) as failure:
+        task.poke(context)
+    assert f"CANCELLED with no failure details; {expected}" in str(failure.value)
+
+
+def test_deferrable_sensor_polls_at_least_once_per_deferral(aws, context):
+    # A progress interval shorter than the poke interval still gives the trigger one poll.
+    task = sensor(make_request(), deferrable=True, progress_interval=10)
+    stub_pokes(task, step_response("RUNNING"))
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context)
+    assert deferred.value.trigger.attempts == 1
+
+
+def test_sensor_and_terminate_publish_the_console_links(aws, context):
+    from airflow.providers.amazon.aws.links.emr import EmrClusterLink, EmrLogsLink
+
+    links = {EmrClusterLink.key, EmrLogsLink.key}
+    task = sensor(make_request(), deferrable=True)
+    stub_pokes(task, step_response("RUNNING"), step_response("COMPLETED"))
+    with pytest.raises(TaskDeferred):
+        task.execute(context)
+    assert links <= set(context["ti"].pushed)
+    resumed = {"ti": RecordingTI()}
+    assert task.execute_complete(resumed, {"status": "success"}) is None
+    assert links <= set(resumed["ti"].pushed)
+    waiting = sensor(make_request())  # not deferrable: the provider's own poke loop
+    stub_pokes(waiting, step_response("COMPLETED"))
+    blocking = {"ti": RecordingTI()}
+    waiting.execute(blocking)
+    assert links <= set(blocking["ti"].pushed)
+
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    teardown = {"ti": RecordingTI()}
+    EmrTerminateClusterOperator(
+        task_id="terminate_cluster", request=request, cluster_id=cluster_id, **AWS
+    ).execute(teardown)
+    assert EmrClusterLink.key in teardown["ti"].pushed
+
+
+@pytest.mark.parametrize("timeline", [True, False], ids=["started", "no timeline yet"])
+def test_progress_is_read_through_the_tasks_connection(aws, context, monkeypatch, timeline):
+    import emr_inference.operators.emr as emr_operators
+
+    calls = []
+    monkeypatch.setattr(emr_operators, "log_progress", lambda *args: calls.append(args))
+    task = EmrInferenceStepSensor(
+        task_id="wait_for_inference_step",
+        request=make_request(),
+        manifest=MANIFEST,
+        cluster_id="j-1",
+        step_id="s-1",
+        aws_conn_id="pipeline_aws",
+        region_name=REGION,
+    )
+    response = step_response("RUNNING")
+    if not timeline:
+        del response["Step"]["Status"]["Timeline"]
+    stub_pokes(task, response)
+    assert task.poke(context) is False
+    ((log, conn_id, request, total, elapsed),) = calls
+    assert (conn_id, request, total) == ("pipeline_aws", task.request, MANIFEST["total"])
+    if timeline:
+        assert 100 <= elapsed < 160  # the step started 100 s ago
+    else:
+        assert elapsed == 0
+
+
+def test_the_trigger_polls_this_step_through_this_tasks_connection(aws, context):
+    botocore_config = {"retries": {"max_attempts": 2}}
+    task = EmrInferenceStepSensor(
+        task_id="wait_for_inference_step",
+        request=make_request(),
+        manifest=MANIFEST,
+        cluster_id="j-1",
+        step_id="s-1",
+        poke_interval=60,
+        deferrable=True,
+        aws_conn_id="pipeline_aws",
+        region_name=REGION,
+        verify=False,
+        botocore_config=botocore_config,
+    )
+    stub_pokes(task, step_response("RUNNING"))
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context)
+    trigger = deferred.value.trigger
+    attempts = 5  # the default progress interval, 300 s, / 60 s
+    assert trigger.serialize()[1] == {
+        "job_flow_id": "j-1",
+        "step_id": "s-1",
+        "waiter_delay": 60,
+        "waiter_max_attempts": attempts,
+        "aws_conn_id": "pipeline_aws",
+        "region_name": REGION,
+        "verify": False,
+        "botocore_config": botocore_config,
+    }
+    # The trigger gives up by itself (after attempts * delay) before its deferral times out.
+    assert deferred.value.timeout > dt.timedelta(seconds=attempts * 60)
+
+
+def test_a_killed_create_that_reused_the_cluster_terminates_it(aws, context):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    retry = create(request)
+    assert retry.execute(context) == cluster_id  # reused
+    retry.on_kill()
+    state = aws.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+    assert state in ("TERMINATING", "TERMINATED")
+
+
+def test_a_cluster_of_the_same_name_without_tags_is_not_this_runs():
+    from emr_inference.emr.job_flow import cluster_name
+    from emr_inference.operators.emr import LIVE_CLUSTER_STATES, find_run_cluster
+
+    request = make_request()
+    client = boto3.client("emr", region_name=REGION)
+    stubber = Stubber(client)
+    summary = {"Id": "j-9", "Name": cluster_name(request), "Status": {"State": "WAITING"}}
+    stubber.add_response(
+        "list_clusters", {"Clusters": [summary]}, {"ClusterStates": LIVE_CLUSTER_STATES}
+    )
+    stubber.add_response("describe_cluster", {"Cluster": summary}, {"ClusterId": "j-9"})
+    with stubber:
+        assert find_run_cluster(client, request) is None
+
+
+def test_a_killed_submit_cancels_the_step_it_reused(aws, context):
+    request = make_request()
+    cluster_id = create(request).execute(context)
+    step_id = submit(request, cluster_id).execute(context)
+    retry = submit(request, cluster_id)
+    assert retry.execute(context) == step_id  # reused
+    stubber = Stubber(retry.hook.conn)
+    expected = {"ClusterId": cluster_id, "StepIds": [step_id]}
+    stubber.add_response(
+        "cancel_steps",
+        {"CancelStepsInfoList": [{"StepId": step_id, "Status": "SUBMITTED"}]},
+        {**expected, "StepCancellationOption": "TERMINATE_PROCESS"},
+    )
+    with stubber:
+        retry.on_kill()
+    stubber.assert_no_pending_responses()

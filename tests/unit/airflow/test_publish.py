@@ -233,3 +233,37 @@ def test_operator_declares_the_asset_alias_outlet() -> None:
         task_id="p", request={}, manifest={}, asset_alias="predictions.demo"
     )
     assert operator.outlets == [AssetAlias("predictions.demo")]
+
+
+@pytest.mark.parametrize(
+    ("ranges", "rows", "message"),
+    [
+        (((0, 6), (4, 10)), (6, 4), "partition 1 starts at manifest position 4, expected 6"),
+        (((0, 10), (0, 10)), (5, 5), "starts at manifest position 0, expected 10"),
+    ],
+    ids=["overlap", "same range twice"],
+)
+def test_refuses_overlapping_partitions_even_when_the_rows_add_up(
+    aws_conn, s3_env, bucket, ranges, rows, message
+) -> None:
+    # Rows and the covered end both match the manifest's total: only the ranges give it away.
+    _stage(s3_env, bucket, ranges)
+    client = s3_env.client()
+    for partition, ((first, end), count) in enumerate(zip(ranges, rows, strict=True)):
+        client.put_object(
+            Bucket=bucket,
+            Key=f"_staging/demo/run/output/_metrics/part-{partition:05d}.json",
+            Body=json.dumps({"partition": partition, "rows": count, "errors": 0,
+                             "first_index": first, "end_index": end}),
+        )  # fmt: skip
+    assert sum(rows) == TOTAL
+    with pytest.raises(IncompleteOutputError, match=message):
+        _publish(bucket)
+    assert _keys(s3_env, bucket, "predictions/") == []
+
+
+def test_success_marker_is_an_empty_object(aws_conn, s3_env, bucket) -> None:
+    _stage(s3_env, bucket)
+    _publish(bucket)
+    marker = s3_env.client().get_object(Bucket=bucket, Key="predictions/dt=2026-11-22/_SUCCESS")
+    assert marker["ContentLength"] == 0 and marker["Body"].read() == b""

@@ -78,3 +78,25 @@ def test_model_identity_uses_digests_or_etags(bucket, s3_env):
     assert model_identity(client, spec)["params"] != identity["params"]
     with pytest.raises(ModelLoadError, match=r"cannot read --model-labels s3://.*/m/gone\.txt"):
         model_identity(client, replace(spec, labels_uri=f"s3://{bucket}/m/gone.txt"))
+
+
+def test_model_identity_of_an_etag_is_its_bare_value(bucket, s3_env):
+    import hashlib
+
+    client = s3_env.client()
+    client.put_object(Bucket=bucket, Key="m/p.params", Body=b"weights")
+    spec = ModelSpec(
+        "m", "s3://x/s.json", f"s3://{bucket}/m/p.params", "s3://x/l.txt",
+        symbol_sha256="a" * 64, labels_sha256="b" * 64,
+    )  # fmt: skip
+    # S3 returns the ETag quoted ("<md5>" for a single-part upload); the identity drops the quotes.
+    assert model_identity(client, spec)["params"] == "etag:" + hashlib.md5(b"weights").hexdigest()
+
+
+@pytest.mark.parametrize("part", ["symbol", "params", "labels"])
+def test_a_model_uri_that_is_not_s3_names_its_option(part):
+    digests = {f"{other}_sha256": "c" * 64 for other in ("symbol", "params", "labels")}
+    spec = replace(MODEL, **{**digests, f"{part}_uri": "https://example.com/model"})
+    spec = replace(spec, **{f"{part}_sha256": None})  # only this part is looked up
+    with pytest.raises(ValueError, match=f"--model-{part} must be an s3:// URI"):
+        model_identity(None, spec)  # refused before any request

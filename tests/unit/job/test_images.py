@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from batch_inference.config import Preprocess
 from batch_inference.errors import DECOMPRESSION_BOMB, ImageError
-from batch_inference.images import decode_image, open_image, to_rgb
+from batch_inference.images import decode_image, open_image, to_rgb, to_tensor
 from PIL import Image
 
 from include.demo.images import BAD_INPUTS, bad_input, decompression_bomb
@@ -114,3 +114,125 @@ def test_truncated_image_data_is_reported_as_truncated():
     with pytest.raises(ImageError) as caught:
         decode_image(data[: len(data) * 2 // 3], Preprocess(image_size=8))
     assert caught.value.error_type == "truncated_image"
+
+
+def gradient_image(width: int, height: int) -> Image.Image:
+    """A non-uniform RGB image: red grows left to right, green top to bottom, blue is a checker."""
+    image = Image.new("RGB", (width, height))
+    for x in range(width):
+        for y in range(height):
+            image.putpixel(
+                (x, y),
+                (255 * x // (width - 1), 255 * y // (height - 1), 200 if (x + y) % 2 else 30),
+            )
+    return image
+
+
+def reference_chw(image: Image.Image, spec: Preprocess) -> list[list[list[float]]]:
+    """``out[c][y][x] = (pixel(x, y)[c] * scale - mean[c]) / std[c]`` pixel by pixel, after the
+    bilinear resize to a square: no numpy layout, so it cannot share a transposition bug."""
+    size = spec.image_size
+    resized = image.resize((size, size), Image.BILINEAR) if image.size != (size, size) else image
+    return [
+        [
+            [
+                (resized.getpixel((x, y))[c] * spec.scale - spec.mean[c]) / spec.std[c]
+                for x in range(size)
+            ]
+            for y in range(size)
+        ]
+        for c in range(3)
+    ]
+
+
+@pytest.mark.parametrize("size", [(7, 4), (5, 5)], ids=["non-square, resized", "square"])
+def test_to_tensor_is_channel_row_column(size):
+    spec = Preprocess(image_size=5, scale=1 / 255, mean=(0.5, 0.25, 0.1), std=(0.5, 0.25, 2.0))
+    image = gradient_image(*size)
+    expected = np.array(reference_chw(image, spec), dtype=np.float32)
+    np.testing.assert_allclose(to_tensor(image, spec), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(decode_image(encode(image), spec), expected, rtol=0, atol=1e-5)
+
+
+def test_columns_stay_columns_and_rows_stay_rows():
+    # Left half red, right half blue, on a wide image: in CHW, red is high in every row's first
+    # column and low in its last; a CWH tensor would have red changing down each column instead.
+    image = Image.new("RGB", (16, 6), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 8, 6))
+    tensor = decode_image(encode(image), Preprocess(image_size=4, scale=1.0, mean=(0, 0, 0)))
+    red, blue = tensor[0], tensor[2]
+    assert (red[:, 0] > red[:, -1]).all() and (blue[:, 0] < blue[:, -1]).all()
+    assert np.allclose(red, red[:1, :])  # every row alike: nothing varies from top to bottom
+
+
+@pytest.mark.parametrize("level", [0, 1, 100, 128, 200, 254, 255])
+def test_sixteen_bit_grey_maps_exactly_onto_eight_bits(level):
+    # 257 * level is the 16-bit value of the 8-bit level (0xFFFF = 257 * 0xFF): no rounding slack.
+    data = encode(Image.new("I;16", (6, 6), 257 * level))
+    assert pixel(decode_image(data, IDENTITY)) == (level, level, level)
+
+
+def test_the_pixel_limit_is_inclusive():
+    data = encode(Image.new("L", (100, 100)))
+    assert decode_image(data, Preprocess(image_size=8), max_pixels=10_000).shape == (3, 8, 8)
+    with pytest.raises(ImageError, match="above the limit of 9999"):
+        decode_image(data, Preprocess(image_size=8), max_pixels=9_999)
+
+
+def test_32_bit_grey_above_the_16_bit_range_saturates_at_white():
+    data = encode(Image.new("I", (6, 6), 100_000), "TIFF")
+    assert Image.open(io.BytesIO(data)).getpixel((0, 0)) == 100_000  # really beyond 16 bits
+    assert pixel(decode_image(data, IDENTITY)) == (255, 255, 255)  # clipped, not wrapped
+
+
+def test_error_messages_say_what_is_wrong():
+    spec = Preprocess(image_size=8)
+    cases = [
+        (b"", "object is empty (0 bytes)"),
+        (b"plain text, not an image", "not a recognised image format"),
+        (
+            encode(Image.new("L", (100, 50))),
+            "image is 100x50 = 5000 pixels, above the limit of 4999",
+        ),
+    ]
+    for data, message in cases:
+        with pytest.raises(ImageError) as caught:
+            decode_image(data, spec, max_pixels=4_999)
+        assert caught.value.message == message
+    with pytest.raises(ImageError) as caught:
+        decode_image(decompression_bomb(), spec)
+    assert "decompression bomb" in caught.value.message.lower()
+
+
+def test_palette_transparency_is_by_index_not_by_colour():
+    # Two palette entries with the same colour, only entry 0 transparent: only its pixels turn
+    # white. (Through RGB, transparency becomes a colour key and would take both.)
+    image = Image.new("P", (4, 2), 0)
+    image.putpalette([0, 0, 0] * 256)
+    image.paste(1, (2, 0, 4, 2))  # right half: entry 1, opaque black
+    tensor = decode_image(encode(image, "PNG", transparency=0), IDENTITY)
+    assert tensor[:, :, :2].min() == 255 and tensor[:, :, 2:].max() == 0
+
+
+def test_negative_32_bit_grey_saturates_at_black_and_truncation_is_named():
+    data = encode(Image.new("I", (6, 6), -5_000), "TIFF")
+    assert pixel(decode_image(data, IDENTITY)) == (0, 0, 0)  # clipped, not wrapped
+    jpeg = encode(Image.effect_noise((64, 64), 64).convert("RGB"), "JPEG", quality=95)
+    with pytest.raises(ImageError) as caught:
+        decode_image(jpeg[: len(jpeg) // 2], Preprocess(image_size=8))
+    assert "truncated" in caught.value.message.lower()
+
+
+def test_a_damaged_header_and_an_unsupported_mode_are_named():
+    with pytest.raises(ImageError) as caught:
+        decode_image(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, IDENTITY)  # PNG signature, no image
+    assert (caught.value.error_type, caught.value.message) == (
+        "corrupt_image",
+        "image header is damaged",
+    )
+    with pytest.raises(ImageError) as caught:
+        decode_image(encode(Image.new("F", (6, 6), 0.5), "TIFF"), IDENTITY)
+    assert (caught.value.error_type, caught.value.message) == (
+        "unsupported_image",
+        "image mode 'F' is not supported",
+    )

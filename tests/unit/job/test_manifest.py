@@ -82,3 +82,52 @@ def test_a_missing_manifest_or_short_shard_is_a_manifest_error(bucket, s3_env):
     manifest = read_manifest(make_client(), manifest_uri)
     with pytest.raises(ManifestError, match="has 1 keys, the manifest says 2"):
         list(iter_keys(make_client(), manifest, 0, 2))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "is not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"version": 1, "total": "3", "shards": []}', "field 'total' must be an integer >= 0"),
+        (b'{"version": 1, "total": 1, "shards": ["s3://b/k"]}', r"shards\[0\] must be an object"),
+        (
+            b'{"version": 1, "total": 0, "shards": [{"uri": "s3://b/k", "count": -1}]}',
+            r"shards\[0\].count must be an integer >= 0",
+        ),
+    ],
+)
+def test_malformed_manifest_documents_are_refused(body, message):
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest("s3://b/manifest.json", body)
+
+
+def test_a_valid_manifest_keeps_its_source_shards_and_digest():
+    import hashlib
+
+    body = json.dumps(
+        {"version": 1, "total": 3, "source": "s3://b/in/",
+         "shards": [{"uri": "s3://b/0", "count": 0}, {"uri": "s3://b/1", "count": 3}]}
+    ).encode()  # fmt: skip
+    manifest = parse_manifest("s3://b/manifest.json", body)
+    assert manifest.uri == "s3://b/manifest.json" and manifest.source == "s3://b/in/"
+    assert manifest.total == 3
+    assert manifest.shards == (Shard("s3://b/0", 0), Shard("s3://b/1", 3))
+    assert manifest.sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_empty_shards_and_negative_partitions_are_never_selected():
+    shards = (Shard("s3://b/0", 4), Shard("s3://b/empty", 0), Shard("s3://b/2", 4))
+    assert shards_for_range(shards, 0, 8) == [(shards[0], 0, 4), (shards[2], 0, 4)]
+    assert shards_for_range(shards, 4, 4) == []
+    with pytest.raises(ValueError, match="partition -1 out of range for 3"):
+        partition_range(-1, 3, 10)
+
+
+def test_an_unreadable_shard_is_a_manifest_error_naming_it(bucket, s3_env):
+    client = s3_env.client()
+    manifest_uri = write_manifest(client, bucket, "run", ["s3://b/a"], shard_size=5)
+    client.delete_object(Bucket=bucket, Key="run/shard-00000.txt")
+    manifest = read_manifest(make_client(), manifest_uri)
+    with pytest.raises(ManifestError, match=r"cannot read manifest shard s3://.*shard-00000\.txt"):
+        list(iter_keys(make_client(), manifest, 0, 1))

@@ -71,6 +71,16 @@ def test_parts_are_written_with_the_requested_encryption_and_fingerprint(bucket,
     assert client.get_object(Bucket=bucket, Key="out/part-00003.jsonl")["Body"].read() == b""
 
 
+def write_partition_parts(
+    client, output, partition: int, rows: list[dict], metrics: dict, encryption: Encryption
+) -> None:
+    """A partition's rows part, then its metrics part, as process_partition writes them."""
+    part = RowsPart(client, output.join(part_name(partition)), encryption, metrics["fingerprint"])
+    part.add(rows)
+    part.close()
+    write_metrics(client, output, partition, metrics, encryption)
+
+
 def big_rows(count: int, start: int = 0) -> list[dict]:
     """Rows of ~8 KB each (a top-k of many classes): a thousand fill a piece."""
     top = [{"label": f"class-{i:04d}", "index": i, "probability": 0.001} for i in range(150)]
@@ -282,3 +292,155 @@ def test_a_build_of_the_expected_release_is_accepted(have, wanted, same):
     from batch_inference.environment import same_release
 
     assert same_release(have, wanted) is same
+
+
+@pytest.mark.parametrize(
+    ("partition", "first_index", "end_index", "fingerprint"),
+    [(4, 20, 40, "f"), (3, 21, 40, "f"), (3, 20, 39, "f"), (3, 20, 41, "f"), (3, 20, 40, "g")],
+    ids=["partition", "first_index", "end_index", "longer range", "fingerprint"],
+)
+def test_resume_reuses_a_part_only_for_the_same_partition_range_and_fingerprint(
+    bucket, s3_env, partition, first_index, end_index, fingerprint
+):
+    from batch_inference.output import completed_metrics
+
+    output = parse_s3_uri(f"s3://{bucket}/out")
+    stored = {"partition": 3, "first_index": 20, "end_index": 40, "fingerprint": "f" * 64}
+    for index in (3, 4):  # partition 4's parts hold partition 3's metrics, as a copy would
+        write_partition_parts(make_client(), output, index, [], stored, Encryption("none"))
+    client = make_client()
+    assert completed_metrics(client, output, 3, 20, 40, "f" * 64) == {**stored, "resumed": True}
+    changed = completed_metrics(client, output, partition, first_index, end_index, fingerprint * 64)
+    assert changed is None
+
+
+class RecordingS3:
+    """An in-memory stand-in for the two S3 calls of ``remove_stale_parts``: a paginated
+    ``ListObjectsV2`` that honours ``Prefix`` (pages of ``page_size``) and ``DeleteObjects``."""
+
+    def __init__(self, keys: list[str], page_size: int = 1000) -> None:
+        self.keys = set(keys)
+        self.page_size = page_size
+        self.deletes: list[list[str]] = []
+
+    def get_paginator(self, operation: str):
+        assert operation == "list_objects_v2"
+        return self
+
+    def paginate(self, Bucket: str, Prefix: str = ""):  # noqa: N803 (boto3's parameter names)
+        listed = sorted(key for key in self.keys if key.startswith(Prefix))
+        for start in range(0, max(len(listed), 1), self.page_size):
+            page = listed[start : start + self.page_size]
+            yield {"Contents": [{"Key": key} for key in page]} if page else {"KeyCount": 0}
+
+    def delete_objects(self, Bucket: str, Delete: dict) -> dict:  # noqa: N803
+        batch = [item["Key"] for item in Delete["Objects"]]
+        self.deletes.append(batch)
+        self.keys -= set(batch)
+        return {}
+
+
+def test_stale_parts_are_deleted_in_batches_of_at_most_1000_keys():
+    stale = [f"out/{part_name(p)}" for p in range(2, 1003)]  # 1001 parts
+    kept = ["out/part-00000.jsonl", "out/part-00001.jsonl", "xyz/part-00009.jsonl"]
+    client = RecordingS3(stale + kept, page_size=400)
+    removed = remove_stale_parts(client, parse_s3_uri("s3://b/out"), 2)
+    assert sorted(removed) == sorted(stale)
+    assert [len(batch) for batch in client.deletes] == [1000, 1]  # DeleteObjects' limit
+    assert client.keys == set(kept)  # another prefix of the same length is not touched
+
+
+def test_no_stale_parts_in_an_empty_output():
+    client = RecordingS3([])
+    assert remove_stale_parts(client, parse_s3_uri("s3://b/out"), 3) == []
+    assert client.deletes == []
+
+
+def test_partition_metrics_count_rows_by_outcome_and_round_seconds_to_milliseconds():
+    from batch_inference.output import PartitionMetrics
+
+    metrics = PartitionMetrics(partition=2, first_index=10, end_index=14, fingerprint="f" * 64)
+    top = [{"label": "cat", "index": 3, "probability": 0.9}]
+    for row in (
+        prediction_row("s3://b/0.jpg", top, "m", "r"),
+        prediction_row("s3://b/1.jpg", top, "m", "r"),
+        error_row("s3://b/2.jpg", {"type": "missing_object", "message": "x"}, "m", "r"),
+        error_row("s3://b/3.jpg", {"type": "corrupt_image", "message": "x"}, "m", "r"),
+        error_row("s3://b/4.jpg", {"type": "corrupt_image", "message": "x"}, "m", "r"),
+    ):
+        metrics.count_row(row)
+    metrics.download_seconds, metrics.decode_seconds = 1.23449, 0.0006
+    metrics.inference_seconds, metrics.wall_seconds = 2.4004, 10.50049
+    assert metrics.as_dict() == {
+        "partition": 2,
+        "rows": 5,
+        "predicted": 2,
+        "errors": 3,
+        "errors_by_type": {"corrupt_image": 2, "missing_object": 1},
+        "download_seconds": 1.234,
+        "decode_seconds": 0.001,
+        "inference_seconds": 2.4,
+        "wall_seconds": 10.5,
+        "worker_peak_rss_mb": None,
+        "worker_peak_address_space_mb": None,
+        "precision": "fp32",
+        "int8_top1_agreement": None,
+        "first_index": 10,
+        "end_index": 14,
+        "fingerprint": "f" * 64,
+        "resumed": False,
+    }
+    assert list(metrics.as_dict()["errors_by_type"]) == [
+        "corrupt_image",
+        "missing_object",
+    ]  # sorted
+
+
+def test_parts_carry_their_content_types(bucket, s3_env):
+    output = parse_s3_uri(f"s3://{bucket}/out")
+    metrics = {"partition": 0, "fingerprint": "f" * 64}
+    write_partition_parts(make_client(), output, 0, [], metrics, Encryption("none"))
+    client = s3_env.client()
+    types = {
+        key: client.head_object(Bucket=bucket, Key=f"out/{key}")["ContentType"]
+        for key in ("part-00000.jsonl", "_metrics/part-00000.json")
+    }
+    assert types == {
+        "part-00000.jsonl": "application/x-ndjson",
+        "_metrics/part-00000.json": "application/json",
+    }
+
+
+def test_a_worker_dying_between_the_two_writes_leaves_no_metrics_part(bucket, s3_env, monkeypatch):
+    """The ``exit:K`` fault fires after the rows part and before the metrics part of
+    partition K only: the window the metrics-part-last rule protects."""
+    from batch_inference import faults
+
+    class WorkerDied(BaseException):
+        """Raised instead of ``os._exit``."""
+
+    def fake_exit(code):
+        raise WorkerDied(code)
+
+    monkeypatch.setattr(faults.os, "_exit", fake_exit)
+    monkeypatch.setattr(faults.logging, "shutdown", lambda: None)
+    monkeypatch.setattr(faults, "_attempt", lambda: 0)
+    monkeypatch.setenv(faults.FAULT_ENV, "exit:3")
+    output = parse_s3_uri(f"s3://{bucket}/out")
+    metrics = {"partition": 3, "fingerprint": "f" * 64}
+    write_partition_parts(make_client(), output, 2, [], {**metrics, "partition": 2}, Encryption())
+    with pytest.raises(WorkerDied):
+        write_partition_parts(make_client(), output, 3, [], metrics, Encryption())
+    listing = s3_env.client().list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]
+    assert sorted(item["Key"] for item in listing) == [
+        "out/_metrics/part-00002.json",
+        "out/part-00002.jsonl",
+        "out/part-00003.jsonl",
+    ]
+
+
+def test_rows_are_compact_one_object_per_line():
+    top = [{"label": "a b", "index": 1, "probability": 0.5}]
+    body = encode_rows([prediction_row("s3://b/x y.jpg", top, "m", "r")]).decode("utf-8")
+    # No space after separators: the only spaces are the ones inside the values.
+    assert body.count(" ") == 2 and ", " not in body and '": ' not in body

@@ -164,3 +164,157 @@ def test_a_partition_is_redone_unless_complete_for_this_run(setup, monkeypatch, 
     assert len(prepared) == metrics["rows"] == metrics["end_index"] - metrics["first_index"]
     rows, _, _ = read_output(data["client"], config.output_uri)
     assert len(rows) == metrics["rows"]  # the rows part was replaced, not appended to
+
+
+def test_a_decoder_bug_on_a_hostile_file_is_a_corrupt_image_row(monkeypatch):
+    # Pillow raises more than ImageError's usual causes (IndexError, struct.error, ...) on some
+    # hostile files; such an object must become a corrupt_image row, not fail the partition.
+    import io
+
+    from batch_inference.config import Preprocess
+    from PIL import Image, ImageFile
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(buffer, "PNG")
+    monkeypatch.setattr(partition_module, "get_bytes", lambda client, uri: buffer.getvalue())
+
+    def hostile_load(self):
+        raise IndexError("tile cannot extend outside image")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", hostile_load)
+    prepared = partition_module.prepare(None, "s3://b/hostile.png", Preprocess(image_size=4))
+    assert prepared.tensor is None
+    assert prepared.error == {
+        "type": "corrupt_image",
+        "message": "IndexError: tile cannot extend outside image",
+    }
+
+
+def test_prefetch_submits_exactly_depth_batches_ahead_of_the_model(setup, monkeypatch):
+    """The bound without timing: downloads are submitted synchronously, so when the model gets
+    batch ``j`` exactly ``min(all, j + 1 + depth)`` batches have been submitted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data, config = setup
+    config = JobConfig(**{**config.__dict__, "batch_size": 4, "prefetch_depth": 2})
+    submitted = []
+    pools = []
+
+    class CountingPool(ThreadPoolExecutor):
+        """A thread pool that counts the keys submitted to it."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pools.append((args, kwargs))
+
+        def submit(self, *args, **kwargs):
+            submitted.append(args[2])  # prepare(client, key, spec)
+            return super().submit(*args, **kwargs)
+
+    observed = []
+    real_classify = partition_module.classify_batch
+
+    def classify(prepared, model, cfg):
+        observed.append((len(submitted), [item.key for item in prepared]))
+        return real_classify(prepared, model, cfg)
+
+    monkeypatch.setattr(partition_module, "ThreadPoolExecutor", CountingPool)
+    monkeypatch.setattr(partition_module, "classify_batch", classify)
+    metrics = run_partition(config, index=0, partitions=1)
+    keys, batch, depth = data["uris"], config.batch_size, config.prefetch_depth
+    assert metrics["rows"] == len(keys) == len(submitted)
+    assert submitted == keys  # each key once, in manifest order
+    assert [pool[0][0] for pool in pools] == [config.prefetch_threads]
+    batches = -(-len(keys) // batch)
+    for j, (count, batch_keys) in enumerate(observed):
+        assert batch_keys == keys[j * batch : (j + 1) * batch]
+        assert count == min(len(keys), (j + 1 + depth) * batch)
+    assert len(observed) == batches
+
+
+def test_an_empty_partition_writes_empty_parts_without_loading_the_model(setup, monkeypatch):
+    data, config = setup
+
+    def no_model(*args):
+        raise AssertionError("a partition without keys must not load the model")
+
+    monkeypatch.setattr(partition_module, "load_model", no_model)
+    metrics = run_partition(config, index=0, partitions=50)  # 40 keys: partition 0 gets none
+    assert (metrics["first_index"], metrics["end_index"], metrics["rows"]) == (0, 0, 0)
+    rows, written, keys = read_output(data["client"], config.output_uri)
+    assert rows == [] and written == [metrics]
+    assert keys == ["_metrics/part-00000.json", "part-00000.jsonl"]
+
+
+def test_every_row_names_the_model_and_the_run(setup):
+    data, config = setup
+    run_partition(config, index=0, partitions=1)
+    rows, _, _ = read_output(data["client"], config.output_uri)
+    assert {row["error"] is None for row in rows} == {True, False}  # predictions and errors
+    assert {(row["model"], row["run_id"]) for row in rows} == {(config.model.name, config.run_id)}
+
+
+def test_a_failed_download_spends_no_decode_time(monkeypatch):
+    from batch_inference.config import Preprocess
+
+    def unreachable(client, uri):
+        raise ConnectionError("endpoint unreachable")
+
+    monkeypatch.setattr(partition_module, "get_bytes", unreachable)
+    prepared = partition_module.prepare(None, "s3://b/k.jpg", Preprocess(image_size=4))
+    assert prepared.error == {
+        "type": "download_failed",
+        "message": "ConnectionError: endpoint unreachable",
+    }
+    assert prepared.decode_seconds == 0.0 and prepared.download_seconds >= 0.0
+
+
+def test_timings_are_durations_within_the_partitions_wall_time(setup):
+    _, config = setup
+    started = time.perf_counter()
+    metrics = run_partition(config, index=0, partitions=2)
+    elapsed = time.perf_counter() - started
+    assert 0 < metrics["wall_seconds"] <= elapsed + 0.001
+    for stage in ("download", "decode", "inference"):
+        assert metrics[f"{stage}_seconds"] >= 0
+    assert metrics["inference_seconds"] <= metrics["wall_seconds"]
+
+
+def test_the_start_fault_point_and_a_bad_output_uri_stop_the_partition(setup, monkeypatch):
+    from batch_inference import faults
+
+    _, config = setup
+    monkeypatch.setenv(faults.FAULT_ENV, "fail:1")
+    with pytest.raises(faults.InjectedFault, match="partition 1: injected failure"):
+        run_partition(config, index=1, partitions=2)
+    monkeypatch.delenv(faults.FAULT_ENV)
+    bad = JobConfig(**{**config.__dict__, "output_uri": "file:///tmp/out/"})
+    with pytest.raises(ValueError, match="--output must be an s3:// URI"):
+        run_partition(bad, index=1, partitions=2)
+
+
+def test_a_batch_of_only_bad_images_spends_no_model_time(setup):
+    _, config = setup
+    error = {"type": "corrupt_image", "message": "x"}
+    bad = [partition_module.Prepared(f"s3://b/{i}.jpg", None, error, 0.0, 0.0) for i in range(3)]
+    rows, seconds = partition_module.classify_batch(bad, model=None, config=config)
+    assert seconds == 0.0 and [row["key"] for row in rows] == [item.key for item in bad]
+
+
+def test_download_time_and_a_bad_manifest_key(monkeypatch):
+    import io
+
+    from batch_inference.config import Preprocess
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, "PNG")
+    monkeypatch.setattr(partition_module, "get_bytes", lambda client, uri: buffer.getvalue())
+    started = time.perf_counter()
+    prepared = partition_module.prepare(None, "s3://b/ok.png", Preprocess(image_size=4))
+    elapsed = time.perf_counter() - started
+    assert prepared.error is None
+    assert 0 <= prepared.download_seconds <= elapsed and 0 <= prepared.decode_seconds <= elapsed
+    bad = partition_module.prepare(None, "images/ok.png", Preprocess(image_size=4))
+    assert bad.error["type"] == "download_failed"
+    assert bad.error["message"].startswith("ValueError: manifest key must be an s3:// URI")
