@@ -159,25 +159,26 @@ def _cached(client, folder) -> dict | None:
 
 
 def int8_model(client, config: JobConfig, manifest: Manifest, symbol: bytes, params: bytes):
-    """``(ModelSpec of the cached int8 model, its record)``, quantizing it now on a miss."""
+    """``(ModelSpec of the cached int8 model, its symbol, its params)``: read from the cache (the
+    digests its record gives checked), or quantized and cached now on a miss."""
     folder = parse_s3_uri(config.int8.cache_uri, "--int8-cache").join(
         cache_key(symbol, params, config)
     )
+    symbol_uri, params_uri = folder.join("int8-symbol.json"), folder.join("int8-0000.params")
     record = _cached(client, folder)
     if record is None:
         started = time.monotonic()
         keys = calibration_keys(client, config, manifest)
         calibration = decode_sample(client, keys, config)
-        qsymbol, qparams = quantize(
+        qsymbol_text, qparams = quantize(
             symbol.decode("utf-8"), params, calibration, config.model.input_name
         )
+        qsymbol = qsymbol_text.encode()
         extra = config.encryption.put_object_args()
-        put_bytes(client, folder.join("int8-symbol.json"), qsymbol.encode(), "application/json",
-                  extra)  # fmt: skip
-        put_bytes(client, folder.join("int8-0000.params"), qparams, "application/octet-stream",
-                  extra)  # fmt: skip
+        put_bytes(client, symbol_uri, qsymbol, "application/json", extra)
+        put_bytes(client, params_uri, qparams, "application/octet-stream", extra)
         record = {
-            "symbol_sha256": sha256_hex(qsymbol.encode()),
+            "symbol_sha256": sha256_hex(qsymbol),
             "params_sha256": sha256_hex(qparams),
             "fp32_symbol": config.model.symbol_uri,
             "fp32_params": config.model.params_uri,
@@ -193,14 +194,16 @@ def int8_model(client, config: JobConfig, manifest: Manifest, symbol: bytes, par
         )
     else:
         log.info("int8: reusing the quantized model in %s", folder)
+        qsymbol = fetch_verified(client, str(symbol_uri), record["symbol_sha256"], "int8 symbol")
+        qparams = fetch_verified(client, str(params_uri), record["params_sha256"], "int8 params")
     spec = dataclasses.replace(
         config.model,
-        symbol_uri=str(folder.join("int8-symbol.json")),
-        params_uri=str(folder.join("int8-0000.params")),
+        symbol_uri=str(symbol_uri),
+        params_uri=str(params_uri),
         symbol_sha256=record["symbol_sha256"],
         params_sha256=record["params_sha256"],
     )
-    return spec, record
+    return spec, qsymbol, qparams
 
 
 def prepare_int8(client, config: JobConfig, manifest: Manifest) -> JobConfig:
@@ -213,12 +216,10 @@ def prepare_int8(client, config: JobConfig, manifest: Manifest) -> JobConfig:
         fetch_verified(client, spec.labels_uri, spec.labels_sha256, "--model-labels"),
         spec.labels_uri,
     )
-    int8_spec, _record = int8_model(client, config, manifest, symbol, params)
+    int8_spec, int8_symbol, int8_params = int8_model(client, config, manifest, symbol, params)
     tensors = decode_sample(client, agreement_keys(client, config, manifest), config)
     batch, size = min(config.batch_size, len(tensors)), config.preprocess.image_size
     fp32 = bind_model(spec, symbol.decode("utf-8"), params, labels, batch, size)
-    int8_symbol = fetch_verified(client, int8_spec.symbol_uri, int8_spec.symbol_sha256, "int8")
-    int8_params = fetch_verified(client, int8_spec.params_uri, int8_spec.params_sha256, "int8")
     int8 = bind_model(int8_spec, int8_symbol.decode("utf-8"), int8_params, labels, batch, size)
     agreement = top1_agreement(fp32, int8, tensors)
     settings = config.int8
