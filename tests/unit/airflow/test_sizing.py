@@ -234,3 +234,34 @@ def test_local_emulation_keeps_emrs_settings_and_scales_the_executors():
     assert conf["spark.executor.instances"] == "2"  # 4 local cores / 2 per executor
     # EMR's count: containers of 1024 + 384 + 1024 + 16384 MiB, 3 per c5.9xlarge, x4 nodes
     assert emr["spark.executor.instances"] == "12"
+
+
+@pytest.mark.parametrize(
+    ("value", "words"), [("many", "'many' is not a whole number"), ("0", "0 must be at least 1")]
+)
+def test_an_explicit_count_that_is_not_a_positive_whole_number_is_named(value, words):
+    message = config_error(cluster=cluster(spark_defaults={"spark.executor.instances": value}))
+    assert f"unit.yaml: cluster.spark_defaults.spark.executor.instances: {words}" in message
+
+
+def test_cores_derived_from_several_tasks_per_executor_name_that_field():
+    message = config_error(
+        cluster=cluster(
+            core={"instance_types": ["c5.xlarge"], "count": 2}, task_cpus=2, tasks_per_executor=4
+        )
+    )
+    assert "cluster.tasks_per_executor: spark.executor.cores 8 is above the 4 vCPUs" in message
+
+
+def test_a_group_uses_its_first_instance_type_only_with_fleets_every_one():
+    # groups take one type (the config refuses more); fleets are sized for their smallest type
+    fleets = pipeline(
+        cluster=cluster(
+            instance_collection="fleets",
+            core={"instance_types": ["c5.xlarge", "c5.9xlarge"], "count": 1},
+            task_cpus=1,
+            reserved_vcpus=0,
+        )
+    )
+    # c5.xlarge: YARN 6144 MiB // (1024 + 384 + 1024) = 2 (a c5.9xlarge alone would hold 26)
+    assert executor_plan(request_for(fleets)).instances == 2
