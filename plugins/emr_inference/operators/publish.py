@@ -7,7 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
 
+from emr_inference.dates import PENDING, dates_by_status
+from emr_inference.plan import date_estimate
 from emr_inference.publish import (
     check_complete,
     check_disjoint,
@@ -30,19 +33,22 @@ class PublishResultsOperator(BaseOperator):
     the counts, the model and the run id as ``extra``. DAGs can schedule on the alias.
     Returns ``{"output_uri", "rows", "errors", "summary_uri"}``.
 
-    :param request: the resolved request (``validate_request``'s XCom)
-    :param manifest: ``stage_manifest``'s XCom (``{"manifest_uri", "total", "shards"}``)
+    :param request: the date's request (``stage_manifest``'s XCom)
+    :param manifest: the date's manifest (``stage_manifest``'s XCom: ``manifest_uri``, ``total``)
+    :param plan: ``plan_run``'s XCom; the date's modelled cluster seconds and cost go into
+        ``_run_summary.json``
     :param asset_alias: name of the asset alias the output's events are attached to
     :param aws_conn_id: the Airflow AWS connection for S3
     """
 
-    template_fields: Sequence[str] = ("request", "manifest")
+    template_fields: Sequence[str] = ("request", "manifest", "plan")
 
     def __init__(
         self,
         *,
         request: Any,
         manifest: Any,
+        plan: Any = None,
         asset_alias: str = DEFAULT_ASSET_ALIAS,
         aws_conn_id: str | None = "aws_default",
         **kwargs,
@@ -50,6 +56,7 @@ class PublishResultsOperator(BaseOperator):
         super().__init__(outlets=[AssetAlias(asset_alias)], **kwargs)
         self.request = request
         self.manifest = manifest
+        self.plan = plan
         self.asset_alias = asset_alias
         self.aws_conn_id = aws_conn_id
 
@@ -79,6 +86,9 @@ class PublishResultsOperator(BaseOperator):
             run_seconds=(
                 round((datetime.now(UTC) - started).total_seconds(), 3) if started else None
             ),
+            partition_date=request["partition_date"],
+            request_fingerprint=request.get("request_fingerprint"),
+            estimate=self._estimate(request["partition_date"]),
         )
         summary_uri = replace_publication(hook, checked, output, summary)
         self.log.info(
@@ -89,6 +99,7 @@ class PublishResultsOperator(BaseOperator):
             output,
         )
         result = {
+            "partition_date": request["partition_date"],
             "output_uri": output.uri,
             "rows": checked.rows,
             "errors": checked.errors,
@@ -99,3 +110,49 @@ class PublishResultsOperator(BaseOperator):
             extra={**result, "model": summary["model"], "run_id": summary["run_id"]},
         )
         return result
+
+    def _estimate(self, date: str) -> dict[str, Any] | None:
+        """The date's modelled cluster seconds and cost from ``plan_run``'s plan (if given)."""
+        if not self.plan:
+            return None
+        return date_estimate(self.plan, date)
+
+
+class ReportDatesOperator(BaseOperator):
+    """The run's last word on its dates: logs which were published, empty or already published,
+    and fails the run naming the dates that were to be processed but were not published.
+
+    Runs whatever happened upstream (``ALL_DONE``); a date fails alone (its step or its
+    publication), the others publish, and this task makes the run end failed.
+
+    :param works: ``stage_manifest``'s per-date work items
+    """
+
+    template_fields: Sequence[str] = ("works",)
+
+    def __init__(self, *, works: Any, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.works = works
+
+    def execute(self, context: Context) -> dict[str, list[str]]:
+        grouped = dates_by_status(self.works or [])
+        results = context["ti"].xcom_pull(task_ids="date.publish_results") or []
+        if isinstance(results, dict):
+            results = [results]
+        published = sorted(r["partition_date"] for r in results if r)
+        failed = sorted(set(grouped[PENDING]) - set(published))
+        report = {
+            "published": published,
+            "empty": grouped["empty"],
+            "already_published": grouped["published"],
+            "failed": failed,
+        }
+        for name, dates in report.items():
+            self.log.info("%s: %s", name, ", ".join(dates) or "none")
+        if failed:
+            raise AirflowFailException(
+                f"{len(failed)} of {len(grouped[PENDING])} dates were not published: "
+                + ", ".join(failed)
+                + " (see their date.* task instances); re-run the same request to redo only them"
+            )
+        return report

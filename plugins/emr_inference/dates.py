@@ -1,0 +1,96 @@
+"""The dates of a run: each one's status before any cluster, and its request fingerprint.
+
+A run names one date (scheduled runs, most manual ones) or several (``partition_dates``,
+``date_range``); every date is listed, run and published on its own, on the run's one cluster.
+``stage_manifest`` gives each date a status:
+
+* ``pending``: keys to process; the date gets a step and a publication;
+* ``empty``: nothing matched its input; skipped and reported;
+* ``published``: its ``output_uri`` already holds a complete publication (``_SUCCESS``) of the
+  same request fingerprint, so re-running a range redoes only the dates not yet published.
+
+The request fingerprint (:func:`request_fingerprint`) covers what the published rows depend on,
+except the run: the job's settings and model (its arguments without the manifest, staging output
+and run id) and what was listed (the keys in order, or a supplied manifest's document).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+from emr_inference import s3
+from emr_inference.emr.steps import job_arguments
+from emr_inference.s3 import S3Uri
+
+PENDING, EMPTY, PUBLISHED = "pending", "empty", "published"
+#: Job arguments that name the run rather than what its rows depend on.
+_RUN_ARGUMENTS = ("--manifest", "--output", "--run-id")
+
+
+def request_fingerprint(request: Mapping[str, Any], keys_sha256: str | None) -> str:
+    """Hex SHA-256 of the date's job settings, model and listed keys (module docstring)."""
+    args = job_arguments(request, manifest_uri="")
+    settings = [
+        value
+        for index, value in enumerate(args)
+        if value not in _RUN_ARGUMENTS and (index == 0 or args[index - 1] not in _RUN_ARGUMENTS)
+    ]
+    document = {"job": settings, "keys_sha256": keys_sha256, "output_uri": request["output_uri"]}
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def published_fingerprint(hook: S3Hook, output_uri: str) -> str | None:
+    """The request fingerprint of the complete publication at ``output_uri``, if there is one."""
+    from emr_inference.publish import SUCCESS_NAME, SUMMARY_NAME
+
+    output = S3Uri.parse(output_uri, "output_uri", prefix=True)
+    if not s3.exists(hook, output.join(SUCCESS_NAME)):
+        return None
+    try:
+        summary = s3.read_json(hook, output.join(SUMMARY_NAME))
+    except ValueError:
+        return None
+    return summary.get("request_fingerprint") if isinstance(summary, dict) else None
+
+
+def date_status(total: int, fingerprint: str, published: str | None) -> str:
+    """``empty`` without keys, ``published`` when the same request is already published, else
+    ``pending``."""
+    if total == 0:
+        return EMPTY
+    return PUBLISHED if published == fingerprint else PENDING
+
+
+def pending_dates(works: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The dates (of ``stage_manifest``'s per-date XComs) that need the cluster."""
+    return [w["request"]["partition_date"] for w in works if w["manifest"]["status"] == PENDING]
+
+
+def dates_by_status(works: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """``{status: [date, ...]}`` of ``stage_manifest``'s per-date XComs, every status present."""
+    grouped: dict[str, list[str]] = {PENDING: [], EMPTY: [], PUBLISHED: []}
+    for work in works:
+        grouped[work["manifest"]["status"]].append(work["request"]["partition_date"])
+    return grouped
+
+
+def skip_unless_pending(request: Mapping[str, Any], manifest: Mapping[str, Any]) -> None:
+    """Skip the task (and, through the trigger rules, the rest of its date) unless the date
+    needs a step: an empty date or one already published does not."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    status = manifest.get("status", PENDING)
+    if status != PENDING:
+        raise AirflowSkipException(f"{request['partition_date']} is {status}: no step needed")
+
+
+def step_timeout(timeout: float, request: Mapping[str, Any]) -> float:
+    """A date's wait timeout: ``timeout`` per date of the run, since a cluster runs its steps
+    one after another and the last date's step may wait for all the others."""
+    return timeout * max(1, len(request.get("dates") or ()))
