@@ -355,13 +355,14 @@ class DateRange(_Strict):
 class EstimateConfig(_Strict):
     """What the run plan models a run's time and cost with (docs/OPERATIONS.md "Plan a run")."""
 
-    images_per_core_second: float = Field(
+    images_per_task_second: float = Field(
         default=25.0,
         gt=0,
         le=100000,
         description=(
-            "Images one task core infers per second, job included (default: ResNet-18 fp32, "
-            "docs/BENCHMARKS.md benchmark 2b); measure your model with make bench"
+            "Images one Spark task (one Python worker and its model) infers per second, job "
+            "included (default: ResNet-18 fp32 on one physical core, docs/BENCHMARKS.md "
+            "benchmark 2b); measure your model with make rehearse or make bench"
         ),
     )
     cluster_start_seconds: int = Field(

@@ -2,9 +2,8 @@
 
 From the dates' listings (keys, bytes, status) and the request it models:
 
-* throughput = ``estimate.images_per_core_second`` x the cores that run tasks (EMR: executors x
-  concurrent tasks x ``spark.task.cpus``, from :mod:`emr_inference.emr.sizing`; local: the
-  workers' cores);
+* throughput = ``estimate.images_per_task_second`` x the tasks that run at once (EMR: executors
+  x tasks per executor, from :mod:`emr_inference.emr.sizing`; local: the workers' cores);
 * a date's step = ``estimate.step_start_seconds`` + keys / throughput;
 * the range run = one cluster: ``estimate.cluster_start_seconds`` + every pending date's step;
 * the alternative, one run per date = one cluster per pending date, each with its start.
@@ -38,10 +37,10 @@ class NodeGroup:
 
 @dataclass(frozen=True)
 class ClusterShape:
-    """What a cluster is made of and how many cores run inference tasks."""
+    """What a cluster is made of and how many inference tasks it runs at once."""
 
     nodes: list[NodeGroup]
-    task_cores: int
+    task_slots: int
 
     @property
     def hourly_usd(self) -> float | None:
@@ -102,7 +101,7 @@ def _node_groups(cluster: Mapping[str, Any]) -> list[NodeGroup]:
 
 
 def cluster_shape(request: Mapping[str, Any]) -> ClusterShape:
-    """The cluster a request gets and the cores that run its tasks."""
+    """The cluster a request gets and the tasks it runs at once."""
     if request["backend"] == "local":
         local = request["local"]
         return ClusterShape([], local["workers"] * local["worker_cores"])
@@ -110,9 +109,7 @@ def cluster_shape(request: Mapping[str, Any]) -> ClusterShape:
 
     plan = executor_plan(request)
     executors = min(plan.instances, plan.capacity)
-    return ClusterShape(
-        _node_groups(request["cluster"]), executors * plan.concurrent_tasks * plan.task_cpus
-    )
+    return ClusterShape(_node_groups(request["cluster"]), executors * plan.concurrent_tasks)
 
 
 def _cost(shape: ClusterShape, seconds: float) -> float | None:
@@ -131,7 +128,7 @@ def plan_run(
     ``max_active_runs`` runs at once for the one-run-per-date alternative's wall time."""
     shape = cluster_shape(request)
     estimate = request["estimate"]
-    rate = estimate["images_per_core_second"] * shape.task_cores
+    rate = estimate["images_per_task_second"] * shape.task_slots
     dates = []
     for work in works:
         manifest = work["manifest"]
@@ -188,7 +185,7 @@ def format_plan(plan: RunPlan) -> str:
     nodes = ", ".join(f"{g.role} {g.count} x {g.instance_type}" for g in plan.shape.nodes)
     hourly = plan.shape.hourly_usd
     lines.append(
-        f"Cluster: {nodes or 'local Spark standalone'}; {plan.shape.task_cores} task cores, "
+        f"Cluster: {nodes or 'local Spark standalone'}; {plan.shape.task_slots} tasks at once, "
         f"~{plan.images_per_second:g} images/s modelled; "
         + (f"{_usd(hourly)}/h ({prices.SOURCE})" if hourly is not None else "no price")
     )
