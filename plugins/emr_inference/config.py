@@ -398,6 +398,13 @@ class RequestDefaults(_Strict):
     date_range: DateRange | None = Field(
         default=None, description="An inclusive range of dates for one run on one cluster"
     )
+    republish: bool = Field(
+        default=False,
+        description=(
+            "Redo dates that another run already published for the same request (by default "
+            "they are skipped)"
+        ),
+    )
     dry_run: bool = Field(
         default=False,
         description="Plan only: list every date's input, log the plan and its cost, no cluster",

@@ -7,7 +7,8 @@ A run names one date (scheduled runs, most manual ones) or several (``partition_
 * ``pending``: keys to process; the date gets a step and a publication;
 * ``empty``: nothing matched its input; skipped and reported;
 * ``published``: its ``output_uri`` already holds a complete publication (``_SUCCESS``) of the
-  same request fingerprint, so re-running a range redoes only the dates not yet published.
+  same request fingerprint by another DAG run, so re-running a range redoes only the dates not
+  yet published. Clearing a run redoes its own dates; ``republish: true`` redoes them all.
 
 The request fingerprint (:func:`request_fingerprint`) covers what the published rows depend on,
 except the run: the job's settings and model (its arguments without the manifest, staging output
@@ -45,8 +46,8 @@ def request_fingerprint(request: Mapping[str, Any], keys_sha256: str | None) -> 
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def published_fingerprint(hook: S3Hook, output_uri: str) -> str | None:
-    """The request fingerprint of the complete publication at ``output_uri``, if there is one."""
+def published_summary(hook: S3Hook, output_uri: str) -> dict[str, Any] | None:
+    """The ``_run_summary.json`` of the complete publication at ``output_uri``, if there is one."""
     from emr_inference.publish import SUCCESS_NAME, SUMMARY_NAME
 
     output = S3Uri.parse(output_uri, "output_uri", prefix=True)
@@ -56,15 +57,23 @@ def published_fingerprint(hook: S3Hook, output_uri: str) -> str | None:
         summary = s3.read_json(hook, output.join(SUMMARY_NAME))
     except ValueError:
         return None
-    return summary.get("request_fingerprint") if isinstance(summary, dict) else None
+    return summary if isinstance(summary, dict) else None
 
 
-def date_status(total: int, fingerprint: str, published: str | None) -> str:
-    """``empty`` without keys, ``published`` when the same request is already published, else
+def date_status(total: int, request: Mapping[str, Any], published: Mapping[str, Any] | None) -> str:
+    """``empty`` without keys; ``published`` when another run already published the date for
+    the same request fingerprint (and the request does not ask to ``republish``); else
     ``pending``."""
     if total == 0:
         return EMPTY
-    return PUBLISHED if published == fingerprint else PENDING
+    if (
+        published
+        and not request.get("republish")
+        and published.get("request_fingerprint") == request["request_fingerprint"]
+        and published.get("run_id") != request["run_id"]
+    ):
+        return PUBLISHED
+    return PENDING
 
 
 def pending_dates(works: Iterable[Mapping[str, Any]]) -> list[str]:

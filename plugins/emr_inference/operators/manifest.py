@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from emr_inference.dates import date_status, published_fingerprint, request_fingerprint
+from emr_inference.dates import date_status, published_summary, request_fingerprint
 from emr_inference.manifest import Listing, matching_keys, validate_manifest, write_manifest
 from emr_inference.request import manifest_prefix, request_for_date
 from emr_inference.s3 import S3Uri, s3_hook
@@ -57,10 +57,8 @@ class StageManifestOperator(BaseOperator):
             dest = S3Uri.parse(manifest_prefix(request), "staging_uri", prefix=True)
             info = write_manifest(hook, source, keys, dest, request["shard_size"])
             info = replace(info, bytes=listing.bytes)
-        fingerprint = request_fingerprint(request, info.keys_sha256)
-        status = date_status(
-            info.total, fingerprint, published_fingerprint(hook, request["output_uri"])
-        )
+        request = {**request, "request_fingerprint": request_fingerprint(request, info.keys_sha256)}
+        status = date_status(info.total, request, published_summary(hook, request["output_uri"]))
         self.log.info(
             "%s: manifest %s, %d keys (%s bytes) in %d shards: %s",
             request["partition_date"],
@@ -71,6 +69,6 @@ class StageManifestOperator(BaseOperator):
             status,
         )
         return {
-            "request": {**request, "request_fingerprint": fingerprint},
+            "request": request,
             "manifest": {**info.as_xcom(), "status": status},
         }

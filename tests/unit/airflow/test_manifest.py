@@ -207,18 +207,21 @@ def test_every_date_of_a_range_gets_its_own_manifest(aws_conn: str, bucket: str)
 def test_a_date_published_for_the_same_request_is_not_redone(
     aws_conn: str, bucket: str, s3_env
 ) -> None:
-    """Only a complete publication (``_SUCCESS``) of the same request fingerprint counts."""
+    """Only a complete publication (``_SUCCESS``) of the same request fingerprint by another run
+    counts; a cleared run redoes its own dates, and ``republish`` redoes every date."""
     request = _request(bucket, output_uri=f"s3://{bucket}/out-{uuid.uuid4().hex}/")
     work = _stage(request)
     output = S3Uri.parse(work["request"]["output_uri"], "output_uri")
     client = s3_env.client()
-    summary = {"request_fingerprint": work["request"]["request_fingerprint"]}
+    summary = {"request_fingerprint": work["request"]["request_fingerprint"], "run_id": "earlier"}
     client.put_object(
         Bucket=bucket, Key=output.key + "_run_summary.json", Body=json.dumps(summary).encode()
     )
     assert _stage(request)["manifest"]["status"] == "pending"  # no _SUCCESS yet
     client.put_object(Bucket=bucket, Key=output.key + "_SUCCESS", Body=b"")
     assert _stage(request)["manifest"]["status"] == "published"
+    assert _stage({**request, "republish": True})["manifest"]["status"] == "pending"
+    assert _stage({**request, "run_id": "earlier"})["manifest"]["status"] == "pending"
     # another request (a different batch size changes no row, but top_k does) is redone
     other = {**request, "top_k": request["top_k"] + 1}
     assert _stage(other)["manifest"]["status"] == "pending"
