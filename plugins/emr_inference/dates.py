@@ -20,12 +20,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from emr_inference import s3
 from emr_inference.emr.steps import job_arguments
+from emr_inference.manifest import (
+    Listing,
+    count_keys,
+    matching_keys,
+    validate_manifest,
+    write_manifest,
+)
+from emr_inference.request import manifest_prefix
 from emr_inference.s3 import S3Uri
 
 PENDING, EMPTY, PUBLISHED = "pending", "empty", "published"
@@ -76,9 +85,30 @@ def date_status(total: int, request: Mapping[str, Any], published: Mapping[str, 
     return PENDING
 
 
-def pending_dates(works: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The dates (of ``stage_manifest``'s per-date XComs) that need the cluster."""
-    return [w["request"]["partition_date"] for w in works if w["manifest"]["status"] == PENDING]
+def stage_date(hook: S3Hook, request: Mapping[str, Any], *, write: bool = True) -> dict[str, Any]:
+    """One date's work item: ``{"request": <with its request_fingerprint>, "manifest":
+    {"manifest_uri", "total", "shards", "bytes", "keys_sha256", "status"}}``.
+
+    Lists the date's ``input_uri`` into its manifest (``write=False``: only counts, writes
+    nothing, ``manifest_uri`` is empty: how ``make plan`` looks), or checks its supplied
+    ``manifest_uri``; then gives the date its status.
+    """
+    if request.get("manifest_uri"):
+        info = validate_manifest(hook, request["manifest_uri"])
+    else:
+        source = S3Uri.parse(request["input_uri"], "input_uri", prefix=True)
+        listing = Listing()
+        extensions, limit = request.get("extensions") or [], request.get("sample_limit")
+        keys = matching_keys(hook, source, extensions, limit, listing)
+        if write:
+            dest = S3Uri.parse(manifest_prefix(request), "staging_uri", prefix=True)
+            info = write_manifest(hook, source, keys, dest, request["shard_size"])
+        else:
+            info = count_keys(keys)
+        info = replace(info, bytes=listing.bytes)
+    request = {**request, "request_fingerprint": request_fingerprint(request, info.keys_sha256)}
+    status = date_status(info.total, request, published_summary(hook, request["output_uri"]))
+    return {"request": request, "manifest": {**info.as_xcom(), "status": status}}
 
 
 def dates_by_status(works: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:

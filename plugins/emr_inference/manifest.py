@@ -124,6 +124,16 @@ def write_manifest(
     return ManifestInfo(manifest_uri.uri, total, len(shards), keys_sha256=digest.hexdigest())
 
 
+def count_keys(keys: Iterable[str]) -> ManifestInfo:
+    """What :func:`write_manifest` would say of ``keys`` (total, their SHA-256), writing nothing:
+    no manifest, so ``manifest_uri`` is empty and ``shards`` 0."""
+    digest, total = hashlib.sha256(), 0
+    for key in keys:
+        digest.update(f"{key}\n".encode())
+        total += 1
+    return ManifestInfo("", total, 0, keys_sha256=digest.hexdigest())
+
+
 def validate_manifest(hook: S3Hook, manifest_uri: str) -> ManifestInfo:
     """Check a user-supplied manifest.json against the contract; errors name ``manifest_uri``."""
     uri = S3Uri.parse(manifest_uri, "manifest_uri", prefix=False)

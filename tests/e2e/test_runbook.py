@@ -256,7 +256,7 @@ def test_operations_rerun_find_and_clear_a_date_whose_images_came_late(
     assert len(assert_published(s3_server, LATE_DATE, run_id)) == IMAGES
 
     listing = run_blocks(doc_env, "logs", RUN_ID=run_id)
-    for task_id in ("validate_request", "wait_for_cluster_slot", "publish_results"):
+    for task_id in ("validate_request", "wait_for_cluster_slot", "date.publish_results"):
         assert f"task_id={task_id}" in listing
     assert f"Published {IMAGES} rows" in listing, listing[-2000:]  # the task log's content
 
@@ -270,7 +270,7 @@ def test_operations_kill_stops_the_step_and_the_cluster(
     conf = {"partition_date": KILL_DATE, "batch_size": 1, "partitions": 1}
     run_id = stack.trigger(DAG_ID, conf=conf)["dag_run_id"]
     deadline = time.monotonic() + RUN_TIMEOUT
-    while stack.task_states(DAG_ID, run_id).get("wait_for_inference_step") != "running":
+    while stack.task_states(DAG_ID, run_id).get("date.wait_for_inference_step[0]") != "running":
         assert time.monotonic() < deadline, stack.task_states(DAG_ID, run_id)
         time.sleep(1)
 
@@ -278,8 +278,9 @@ def test_operations_kill_stops_the_step_and_the_cluster(
 
     assert stack.wait_for_run(DAG_ID, run_id, RUN_TIMEOUT)["state"] == "failed"
     states = stack.task_states(DAG_ID, run_id)
-    assert states["wait_for_inference_step"] == "failed"
-    assert states["publish_results"] == "upstream_failed"
+    assert states["date.wait_for_inference_step[0]"] == "failed"
+    assert states["date.publish_results[0]"] == "upstream_failed"
+    assert states["report_dates"] == "failed"
     assert states["terminate_cluster"] == "success"
     assert _published(s3_server, KILL_DATE)[0] == set()
     assert _spark_processes(stack.env["AIRFLOW_HOME"]) == []  # the step and the cluster

@@ -4,15 +4,13 @@ checked) and the date's status."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from emr_inference.dates import date_status, published_summary, request_fingerprint
-from emr_inference.manifest import Listing, matching_keys, validate_manifest, write_manifest
-from emr_inference.request import manifest_prefix, request_for_date
-from emr_inference.s3 import S3Uri, s3_hook
+from emr_inference.dates import stage_date
+from emr_inference.request import request_for_date
+from emr_inference.s3 import s3_hook
 
 
 class StageManifestOperator(BaseOperator):
@@ -45,30 +43,15 @@ class StageManifestOperator(BaseOperator):
         ]
 
     def _stage(self, hook: Any, request: dict[str, Any]) -> dict[str, Any]:
-        if request.get("manifest_uri"):
-            info = validate_manifest(hook, request["manifest_uri"])
-            self.log.info("Using the supplied manifest %s", info.manifest_uri)
-        else:
-            source = S3Uri.parse(request["input_uri"], "input_uri", prefix=True)
-            listing = Listing()
-            keys = matching_keys(
-                hook, source, request.get("extensions") or [], request.get("sample_limit"), listing
-            )
-            dest = S3Uri.parse(manifest_prefix(request), "staging_uri", prefix=True)
-            info = write_manifest(hook, source, keys, dest, request["shard_size"])
-            info = replace(info, bytes=listing.bytes)
-        request = {**request, "request_fingerprint": request_fingerprint(request, info.keys_sha256)}
-        status = date_status(info.total, request, published_summary(hook, request["output_uri"]))
+        work = stage_date(hook, request)
+        info = work["manifest"]
         self.log.info(
             "%s: manifest %s, %d keys (%s bytes) in %d shards: %s",
             request["partition_date"],
-            info.manifest_uri,
-            info.total,
-            info.bytes if info.bytes is not None else "unknown",
-            info.shards,
-            status,
+            info["manifest_uri"],
+            info["total"],
+            info["bytes"] if info["bytes"] is not None else "unknown",
+            info["shards"],
+            info["status"],
         )
-        return {
-            "request": request,
-            "manifest": {**info.as_xcom(), "status": status},
-        }
+        return work
