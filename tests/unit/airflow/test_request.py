@@ -25,7 +25,8 @@ CONTRACT_KEYS = {
     "output_uri", "staging_uri", "artifacts_uri", "extensions", "sample_limit", "shard_size",
     "model", "batch_size", "top_k", "partitions", "max_error_rate", "prefetch_threads",
     "prefetch_depth", "omp_threads", "sse", "cluster", "local", "precision", "int8",
-    "max_partition_keys", "partition_dates", "date_range", "dry_run", "estimate", "dates", "republish",
+    "max_partition_keys", "partition_dates", "date_range", "dry_run", "estimate", "dates",
+    "republish",
 }  # fmt: skip
 
 
