@@ -490,6 +490,14 @@ class PipelineConfig(RequestDefaults):
     catchup: bool = Field(
         default=False, description="Schedule the missed runs since start_date when unpaused"
     )
+    partitioned: bool = Field(
+        default=False,
+        description=(
+            "Schedule with Airflow's CronPartitionTimetable (UTC): each run carries the date it "
+            "processes as its partition_key (scheduled: the day before its tick; backfills: the "
+            "tick's own date; REST triggers may pass one); runs have no data interval then"
+        ),
+    )
     max_range_dates: int = Field(
         default=92,
         ge=1,

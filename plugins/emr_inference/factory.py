@@ -21,17 +21,20 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, TriggerRule, chain, task_group
+from airflow.sdk import DAG, Asset, TriggerRule, chain, task_group
 
 from emr_inference.config import ConfigError, PipelineConfig, load_pipeline
 from emr_inference.params import build_params
 
 PIPELINES_DIR_ENV = "EMR_INFERENCE_PIPELINES_DIR"
+#: How a partitioned pipeline's partition keys spell the date a run processes.
+PARTITION_KEY_FORMAT = "%Y-%m-%d"
 #: What the UI shows for each mapped instance of a per-date task: its date.
 DATE_LABEL = "{{ task.request.partition_date }}"
 #: The teardown's own retries, whatever the pipeline's ``retries``: a pipeline that wants to fail
@@ -94,7 +97,7 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         dag_id=config.pipeline,
         description=config.description,
         doc_md=doc,
-        schedule=config.schedule,
+        schedule=schedule_of(config),
         start_date=dt.datetime.combine(config.start_date, dt.time(), dt.UTC),
         catchup=config.catchup,
         max_active_runs=config.max_active_runs,
@@ -156,6 +159,7 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
                 request=request,
                 manifest=manifest,
                 plan=plan.output,
+                asset=predictions_asset(config),
                 map_index_template=DATE_LABEL,
                 **aws,
             )
@@ -182,6 +186,31 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         # failed; a failed create may still have made a cluster (found by its run tags)
         terminate.trigger_rule = TriggerRule.ALL_DONE
     return dag
+
+
+def schedule_of(config: PipelineConfig) -> Any:
+    """The DAG's schedule: the pipeline's cron, as a ``CronPartitionTimetable`` keyed by the date a
+    run processes (``%Y-%m-%d``, the day before the tick) when the pipeline is ``partitioned``."""
+    if not (config.partitioned and config.schedule):
+        return config.schedule
+    from airflow.sdk import CronPartitionTimetable
+
+    return CronPartitionTimetable(
+        config.schedule, timezone="UTC", run_offset=-1, key_format=PARTITION_KEY_FORMAT
+    )
+
+
+def predictions_asset(config: PipelineConfig) -> Asset:
+    """The pipeline's published predictions as one Asset, partitioned by date: ``publish_results``
+    adds an event per date with the date as its partition key, so a DAG scheduled with
+    ``PartitionedAssetTimetable`` on it gets one run per published date. Its URI is the static
+    part of ``output_uri`` (before the first template) when that is an S3 prefix."""
+    static = config.output_uri.split("{{", 1)[0]
+    prefix = static[: static.rfind("/") + 1] if "{{" in config.output_uri else static
+    name = f"{config.pipeline}.predictions"
+    if re.match(r"^s3://[^/]+/", prefix):
+        return Asset(name=name, uri=prefix)
+    return Asset(name=name)
 
 
 def pipelines_dir(dag_file: str | Path) -> Path:

@@ -140,8 +140,12 @@ def resolve_request(
     dag_id: str,
     run_id: str,
     data_interval_end: dt.datetime | None,
+    partition_key: str | None = None,
 ) -> dict[str, Any]:
-    """Build the resolved request dict of docs/CONTRACTS.md; raises ConfigError naming a field."""
+    """Build the resolved request dict of docs/CONTRACTS.md; raises ConfigError naming a field.
+
+    ``partition_key`` (a partitioned run's, ``YYYY-MM-DD``) is the date when the Params name none.
+    """
     from emr_inference.s3 import S3Uri, S3UriError
 
     check_fields(params)
@@ -153,7 +157,7 @@ def resolve_request(
     if config.backend == "emr":
         check_cluster_fits(values, "params")
 
-    days = run_dates(values, data_interval_end, config.max_range_dates)
+    days = run_dates(values, data_interval_end, config.max_range_dates, partition_key)
     try:
         dates = [_date_fields(values, day, config.pipeline, dag_id, run_id) for day in days]
         for name in ("symbol", "params", "labels"):
@@ -176,10 +180,14 @@ def resolve_request(
 
 
 def run_dates(
-    values: Mapping[str, Any], data_interval_end: dt.datetime | None, max_dates: int
+    values: Mapping[str, Any],
+    data_interval_end: dt.datetime | None,
+    max_dates: int,
+    partition_key: str | None = None,
 ) -> list[str]:
     """The sorted, distinct dates a run processes: ``partition_date``, ``partition_dates`` and
-    ``date_range`` together; without any, the day before the data interval end."""
+    ``date_range`` together; without any, the run's ``partition_key``, else the day before the
+    data interval end."""
     days = set(values.get("partition_dates") or [])
     if values.get("partition_date"):
         days.add(values["partition_date"])
@@ -193,6 +201,8 @@ def run_dates(
         days.update(
             (first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)
         )
+    if not days and partition_key:
+        days.add(_key_date(partition_key))
     if not days and (default := default_partition_date(data_interval_end)):
         days.add(default)
     if not days:
@@ -203,6 +213,14 @@ def run_dates(
             f"more than max_range_dates {max_dates}"
         )
     return sorted(days)
+
+
+def _key_date(partition_key: str) -> str:
+    """A partition key as a date, or a ConfigError naming it."""
+    try:
+        return dt.date.fromisoformat(partition_key).isoformat()
+    except ValueError:
+        raise ConfigError(f"partition_key: {partition_key!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _date_fields(

@@ -28,15 +28,18 @@ DEFAULT_ASSET_ALIAS = "emr_inference.predictions"
 class PublishResultsOperator(BaseOperator):
     """Publish the job's output (``<staging_uri>output/``) to ``request["output_uri"]``.
 
-    The output URI is only known at run time (it is templated per partition date), so the event
-    goes through an :class:`AssetAlias`: each run adds an event for ``Asset(output_uri)`` carrying
-    the counts, the model and the run id as ``extra``. DAGs can schedule on the alias.
-    Returns ``{"output_uri", "rows", "errors", "summary_uri"}``.
+    Two Asset events carry the counts, the model and the run id as ``extra``: one for
+    ``Asset(output_uri)`` through an :class:`AssetAlias` (the output URI is only known at run
+    time), and one for the pipeline's predictions ``asset`` keyed by the date (an alias event
+    cannot carry a partition key). Returns ``{"partition_date", "output_uri", "rows", "errors",
+    "summary_uri"}``.
 
     :param request: the date's request (``stage_manifest``'s XCom)
     :param manifest: the date's manifest (``stage_manifest``'s XCom: ``manifest_uri``, ``total``)
     :param plan: ``plan_run``'s XCom; the date's modelled cluster seconds and cost go into
         ``_run_summary.json``
+    :param asset: the pipeline's predictions asset: one event per published date, with the date
+        as its partition key (``PartitionedAssetTimetable`` consumers get a run per date)
     :param asset_alias: name of the asset alias the output's events are attached to
     :param aws_conn_id: the Airflow AWS connection for S3
     """
@@ -49,11 +52,14 @@ class PublishResultsOperator(BaseOperator):
         request: Any,
         manifest: Any,
         plan: Any = None,
+        asset: Asset | None = None,
         asset_alias: str = DEFAULT_ASSET_ALIAS,
         aws_conn_id: str | None = "aws_default",
         **kwargs,
     ) -> None:
-        super().__init__(outlets=[AssetAlias(asset_alias)], **kwargs)
+        outlets: list[Any] = [AssetAlias(asset_alias), *([asset] if asset else [])]
+        super().__init__(outlets=outlets, **kwargs)
+        self.asset = asset
         self.request = request
         self.manifest = manifest
         self.plan = plan
@@ -105,10 +111,12 @@ class PublishResultsOperator(BaseOperator):
             "errors": checked.errors,
             "summary_uri": summary_uri.uri,
         }
-        context["outlet_events"][AssetAlias(self.asset_alias)].add(
-            Asset(output.uri),
-            extra={**result, "model": summary["model"], "run_id": summary["run_id"]},
-        )
+        extra = {**result, "model": summary["model"], "run_id": summary["run_id"]}
+        context["outlet_events"][AssetAlias(self.asset_alias)].add(Asset(output.uri), extra=extra)
+        if self.asset:
+            event = context["outlet_events"][self.asset]
+            event.extra = extra
+            event.add_partitions(request["partition_date"])
         return result
 
     def _estimate(self, date: str) -> dict[str, Any] | None:

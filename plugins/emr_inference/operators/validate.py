@@ -37,6 +37,7 @@ class ValidateRequestOperator(BaseOperator):
                 dag_id=self.dag_id,
                 run_id=context["run_id"],
                 data_interval_end=context.get("data_interval_end"),
+                partition_key=context.get("partition_key"),
             )
         except ConfigError as error:
             message = f"Invalid request for pipeline {config.pipeline}:\n{error}"

@@ -213,3 +213,38 @@ def test_a_cluster_slot_is_taken_one_run_at_a_time_up_to_max_active_runs(dags, d
     assert slot.max_active_tis_per_dag == 1  # across all runs, backfill runs included
     assert slot.mode == "reschedule"
     assert slot.release_task_id == "terminate_cluster"
+
+
+def test_a_partitioned_pipeline_keys_its_scheduled_runs_by_the_date_they_process():
+    """CronPartitionTimetable: the run of the 2026-11-23 02:00 tick has partition_key
+    2026-11-22 (the day it processes) and no data interval."""
+    import datetime as dt
+
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+    from airflow.timetables.base import TimeRestriction
+    from emr_inference.factory import build_dag
+
+    from tests.unit.airflow.pipeline_fixtures import pipeline
+
+    dag = build_dag(pipeline(partitioned=True, schedule="0 2 * * *", start_date="2026-11-01"))
+    assert type(dag.timetable).__name__ == "CronPartitionTimetable"
+    core = decode_timetable(encode_timetable(dag.timetable))
+    start = dt.datetime(2026, 11, 23, 1, tzinfo=dt.UTC)
+    info = core.next_dagrun_info_v2(
+        last_dagrun_info=None, restriction=TimeRestriction(start, None, catchup=True)
+    )
+    assert info.run_after == dt.datetime(2026, 11, 23, 2, tzinfo=dt.UTC)
+    assert info.partition_key == "2026-11-22"
+    assert info.data_interval is None
+    # a pipeline that is not partitioned keeps its cron
+    assert build_dag(pipeline(schedule="0 2 * * *")).timetable.__class__.__name__ != (
+        "CronPartitionTimetable"
+    )
+
+
+def test_published_dates_are_events_of_the_pipelines_asset(dags):
+    publish = dags["demo"].get_task("date.publish_results")
+    (asset,) = [o for o in publish.outlets if type(o).__name__ == "Asset"]
+    assert asset.name == "demo.predictions"
+    assert asset.uri == "s3://demo-predictions/predictions"  # output_uri's static prefix

@@ -14,6 +14,7 @@ from emr_inference.plan import plan_run
 from emr_inference.publish import IncompleteOutputError
 
 TOTAL = 10
+PREDICTIONS = Asset(name="demo.predictions", uri="s3://bucket/predictions/")
 
 
 def _request(bucket: str) -> dict:
@@ -102,6 +103,7 @@ def _publish(bucket: str, context: dict | None = None) -> dict:
         request=request,
         manifest=manifest,
         plan=plan_run(request, [{"request": request, "manifest": manifest}]).as_xcom(),
+        asset=PREDICTIONS,
     )
     return operator.execute(context or _context())
 
@@ -247,6 +249,10 @@ def test_replaces_previous_publication_success_last(
     assert len(alias_events) == 1
     assert alias_events[0].dest_asset_key.uri == Asset(f"s3://{bucket}/{out}").uri
     assert alias_events[0].extra["rows"] == 10 and alias_events[0].extra["model"] == "digits"
+    # the pipeline's asset gets the date as its partition key: a consumer runs once per date
+    predictions = context["outlet_events"][PREDICTIONS]
+    assert predictions.partition_keys == {"2026-11-22"}
+    assert predictions.extra["rows"] == 10 and predictions.extra["partition_date"] == "2026-11-22"
 
 
 def test_operator_declares_the_asset_alias_outlet() -> None:

@@ -98,3 +98,22 @@ def test_dry_run_and_the_estimate_are_params():
     assert request["dry_run"] is True
     assert request["estimate"]["cluster_start_seconds"] == 5
     assert request["estimate"]["images_per_task_second"] == 25.0  # the pipeline's default
+
+
+def test_a_partitioned_runs_key_is_its_date_unless_the_params_name_one():
+    config = pipeline(partitioned=True)
+    request = resolve_request(
+        config, {}, dag_id="unit", run_id="scheduled__x", data_interval_end=None,
+        partition_key="2026-11-22",
+    )  # fmt: skip
+    assert request["partition_dates"] == ["2026-11-22"]
+    named = resolve_request(
+        config, {"partition_date": "2026-11-01"}, dag_id="unit", run_id="manual__x",
+        data_interval_end=None, partition_key="2026-11-22",
+    )  # fmt: skip
+    assert named["partition_dates"] == ["2026-11-01"]
+    with pytest.raises(ConfigError, match="partition_key: 'eu-west' is not a date"):
+        resolve_request(
+            config, {}, dag_id="unit", run_id="manual__x", data_interval_end=None,
+            partition_key="eu-west",
+        )  # fmt: skip
