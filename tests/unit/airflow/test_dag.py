@@ -237,6 +237,10 @@ def test_a_partitioned_pipeline_keys_its_scheduled_runs_by_the_date_they_process
     assert info.run_after == dt.datetime(2026, 11, 23, 2, tzinfo=dt.UTC)
     assert info.partition_key == "2026-11-22"
     assert info.data_interval is None
+    # what the REST API's trigger checks of a partition_key (a 400 otherwise)
+    assert core.resolve_partition_date("2026-11-22") == dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
+    with pytest.raises(Exception, match="does not match the timetable's key_format"):
+        core.resolve_partition_date("22/11/2026")
     # a pipeline that is not partitioned keeps its cron
     assert build_dag(pipeline(schedule="0 2 * * *")).timetable.__class__.__name__ != (
         "CronPartitionTimetable"
