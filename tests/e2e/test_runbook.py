@@ -134,6 +134,9 @@ def assert_published(s3: LocalS3, partition: str, run_id: str) -> list[dict]:
         ({"partition_date": "2026-02-30"}, "partition_date", "is not a 'date'"),
         ({"output_uri": "s3://demo-predictions/../x/"}, "output_uri", "should not be valid"),
         ({"input_uri": "s3://demo..images/x/"}, "input_uri", "should not be valid"),
+        ({"date_range": {"start": "2026-13-01", "end": "2026-12-01"}}, "date_range", "2026-13-01"),
+        ({"partition_dates": ["2026-11-01", "2026-02-30"]}, "partition_dates", "is not a 'date'"),
+        ({"partition_dates": []}, "partition_dates", "should be non-empty"),
     ],
 )
 def test_bad_dates_and_s3_uris_get_a_400_naming_the_field(
