@@ -46,18 +46,6 @@ def _read(s3_env, uri: str) -> bytes:
     return s3_env.client().get_object(Bucket=parsed.bucket, Key=parsed.key)["Body"].read()
 
 
-class FakeTI:
-    """The one TaskInstance method the empty-input path uses, recording what it pushed."""
-
-    map_index = -1
-
-    def __init__(self) -> None:
-        self.pushed: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.pushed[key] = value
-
-
 @pytest.fixture(scope="module")
 def image_bucket(s3_server) -> str:
     """A bucket with 1,150 images (over two 1,000-key listing pages) and objects to filter out.
