@@ -132,4 +132,4 @@ def skip_unless_pending(request: Mapping[str, Any], manifest: Mapping[str, Any])
 def step_timeout(timeout: float, request: Mapping[str, Any]) -> float:
     """A date's wait timeout: ``timeout`` per date of the run, since a cluster runs its steps
     one after another and the last date's step may wait for all the others."""
-    return timeout * max(1, len(request.get("dates") or ()))
+    return timeout * max(1, int(request.get("dates_in_run") or 1))

@@ -278,8 +278,10 @@ def _check_distinct_outputs(dates: list[dict[str, Any]]) -> None:
 
 
 def request_for_date(request: Mapping[str, Any], date: Mapping[str, Any]) -> dict[str, Any]:
-    """The request of one date of a run: the run's request with that date's fields."""
-    return {**request, **date}
+    """The request of one date of a run: the run's request with that date's fields, and the
+    number of dates in the run (``dates_in_run``) instead of their list (XComs stay small)."""
+    run = {k: v for k, v in request.items() if k not in ("dates", "partition_dates")}
+    return {**run, **date, "dates_in_run": len(request["dates"])}
 
 
 def _as_prefix(uri: str) -> str:
