@@ -1,6 +1,6 @@
 """Run every benchmark once on this machine and print one table of figures measured in this run.
 
-    python -m bench.run_all            # full counts (~11 min on 2 cores)
+    python -m bench.run_all            # full counts (~11 min on 2 cores before 7 and 8)
     python -m bench.run_all --quick    # small counts, a smoke test (~3 min)
     python -m bench.run_all --only int8   # one benchmark (repeatable)
 
@@ -19,6 +19,10 @@
    the job in int8 against both, and top-1 agreement and accuracy of int8 against fp32 on the
    demo's digits CNN trained here (held-out digits). The table's title names the CPU and its
    flags: int8 speed depends on VNNI.
+8. backfills (:mod:`bench.backfill`): a 7-date backfill of the demo pipeline on the local backend
+   as 7 one-date runs against one range run (wall time, clusters started, images), and the run
+   plan's modelled EMR cost of a 30- and a 90-day backfill of ``cifar10_resnet18`` both ways.
+   Self-contained (its own S3 server and data): ``--only backfill`` skips the shared set-up.
 
 Logs (one per spark-submit) stay in the work directory printed at the start.
 """
@@ -36,6 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.backfill import DAYS, IMAGES_PER_DAY, MODELLED_DAYS, measure_backfill, modelled_backfill
 from bench.cpu_pinning import available_cpus, pin_process_tree, pinned
 from bench.dag_parse import measure_parse
 from bench.int8 import cpu_description, decoded_photos, digits_agreement, quantized_files
@@ -65,6 +70,7 @@ class Sizes:
     listing_keys: int
     model_seconds: float
     isolated_photos: int  # the first photos, for the job on cores of its own (benchmark 2b)
+    backfill_images: int  # demo images per date of the backfill (benchmark 8)
 
 
 FULL = Sizes(
@@ -74,6 +80,7 @@ FULL = Sizes(
     listing_keys=100_000,
     model_seconds=20.0,
     isolated_photos=1000,
+    backfill_images=40,
 )
 QUICK = Sizes(
     photos=128,
@@ -82,6 +89,7 @@ QUICK = Sizes(
     listing_keys=5000,
     model_seconds=5.0,
     isolated_photos=64,
+    backfill_images=8,
 )
 
 
@@ -542,14 +550,59 @@ class Bench:
                 f"int8 {digits['int8_accuracy']:.1%})"),
         ]  # fmt: skip
 
+    def bench_backfill(self) -> None:
+        """Benchmark 8: a demo backfill as one run per date against one range run (measured),
+        and the plan's modelled EMR cost of longer backfills both ways."""
+        from emr_inference.plan import format_plan
+
+        per_date_images = self.sizes.backfill_images
+        ranged, per_date = measure_backfill(per_date_images, self.workdir)
+        for way in (per_date, ranged):
+            self.rows.append(
+                Row(
+                    f"8 demo backfill, {DAYS} dates x {per_date_images} images, local backend: "
+                    f"{way.runs} {'range run' if way.runs == 1 else 'one-date runs'}",
+                    f"{way.wall_seconds:.0f} s wall, {way.clusters} cluster(s) started, "
+                    f"{way.images} images",
+                )
+            )
+        self.rows.append(
+            Row(
+                f"  ratio wall {per_date.runs} runs / 1 range run",
+                f"{per_date.wall_seconds / ranged.wall_seconds:.2f}",
+            )
+        )
+        for days in MODELLED_DAYS:
+            plan = modelled_backfill(days, IMAGES_PER_DAY)
+            log.info("modelled %d-day backfill:\n%s", days, format_plan(plan))
+            nodes = " + ".join(f"{g.count} x {g.instance_type}" for g in plan.shape.nodes)
+            self.rows.append(
+                Row(
+                    f"  EMR plan's cluster ({days} days)",
+                    f"{nodes}, {plan.shape.task_slots} tasks, {plan.images_per_second:g} img/s, "
+                    f"${plan.shape.hourly_usd:.2f}/h",
+                )
+            )
+            for label, way in (("range run", plan.range_run), ("run per date", plan.run_per_date)):
+                self.rows.append(
+                    Row(
+                        f"  EMR plan, cifar10_resnet18, {days} days x {IMAGES_PER_DAY:,} "
+                        f"images: {label}",
+                        f"{way.clusters} cluster(s), {way.cluster_hours:.1f} cluster-h, "
+                        f"${way.cost_usd:,.2f}",
+                    )
+                )
+
 
 #: Every benchmark, in the order they run (later ones reuse figures of earlier ones).
 BENCHMARKS = [
     "bench_throughput", "bench_isolated", "bench_blog", "bench_high_latency", "bench_memory",
-    "bench_listing", "bench_parse", "bench_int8",
+    "bench_listing", "bench_parse", "bench_int8", "bench_backfill",
 ]  # fmt: skip
 #: Benchmarks that compare with the figures of bench_throughput (it runs first when they run).
 NEED_THROUGHPUT = {"bench_isolated", "bench_blog", "bench_high_latency"}
+#: Benchmarks that bring their own S3 server and data (no need for :meth:`Bench.start`).
+SELF_CONTAINED = {"bench_backfill"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -574,10 +627,11 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(sizes, workdir)
     failed = 0
     try:
-        bench.start()
         chosen = {f"bench_{name}" for name in args.only} if args.only else set(BENCHMARKS)
         if chosen & NEED_THROUGHPUT:
             chosen.add("bench_throughput")  # they compare with its figures
+        if chosen - SELF_CONTAINED:
+            bench.start()
         for benchmark in [getattr(bench, name) for name in BENCHMARKS if name in chosen]:
             try:
                 benchmark()
