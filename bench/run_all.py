@@ -18,7 +18,10 @@
 7. int8 (``precision: int8``): the bare int8 model against the bare fp32 model on the same cores,
    the job in int8 against both, and top-1 agreement and accuracy of int8 against fp32 on the
    demo's digits CNN trained here (held-out digits). The table's title names the CPU and its
-   flags: int8 speed depends on VNNI.
+   flags: int8 speed depends on VNNI;
+8. the image path stage by stage (:mod:`bench.image_path`): CPU ms per image of the S3 GET, decode,
+   to RGB, resize, normalise, batching and the copy into the model's input, the job's path before
+   issue #12 against now, on the same photos in the same run.
 
 Logs (one per spark-submit) stay in the work directory printed at the start.
 """
@@ -38,6 +41,8 @@ from pathlib import Path
 
 from bench.cpu_pinning import available_cpus, pin_process_tree, pinned
 from bench.dag_parse import measure_parse
+from bench.image_path import STAGES
+from bench.image_path import measure as measure_image_path
 from bench.int8 import cpu_description, decoded_photos, digits_agreement, quantized_files
 from bench.latency_proxy import LatencyProxy
 from bench.model_throughput import run_workers
@@ -65,6 +70,7 @@ class Sizes:
     listing_keys: int
     model_seconds: float
     isolated_photos: int  # the first photos, for the job on cores of its own (benchmark 2b)
+    stage_photos: int  # the first photos, for the image path stage by stage (benchmark 8)
 
 
 FULL = Sizes(
@@ -74,6 +80,7 @@ FULL = Sizes(
     listing_keys=100_000,
     model_seconds=20.0,
     isolated_photos=1000,
+    stage_photos=512,
 )
 QUICK = Sizes(
     photos=128,
@@ -82,6 +89,7 @@ QUICK = Sizes(
     listing_keys=5000,
     model_seconds=5.0,
     isolated_photos=64,
+    stage_photos=64,
 )
 
 
@@ -542,11 +550,40 @@ class Bench:
                 f"int8 {digits['int8_accuracy']:.1%})"),
         ]  # fmt: skip
 
+    def bench_image_path(self) -> None:
+        """Benchmark 8: CPU ms per image of each stage of the image path, before and now."""
+        client, bucket = self.s3.client(), self.photos.bucket
+        keys = [self.photos.key(index) for index in range(self.sizes.stage_photos)]
+
+        def get(key: str) -> bytes:
+            return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+        get(keys[0])  # the client's connection and endpoint set-up are not a GET's cost
+        spec = self.resnet.preprocess()
+        before, now, draft = measure_image_path(get, keys, spec, BATCH_SIZE)
+        old, new = before.per_image_ms(), now.per_image_ms()
+        size = spec.image_size
+        self.rows.append(
+            Row(
+                f"8 image path, {len(keys)} JPEGs ~500x375 -> {size}x{size}, CPU ms per image: "
+                "before #12 / now",
+                f"{old['total']:.2f} / {new['total']:.2f} ({old['total'] / new['total']:.2f}x)",
+            )
+        )
+        self.rows += [Row(f"  {stage}", f"{old[stage]:.3f} / {new[stage]:.3f}") for stage in STAGES]
+        self.rows.append(
+            Row(
+                f"  not taken: JPEG draft to {size // 2} px, decode + resize (pixels move)",
+                f"{draft['ms']:.2f} ms vs {new['decode'] + new['resize']:.2f}; pixels differ "
+                f"by up to {draft['max_abs']:.0f}/255 (mean {draft['mean_abs']:.1f})",
+            )
+        )
+
 
 #: Every benchmark, in the order they run (later ones reuse figures of earlier ones).
 BENCHMARKS = [
     "bench_throughput", "bench_isolated", "bench_blog", "bench_high_latency", "bench_memory",
-    "bench_listing", "bench_parse", "bench_int8",
+    "bench_listing", "bench_parse", "bench_int8", "bench_image_path",
 ]  # fmt: skip
 #: Benchmarks that compare with the figures of bench_throughput (it runs first when they run).
 NEED_THROUGHPUT = {"bench_isolated", "bench_blog", "bench_high_latency"}
