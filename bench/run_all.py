@@ -29,7 +29,6 @@ Logs (one per spark-submit) stay in the work directory printed at the start.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -47,7 +46,7 @@ from bench.int8 import cpu_description, decoded_photos, digits_agreement, quanti
 from bench.latency_proxy import LatencyProxy
 from bench.model_throughput import run_workers
 from bench.preloaded_s3 import Dataset, start_preloaded_s3
-from bench.spark_run import SparkRun, spark_env, spark_submit
+from bench.spark_run import SparkRun, job_seconds, metrics_parts, spark_env, spark_submit
 from include.local_s3 import LocalS3
 
 log = logging.getLogger("bench")
@@ -206,32 +205,17 @@ class Bench:
     def task_seconds(self, name: str) -> float:
         """From the first partition's start to the last part written (as the run summary's
         ``job_seconds``): the job without its driver's set-up."""
-        client = self.s3.client()
-        ends, starts = [], []
-        pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=OUTPUT_BUCKET, Prefix=f"{name}/_metrics/"
+        return job_seconds(
+            list(metrics_parts(self.s3.client(), OUTPUT_BUCKET, f"{name}/_metrics/"))
         )
-        for page in pages:
-            for item in page.get("Contents", []):
-                body = client.get_object(Bucket=OUTPUT_BUCKET, Key=item["Key"])["Body"].read()
-                end = item["LastModified"].timestamp()
-                ends.append(end)
-                starts.append(end - json.loads(body)["wall_seconds"])
-        return max(ends) - min(starts)
 
     def job_profile(self, name: str) -> dict[str, float]:
         """Sums of the job's metrics parts (download / decode / inference / wall seconds)."""
-        client = self.s3.client()
         totals: dict[str, float] = {}
-        pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=OUTPUT_BUCKET, Prefix=f"{name}/_metrics/"
-        )
-        for page in pages:
-            for item in page.get("Contents", []):
-                body = client.get_object(Bucket=OUTPUT_BUCKET, Key=item["Key"])["Body"].read()
-                for field, value in json.loads(body).items():
-                    if field.endswith("_seconds") or field in ("rows", "errors"):
-                        totals[field] = totals.get(field, 0.0) + value
+        for part, _ in metrics_parts(self.s3.client(), OUTPUT_BUCKET, f"{name}/_metrics/"):
+            for field, value in part.items():
+                if field.endswith("_seconds") or field in ("rows", "errors"):
+                    totals[field] = totals.get(field, 0.0) + value
         return totals
 
     def spark_startup(self, master: str = MASTER) -> float:

@@ -145,3 +145,10 @@ def test_image_path_stages_both_ways_give_the_model_the_same_input() -> None:
         assert ms["total"] == pytest.approx(sum(ms[stage] for stage in STAGES))
     assert now.seconds["batch"] == 0.0  # decoded into the batch array: nothing to stack
     assert draft["ms"] > 0 and draft["max_abs"] >= draft["mean_abs"] > 0  # draft moves pixels
+
+
+def test_job_seconds_span_the_first_start_to_the_last_part() -> None:
+    from bench.spark_run import job_seconds
+
+    # part 0 ran 100-110, part 1 ran 95-112: the job ran from 95 to 112
+    assert job_seconds([({"wall_seconds": 10}, 110.0), ({"wall_seconds": 17}, 112.0)]) == 17.0
