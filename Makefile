@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: venv test test-fast lint mutate package demo airflow rehearse bench scale docs constraints clean
+.PHONY: venv test test-fast lint mutate package demo airflow rehearse bench docs constraints clean
 
 venv: $(STAMP)
 
@@ -55,6 +55,7 @@ bench: $(STAMP)
 
 # The job through spark-submit over 62,500 / 250,000 / 1,000,000 keys (not in CI: ~1 h on 2 shared
 # cores); docs/TESTING.md. SCALE_ARGS: e.g. --keys 100000 --keys 400000.
+.PHONY: scale
 SCALE_ARGS ?=
 scale: $(STAMP)
 	$(BIN)/python -m bench.scale $(SCALE_ARGS)
