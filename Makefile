@@ -59,6 +59,13 @@ plan: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
+# The job through spark-submit over 62,500 / 250,000 / 1,000,000 keys (not in CI: ~1 h on 2 shared
+# cores); docs/TESTING.md. SCALE_ARGS: e.g. --keys 100000 --keys 400000.
+.PHONY: scale
+SCALE_ARGS ?=
+scale: $(STAMP)
+	$(BIN)/python -m bench.scale $(SCALE_ARGS)
+
 # docs/CONFIGURATION.md from the config models, the Params and the job's --help.
 docs: $(STAMP)
 	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m include.gen_config_docs

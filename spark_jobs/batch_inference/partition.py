@@ -5,8 +5,10 @@ A partition that an earlier attempt or run already completed for the same run fi
 
 A thread pool downloads and decodes the next ``prefetch_depth`` batches while the current batch
 runs through the model, so S3 latency, decoding and compute overlap instead of alternating. The
-queue of batches in flight is bounded, so memory stays at about
-``(prefetch_depth + 1) * batch_size`` decoded images whatever the partition's size.
+queue of batches in flight is bounded: each image is decoded straight into its slot of one of
+``prefetch_depth + 1`` batch arrays allocated once per partition and reused, so memory stays at
+``(prefetch_depth + 1) * batch_size`` decoded images whatever the partition's size, and a batch of
+good images reaches the model without being stacked (copied) first.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ class Prepared:
     decode_seconds: float
 
 
-def prepare(client, key: str, spec: Preprocess) -> Prepared:
-    """Download and decode one image; never raises for a bad object, returns its error instead."""
+def prepare(client, key: str, spec: Preprocess, out: np.ndarray | None = None) -> Prepared:
+    """Download and decode one image (into ``out``, a ``(3, size, size)`` float32 slot, if given);
+    never raises for a bad object, returns its error instead."""
     started = time.perf_counter()
     try:
         data = get_bytes(client, parse_s3_uri(key, "manifest key"))
@@ -63,7 +66,7 @@ def prepare(client, key: str, spec: Preprocess) -> Prepared:
         return Prepared(key, None, {"type": kind, "message": message}, _since(started), 0.0)
     downloaded = time.perf_counter()
     try:
-        tensor, error = decode_image(data, spec), None
+        tensor, error = decode_image(data, spec, out=out), None
     except ImageError as exc:
         tensor, error = None, exc.as_dict()
     except Exception as exc:  # a decoder bug on a hostile file is still a bad image
@@ -76,15 +79,26 @@ def _since(start: float) -> float:
 
 
 def classify_batch(
-    prepared: list[Prepared], model: LoadedModel, config: JobConfig
+    prepared: list[Prepared],
+    model: LoadedModel,
+    config: JobConfig,
+    inputs: np.ndarray | None = None,
 ) -> tuple[list[dict], float]:
-    """Rows for one batch in key order, and the seconds spent in the model."""
+    """Rows for one batch in key order, and the seconds spent in the model.
+
+    ``inputs`` is the batch array the tensors were decoded into (slot ``i`` for ``prepared[i]``):
+    when every image is good it goes to the model as it is, otherwise the good ones are gathered.
+    """
     good = [item for item in prepared if item.tensor is not None]
     probabilities: Iterator[np.ndarray] = iter(())
     seconds = 0.0
     if good:
         started = time.perf_counter()
-        probabilities = iter(model.predict(np.stack([item.tensor for item in good])))
+        if inputs is not None and len(good) == len(prepared):
+            batch = inputs[: len(prepared)]
+        else:
+            batch = np.stack([item.tensor for item in good])
+        probabilities = iter(model.predict(batch))
         seconds = _since(started)
     rows = []
     for item in prepared:
@@ -131,27 +145,37 @@ def classify_range(
     """Classify the keys at manifest ``positions`` batch by batch into ``part``, counting them in
     ``metrics``; the next batches download and decode while the model runs (bounded)."""
     batches = chunked(iter_keys(client, manifest, *positions), config.batch_size)
+    spec = config.preprocess
+    # One array per batch in flight (prefetch_depth queued + the one in the model), reused in turn.
+    free = deque(
+        np.empty((config.batch_size, 3, spec.image_size, spec.image_size), dtype=np.float32)
+        for _ in range(config.prefetch_depth + 1)
+    )
     with ThreadPoolExecutor(
         config.prefetch_threads, thread_name_prefix=f"prefetch-{index}"
     ) as pool:
-        pending: deque[list[Future]] = deque()
+        pending: deque[tuple[np.ndarray, list[Future]]] = deque()
 
         def top_up() -> None:
             while len(pending) < config.prefetch_depth:
                 batch = next(batches, None)
                 if batch is None:
                     return
-                pending.append(
-                    [pool.submit(prepare, client, key, config.preprocess) for key in batch]
-                )
+                inputs = free.popleft()
+                futures = [
+                    pool.submit(prepare, client, key, spec, inputs[slot])
+                    for slot, key in enumerate(batch)
+                ]
+                pending.append((inputs, futures))
 
         top_up()  # the first batches download while the model loads (a worker's first task)
         model = load_model(client, config.model, config.batch_size, config.preprocess.image_size)
         while pending:
-            futures = pending.popleft()
+            inputs, futures = pending.popleft()
             top_up()  # the next batches download and decode while this one is classified
             current = [future.result() for future in futures]
-            batch_rows, seconds = classify_batch(current, model, config)
+            batch_rows, seconds = classify_batch(current, model, config, inputs)
+            free.append(inputs)
             metrics.inference_seconds += seconds
             for item in current:
                 metrics.download_seconds += item.download_seconds
