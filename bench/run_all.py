@@ -588,6 +588,7 @@ class Bench:
                         f"${way.cost_usd:,.2f}",
                     )
                 )
+
     def bench_image_path(self) -> None:
         """Benchmark 9: CPU ms per image of each stage of the image path, before and now."""
         client, bucket = self.s3.client(), self.photos.bucket
