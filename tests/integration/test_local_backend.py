@@ -69,6 +69,7 @@ def local_env(s3_env, bucket, tmp_path, monkeypatch) -> dict:
     request = {
         "dag_id": "local_test",
         "run_id": f"manual__{tmp_path.name}",
+        "partition_date": "2026-11-22",
         "staging_uri": f"s3://{bucket}/_staging/local_test/run/",
         "local": {"workers": 1, "worker_cores": 1, "worker_memory": "512m"},
         "model": {"name": "m", "symbol": f"s3://{bucket}/m.json", "params": f"s3://{bucket}/m.p",
