@@ -21,6 +21,7 @@ cleared run) keeps its state dir: its steps continue the numbering of the steps 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,17 @@ class LocalCluster:
     def path(self) -> Path:
         """The state dir."""
         return Path(self.state_dir)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[LocalCluster]:
+        """Hold the cluster's state lock (``cluster.lock``) and yield its state as on disk now:
+        the dates of a range run submit their steps to one cluster at once."""
+        with (self.path / "cluster.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield LocalCluster.load(self.cluster_id, self.path.parent)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def save(self) -> None:
         """Write ``cluster.json`` (atomically)."""
@@ -311,13 +323,29 @@ def submit_step(
     ``steps/<id>/command.json``. Arguments are passed as a list (no shell
     parsing of their values); ``env`` carries credentials, never the command line.
     """
-    step_id = next_step_id(cluster)
-    step_dir = cluster.path / "steps" / step_id
+    with cluster.locked() as current:  # a step id and a process record per step, whoever else
+        step_id = _start_step(current, name, py_files, entry_point, arguments, env, conf)
+    cluster.processes[:] = current.processes
+    return step_id
+
+
+def _start_step(
+    current: LocalCluster,
+    name: str,
+    py_files: Path,
+    entry_point: Path,
+    arguments: Sequence[str],
+    env: Mapping[str, str] | None,
+    conf: Mapping[str, str] | None,
+) -> str:
+    """Launch the step under the cluster's state lock; see :func:`submit_step`."""
+    step_id = next_step_id(current)
+    step_dir = current.path / "steps" / step_id
     step_dir.mkdir(parents=True, exist_ok=False)
-    conf = {"spark.executor.memory": cluster.worker_memory, **(conf or {})}
+    conf = {"spark.executor.memory": current.worker_memory, **(conf or {})}
     conf["spark.local.dir"] = str(step_dir / "tmp")
     command = [
-        str(spark_submit()), "--master", cluster.master_url, "--name", name,
+        str(spark_submit()), "--master", current.master_url, "--name", name,
         *(option for key, value in conf.items() for option in ("--conf", f"{key}={value}")),
         "--py-files", str(py_files), str(entry_point), *arguments,
     ]  # fmt: skip
@@ -335,14 +363,14 @@ def submit_step(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=cluster.process_env(env),
+        env=current.process_env(env),
         cwd=step_dir,
         start_new_session=True,
     )
-    cluster.processes.append(
+    current.processes.append(
         ProcessRecord(step_id, proc.pid, psutil.Process(proc.pid).create_time())
     )
-    cluster.save()
+    current.save()
     return step_id
 
 

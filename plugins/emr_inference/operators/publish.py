@@ -131,7 +131,9 @@ class ReportDatesOperator(BaseOperator):
     and fails the run naming the dates that were to be processed but were not published.
 
     Runs whatever happened upstream (``ALL_DONE``); a date fails alone (its step or its
-    publication), the others publish, and this task makes the run end failed.
+    publication), the others publish, and this task makes the run end failed. As the run's only
+    leaf besides the teardown, it also fails when an earlier task did (no work items), so that
+    such a run never ends ``success``.
 
     :param works: ``stage_manifest``'s per-date work items
     """
@@ -143,7 +145,12 @@ class ReportDatesOperator(BaseOperator):
         self.works = works
 
     def execute(self, context: Context) -> dict[str, list[str]]:
-        grouped = dates_by_status(self.works or [])
+        if self.works is None:  # stage_manifest never ran: an earlier task failed
+            raise AirflowFailException(
+                "The run failed before its dates were listed (see the first failed task): no "
+                "date was processed"
+            )
+        grouped = dates_by_status(self.works)
         results = context["ti"].xcom_pull(task_ids="date.publish_results") or []
         if isinstance(results, dict):
             results = [results]

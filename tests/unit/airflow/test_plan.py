@@ -153,3 +153,10 @@ def test_the_report_fails_the_run_naming_the_dates_not_published():
         "already_published": [],
         "failed": [],
     }
+
+
+def test_the_report_fails_a_run_that_failed_before_listing_its_dates():
+    """validate_request failed: stage_manifest pushed nothing; the run must not end success."""
+    report = ReportDatesOperator(task_id="report_dates", works=None)
+    with pytest.raises(AirflowFailException, match="failed before its dates were listed"):
+        report.execute({"ti": FakeTI([])})
