@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from batch_inference.config import (
     DEFAULT_SCALE,
+    ENGINES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     PRECISIONS,
@@ -128,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="MXNet/OpenMP threads per Python worker; 0 = spark.task.cpus",
     )
+    run.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="rdd",
+        help="rdd: mapPartitions; predict_batch_udf: a DataFrame with Spark's predict_batch_udf "
+        "(needs pandas and pyarrow); same output",
+    )
     int8 = parser.add_argument_group("int8 (batch_inference.quantize)")
     int8.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="the model's arithmetic"
@@ -227,6 +235,7 @@ def parse_config(argv: Sequence[str] | None = None) -> JobConfig:
             requirements=tuple(args.requirements),
             precision=args.precision,
             int8=int8_settings(args),
+            engine=args.engine,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -241,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     config = parse_config(argv)
     try:
-        versions = check_environment(config.requirements)
+        versions = check_environment(config.requirements, config.engine)
         log.info("job environment %s: %s", sys.executable, versions)
         run_job(config)
     except JobFailed as exc:

@@ -119,6 +119,37 @@ def memory_peaks(status_path: str = "/proc/self/status") -> tuple[int | None, in
     return mib("VmHWM"), mib("VmPeak")
 
 
+class Prefetch:
+    """Batches of :class:`Prepared` keys, downloaded and decoded by ``pool`` ahead of their use.
+
+    At most ``config.prefetch_depth`` batches are in flight: they are submitted at construction
+    (so the first batches download while the caller loads the model) and topped up each time a
+    batch is taken, so the next batches download and decode while the current one is used.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor, client, keys: Iterator[str], config: JobConfig):
+        self.pool, self.client, self.config = pool, client, config
+        self.batches = chunked(keys, config.batch_size)
+        self.pending: deque[list[Future]] = deque()
+        self._top_up()
+
+    def _top_up(self) -> None:
+        while len(self.pending) < self.config.prefetch_depth:
+            batch = next(self.batches, None)
+            if batch is None:
+                return
+            spec = self.config.preprocess
+            self.pending.append(
+                [self.pool.submit(prepare, self.client, key, spec) for key in batch]
+            )
+
+    def __iter__(self) -> Iterator[list[Prepared]]:
+        while self.pending:
+            futures = self.pending.popleft()
+            self._top_up()
+            yield [future.result() for future in futures]
+
+
 def classify_range(
     client,
     manifest: Manifest,
@@ -130,27 +161,12 @@ def classify_range(
 ) -> None:
     """Classify the keys at manifest ``positions`` batch by batch into ``part``, counting them in
     ``metrics``; the next batches download and decode while the model runs (bounded)."""
-    batches = chunked(iter_keys(client, manifest, *positions), config.batch_size)
     with ThreadPoolExecutor(
         config.prefetch_threads, thread_name_prefix=f"prefetch-{index}"
     ) as pool:
-        pending: deque[list[Future]] = deque()
-
-        def top_up() -> None:
-            while len(pending) < config.prefetch_depth:
-                batch = next(batches, None)
-                if batch is None:
-                    return
-                pending.append(
-                    [pool.submit(prepare, client, key, config.preprocess) for key in batch]
-                )
-
-        top_up()  # the first batches download while the model loads (a worker's first task)
+        batches = Prefetch(pool, client, iter_keys(client, manifest, *positions), config)
         model = load_model(client, config.model, config.batch_size, config.preprocess.image_size)
-        while pending:
-            futures = pending.popleft()
-            top_up()  # the next batches download and decode while this one is classified
-            current = [future.result() for future in futures]
+        for current in batches:
             batch_rows, seconds = classify_batch(current, model, config)
             metrics.inference_seconds += seconds
             for item in current:
