@@ -61,14 +61,19 @@ def prepare(client, key: str, spec: Preprocess) -> Prepared:
         kind = MISSING_OBJECT if is_missing_key(exc) else DOWNLOAD_FAILED
         message = f"{type(exc).__name__}: {exc}"
         return Prepared(key, None, {"type": kind, "message": message}, _since(started), 0.0)
-    downloaded = time.perf_counter()
+    return decode_prepared(key, data, spec, _since(started))
+
+
+def decode_prepared(key: str, data: bytes, spec: Preprocess, download_seconds: float) -> Prepared:
+    """Decode the bytes of ``key``; a bad image becomes its error, never an exception."""
+    started = time.perf_counter()
     try:
         tensor, error = decode_image(data, spec), None
     except ImageError as exc:
         tensor, error = None, exc.as_dict()
     except Exception as exc:  # a decoder bug on a hostile file is still a bad image
         tensor, error = None, {"type": CORRUPT_IMAGE, "message": f"{type(exc).__name__}: {exc}"}
-    return Prepared(key, tensor, error, downloaded - started, _since(downloaded))
+    return Prepared(key, tensor, error, download_seconds, _since(started))
 
 
 def _since(start: float) -> float:

@@ -150,3 +150,41 @@ def test_predict_batch_udf_writes_empty_partitions_too(s3, data, zip_path):
     assert keys == contract_objects(range(PARTITIONS))
     assert [row["key"] for row in rows] == data["uris"][:2]
     assert sorted(m["rows"] for m in metrics) == [0, 1, 1]
+
+
+@pytest.mark.parametrize("batch_size", ["8", None])
+def test_the_online_predictor_returns_the_batch_jobs_row(data, runs, monkeypatch, batch_size):
+    """The Lambda handler, asked for each image of the run (good and bad) by ``s3_uri``, answers
+    the batch job's row: bit for bit when bound for the job's batch size (8), and with the same
+    classes, order and errors, probabilities within 1e-6, at its default batch size of 1."""
+    import json
+
+    import numpy as np
+    from batch_inference import lambda_handler
+    from batch_inference import model as model_module
+
+    model = data["model"]
+    env = {
+        "MODEL_NAME": model.name, "MODEL_SYMBOL": model.symbol_uri,
+        "MODEL_PARAMS": model.params_uri, "MODEL_LABELS": model.labels_uri,
+        "IMAGE_SIZE": str(SIZE), "TOP_K": "3", "RUN_ID": "manual__engines",
+    }  # fmt: skip
+    if batch_size:
+        env["BATCH_SIZE"] = batch_size
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(lambda_handler, "_PREDICTOR", None)
+    model_module._CACHE.clear()
+    request = {"requestContext": {"requestId": "parity"}, "body": None}
+    for batch_row in runs["rdd"]["rows"]:
+        body = json.dumps({"s3_uri": batch_row["key"]})
+        row = json.loads(lambda_handler.handler({**request, "body": body})["body"])
+        if batch_size or batch_row["error"]:
+            assert row == batch_row
+            continue
+        probabilities = [entry.pop("probability") for entry in row["top_k"]]
+        expected = [dict(entry) for entry in batch_row["top_k"]]
+        batch_probabilities = [entry.pop("probability") for entry in expected]
+        assert row == {**batch_row, "top_k": expected}
+        np.testing.assert_allclose(probabilities, batch_probabilities, atol=1e-6)
+    model_module._CACHE.clear()
