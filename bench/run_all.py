@@ -19,6 +19,8 @@
    the job in int8 against both, and top-1 agreement and accuracy of int8 against fp32 on the
    demo's digits CNN trained here (held-out digits). The table's title names the CPU and its
    flags: int8 speed depends on VNNI.
+8. engines (:mod:`bench.engines`): ``--engine rdd`` and ``--engine predict_batch_udf`` on the
+   same photos, model, latency and master, against the bare model; checks their rows match.
 
 Logs (one per spark-submit) stay in the work directory printed at the start.
 """
@@ -542,11 +544,17 @@ class Bench:
                 f"int8 {digits['int8_accuracy']:.1%})"),
         ]  # fmt: skip
 
+    def bench_engines(self) -> None:
+        """Benchmark 8: the two engines side by side (:mod:`bench.engines`)."""
+        from bench.engines import compare_engines
+
+        self.rows += [Row(name, value) for name, value in compare_engines(self)]
+
 
 #: Every benchmark, in the order they run (later ones reuse figures of earlier ones).
 BENCHMARKS = [
     "bench_throughput", "bench_isolated", "bench_blog", "bench_high_latency", "bench_memory",
-    "bench_listing", "bench_parse", "bench_int8",
+    "bench_listing", "bench_parse", "bench_int8", "bench_engines",
 ]  # fmt: skip
 #: Benchmarks that compare with the figures of bench_throughput (it runs first when they run).
 NEED_THROUGHPUT = {"bench_isolated", "bench_blog", "bench_high_latency"}

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 #: Columns of the decoded images (stage 1); ``tensor`` is the flattened ``(3, S, S)`` image.
 IMAGES_SCHEMA = (
     "partition int, key string, ok boolean, tensor array<float>, error_type string, "
-    "error_message string, download_seconds double, decode_seconds double"
+    "error_message string, download_seconds double, decode_seconds double, started double"
 )
 METRICS_SCHEMA = "metrics string"
 
@@ -71,6 +71,7 @@ def read_images(
         blank = np.zeros(3 * size * size, dtype=np.float32)
         for frame in frames:
             for index in frame["partition"]:
+                started = time.time()  # the task's start, for the metrics' wall_seconds
                 start, end = partition_range(int(index), partitions, manifest.total)
                 client = make_client(config.prefetch_threads + 2)
                 with ThreadPoolExecutor(config.prefetch_threads) as pool:
@@ -91,6 +92,7 @@ def read_images(
                                 ],
                                 "download_seconds": [item.download_seconds for item in batch],
                                 "decode_seconds": [item.decode_seconds for item in batch],
+                                "started": [started] * len(batch),
                             }
                         )
 
@@ -122,6 +124,9 @@ def make_predict_fn(config: JobConfig) -> Callable[[], Callable[..., dict]]:
     def make() -> Callable[..., dict]:
         from pyspark import TaskContext
 
+        from batch_inference.job import configure_logging
+
+        configure_logging()
         context = TaskContext.get()
         set_omp_threads(config.omp_threads or (context.cpus() if context else 1))
         size = config.preprocess.image_size
@@ -166,8 +171,9 @@ def write_partition(
     frames: Iterator,
 ) -> dict:
     """Stage 3 for partition ``index``: the scored ``frames`` into its rows part, then its
-    metrics part (the RDD engine's format); returns the metrics."""
-    started = time.perf_counter()
+    metrics part (the RDD engine's format); returns the metrics. ``wall_seconds`` counts from
+    the partition's first stage (the ``started`` column), the three stages run in one task."""
+    started = time.time()
     start, end = partition_range(index, partitions, manifest.total)
     client = make_client()
     output = parse_s3_uri(config.output_uri, "--output")
@@ -195,6 +201,7 @@ def write_partition(
                         f"partition {index}: got a row of partition {item.partition}"
                     )
                 prediction = item.prediction
+                started = min(started, item.started)
                 metrics.download_seconds += item.download_seconds
                 metrics.decode_seconds += item.decode_seconds
                 metrics.inference_seconds += prediction["seconds"]
@@ -218,7 +225,7 @@ def write_partition(
     except BaseException:
         part.abort()
         raise
-    metrics.wall_seconds = time.perf_counter() - started
+    metrics.wall_seconds = time.time() - started
     result = metrics.as_dict()
     write_metrics(client, output, index, result, config.encryption)
     log.info(
