@@ -10,6 +10,11 @@ Run it alone with ``python -m bench.run_all --only engines``.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from bench.latency_proxy import LatencyProxy
@@ -36,6 +41,55 @@ def rows_of(bench: Any, name: str) -> list[dict]:
                 body = client.get_object(Bucket=OUTPUT_BUCKET, Key=item["Key"])["Body"].read()
                 rows += [json.loads(line) for line in body.decode("utf-8").splitlines()]
     return [{key: value for key, value in row.items() if key != "run_id"} for row in rows]
+
+
+def probe_online(model: dict, image_uri: str, batch_size: int, repeats: int) -> dict:
+    """In a fresh process (:func:`online_figures`): the online predictor's cold start (model
+    download, checks and bind), its warm per-image latency (median) and the process's peak RSS."""
+    from batch_inference.config import ModelSpec, Preprocess
+    from batch_inference.online import OnlineSettings, Predictor
+    from batch_inference.partition import memory_peaks
+
+    spec = ModelSpec(
+        name=model["name"],
+        symbol_uri=model["symbol"],
+        params_uri=model["params"],
+        labels_uri=model["labels"],
+        symbol_sha256=model["symbol_sha256"],
+        params_sha256=model["params_sha256"],
+        labels_sha256=model["labels_sha256"],
+    )
+    settings = OnlineSettings(spec, Preprocess(image_size=model["image_size"]), 5, batch_size)
+    started = time.perf_counter()
+    predictor = Predictor(settings)
+    predictor.predict_uri(image_uri)
+    cold = time.perf_counter() - started
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predictor.predict_uri(image_uri)
+        seconds.append(time.perf_counter() - started)
+    return {
+        "cold_seconds": cold,
+        "warm_seconds": sorted(seconds)[len(seconds) // 2],
+        "peak_rss_mb": memory_peaks()[0],
+    }
+
+
+def online_figures(bench: Any, image_uri: str, batch_size: int) -> dict:
+    """:func:`probe_online` in a fresh interpreter with one MXNet thread (one Lambda vCPU)."""
+    code = (
+        "import json, sys; from bench.engines import probe_online; "
+        "print(json.dumps(probe_online(*json.loads(sys.argv[1]))))"
+    )
+    arguments = json.dumps([bench.resnet_args, image_uri, batch_size, 20])
+    env = {**os.environ, **bench.s3.env, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])
+    process = subprocess.run(
+        [sys.executable, "-c", code, arguments],
+        env=env, capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    return json.loads(process.stdout.splitlines()[-1])
 
 
 def compare_engines(bench: Any) -> list[tuple[str, str]]:
@@ -88,4 +142,15 @@ def compare_engines(bench: Any) -> list[tuple[str, str]]:
         ),
         ("  the two engines' rows the same (run_id aside), part by part", "yes" if same else "NO"),
     ]
+    image_uri = rows[0]["key"]  # an s3:// URI of the photo set
+    for batch_size in (1, BATCH_SIZE):
+        online = online_figures(bench, image_uri, batch_size)
+        lines.append(
+            (
+                f"  online predictor, ResNet-18 bound for batch {batch_size}, 1 thread: cold "
+                "start / warm latency / peak RSS",
+                f"{online['cold_seconds']:.1f} s / {online['warm_seconds'] * 1000:.0f} ms / "
+                f"{online['peak_rss_mb']} MiB",
+            )
+        )
     return lines

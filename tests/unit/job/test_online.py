@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -258,3 +259,28 @@ def test_the_cli_exits_1_with_the_error_row_and_2_on_an_unreadable_file(online, 
     process = cli(online, str(tmp_path / "nope.png"))
     assert process.returncode == 2
     assert "image: cannot read" in process.stderr
+
+
+def test_the_readmes_cli_block_runs_as_written(s3_env):
+    """The README's block, run by bash as written, against the local S3 holding objects at its
+    URIs: the tiny model stands for the demo's digits CNN (same files, same flags; 32 px)."""
+    from tests.support import runbook
+
+    (block,) = [b for b in runbook.blocks("bash") if "-m batch_inference.online" in b.first_line]
+    uris = re.findall(r"s3://\S+", block.code)
+    assert len(uris) == 4  # the image, then symbol, params and labels
+    symbol, params, labels, _ = tiny_model_files(classes=10, image_size=32)
+    image = demo_objects(1, 0.0)[0].body
+    client = s3_env.client()
+    bodies = [image, symbol.encode(), params, "\n".join(labels).encode()]
+    for uri, body in zip(uris, bodies, strict=True):
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        client.create_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    process = subprocess.run(
+        ["bash", "-c", block.code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert process.returncode == 0, process.stderr
+    row = json.loads(process.stdout)
+    assert (row["key"], row["model"], row["error"]) == (uris[0], "digits-cnn", None)
+    assert len(row["top_k"]) == 3
