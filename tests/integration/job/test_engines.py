@@ -188,3 +188,36 @@ def test_the_online_predictor_returns_the_batch_jobs_row(data, runs, monkeypatch
         assert row == {**batch_row, "top_k": expected}
         np.testing.assert_allclose(probabilities, batch_probabilities, atol=1e-6)
     model_module._CACHE.clear()
+
+
+def test_both_engines_agree_in_int8(s3, data, zip_path, tmp_path_factory):
+    """precision int8: the driver quantizes the trained digits CNN once (the first run) and both
+    engines run the same int8 model from the cache: the same int8 rows."""
+    from emr_inference.emr.steps import model_arguments
+
+    from include.demo.models import train_digits_classifier, upload_model
+
+    client, bucket = data["client"], data["bucket"]
+    exported = train_digits_classifier(tmp_path_factory.mktemp("digits"), epochs=1)
+    model = upload_model(client, exported, bucket, "digits")
+    uris = upload_objects(client, bucket, "digits-images", demo_objects(48, 0.1))
+    manifest = write_manifest(client, bucket, "digits-manifest", uris, shard_size=16)
+    outputs = {}
+    for engine in ("rdd", "predict_batch_udf"):
+        output = f"s3://{bucket}/int8-{engine}/output/"
+        args = [
+            "--manifest", manifest, "--output", output, "--run-id", "manual__int8",
+            *model_arguments(model), "--batch-size", "8", "--top-k", "3", "--partitions", "2",
+            "--precision", "int8", "--int8-cache", f"s3://{bucket}/int8-cache/",
+            "--int8-min-agreement", "0", "--calibration-images", "16", "--agreement-images", "16",
+            "--max-error-rate", "0.5", "--engine", engine,
+        ]  # fmt: skip
+        process = run_job(zip_path, args, s3.env)
+        assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-6000:]
+        outputs[engine] = read_output(client, output)
+    (rdd_rows, rdd_metrics, _), (udf_rows, udf_metrics, _) = outputs.values()
+    assert udf_rows == rdd_rows and len(rdd_rows) == 48
+    assert {row["precision"] for row in udf_rows} == {"int8"}
+    assert [m["int8_top1_agreement"] for m in udf_metrics] == [
+        m["int8_top1_agreement"] for m in rdd_metrics
+    ]
