@@ -1,6 +1,6 @@
 """Run every benchmark once on this machine and print one table of figures measured in this run.
 
-    python -m bench.run_all            # full counts (~11 min on 2 cores)
+    python -m bench.run_all            # full counts (~15 min on 2 cores)
     python -m bench.run_all --quick    # small counts, a smoke test (~3 min)
     python -m bench.run_all --only int8   # one benchmark (repeatable)
 
