@@ -46,14 +46,8 @@ def check_environment(requirements: Sequence[str] = (), engine: str = "rdd") -> 
     for distribution in needed:
         version = installed_version(distribution)
         if version is None:
-            problems.append(
-                f"{distribution} is missing"
-                + (
-                    " (needed by --engine predict_batch_udf)"
-                    if distribution in UDF_PACKAGES
-                    else ""
-                )
-            )
+            why = " (needed by --engine predict_batch_udf)" if distribution in UDF_PACKAGES else ""
+            problems.append(f"{distribution} is missing{why}")
         else:
             found[distribution] = version
     for requirement in requirements:

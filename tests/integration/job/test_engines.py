@@ -138,6 +138,16 @@ def test_predict_batch_udf_resumes_only_the_missing_partitions(s3, data, zip_pat
     assert [m["resumed"] for m in metrics] == [False] * PARTITIONS  # stored parts say so
 
 
+def test_predict_batch_udf_fails_the_job_naming_a_model_that_cannot_be_loaded(s3, data, zip_path):
+    """A wrong digest is found by the model's worker (the driver only uses it for the run
+    fingerprint): the run fails naming it, as the rdd engine's does."""
+    output = f"s3://{data['bucket']}/bad-model/output/"
+    args = job_args(data, output, "predict_batch_udf", "--model-params-sha256", "0" * 64)
+    process = run_job(zip_path, args, s3.env)
+    assert process.returncode != 0
+    assert "the model could not be loaded: sha256 mismatch for --model-params" in process.stdout
+
+
 def test_predict_batch_udf_writes_empty_partitions_too(s3, data, zip_path):
     """More partitions than keys: the empty ones still get a rows part and a metrics part."""
     client, bucket = data["client"], data["bucket"]
