@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 
-.PHONY: venv test test-fast lint mutate package demo airflow rehearse bench docs constraints clean
+.PHONY: venv test test-fast lint mutate package demo airflow rehearse plan bench docs constraints clean
 
 venv: $(STAMP)
 
@@ -50,8 +50,21 @@ REHEARSE_ARGS ?=
 rehearse: $(STAMP)
 	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m include.rehearse $(PIPELINE) $(REHEARSE_ARGS)
 
+# What a run of a range of dates would do and cost: make plan PIPELINE=demo FROM=2026-11-20 TO=2026-11-22
+FROM ?=
+TO ?=
+plan: $(STAMP)
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m include.plan $(PIPELINE) --from $(FROM) $(if $(TO),--to $(TO))
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# The job through spark-submit over 62,500 / 250,000 / 1,000,000 keys (not in CI: ~1 h on 2 shared
+# cores); docs/TESTING.md. SCALE_ARGS: e.g. --keys 100000 --keys 400000.
+.PHONY: scale
+SCALE_ARGS ?=
+scale: $(STAMP)
+	$(BIN)/python -m bench.scale $(SCALE_ARGS)
 
 # docs/CONFIGURATION.md from the config models, the Params and the job's --help.
 docs: $(STAMP)

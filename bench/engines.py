@@ -1,4 +1,4 @@
-"""Benchmark 8: the job's two engines side by side (``--engine rdd`` and
+"""Benchmark 10: the job's two engines side by side (``--engine rdd`` and
 ``--engine predict_batch_udf``) on the same photos, model (ResNet-18, 224 px, fp32), S3 latency,
 master and batch size, against the bare model measured in the same run.
 
@@ -118,7 +118,7 @@ def compare_engines(bench: Any) -> list[tuple[str, str]]:
     latency = f"+{LATENCY_SECONDS * 1000:.0f} ms/request"
     lines = [
         (
-            f"8 bare ResNet-18, job layout: {WORKERS} procs x {TASK_THREADS} thread, "
+            f"10 bare ResNet-18, job layout: {WORKERS} procs x {TASK_THREADS} thread, "
             f"batch {BATCH_SIZE}",
             f"{bare:.1f} img/s",
         )

@@ -10,7 +10,10 @@ job's prefetch must hide. Clients are pointed at :attr:`LatencyProxy.endpoint_ur
   backlog), idle keep-alive connections are closed after ``idle_timeout`` seconds;
 * stops by itself: the server shuts down after ``max_lifetime`` seconds even if nobody calls
   :meth:`LatencyProxy.stop`, so a crashed benchmark leaves no listener behind (it runs in daemon
-  threads of the benchmark process, which end with it anyway).
+  threads of the benchmark process, which end with it anyway);
+* optionally answers some GETs itself: ``serve`` maps a request path to an object's bytes (or
+  ``None`` to forward it), so a scale run can read a million keys that the emulator never stores
+  (:mod:`bench.scale`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import urlsplit
 
@@ -76,6 +80,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         body = self._read_body()
         time.sleep(self.server.latency)
+        local = (
+            self.server.serve(self.path) if self.command == "GET" and self.server.serve else None
+        )
+        if local is not None:
+            self.server.count_request()
+            self.send_response_only(200, "OK")
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(local)))
+            self.end_headers()
+            self.wfile.write(local)
+            return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         if body is not None:
             headers["Content-Length"] = str(len(body))
@@ -127,9 +142,10 @@ class _ProxyServer(socketserver.ThreadingMixIn, HTTPServer):
         latency: float,
         max_connections: int,
         idle_timeout: float,
+        serve: Callable[[str], bytes | None] | None = None,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
-        self.upstream = upstream
+        self.upstream, self.serve = upstream, serve
         self.latency = latency
         self.idle_timeout = idle_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -154,7 +170,9 @@ class _ProxyServer(socketserver.ThreadingMixIn, HTTPServer):
 class LatencyProxy:
     """Reverse proxy on 127.0.0.1 in front of ``upstream_url`` adding ``latency`` s per request.
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. ``serve(path)`` (e.g.
+    ``"/bucket/key"``), if given, returns the bytes to answer a GET with instead of forwarding it,
+    or ``None`` to forward it.
     """
 
     def __init__(
@@ -164,6 +182,7 @@ class LatencyProxy:
         max_connections: int = 128,
         idle_timeout: float = 5.0,
         max_lifetime: float = 3600.0,
+        serve: Callable[[str], bytes | None] | None = None,
     ) -> None:
         parts = urlsplit(upstream_url)
         if parts.scheme != "http" or not parts.hostname or not parts.port:
@@ -171,7 +190,7 @@ class LatencyProxy:
         if latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, got {latency}")
         upstream = (parts.hostname, parts.port)
-        self._server = _ProxyServer(upstream, latency, max_connections, idle_timeout)
+        self._server = _ProxyServer(upstream, latency, max_connections, idle_timeout, serve)
         self._max_lifetime = max_lifetime
         self._thread: threading.Thread | None = None
         self._timer: threading.Timer | None = None

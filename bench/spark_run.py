@@ -8,13 +8,14 @@ below it; its RSS is sampled with psutil while the job runs and the peak of the 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,3 +150,18 @@ def spark_env(extra: Mapping[str, str]) -> dict[str, str]:
     env.update(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
     env.update(extra)
     return env
+
+
+def metrics_parts(client, bucket: str, prefix: str) -> Iterator[tuple[dict, float]]:
+    """Each metrics part under ``prefix`` (``…/_metrics/``) and when it was written (epoch s)."""
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    for page in pages:
+        for item in page.get("Contents", []):
+            body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            yield json.loads(body), item["LastModified"].timestamp()
+
+
+def job_seconds(parts: list[tuple[dict, float]]) -> float:
+    """From the first partition's start to the last part written (the run summary's
+    ``job_seconds``): the job without its driver's set-up."""
+    return max(end for _, end in parts) - min(end - part["wall_seconds"] for part, end in parts)

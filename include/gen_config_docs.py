@@ -19,6 +19,8 @@ from typing import Any
 from batch_inference.cli import build_parser
 from emr_inference.config import (
     ClusterConfig,
+    DateRange,
+    EstimateConfig,
     Int8Config,
     LocalConfig,
     ModelConfig,
@@ -43,6 +45,8 @@ SECTIONS: dict[type[BaseModel], str] = {
     NodeGroupConfig: "clustermaster-clustercore-and-clustertask",
     LocalConfig: "local",
     Int8Config: "int8",
+    DateRange: "date_range",
+    EstimateConfig: "estimate",
 }
 _CONSTRAINTS = {
     "minimum": "≥ {}",
@@ -229,6 +233,8 @@ def render() -> str:
         model_section("cluster.master, cluster.core and cluster.task", NodeGroupConfig),
         model_section("local", LocalConfig),
         model_section("int8", Int8Config),
+        model_section("date_range", DateRange),
+        model_section("estimate", EstimateConfig),
         params_section(),
         "## The Spark job's command line\n\n"
         "`validate_request`'s resolved request becomes these arguments "

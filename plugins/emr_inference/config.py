@@ -334,12 +334,83 @@ class LocalConfig(_Strict):
     )
 
 
+#: The most dates one run may name (``partition_dates`` + ``date_range``), whatever the pipeline's
+#: ``max_range_dates``: the Params' schema refuses longer lists at trigger time.
+MAX_RANGE_DATES = 366
+
+
+class DateRange(_Strict):
+    """An inclusive range of partition dates for one run."""
+
+    start: IsoDate = Field(description="First date (YYYY-MM-DD), included")
+    end: IsoDate = Field(description="Last date (YYYY-MM-DD), included; not before start")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateRange:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class EstimateConfig(_Strict):
+    """What the run plan models a run's time and cost with (docs/OPERATIONS.md "Plan a run")."""
+
+    images_per_task_second: float = Field(
+        default=25.0,
+        gt=0,
+        le=100000,
+        description=(
+            "Images one Spark task (one Python worker and its model) infers per second, job "
+            "included (default: ResNet-18 fp32 on one physical core, docs/BENCHMARKS.md "
+            "benchmark 2b); measure your model with make rehearse or make bench"
+        ),
+    )
+    cluster_start_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=7200,
+        description="Seconds from RunJobFlow to the first step running (provisioning, bootstrap)",
+    )
+    step_start_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="Seconds each step spends before its first image (spark-submit, model load)",
+    )
+
+
 class RequestDefaults(_Strict):
     """Every field a run may override through Params (same names as the resolved request)."""
 
     partition_date: IsoDate | None = Field(
         default=None,
         description="YYYY-MM-DD; scheduled runs default to the day before the interval end",
+    )
+    partition_dates: list[IsoDate] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_RANGE_DATES,
+        description=(
+            "Several dates for one run on one cluster (with date_range: both); each date is "
+            "listed, run and published on its own"
+        ),
+    )
+    date_range: DateRange | None = Field(
+        default=None, description="An inclusive range of dates for one run on one cluster"
+    )
+    republish: bool = Field(
+        default=False,
+        description=(
+            "Redo dates that another run already published for the same request (by default "
+            "they are skipped)"
+        ),
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Plan only: list every date's input, log the plan and its cost, no cluster",
+    )
+    estimate: EstimateConfig = Field(
+        default_factory=EstimateConfig, description="What the run plan's time and cost assume"
     )
     input_uri: S3Uri | None = Field(
         default=None, description="Input prefix; may use {{ partition_date }}"
@@ -426,6 +497,20 @@ class PipelineConfig(RequestDefaults):
     )
     catchup: bool = Field(
         default=False, description="Schedule the missed runs since start_date when unpaused"
+    )
+    partitioned: bool = Field(
+        default=False,
+        description=(
+            "Schedule with Airflow's CronPartitionTimetable (UTC): each run carries the date it "
+            "processes as its partition_key (scheduled: the day before its tick; backfills: the "
+            "tick's own date; REST triggers may pass one); runs have no data interval then"
+        ),
+    )
+    max_range_dates: int = Field(
+        default=92,
+        ge=1,
+        le=MAX_RANGE_DATES,
+        description="The most dates one run may name (partition_dates and date_range together)",
     )
     max_active_runs: int = Field(
         default=1,

@@ -3,11 +3,16 @@
 Every pipeline has the same task graph; the backend (``emr`` or ``local``) picks the operator
 classes of the four cluster tasks::
 
-    validate_request -> stage_job_artifacts -> stage_manifest -> wait_for_cluster_slot
-      -> create_cluster (setup) -> submit_inference_step -> wait_for_inference_step
-      -> publish_results
+    validate_request -> stage_job_artifacts -> stage_manifest (every date) -> plan_run
+      -> wait_for_cluster_slot -> create_cluster (setup)
+      -> date (a task group, one per date): submit_inference_step -> wait_for_inference_step
+         -> publish_results
       -> terminate_cluster (teardown of create_cluster: runs whatever happened before it, with
          its own retries)
+      -> report_dates (fails the run naming the dates that failed)
+
+A run processes one date or several (a range) on one cluster; each date has its own manifest,
+step, publication and Asset event, and fails alone (:mod:`emr_inference.dates`).
 
 Parsing imports no heavy library: operators import boto3 clients, Spark or MXNet only when they run.
 """
@@ -16,17 +21,22 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, TriggerRule, chain
+from airflow.sdk import DAG, Asset, TriggerRule, chain, task_group
 
 from emr_inference.config import ConfigError, PipelineConfig, load_pipeline
 from emr_inference.params import build_params
 
 PIPELINES_DIR_ENV = "EMR_INFERENCE_PIPELINES_DIR"
+#: How a partitioned pipeline's partition keys spell the date a run processes.
+PARTITION_KEY_FORMAT = "%Y-%m-%d"
+#: What the UI shows for each mapped instance of a per-date task: its date.
+DATE_LABEL = "{{ task.request.partition_date }}"
 #: The teardown's own retries, whatever the pipeline's ``retries``: a pipeline that wants to fail
 #: fast still wants its cluster stopped. Delays grow 30 s, 1, 2, 4, 8 min, then 10 min (each up to
 #: twice that, Airflow's jitter, capped at 10 min): the seven tries span 25 to 35 minutes.
@@ -75,7 +85,8 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
     """The DAG of one pipeline: Params from the config, tasks wired for its backend."""
     from emr_inference.operators.artifacts import StageJobArtifactsOperator
     from emr_inference.operators.manifest import StageManifestOperator
-    from emr_inference.operators.publish import PublishResultsOperator
+    from emr_inference.operators.plan import PlanRunOperator
+    from emr_inference.operators.publish import PublishResultsOperator, ReportDatesOperator
     from emr_inference.operators.slots import WaitForClusterSlotSensor
     from emr_inference.operators.validate import ValidateRequestOperator
 
@@ -86,7 +97,7 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         dag_id=config.pipeline,
         description=config.description,
         doc_md=doc,
-        schedule=config.schedule,
+        schedule=schedule_of(config),
         start_date=dt.datetime.combine(config.start_date, dt.time(), dt.UTC),
         catchup=config.catchup,
         max_active_runs=config.max_active_runs,
@@ -102,7 +113,13 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         )
         request = validate.output
         artifacts = StageJobArtifactsOperator(task_id="stage_job_artifacts", request=request, **aws)
-        manifest = StageManifestOperator(task_id="stage_manifest", request=request, **aws)
+        manifests = StageManifestOperator(task_id="stage_manifest", request=request, **aws)
+        plan = PlanRunOperator(
+            task_id="plan_run",
+            request=request,
+            works=manifests.output,
+            max_active_runs=config.max_active_runs,
+        )
         # no more clusters at once than max_active_runs, backfills included (operators/slots.py)
         slot = WaitForClusterSlotSensor(
             task_id="wait_for_cluster_slot",
@@ -112,28 +129,43 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         create = backend.create(
             task_id="create_cluster", request=request, artifacts=artifacts.output, **aws
         )
-        submit = backend.submit(
-            task_id="submit_inference_step",
-            request=request,
-            artifacts=artifacts.output,
-            manifest=manifest.output,
-            cluster_id=create.output,
-            **aws,
-        )
-        wait = backend.wait(
-            task_id="wait_for_inference_step",
-            request=request,
-            manifest=manifest.output,
-            cluster_id=create.output,
-            step_id=submit.output,
-            poke_interval=config.poke_interval_seconds,
-            timeout=config.step_timeout_seconds,
-            **backend.wait_kwargs,
-            **aws,
-        )
-        publish = PublishResultsOperator(
-            task_id="publish_results", request=request, manifest=manifest.output, **aws
-        )
+
+        @task_group(group_id="date")
+        def run_date(request: Any, manifest: Any) -> None:
+            """One date of the run on the run's cluster: its step, its wait, its publication."""
+            submit = backend.submit(
+                task_id="submit_inference_step",
+                request=request,
+                artifacts=artifacts.output,
+                manifest=manifest,
+                cluster_id=create.output,
+                map_index_template=DATE_LABEL,
+                **aws,
+            )
+            wait = backend.wait(
+                task_id="wait_for_inference_step",
+                request=request,
+                manifest=manifest,
+                cluster_id=create.output,
+                step_id=submit.output,
+                poke_interval=config.poke_interval_seconds,
+                timeout=config.step_timeout_seconds,
+                map_index_template=DATE_LABEL,
+                **backend.wait_kwargs,
+                **aws,
+            )
+            publish = PublishResultsOperator(
+                task_id="publish_results",
+                request=request,
+                manifest=manifest,
+                plan=plan.output,
+                asset=predictions_asset(config),
+                map_index_template=DATE_LABEL,
+                **aws,
+            )
+            chain(submit, wait, publish)
+
+        dates = run_date.expand_kwargs(manifests.output)
         terminate = backend.terminate(
             task_id="terminate_cluster",
             request=request,
@@ -141,12 +173,44 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
             **TEARDOWN_RETRY_POLICY,
             **aws,
         )
-        chain(validate, artifacts, manifest, slot, create, submit, wait, publish, terminate)
+        report = ReportDatesOperator(
+            task_id="report_dates",
+            works=manifests.output,
+            trigger_rule=TriggerRule.ALL_DONE,
+            retries=0,
+        )
+        chain(validate, artifacts, manifests, plan, slot, create, dates, terminate)
+        dates >> report
         terminate.as_teardown(setups=create)
         # as_teardown sets ALL_DONE_SETUP_SUCCESS, which skips the teardown when create_cluster
         # failed; a failed create may still have made a cluster (found by its run tags)
         terminate.trigger_rule = TriggerRule.ALL_DONE
     return dag
+
+
+def schedule_of(config: PipelineConfig) -> Any:
+    """The DAG's schedule: the pipeline's cron, as a ``CronPartitionTimetable`` keyed by the date a
+    run processes (``%Y-%m-%d``, the day before the tick) when the pipeline is ``partitioned``."""
+    if not (config.partitioned and config.schedule):
+        return config.schedule
+    from airflow.sdk import CronPartitionTimetable
+
+    return CronPartitionTimetable(
+        config.schedule, timezone="UTC", run_offset=-1, key_format=PARTITION_KEY_FORMAT
+    )
+
+
+def predictions_asset(config: PipelineConfig) -> Asset:
+    """The pipeline's published predictions as one Asset, partitioned by date: ``publish_results``
+    adds an event per date with the date as its partition key, so a DAG scheduled with
+    ``PartitionedAssetTimetable`` on it gets one run per published date. Its URI is the static
+    part of ``output_uri`` (before the first template) when that is an S3 prefix."""
+    static = config.output_uri.split("{{", 1)[0]
+    prefix = static[: static.rfind("/") + 1] if "{{" in config.output_uri else static
+    name = f"{config.pipeline}.predictions"
+    if re.match(r"^s3://[^/]+/", prefix):
+        return Asset(name=name, uri=prefix)
+    return Asset(name=name)
 
 
 def pipelines_dir(dag_file: str | Path) -> Path:

@@ -280,6 +280,16 @@ def _wait_for(condition, timeout: float, what: str) -> None:
     raise LocalClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def submitted_step_name(cluster: LocalCluster, step_id: str) -> str | None:
+    """The ``--name`` a step was submitted with (from its ``command.json``), if it has one."""
+    path = cluster.path / "steps" / step_id / "command.json"
+    try:
+        command = json.loads(path.read_text())
+        return command[command.index("--name") + 1]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def submit_step(
     cluster: LocalCluster,
     *,

@@ -6,6 +6,8 @@ ever held in memory, and only the manifest's URI and counts leave this module.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -32,19 +34,35 @@ class ManifestInfo:
     manifest_uri: str
     total: int
     shards: int
+    #: bytes of the listed objects (None for a supplied manifest: its objects are not listed)
+    bytes: int | None = None
+    #: SHA-256 of the keys in order (of manifest.json for a supplied manifest): what was listed
+    keys_sha256: str | None = None
 
-    def as_xcom(self) -> dict[str, str | int]:
-        """The ``{"manifest_uri", "total", "shards"}`` dict of the XCom contract."""
+    def as_xcom(self) -> dict[str, str | int | None]:
+        """The ``{"manifest_uri", "total", "shards", "bytes", "keys_sha256"}`` XCom dict."""
         return asdict(self)
 
 
+@dataclass
+class Listing:
+    """What :func:`matching_keys` has yielded so far: the objects' bytes."""
+
+    bytes: int = 0
+
+
 def matching_keys(
-    hook: S3Hook, source: S3Uri, extensions: Iterable[str], sample_limit: int | None
+    hook: S3Hook,
+    source: S3Uri,
+    extensions: Iterable[str],
+    sample_limit: int | None,
+    listing: Listing | None = None,
 ) -> Iterator[str]:
     """Yield ``s3://`` URIs under ``source`` whose names end in one of ``extensions``.
 
     Extensions match case-insensitively (``.JPG`` is a ``.jpg``); an empty list matches every
     object; folder markers (keys ending in ``/``) never match. Stops after ``sample_limit`` keys.
+    ``listing``, when given, adds up the yielded objects' sizes.
     """
     suffixes = tuple(ext.lower() for ext in extensions)
     count = 0
@@ -55,6 +73,8 @@ def matching_keys(
         if sample_limit is not None and count >= sample_limit:
             return
         count += 1
+        if listing is not None:
+            listing.bytes += int(entry.get("Size", 0))
         yield f"s3://{source.bucket}/{key}"
 
 
@@ -70,6 +90,7 @@ def write_manifest(
         raise ValueError(f"shard_size: must be at least 1, got {shard_size}")
     shards: list[dict[str, str | int]] = []
     batch: list[str] = []
+    digest = hashlib.sha256()
 
     def flush() -> None:
         shard = dest.join(f"shard-{len(shards):05d}.txt")
@@ -79,6 +100,7 @@ def write_manifest(
         batch.clear()
 
     for key in keys:
+        digest.update(f"{key}\n".encode())
         batch.append(key)
         if len(batch) == shard_size:
             flush()
@@ -99,7 +121,17 @@ def write_manifest(
         if entry["Key"] not in current and entry["Key"] != manifest_uri.key
     ]
     s3.delete(hook, dest.bucket, stale)
-    return ManifestInfo(manifest_uri.uri, total, len(shards))
+    return ManifestInfo(manifest_uri.uri, total, len(shards), keys_sha256=digest.hexdigest())
+
+
+def count_keys(keys: Iterable[str]) -> ManifestInfo:
+    """What :func:`write_manifest` would say of ``keys`` (total, their SHA-256), writing nothing:
+    no manifest, so ``manifest_uri`` is empty and ``shards`` 0."""
+    digest, total = hashlib.sha256(), 0
+    for key in keys:
+        digest.update(f"{key}\n".encode())
+        total += 1
+    return ManifestInfo("", total, 0, keys_sha256=digest.hexdigest())
 
 
 def validate_manifest(hook: S3Hook, manifest_uri: str) -> ManifestInfo:
@@ -129,4 +161,7 @@ def validate_manifest(hook: S3Hook, manifest_uri: str) -> ManifestInfo:
         raise ManifestError(
             f"manifest_uri: shard counts add up to {counted}, but 'total' says {total}"
         )
-    return ManifestInfo(uri.uri, total, len(shards))
+    document = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    return ManifestInfo(
+        uri.uri, total, len(shards), keys_sha256=hashlib.sha256(document).hexdigest()
+    )

@@ -10,12 +10,18 @@ The resolved request (see docs/CONTRACTS.md) is the one dict every later task re
    changes one field; lists and other values replace.
 3. The merged values are validated with the same pydantic models as the YAML file; errors name the
    dotted field (``cluster.core.market``), and an unknown nested key names the closest valid one.
-4. ``partition_date`` defaults to the day before the data interval end (a nightly run processes
-   the previous day), else it must be given.
-5. URI templates (``{{ partition_date }}``, ``{{ partition_date_nodash }}``, ``{{ pipeline }}``,
-   ``{{ dag_id }}``) are rendered, then every URI is strictly validated.
-6. ``staging_uri`` becomes ``<staging root><pipeline>/<run key>/`` and ``artifacts_uri``
-   ``<artifacts root><pipeline>/``; both roots default to the output bucket.
+4. The run's dates: ``partition_date``, ``partition_dates`` and ``date_range`` together (sorted,
+   distinct, at most the pipeline's ``max_range_dates``); without any, the day before the data
+   interval end (a nightly run processes the previous day), else a date must be given.
+5. Per date, URI templates (``{{ partition_date }}``, ``{{ partition_date_nodash }}``,
+   ``{{ pipeline }}``, ``{{ dag_id }}``) are rendered, then every URI is strictly validated; two
+   dates may not publish to the same ``output_uri``.
+6. Per date, ``staging_uri`` becomes ``<staging root><pipeline>/<run key>/<date>/`` and
+   ``artifacts_uri`` ``<artifacts root><pipeline>/``; both roots default to the output bucket.
+
+The request carries every date under ``dates`` (the fields that differ per date) and the first
+date's fields at the top level, so a one-date run's request reads as it always has;
+:func:`request_for_date` gives any date's request.
 """
 
 from __future__ import annotations
@@ -134,8 +140,12 @@ def resolve_request(
     dag_id: str,
     run_id: str,
     data_interval_end: dt.datetime | None,
+    partition_key: str | None = None,
 ) -> dict[str, Any]:
-    """Build the resolved request dict of docs/CONTRACTS.md; raises ConfigError naming a field."""
+    """Build the resolved request dict of docs/CONTRACTS.md; raises ConfigError naming a field.
+
+    ``partition_key`` (a partitioned run's, ``YYYY-MM-DD``) is the date when the Params name none.
+    """
     from emr_inference.s3 import S3Uri, S3UriError
 
     check_fields(params)
@@ -147,61 +157,131 @@ def resolve_request(
     if config.backend == "emr":
         check_cluster_fits(values, "params")
 
-    partition_date = values["partition_date"] or default_partition_date(data_interval_end)
-    if partition_date is None:
-        raise ConfigError("params: partition_date: required for a run without a data interval")
-    day = dt.date.fromisoformat(partition_date)  # the model checked a given date
-
-    variables = {
-        "partition_date": day.isoformat(),
-        "partition_date_nodash": day.strftime("%Y%m%d"),
-        "pipeline": config.pipeline,
-        "dag_id": dag_id,
-    }
-    for field in _TEMPLATED_FIELDS:
-        if values[field]:
-            values[field] = _render(values[field], variables, field)
-    if values["manifest_uri"]:
-        values["input_uri"] = None  # a ready manifest takes precedence over listing a prefix
-
+    days = run_dates(values, data_interval_end, config.max_range_dates, partition_key)
     try:
-        output = S3Uri.parse(_as_prefix(values["output_uri"]), "output_uri", prefix=True)
-        staging_root = values["staging_uri"] or f"s3://{output.bucket}/_staging/"
-        artifacts_root = values["artifacts_uri"] or f"s3://{output.bucket}/artifacts/"
-        values["staging_uri"] = (
-            S3Uri.parse(_as_prefix(staging_root), "staging_uri", prefix=True)
-            .join(config.pipeline, run_key(run_id))
-            .uri
-            + "/"
-        )
-        values["artifacts_uri"] = (
-            S3Uri.parse(_as_prefix(artifacts_root), "artifacts_uri", prefix=True)
-            .join(config.pipeline)
-            .uri
-            + "/"
-        )
-        values["output_uri"] = output.uri
-        if values["input_uri"]:
-            values["input_uri"] = S3Uri.parse(
-                _as_prefix(values["input_uri"]), "input_uri", prefix=True
-            ).uri
-        else:
-            S3Uri.parse(values["manifest_uri"], "manifest_uri", prefix=False)
+        dates = [_date_fields(values, day, config.pipeline, dag_id, run_id) for day in days]
         for name in ("symbol", "params", "labels"):
             S3Uri.parse(values["model"][name], f"model.{name}", prefix=False)
         if values["cluster"]["log_uri"]:
             S3Uri.parse(values["cluster"]["log_uri"], "cluster.log_uri")
     except S3UriError as error:
         raise ConfigError(f"params: {error}") from None
-
+    _check_distinct_outputs(dates)
     return {
         "dag_id": dag_id,
         "run_id": run_id,
         "pipeline": config.pipeline,
         "backend": config.backend,
         **values,
-        "partition_date": day.isoformat(),
+        **dates[0],
+        "partition_dates": [entry["partition_date"] for entry in dates],
+        "dates": dates,
     }
+
+
+def run_dates(
+    values: Mapping[str, Any],
+    data_interval_end: dt.datetime | None,
+    max_dates: int,
+    partition_key: str | None = None,
+) -> list[str]:
+    """The sorted, distinct dates a run processes: ``partition_date``, ``partition_dates`` and
+    ``date_range`` together; without any, the run's ``partition_key``, else the day before the
+    data interval end."""
+    days = set(values.get("partition_dates") or [])
+    if values.get("partition_date"):
+        days.add(values["partition_date"])
+    if span := values.get("date_range"):
+        first, last = dt.date.fromisoformat(span["start"]), dt.date.fromisoformat(span["end"])
+        if (last - first).days >= max_dates:
+            raise ConfigError(
+                f"params: date_range: {span['start']}..{span['end']} is "
+                f"{(last - first).days + 1} dates, more than max_range_dates {max_dates}"
+            )
+        days.update(
+            (first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)
+        )
+    if not days and partition_key:
+        days.add(_key_date(partition_key))
+    if not days and (default := default_partition_date(data_interval_end)):
+        days.add(default)
+    if not days:
+        raise ConfigError("params: partition_date: required for a run without a data interval")
+    if len(days) > max_dates:
+        raise ConfigError(
+            f"params: partition_dates: {len(days)} dates with date_range and partition_date, "
+            f"more than max_range_dates {max_dates}"
+        )
+    return sorted(days)
+
+
+def _key_date(partition_key: str) -> str:
+    """A partition key as a date, or a ConfigError naming it."""
+    try:
+        return dt.date.fromisoformat(partition_key).isoformat()
+    except ValueError:
+        raise ConfigError(f"partition_key: {partition_key!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _date_fields(
+    values: Mapping[str, Any], day: str, pipeline: str, dag_id: str, run_id: str
+) -> dict[str, Any]:
+    """The request fields that differ per date: the templates rendered for ``day``, parsed."""
+    from emr_inference.s3 import S3Uri
+
+    date = dt.date.fromisoformat(day)
+    variables = {
+        "partition_date": date.isoformat(),
+        "partition_date_nodash": date.strftime("%Y%m%d"),
+        "pipeline": pipeline,
+        "dag_id": dag_id,
+    }
+    rendered = {
+        field: _render(values[field], variables, field) if values[field] else None
+        for field in _TEMPLATED_FIELDS
+    }
+    if rendered["manifest_uri"]:
+        rendered["input_uri"] = None  # a ready manifest takes precedence over listing a prefix
+        S3Uri.parse(rendered["manifest_uri"], "manifest_uri", prefix=False)
+    else:
+        rendered["input_uri"] = S3Uri.parse(
+            _as_prefix(rendered["input_uri"]), "input_uri", prefix=True
+        ).uri
+    output = S3Uri.parse(_as_prefix(rendered["output_uri"]), "output_uri", prefix=True)
+    staging_root = rendered["staging_uri"] or f"s3://{output.bucket}/_staging/"
+    staging = S3Uri.parse(_as_prefix(staging_root), "staging_uri", prefix=True)
+    artifacts_root = rendered["artifacts_uri"] or f"s3://{output.bucket}/artifacts/"
+    artifacts = S3Uri.parse(_as_prefix(artifacts_root), "artifacts_uri", prefix=True)
+    return {
+        "partition_date": date.isoformat(),
+        "input_uri": rendered["input_uri"],
+        "manifest_uri": rendered["manifest_uri"],
+        "output_uri": output.uri,
+        "staging_uri": staging.join(pipeline, run_key(run_id), date.isoformat()).uri + "/",
+        "artifacts_uri": artifacts.join(pipeline).uri + "/",
+    }
+
+
+def _check_distinct_outputs(dates: list[dict[str, Any]]) -> None:
+    """Refuse a range whose dates would publish to the same prefix (each would replace the
+    other's publication)."""
+    seen: dict[str, str] = {}
+    for entry in dates:
+        if (other := seen.setdefault(entry["output_uri"], entry["partition_date"])) != entry[
+            "partition_date"
+        ]:
+            raise ConfigError(
+                f"params: output_uri: {other} and {entry['partition_date']} would both publish "
+                f"to {entry['output_uri']}; use {{{{ partition_date }}}} in output_uri for a run "
+                "of several dates"
+            )
+
+
+def request_for_date(request: Mapping[str, Any], date: Mapping[str, Any]) -> dict[str, Any]:
+    """The request of one date of a run: the run's request with that date's fields, and the
+    number of dates in the run (``dates_in_run``) instead of their list (XComs stay small)."""
+    run = {k: v for k, v in request.items() if k not in ("dates", "partition_dates")}
+    return {**run, **date, "dates_in_run": len(request["dates"])}
 
 
 def _as_prefix(uri: str) -> str:

@@ -76,14 +76,14 @@ def read_images(
                 client = make_client(config.prefetch_threads + 2)
                 with ThreadPoolExecutor(config.prefetch_threads) as pool:
                     keys = iter_keys(client, manifest, start, end)
-                    for batch in Prefetch(pool, client, keys, config):
+                    for _, batch in Prefetch(pool, client, keys, config):
                         yield pd.DataFrame(
                             {
                                 "partition": [int(index)] * len(batch),
                                 "key": [item.key for item in batch],
                                 "ok": [item.tensor is not None for item in batch],
-                                "tensor": [
-                                    blank if item.tensor is None else item.tensor.ravel()
+                                "tensor": [  # copies: Prefetch reuses its arrays
+                                    blank if item.tensor is None else item.tensor.ravel().copy()
                                     for item in batch
                                 ],
                                 "error_type": [(item.error or {}).get("type") for item in batch],

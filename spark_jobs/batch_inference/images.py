@@ -3,7 +3,9 @@
 Decoding uses Pillow: JPEG draft mode (the decoder scales by 1/2, 1/4 or 1/8 in the DCT, so large
 photos decode several times faster), EXIF orientation, every common mode to RGB (transparent ones
 composited on white, 16-bit greyscale scaled rather than clipped), a bilinear resize to a square and
-``(pixel * scale - mean) / std`` per channel. Anything that goes wrong raises
+``(pixel * scale - mean) / std`` per channel, computed as one multiply-add per value (``pixel *
+gain + offset``, within 1e-6 of the formula: see :func:`affine`) straight into the caller's slot of
+a batch array when it passes one. Anything that goes wrong raises
 :class:`~batch_inference.errors.ImageError` with one of the contract's error types.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from functools import cache
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -70,8 +73,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """Decode and convert any supported mode to 8-bit RGB, applying the EXIF orientation."""
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # no copy when there is nothing to turn
         mode = image.mode
+        if mode == "RGB":
+            return image
         if mode == "P":
             mode = "PA" if "transparency" in image.info else "RGB"
             image = image.convert("RGBA" if mode == "PA" else "RGB")
@@ -102,20 +107,41 @@ def classify_decode_error(exc: BaseException, context: str = "") -> ImageError:
     return ImageError(CORRUPT_IMAGE, message)
 
 
-def to_tensor(image: Image.Image, spec: Preprocess) -> np.ndarray:
-    """Resize an RGB image to ``spec.image_size`` and normalise it to a CHW float32 array."""
+@cache
+def affine(spec: Preprocess) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``(gain, offset)``, float32 of shape ``(3, 1, 1)``, with ``pixel * gain + offset
+    == (pixel * scale - mean) / std`` up to float32 rounding (at most 1e-6 apart for the ImageNet
+    defaults over every pixel value, tested exhaustively)."""
+    std = np.asarray(spec.std, dtype=np.float64)
+    gain = np.float64(spec.scale) / std
+    offset = -np.asarray(spec.mean, dtype=np.float64) / std
+    return gain.astype(np.float32).reshape(3, 1, 1), offset.astype(np.float32).reshape(3, 1, 1)
+
+
+def to_tensor(image: Image.Image, spec: Preprocess, out: np.ndarray | None = None) -> np.ndarray:
+    """Resize an RGB image to ``spec.image_size`` and normalise it to a CHW float32 array.
+
+    With ``out`` (a ``(3, size, size)`` float32 array, e.g. one slot of a batch) the result is
+    written there and ``out`` returned: no other float array is made.
+    """
     size = spec.image_size
     if image.size != (size, size):
         image = image.resize((size, size), Image.BILINEAR)
-    hwc = np.asarray(image, dtype=np.float32) * np.float32(spec.scale)
-    hwc = (hwc - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
-    return np.ascontiguousarray(hwc.transpose(2, 0, 1))
+    if out is None:
+        out = np.empty((3, size, size), dtype=np.float32)
+    gain, offset = affine(spec)
+    np.multiply(np.asarray(image).transpose(2, 0, 1), gain, out=out)
+    out += offset
+    return out
 
 
-def decode_image(data: bytes, spec: Preprocess, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """The whole pipeline: bytes to a ``(3, size, size)`` float32 tensor or an ``ImageError``."""
+def decode_image(
+    data: bytes, spec: Preprocess, max_pixels: int = MAX_PIXELS, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The whole pipeline: bytes to a ``(3, size, size)`` float32 tensor (in ``out`` if given) or
+    an ``ImageError``."""
     image = open_image(data, spec.image_size, max_pixels)
     try:
-        return to_tensor(to_rgb(image), spec)
+        return to_tensor(to_rgb(image), spec, out)
     finally:
         image.close()

@@ -5,8 +5,10 @@ A partition that an earlier attempt or run already completed for the same run fi
 
 A thread pool downloads and decodes the next ``prefetch_depth`` batches while the current batch
 runs through the model, so S3 latency, decoding and compute overlap instead of alternating. The
-queue of batches in flight is bounded, so memory stays at about
-``(prefetch_depth + 1) * batch_size`` decoded images whatever the partition's size.
+queue of batches in flight is bounded: each image is decoded straight into its slot of one of
+``prefetch_depth + 1`` batch arrays allocated once per partition and reused, so memory stays at
+``(prefetch_depth + 1) * batch_size`` decoded images whatever the partition's size, and a batch of
+good images reaches the model without being stacked (copied) first.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ class Prepared:
     decode_seconds: float
 
 
-def prepare(client, key: str, spec: Preprocess) -> Prepared:
-    """Download and decode one image; never raises for a bad object, returns its error instead."""
+def prepare(client, key: str, spec: Preprocess, out: np.ndarray | None = None) -> Prepared:
+    """Download and decode one image (into ``out``, a ``(3, size, size)`` float32 slot, if given);
+    never raises for a bad object, returns its error instead."""
     started = time.perf_counter()
     try:
         data = get_bytes(client, parse_s3_uri(key, "manifest key"))
@@ -61,14 +64,21 @@ def prepare(client, key: str, spec: Preprocess) -> Prepared:
         kind = MISSING_OBJECT if is_missing_key(exc) else DOWNLOAD_FAILED
         message = f"{type(exc).__name__}: {exc}"
         return Prepared(key, None, {"type": kind, "message": message}, _since(started), 0.0)
-    return decode_prepared(key, data, spec, _since(started))
+    return decode_prepared(key, data, spec, _since(started), out)
 
 
-def decode_prepared(key: str, data: bytes, spec: Preprocess, download_seconds: float) -> Prepared:
-    """Decode the bytes of ``key``; a bad image becomes its error, never an exception."""
+def decode_prepared(
+    key: str,
+    data: bytes,
+    spec: Preprocess,
+    download_seconds: float,
+    out: np.ndarray | None = None,
+) -> Prepared:
+    """Decode the bytes of ``key`` (into ``out``, if given); a bad image becomes its error, never
+    an exception."""
     started = time.perf_counter()
     try:
-        tensor, error = decode_image(data, spec), None
+        tensor, error = decode_image(data, spec, out=out), None
     except ImageError as exc:
         tensor, error = None, exc.as_dict()
     except Exception as exc:  # a decoder bug on a hostile file is still a bad image
@@ -81,15 +91,26 @@ def _since(start: float) -> float:
 
 
 def classify_batch(
-    prepared: list[Prepared], model: LoadedModel, config: JobConfig
+    prepared: list[Prepared],
+    model: LoadedModel,
+    config: JobConfig,
+    inputs: np.ndarray | None = None,
 ) -> tuple[list[dict], float]:
-    """Rows for one batch in key order, and the seconds spent in the model."""
+    """Rows for one batch in key order, and the seconds spent in the model.
+
+    ``inputs`` is the batch array the tensors were decoded into (slot ``i`` for ``prepared[i]``):
+    when every image is good it goes to the model as it is, otherwise the good ones are gathered.
+    """
     good = [item for item in prepared if item.tensor is not None]
     probabilities: Iterator[np.ndarray] = iter(())
     seconds = 0.0
     if good:
         started = time.perf_counter()
-        probabilities = iter(model.predict(np.stack([item.tensor for item in good])))
+        if inputs is not None and len(good) == len(prepared):
+            batch = inputs[: len(prepared)]
+        else:
+            batch = np.stack([item.tensor for item in good])
+        probabilities = iter(model.predict(batch))
         seconds = _since(started)
     rows = []
     for item in prepared:
@@ -125,34 +146,47 @@ def memory_peaks(status_path: str = "/proc/self/status") -> tuple[int | None, in
 
 
 class Prefetch:
-    """Batches of :class:`Prepared` keys, downloaded and decoded by ``pool`` ahead of their use.
+    """Batches of :class:`Prepared` keys, downloaded and decoded by ``pool`` ahead of their use,
+    each batch into a reused ``(batch_size, 3, S, S)`` float32 array.
 
     At most ``config.prefetch_depth`` batches are in flight: they are submitted at construction
     (so the first batches download while the caller loads the model) and topped up each time a
     batch is taken, so the next batches download and decode while the current one is used.
+    Iterating yields ``(array, prepared)``; the array (slot ``i`` holds ``prepared[i]``'s tensor)
+    is the caller's until it asks for the next batch, then it is reused: ``prefetch_depth + 1``
+    arrays in all.
     """
 
     def __init__(self, pool: ThreadPoolExecutor, client, keys: Iterator[str], config: JobConfig):
         self.pool, self.client, self.config = pool, client, config
         self.batches = chunked(keys, config.batch_size)
-        self.pending: deque[list[Future]] = deque()
+        size = config.preprocess.image_size
+        self.free = deque(
+            np.empty((config.batch_size, 3, size, size), dtype=np.float32)
+            for _ in range(config.prefetch_depth + 1)
+        )
+        self.pending: deque[tuple[np.ndarray, list[Future]]] = deque()
         self._top_up()
 
     def _top_up(self) -> None:
+        spec = self.config.preprocess
         while len(self.pending) < self.config.prefetch_depth:
             batch = next(self.batches, None)
             if batch is None:
                 return
-            spec = self.config.preprocess
-            self.pending.append(
-                [self.pool.submit(prepare, self.client, key, spec) for key in batch]
-            )
+            inputs = self.free.popleft()
+            futures = [
+                self.pool.submit(prepare, self.client, key, spec, inputs[slot])
+                for slot, key in enumerate(batch)
+            ]
+            self.pending.append((inputs, futures))
 
-    def __iter__(self) -> Iterator[list[Prepared]]:
+    def __iter__(self) -> Iterator[tuple[np.ndarray, list[Prepared]]]:
         while self.pending:
-            futures = self.pending.popleft()
+            inputs, futures = self.pending.popleft()
             self._top_up()
-            yield [future.result() for future in futures]
+            yield inputs, [future.result() for future in futures]
+            self.free.append(inputs)
 
 
 def classify_range(
@@ -171,8 +205,8 @@ def classify_range(
     ) as pool:
         batches = Prefetch(pool, client, iter_keys(client, manifest, *positions), config)
         model = load_model(client, config.model, config.batch_size, config.preprocess.image_size)
-        for current in batches:
-            batch_rows, seconds = classify_batch(current, model, config)
+        for inputs, current in batches:
+            batch_rows, seconds = classify_batch(current, model, config, inputs)
             metrics.inference_seconds += seconds
             for item in current:
                 metrics.download_seconds += item.download_seconds

@@ -290,10 +290,18 @@ class AirflowStack:
                 )
             time.sleep(1.0)
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        """A task's XCom value, deserialized."""
+    def xcom(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        key: str = "return_value",
+        map_index: int = -1,
+    ) -> Any:
+        """A task's XCom value, deserialized (a mapped task's: of instance ``map_index``)."""
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
-        return self.api("GET", path, params={"deserialize": "true"})["value"]
+        params = {"deserialize": "true", "map_index": str(map_index)}
+        return self.api("GET", path, params=params)["value"]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         """A task attempt's log as text (one line per structured log event)."""

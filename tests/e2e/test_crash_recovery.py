@@ -251,7 +251,7 @@ def test_a_crash_mid_step_leaves_no_cluster_and_no_partial_output(
 
     run_id = stack.trigger(DAG_ID, conf=CONF)["dag_run_id"]
     cluster_id = cluster_id_for(DAG_ID, run_id)
-    _wait_for_task_state(stack, run_id, "wait_for_inference_step", "running")
+    _wait_for_task_state(stack, run_id, "date.wait_for_inference_step[0]", "running")
     assert tagged_processes(cluster_id)  # the cluster and its step run
 
     _crash_and_restart(stack)
@@ -277,10 +277,11 @@ def test_a_crash_during_publish_leaves_no_partial_publication(
     its first copy, and every Airflow process is killed there."""
     assert _published(s3_server, images)  # the first test published the date
     s3_proxy.arm()
-    run_id = stack.trigger(DAG_ID, conf=CONF)["dag_run_id"]
+    # the first test published this date for the same request: republish it
+    run_id = stack.trigger(DAG_ID, conf={**CONF, "republish": True})["dag_run_id"]
     try:
         assert s3_proxy.wait_until_held(300), stack.task_states(DAG_ID, run_id)
-        assert stack.task_states(DAG_ID, run_id)["publish_results"] == "running"
+        assert stack.task_states(DAG_ID, run_id)["date.publish_results[0]"] == "running"
         assert _published(s3_server, images) is None  # _SUCCESS is gone, nothing copied yet
         _crash_and_restart(stack)
     finally:

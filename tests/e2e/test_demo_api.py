@@ -136,7 +136,8 @@ def test_triggered_run_publishes_every_image_with_the_conf_overrides(
     predicted = [row for row in rows if not row["error"]]
     assert [row["key"] for row in rows if row["error"]] == [uri for uri in images if "/bad-" in uri]
     assert predicted and {len(row["top_k"]) for row in predicted} == {2}  # demo.yaml says 3
-    assert stack.xcom(DAG_ID, run.dag_run_id, "publish_results") == {
+    assert stack.xcom(DAG_ID, run.dag_run_id, "date.publish_results", map_index=0) == {
+        "partition_date": TRIGGERED_PARTITION,
         "output_uri": f"s3://{PREDICTIONS_BUCKET}/predictions/dt={TRIGGERED_PARTITION}/",
         "rows": len(images),
         "errors": len(rows) - len(predicted),

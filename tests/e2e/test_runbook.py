@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from emr_inference.local_spark import cluster_id_for
 
 from include.demo.images import demo_objects, upload_objects
 from include.demo.run_demo import DAG_ID, IMAGES_BUCKET, seed_demo
@@ -37,6 +39,8 @@ BACKFILL_PARTITIONS = {"2026-11-21": "2026-11-20", "2026-11-22": "2026-11-21"}
 EMPTY_BACKFILL_PARTITIONS = {"2026-11-01": "2026-10-31", "2026-11-02": "2026-11-01"}
 LATE_DATE = "2026-11-10"  # its images land after a first run found none
 KILL_DATE = "2026-11-12"  # enough images for the step to be running when it is killed
+# the README's range run: 2026-11-14 to 16, the 15th without images
+RANGE_DATES, RANGE_EMPTY_DATE = ("2026-11-14", "2026-11-16"), "2026-11-15"
 RUN_TIMEOUT = 300
 
 
@@ -45,7 +49,7 @@ def seeded(s3_server: LocalS3, tmp_path_factory: pytest.TempPathFactory) -> None
     """The demo model, and the images of the dates the runbook's blocks process."""
     seed_demo(
         s3_server,
-        [YESTERDAY, *BACKFILL_PARTITIONS.values()],
+        [YESTERDAY, *BACKFILL_PARTITIONS.values(), *RANGE_DATES],
         IMAGES,
         bad_fraction=0.1,
         model_dir=tmp_path_factory.mktemp("model"),
@@ -130,6 +134,9 @@ def assert_published(s3: LocalS3, partition: str, run_id: str) -> list[dict]:
         ({"partition_date": "2026-02-30"}, "partition_date", "is not a 'date'"),
         ({"output_uri": "s3://demo-predictions/../x/"}, "output_uri", "should not be valid"),
         ({"input_uri": "s3://demo..images/x/"}, "input_uri", "should not be valid"),
+        ({"date_range": {"start": "2026-13-01", "end": "2026-12-01"}}, "date_range", "2026-13-01"),
+        ({"partition_dates": ["2026-11-01", "2026-02-30"]}, "partition_dates", "is not a 'date'"),
+        ({"partition_dates": []}, "partition_dates", "should be non-empty"),
     ],
 )
 def test_bad_dates_and_s3_uris_get_a_400_naming_the_field(
@@ -232,6 +239,35 @@ def test_operations_backfill_cli_runs_each_tick_and_skips_empty_partitions(
         assert states["create_cluster"] == "skipped"  # no images: no cluster
 
 
+def test_readme_plan_then_range_run_on_one_cluster(
+    stack: AirflowStack, doc_env: dict, s3_server: LocalS3
+):
+    plan = run_blocks(doc_env, "plan")
+    assert "Plan of a demo run (local backend), 3 date(s):" in plan
+    for date in RANGE_DATES:
+        assert re.search(rf"{date}\s+pending\s+[1-9]", plan), plan
+    assert f"{RANGE_EMPTY_DATE}  empty" in plan
+    assert _published(s3_server, RANGE_DATES[0])[0] == set()  # planning wrote nothing
+
+    run = last_json(run_blocks(doc_env, "range-trigger"))
+    assert stack.wait_for_run(DAG_ID, run["dag_run_id"], 2 * RUN_TIMEOUT)["state"] == "success"
+    states = stack.task_states(DAG_ID, run["dag_run_id"])
+    assert states["create_cluster"] == states["terminate_cluster"] == "success"
+    assert [states[f"date.publish_results[{i}]"] for i in range(3)] == [
+        "success",
+        "skipped",
+        "success",
+    ]
+    for date in RANGE_DATES:
+        assert_published(s3_server, date, run["dag_run_id"])
+    report = stack.xcom(DAG_ID, run["dag_run_id"], "report_dates")
+    assert report["published"] == list(RANGE_DATES) and report["empty"] == [RANGE_EMPTY_DATE]
+    cluster = Path(
+        stack.env["AIRFLOW_HOME"], "local_clusters", cluster_id_for(DAG_ID, run["dag_run_id"])
+    )
+    assert len(list(cluster.joinpath("steps").iterdir())) == 2  # one cluster, a step per date
+
+
 # -- OPERATIONS: re-run a date, find its run, clear it, find its logs ---------------------------
 
 
@@ -256,7 +292,7 @@ def test_operations_rerun_find_and_clear_a_date_whose_images_came_late(
     assert len(assert_published(s3_server, LATE_DATE, run_id)) == IMAGES
 
     listing = run_blocks(doc_env, "logs", RUN_ID=run_id)
-    for task_id in ("validate_request", "wait_for_cluster_slot", "publish_results"):
+    for task_id in ("validate_request", "wait_for_cluster_slot", "date.publish_results"):
         assert f"task_id={task_id}" in listing
     assert f"Published {IMAGES} rows" in listing, listing[-2000:]  # the task log's content
 
@@ -270,7 +306,7 @@ def test_operations_kill_stops_the_step_and_the_cluster(
     conf = {"partition_date": KILL_DATE, "batch_size": 1, "partitions": 1}
     run_id = stack.trigger(DAG_ID, conf=conf)["dag_run_id"]
     deadline = time.monotonic() + RUN_TIMEOUT
-    while stack.task_states(DAG_ID, run_id).get("wait_for_inference_step") != "running":
+    while stack.task_states(DAG_ID, run_id).get("date.wait_for_inference_step[0]") != "running":
         assert time.monotonic() < deadline, stack.task_states(DAG_ID, run_id)
         time.sleep(1)
 
@@ -278,8 +314,9 @@ def test_operations_kill_stops_the_step_and_the_cluster(
 
     assert stack.wait_for_run(DAG_ID, run_id, RUN_TIMEOUT)["state"] == "failed"
     states = stack.task_states(DAG_ID, run_id)
-    assert states["wait_for_inference_step"] == "failed"
-    assert states["publish_results"] == "upstream_failed"
+    assert states["date.wait_for_inference_step[0]"] == "failed"
+    assert states["date.publish_results[0]"] == "upstream_failed"
+    assert states["report_dates"] == "failed"
     assert states["terminate_cluster"] == "success"
     assert _published(s3_server, KILL_DATE)[0] == set()
     assert _spark_processes(stack.env["AIRFLOW_HOME"]) == []  # the step and the cluster

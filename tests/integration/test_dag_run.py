@@ -79,9 +79,10 @@ def test_teardown_runs_when_the_step_fails(demo_dag, staged, capfd):
     run = demo_dag.test(logical_date=LOGICAL_DATE + dt.timedelta(days=1), run_conf=conf)
     states = task_states(run)
     assert run.state == "failed", states
-    assert states["wait_for_inference_step"] == "failed"
-    assert states["publish_results"] == "upstream_failed"
+    assert states["date.wait_for_inference_step"] == "failed"
+    assert states["date.publish_results"] == "upstream_failed"
     assert states["terminate_cluster"] == "success"
+    assert states["report_dates"] == "failed"  # the run's one date was not published
     assert spark_processes() == []
     # the task log says why: the sensor's failure carries the driver log's last lines
     logs = capfd.readouterr().out
@@ -90,12 +91,12 @@ def test_teardown_runs_when_the_step_fails(demo_dag, staged, capfd):
 
 
 def test_sensor_timeout_stops_the_step_and_terminates_the_cluster(demo_dag, staged, capfd):
-    demo_dag.get_task("wait_for_inference_step").timeout = 3  # the job needs far longer
+    demo_dag.get_task("date.wait_for_inference_step").timeout = 3  # the job needs far longer
     run = demo_dag.test(logical_date=LOGICAL_DATE + dt.timedelta(days=2), run_conf=staged["conf"])
     states = task_states(run)
     assert run.state == "failed", states
-    assert states["wait_for_inference_step"] == "failed"
-    assert states["publish_results"] == "upstream_failed"
+    assert states["date.wait_for_inference_step"] == "failed"
+    assert states["date.publish_results"] == "upstream_failed"
     assert states["terminate_cluster"] == "success"
     assert spark_processes() == []  # the running step went down with the cluster
     assert "timed out" in capfd.readouterr().out.lower()

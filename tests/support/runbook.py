@@ -29,6 +29,8 @@ RUNBOOK_BLOCKS = frozenset(
         "backfill-cli",
         "kill",
         "logs",
+        "plan",
+        "range-trigger",
     }
 )
 

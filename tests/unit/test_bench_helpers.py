@@ -116,3 +116,39 @@ def test_cpu_description_names_the_model_and_the_int8_flags():
     assert cpu_description("model name\t: Old\nflags\t\t: sse2\n").endswith(
         "flags: none of avx2, avx512f, avx512_vnni, avx_vnni, amx_int8"
     )
+
+
+def test_image_path_stages_both_ways_give_the_model_the_same_input() -> None:
+    import mxnet as mx
+    from batch_inference.config import Preprocess
+
+    from bench.dataset import photo_jpeg
+    from bench.image_path import STAGES, StageTimes, before_batch, measure, now_batch
+
+    spec = Preprocess(image_size=32)
+    bodies = {f"k{index}": photo_jpeg(index) for index in range(5)}
+    old, new = (mx.nd.zeros((4, 3, 32, 32)) for _ in range(2))
+    before_batch(list(bodies.values())[:3], spec, old, StageTimes())
+    now_batch(
+        list(bodies.values())[:3], spec, new, np.empty((4, 3, 32, 32), np.float32), StageTimes()
+    )
+    assert np.abs(old.asnumpy() - new.asnumpy()).max() <= 1e-6  # the fused normalisation's bound
+    assert not new.asnumpy()[3].any()  # only the batch's own slots are written
+
+    # at the ResNet size: a ~500x375 photo decodes at full scale, a draft to 112 px does not
+    spec = Preprocess(image_size=224)
+    before, now, draft = measure(bodies.__getitem__, list(bodies), spec, batch_size=2)
+    assert before.images == now.images == 5
+    for times in (before, now):
+        ms = times.per_image_ms()
+        assert set(ms) == {*STAGES, "total"} and all(value >= 0 for value in ms.values())
+        assert ms["total"] == pytest.approx(sum(ms[stage] for stage in STAGES))
+    assert now.seconds["batch"] == 0.0  # decoded into the batch array: nothing to stack
+    assert draft["ms"] > 0 and draft["max_abs"] >= draft["mean_abs"] > 0  # draft moves pixels
+
+
+def test_job_seconds_span_the_first_start_to_the_last_part() -> None:
+    from bench.spark_run import job_seconds
+
+    # part 0 ran 100-110, part 1 ran 95-112: the job ran from 95 to 112
+    assert job_seconds([({"wall_seconds": 10}, 110.0), ({"wall_seconds": 17}, 112.0)]) == 17.0

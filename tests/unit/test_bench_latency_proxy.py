@@ -91,3 +91,24 @@ def test_stops_by_itself_after_its_lifetime(s3_server: LocalS3) -> None:
 def test_rejects_bad_upstream_url(url: str) -> None:
     with pytest.raises(ValueError, match="upstream_url"):
         LatencyProxy(url)
+
+
+def test_serves_the_gets_it_is_given_and_forwards_the_rest(s3_server: LocalS3, bucket: str) -> None:
+    from bench.scale import BUCKET, DISTINCT, image_uri, object_server
+
+    serve = object_server(distinct=3)
+    with LatencyProxy(s3_server.endpoint_url, latency=0.0, serve=serve) as proxy:
+        client = _client(proxy.endpoint_url)
+        # keys the emulator does not hold: object n mod 3, so key 4 reads what key 1 reads
+        bodies = [
+            client.get_object(Bucket=BUCKET, Key=image_uri(n).removeprefix(f"s3://{BUCKET}/"))[
+                "Body"
+            ].read()
+            for n in (1, 4, 2)
+        ]
+        assert bodies[0] == bodies[1] != bodies[2] and bodies[0].startswith(b"\x89PNG")
+        client.put_object(Bucket=bucket, Key="other.txt", Body=b"x")  # forwarded to moto
+        assert client.get_object(Bucket=bucket, Key="other.txt")["Body"].read() == b"x"
+        assert proxy.requests == 5
+    assert serve(f"/{BUCKET}/images/notanumber.png") is None and DISTINCT > 3
+    assert s3_server.client().get_object(Bucket=bucket, Key="other.txt")["Body"].read() == b"x"

@@ -89,8 +89,11 @@ def int8_arguments(request: Mapping[str, Any]) -> list[str]:
 
 
 def step_name(request: Mapping[str, Any]) -> str:
-    """The step's name: unique per DAG run, so a retried submit can find the step it added."""
-    return f"batch-inference {request['dag_id']} {request['run_id']}"[:256]
+    """The step's name: unique per DAG run and date, so a retried submit finds the step it added
+    (the run id is cut first: the date must stay in the name)."""
+    date = f" {request['partition_date']}"
+    run = f"batch-inference {request['dag_id']} {request['run_id']}"
+    return run[: 256 - len(date)] + date
 
 
 def required_packages(requirements: str) -> list[str]:

@@ -33,6 +33,7 @@ from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 from botocore.exceptions import ClientError
 
+from emr_inference.dates import skip_unless_pending, step_timeout
 from emr_inference.emr.job_flow import build_job_flow, cluster_name, run_tags
 from emr_inference.emr.steps import inference_step
 from emr_inference.progress import log_progress
@@ -165,6 +166,7 @@ class EmrSubmitStepOperator(EmrAddStepsOperator):
         self._step_id: str | None = None
 
     def execute(self, context) -> str:
+        skip_unless_pending(self.request, self.manifest)
         step = inference_step(self.request, self.artifacts, self.manifest["manifest_uri"])
         existing = find_step(self.hook.conn, self.job_flow_id, step["Name"])
         if existing:
@@ -229,6 +231,7 @@ class EmrInferenceStepSensor(EmrStepSensor):
         return False
 
     def execute(self, context) -> None:
+        self.timeout = step_timeout(self.timeout, self.request)
         if not self.deferrable:
             super().execute(context)
         elif not self.poke(context):

@@ -21,6 +21,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import BaseOperator, BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from emr_inference.dates import skip_unless_pending, step_timeout
 from emr_inference.emr.sizing import executor_plan, omp_threads, spark_properties
 from emr_inference.emr.steps import job_arguments, step_name
 from emr_inference.local_spark import (
@@ -33,6 +34,7 @@ from emr_inference.local_spark import (
     stop_cluster,
     stop_step,
     submit_step,
+    submitted_step_name,
 )
 from emr_inference.progress import log_progress
 from emr_inference.s3 import S3Uri, s3_hook
@@ -129,8 +131,9 @@ class LocalSubmitStepOperator(BaseOperator):
     """Run the job with ``spark-submit`` on the local cluster, detached; returns the step id.
 
     The staged zip and ``main.py`` are downloaded into the cluster's state dir; the arguments are
-    :func:`emr_inference.emr.steps.job_arguments`, as on EMR. A retry while a step of this cluster
-    is still running returns that step instead of starting a second one.
+    :func:`emr_inference.emr.steps.job_arguments`, as on EMR. A retry while the step of this date
+    (same step name) is still running or has completed returns that step instead of starting a
+    second one. A date that needs no step (``manifest["status"]`` not ``pending``) is skipped.
     """
 
     template_fields: Sequence[str] = ("request", "artifacts", "manifest", "cluster_id")
@@ -154,9 +157,13 @@ class LocalSubmitStepOperator(BaseOperator):
         self._step: tuple[LocalCluster, str] | None = None
 
     def execute(self, context: Context) -> str:
+        skip_unless_pending(self.request, self.manifest)
         cluster = LocalCluster.load(self.cluster_id)
+        name = step_name(self.request)
         for record in cluster.processes:
             if not record.name.startswith("step-"):
+                continue
+            if submitted_step_name(cluster, record.name) != name:
                 continue
             state = step_status(cluster, record.name).state
             if state in REUSABLE_STEP_STATES:
@@ -176,7 +183,7 @@ class LocalSubmitStepOperator(BaseOperator):
             self.log.info("Emulating the EMR cluster's Spark settings: %s", conf)
         step_id = submit_step(
             cluster,
-            name=step_name(self.request),
+            name=name,
             py_files=py_files,
             entry_point=entry_point,
             arguments=job_arguments(self.request, self.manifest["manifest_uri"]),
@@ -237,6 +244,10 @@ class LocalStepSensor(BaseSensorOperator):
         self.cluster_id = cluster_id
         self.step_id = step_id
         self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Context) -> Any:
+        self.timeout = step_timeout(self.timeout, self.request)
+        return super().execute(context)
 
     def poke(self, context: Context) -> bool:
         cluster = LocalCluster.load(self.cluster_id)

@@ -1,4 +1,5 @@
-"""``stage_manifest``: write (or validate) the run's key manifest; no keys, no cluster."""
+"""``stage_manifest``: every date's key manifest (written from a listing, or a supplied one
+checked) and the date's status."""
 
 from __future__ import annotations
 
@@ -6,59 +7,51 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.bases.skipmixin import SkipMixin
 
-from emr_inference.manifest import matching_keys, validate_manifest, write_manifest
-from emr_inference.request import manifest_prefix
-from emr_inference.s3 import S3Uri, s3_hook
+from emr_inference.dates import stage_date
+from emr_inference.request import request_for_date
+from emr_inference.s3 import s3_hook
 
 
-class StageManifestOperator(BaseOperator, SkipMixin):
-    """List ``request["input_uri"]`` into a sharded manifest, or check ``request["manifest_uri"]``.
+class StageManifestOperator(BaseOperator):
+    """Per date of the run: list its ``input_uri`` into a sharded manifest, or check its
+    ``manifest_uri``.
 
-    Returns ``{"manifest_uri", "total", "shards"}``. When the manifest is empty, every downstream
-    task is skipped (the ShortCircuitOperator semantics: teardown tasks are left to their trigger
-    rule, and a teardown whose setup was skipped is skipped), so no cluster is created and the run
-    still succeeds.
+    Returns one work item per date, in date order: ``{"request": <the date's request>,
+    "manifest": {"manifest_uri", "total", "shards", "bytes", "keys_sha256", "status"}}``; the
+    date's request gains its ``request_fingerprint`` (:mod:`emr_inference.dates`). ``status`` is
+    ``empty`` without keys, ``published`` when the date's output already holds a publication of
+    the same request, otherwise ``pending``; ``plan_run`` decides from the statuses whether a
+    cluster is needed, and the ``date`` task group is mapped over the items.
 
-    :param request: the resolved request (``validate_request``'s XCom)
+    :param request: the run's resolved request (``validate_request``'s XCom)
     :param aws_conn_id: the Airflow AWS connection for S3
     """
 
     template_fields: Sequence[str] = ("request",)
-    inherits_from_skipmixin = True
 
     def __init__(self, *, request: Any, aws_conn_id: str | None = "aws_default", **kwargs) -> None:
         super().__init__(**kwargs)
         self.request = request
         self.aws_conn_id = aws_conn_id
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        request = self.request
-        hook = s3_hook(self.aws_conn_id, request.get("sse"))
-        if request.get("manifest_uri"):
-            info = validate_manifest(hook, request["manifest_uri"])
-            self.log.info("Using the supplied manifest %s", info.manifest_uri)
-        else:
-            source = S3Uri.parse(request["input_uri"], "input_uri", prefix=True)
-            keys = matching_keys(
-                hook, source, request.get("extensions") or [], request.get("sample_limit")
-            )
-            dest = S3Uri.parse(manifest_prefix(request), "staging_uri", prefix=True)
-            info = write_manifest(hook, source, keys, dest, request["shard_size"])
-        self.log.info(
-            "Manifest %s: %d keys in %d shards", info.manifest_uri, info.total, info.shards
-        )
-        result = info.as_xcom()
-        if info.total == 0:
-            self._skip_downstream(context, result)
-        return result
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        hook = s3_hook(self.aws_conn_id, self.request.get("sse"))
+        return [
+            self._stage(hook, request_for_date(self.request, date))
+            for date in self.request["dates"]
+        ]
 
-    def _skip_downstream(self, context: Context, result: dict[str, Any]) -> None:
-        """Push the XCom (skipping ends execute early), then skip every non-teardown downstream."""
-        to_skip = [t for t in self.get_flat_relatives(upstream=False) if not t.is_teardown]
-        self.log.warning(
-            "No input keys: skipping %s, no cluster is created", sorted(t.task_id for t in to_skip)
+    def _stage(self, hook: Any, request: dict[str, Any]) -> dict[str, Any]:
+        work = stage_date(hook, request)
+        info = work["manifest"]
+        self.log.info(
+            "%s: manifest %s, %d keys (%s bytes) in %d shards: %s",
+            request["partition_date"],
+            info["manifest_uri"],
+            info["total"],
+            info["bytes"] if info["bytes"] is not None else "unknown",
+            info["shards"],
+            info["status"],
         )
-        context["ti"].xcom_push(key="return_value", value=result)
-        self.skip(ti=context["ti"], tasks=to_skip)
+        return work

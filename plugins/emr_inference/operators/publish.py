@@ -7,7 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
 
+from emr_inference.dates import PENDING, dates_by_status
+from emr_inference.plan import date_estimate
 from emr_inference.publish import (
     check_complete,
     check_disjoint,
@@ -25,31 +28,41 @@ DEFAULT_ASSET_ALIAS = "emr_inference.predictions"
 class PublishResultsOperator(BaseOperator):
     """Publish the job's output (``<staging_uri>output/``) to ``request["output_uri"]``.
 
-    The output URI is only known at run time (it is templated per partition date), so the event
-    goes through an :class:`AssetAlias`: each run adds an event for ``Asset(output_uri)`` carrying
-    the counts, the model and the run id as ``extra``. DAGs can schedule on the alias.
-    Returns ``{"output_uri", "rows", "errors", "summary_uri"}``.
+    Two Asset events carry the counts, the model and the run id as ``extra``: one for
+    ``Asset(output_uri)`` through an :class:`AssetAlias` (the output URI is only known at run
+    time), and one for the pipeline's predictions ``asset`` keyed by the date (an alias event
+    cannot carry a partition key). Returns ``{"partition_date", "output_uri", "rows", "errors",
+    "summary_uri"}``.
 
-    :param request: the resolved request (``validate_request``'s XCom)
-    :param manifest: ``stage_manifest``'s XCom (``{"manifest_uri", "total", "shards"}``)
+    :param request: the date's request (``stage_manifest``'s XCom)
+    :param manifest: the date's manifest (``stage_manifest``'s XCom: ``manifest_uri``, ``total``)
+    :param plan: ``plan_run``'s XCom; the date's modelled cluster seconds and cost go into
+        ``_run_summary.json``
+    :param asset: the pipeline's predictions asset: one event per published date, with the date
+        as its partition key (``PartitionedAssetTimetable`` consumers get a run per date)
     :param asset_alias: name of the asset alias the output's events are attached to
     :param aws_conn_id: the Airflow AWS connection for S3
     """
 
-    template_fields: Sequence[str] = ("request", "manifest")
+    template_fields: Sequence[str] = ("request", "manifest", "plan")
 
     def __init__(
         self,
         *,
         request: Any,
         manifest: Any,
+        plan: Any = None,
+        asset: Asset | None = None,
         asset_alias: str = DEFAULT_ASSET_ALIAS,
         aws_conn_id: str | None = "aws_default",
         **kwargs,
     ) -> None:
-        super().__init__(outlets=[AssetAlias(asset_alias)], **kwargs)
+        outlets: list[Any] = [AssetAlias(asset_alias), *([asset] if asset else [])]
+        super().__init__(outlets=outlets, **kwargs)
+        self.asset = asset
         self.request = request
         self.manifest = manifest
+        self.plan = plan
         self.asset_alias = asset_alias
         self.aws_conn_id = aws_conn_id
 
@@ -79,6 +92,9 @@ class PublishResultsOperator(BaseOperator):
             run_seconds=(
                 round((datetime.now(UTC) - started).total_seconds(), 3) if started else None
             ),
+            partition_date=request["partition_date"],
+            request_fingerprint=request.get("request_fingerprint"),
+            estimate=self._estimate(request["partition_date"]),
         )
         summary_uri = replace_publication(hook, checked, output, summary)
         self.log.info(
@@ -89,13 +105,62 @@ class PublishResultsOperator(BaseOperator):
             output,
         )
         result = {
+            "partition_date": request["partition_date"],
             "output_uri": output.uri,
             "rows": checked.rows,
             "errors": checked.errors,
             "summary_uri": summary_uri.uri,
         }
-        context["outlet_events"][AssetAlias(self.asset_alias)].add(
-            Asset(output.uri),
-            extra={**result, "model": summary["model"], "run_id": summary["run_id"]},
-        )
+        extra = {**result, "model": summary["model"], "run_id": summary["run_id"]}
+        context["outlet_events"][AssetAlias(self.asset_alias)].add(Asset(output.uri), extra=extra)
+        if self.asset:
+            event = context["outlet_events"][self.asset]
+            event.extra = extra
+            event.add_partitions(request["partition_date"])
         return result
+
+    def _estimate(self, date: str) -> dict[str, Any] | None:
+        """The date's modelled cluster seconds and cost from ``plan_run``'s plan (if given)."""
+        if not self.plan:
+            return None
+        return date_estimate(self.plan, date)
+
+
+class ReportDatesOperator(BaseOperator):
+    """The run's last word on its dates: logs which were published, empty or already published,
+    and fails the run naming the dates that were to be processed but were not published.
+
+    Runs whatever happened upstream (``ALL_DONE``); a date fails alone (its step or its
+    publication), the others publish, and this task makes the run end failed.
+
+    :param works: ``stage_manifest``'s per-date work items
+    """
+
+    template_fields: Sequence[str] = ("works",)
+
+    def __init__(self, *, works: Any, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.works = works
+
+    def execute(self, context: Context) -> dict[str, list[str]]:
+        grouped = dates_by_status(self.works or [])
+        results = context["ti"].xcom_pull(task_ids="date.publish_results") or []
+        if isinstance(results, dict):
+            results = [results]
+        published = sorted(r["partition_date"] for r in results if r)
+        failed = sorted(set(grouped[PENDING]) - set(published))
+        report = {
+            "published": published,
+            "empty": grouped["empty"],
+            "already_published": grouped["published"],
+            "failed": failed,
+        }
+        for name, dates in report.items():
+            self.log.info("%s: %s", name, ", ".join(dates) or "none")
+        if failed:
+            raise AirflowFailException(
+                f"{len(failed)} of {len(grouped[PENDING])} dates were not published: "
+                + ", ".join(failed)
+                + " (see their date.* task instances); re-run the same request to redo only them"
+            )
+        return report

@@ -37,17 +37,20 @@ class ValidateRequestOperator(BaseOperator):
                 dag_id=self.dag_id,
                 run_id=context["run_id"],
                 data_interval_end=context.get("data_interval_end"),
+                partition_key=context.get("partition_key"),
             )
         except ConfigError as error:
             message = f"Invalid request for pipeline {config.pipeline}:\n{error}"
             raise AirflowFailException(message) from None
-        source = request["manifest_uri"] or request["input_uri"]
-        self.log.info(
-            "Resolved request: partition %s, input %s -> output %s, model %s, backend %s",
-            request["partition_date"],
-            source,
-            request["output_uri"],
-            request["model"]["name"],
-            request["backend"],
-        )
+        for date in request["dates"]:
+            self.log.info(
+                "Resolved request: partition %s, input %s -> output %s, model %s, backend %s",
+                date["partition_date"],
+                date["manifest_uri"] or date["input_uri"],
+                date["output_uri"],
+                request["model"]["name"],
+                request["backend"],
+            )
+        if request["dry_run"]:
+            self.log.info("dry_run: this run plans %d date(s) and stops", len(request["dates"]))
         return request

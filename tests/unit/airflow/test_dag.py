@@ -18,11 +18,12 @@ CHAIN = [
     "validate_request",
     "stage_job_artifacts",
     "stage_manifest",
+    "plan_run",
     "wait_for_cluster_slot",
     "create_cluster",
-    "submit_inference_step",
-    "wait_for_inference_step",
-    "publish_results",
+    "date.submit_inference_step",
+    "date.wait_for_inference_step",
+    "date.publish_results",
     "terminate_cluster",
 ]
 
@@ -104,11 +105,29 @@ def dags() -> dict:
 @pytest.mark.parametrize("dag_id", ["demo", "cifar10_resnet18"])
 def test_graph_is_the_designed_chain(dags, dag_id):
     dag = dags[dag_id]
-    assert set(dag.task_ids) == set(CHAIN)
+    assert set(dag.task_ids) == {*CHAIN, "report_dates"}
     for upstream, downstream in zip(CHAIN, CHAIN[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     first = dag.get_task("validate_request")
     assert first.upstream_task_ids == set()
+    # the report runs whatever happened to the dates, and fails the run naming the failed ones
+    report = dag.get_task("report_dates")
+    assert report.upstream_task_ids == {"date.publish_results", "stage_manifest"}
+    assert report.trigger_rule == "all_done"
+
+
+@pytest.mark.parametrize("dag_id", ["demo", "cifar10_resnet18"])
+def test_each_date_is_a_mapped_instance_of_the_date_group(dags, dag_id):
+    """One cluster for the run, one step, wait and publication per date (mapped over
+    stage_manifest's work items) labelled with its date in the UI."""
+    dag = dags[dag_id]
+    group = dag.task_group_dict["date"]
+    assert type(group).__name__ == "MappedTaskGroup"
+    for task_id in ("submit_inference_step", "wait_for_inference_step", "publish_results"):
+        task = dag.get_task(f"date.{task_id}")
+        assert task.map_index_template == "{{ task.request.partition_date }}"
+    for task_id in ("stage_manifest", "plan_run", "create_cluster", "terminate_cluster"):
+        assert not dag.get_task(task_id).get_closest_mapped_task_group()
 
 
 @pytest.mark.parametrize("dag_id", ["demo", "cifar10_resnet18"])
@@ -136,8 +155,8 @@ def test_teardown_retries_with_backoff_whatever_the_pipeline_retries(dags, dag_i
 def test_backend_picks_the_operator_classes(dags):
     emr = dags["cifar10_resnet18"]
     assert type(emr.get_task("create_cluster")).__name__ == "EmrCreateClusterOperator"
-    assert type(emr.get_task("wait_for_inference_step")).__name__ == "EmrInferenceStepSensor"
-    assert emr.get_task("wait_for_inference_step").deferrable is True
+    assert type(emr.get_task("date.wait_for_inference_step")).__name__ == "EmrInferenceStepSensor"
+    assert emr.get_task("date.wait_for_inference_step").deferrable is True
     local = dags["demo"]
     assert type(local.get_task("create_cluster")).__name__ == "LocalCreateClusterOperator"
     assert type(local.get_task("terminate_cluster")).__name__ == "LocalTerminateClusterOperator"
@@ -149,11 +168,11 @@ def test_schedule_and_run_settings_come_from_the_yaml(dags):
     assert dag.max_active_runs == 1
     assert {"emr", "inference", "resnet18"} <= set(dag.tags)
     assert dag.schedule == "0 3 * * *"
-    assert dag.get_task("submit_inference_step").retries == 1
+    assert dag.get_task("date.submit_inference_step").retries == 1
     assert dag.get_task("validate_request").retries == 0
     # A stuck step cannot keep the cluster (and the bill) forever: the sensor has a deadline.
-    assert dag.get_task("wait_for_inference_step").timeout == 12 * 3600
-    assert dags["demo"].get_task("wait_for_inference_step").timeout == 1800
+    assert dag.get_task("date.wait_for_inference_step").timeout == 12 * 3600
+    assert dags["demo"].get_task("date.wait_for_inference_step").timeout == 1800
 
 
 def _trigger_params(dag, conf: dict) -> dict:
@@ -194,3 +213,42 @@ def test_a_cluster_slot_is_taken_one_run_at_a_time_up_to_max_active_runs(dags, d
     assert slot.max_active_tis_per_dag == 1  # across all runs, backfill runs included
     assert slot.mode == "reschedule"
     assert slot.release_task_id == "terminate_cluster"
+
+
+def test_a_partitioned_pipeline_keys_its_scheduled_runs_by_the_date_they_process():
+    """CronPartitionTimetable: the run of the 2026-11-23 02:00 tick has partition_key
+    2026-11-22 (the day it processes) and no data interval."""
+    import datetime as dt
+
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+    from airflow.timetables.base import TimeRestriction
+    from emr_inference.factory import build_dag
+
+    from tests.unit.airflow.pipeline_fixtures import pipeline
+
+    dag = build_dag(pipeline(partitioned=True, schedule="0 2 * * *", start_date="2026-11-01"))
+    assert type(dag.timetable).__name__ == "CronPartitionTimetable"
+    core = decode_timetable(encode_timetable(dag.timetable))
+    start = dt.datetime(2026, 11, 23, 1, tzinfo=dt.UTC)
+    info = core.next_dagrun_info_v2(
+        last_dagrun_info=None, restriction=TimeRestriction(start, None, catchup=True)
+    )
+    assert info.run_after == dt.datetime(2026, 11, 23, 2, tzinfo=dt.UTC)
+    assert info.partition_key == "2026-11-22"
+    assert info.data_interval is None
+    # what the REST API's trigger checks of a partition_key (a 400 otherwise)
+    assert core.resolve_partition_date("2026-11-22") == dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
+    with pytest.raises(Exception, match="does not match the timetable's key_format"):
+        core.resolve_partition_date("22/11/2026")
+    # a pipeline that is not partitioned keeps its cron
+    assert build_dag(pipeline(schedule="0 2 * * *")).timetable.__class__.__name__ != (
+        "CronPartitionTimetable"
+    )
+
+
+def test_published_dates_are_events_of_the_pipelines_asset(dags):
+    publish = dags["demo"].get_task("date.publish_results")
+    (asset,) = [o for o in publish.outlets if type(o).__name__ == "Asset"]
+    assert asset.name == "demo.predictions"
+    assert asset.uri == "s3://demo-predictions/predictions"  # output_uri's static prefix

@@ -352,9 +352,11 @@ def test_names_are_cut_to_emrs_256_characters():
         (step_name(request), "batch-inference unit manual__x"),
     ):
         assert len(name) == 256 and name.startswith(start)
+    # the date stays in the step's name: each date of a range run has its own step
+    assert step_name(request).endswith(f"x {request['partition_date']}")
     request["run_id"] = "short"
     assert cluster_name(request) == f"{request['pipeline']} short"
-    assert step_name(request) == "batch-inference unit short"
+    assert step_name(request) == f"batch-inference unit short {request['partition_date']}"
 
 
 def test_the_cluster_can_be_torn_down_and_is_reachable_as_configured():

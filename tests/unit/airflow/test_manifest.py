@@ -2,47 +2,48 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
 import pytest
-from airflow.sdk import DAG
-from airflow.sdk.exceptions import DownstreamTasksSkipped
 from emr_inference.manifest import ManifestError, matching_keys, validate_manifest
 from emr_inference.operators.manifest import StageManifestOperator
+from emr_inference.request import resolve_request
 from emr_inference.s3 import S3Uri, s3_hook
 
 from tests.unit.airflow.conftest import put_objects
+from tests.unit.airflow.pipeline_fixtures import pipeline
 
 
-def _request(bucket: str, **overrides) -> dict:
-    return {
-        "input_uri": f"s3://{bucket}/images/",
-        "manifest_uri": None,
-        "staging_uri": f"s3://{bucket}/_staging/{uuid.uuid4().hex}/",
-        "extensions": [".jpg", ".png"],
-        "sample_limit": None,
-        "shard_size": 500,
-        "sse": {"mode": "AES256", "kms_key_id": None},
-        **overrides,
-    }
+def _request(bucket: str, **params) -> dict:
+    """A resolved request over the image bucket, staged under a prefix of its own."""
+    config = pipeline(
+        input_uri=f"s3://{bucket}/images/",
+        output_uri=f"s3://{bucket}/out/dt={{{{ partition_date }}}}/",
+        staging_uri=f"s3://{bucket}/_staging/{uuid.uuid4().hex}/",
+        extensions=[".jpg", ".png"],
+        shard_size=500,
+        sse={"mode": "AES256"},
+    )
+    return resolve_request(
+        config,
+        {"partition_date": "2026-11-22", **params},
+        dag_id="unit",
+        run_id="manual__1",
+        data_interval_end=None,
+    )
+
+
+def _stage(request: dict) -> dict:
+    """The one date's work item of ``stage_manifest``."""
+    (work,) = StageManifestOperator(task_id="stage_manifest", request=request).execute({})
+    return work
 
 
 def _read(s3_env, uri: str) -> bytes:
     parsed = S3Uri.parse(uri, "uri")
     return s3_env.client().get_object(Bucket=parsed.bucket, Key=parsed.key)["Body"].read()
-
-
-class FakeTI:
-    """The one TaskInstance method the empty-input path uses, recording what it pushed."""
-
-    map_index = -1
-
-    def __init__(self) -> None:
-        self.pushed: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.pushed[key] = value
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +79,20 @@ def test_stage_manifest_streams_the_listing_into_shards(
     aws_conn: str, bucket: str, images: list[str], s3_env
 ) -> None:
     request = _request(bucket)
-    result = StageManifestOperator(task_id="stage_manifest", request=request).execute({})
+    work = _stage(request)
 
     manifest_uri = f"{request['staging_uri']}manifest/manifest.json"
-    assert result == {"manifest_uri": manifest_uri, "total": 1150, "shards": 3}
+    listed_digest = hashlib.sha256("".join(f"{uri}\n" for uri in images).encode()).hexdigest()
+    assert work["manifest"] == {
+        "manifest_uri": manifest_uri,
+        "total": 1150,
+        "shards": 3,
+        "bytes": 1150,  # one byte each
+        "keys_sha256": listed_digest,
+        "status": "pending",
+    }
+    assert work["request"]["partition_date"] == "2026-11-22"
+    assert len(work["request"]["request_fingerprint"]) == 64
     manifest = json.loads(_read(s3_env, manifest_uri))
     assert manifest["version"] == 1
     assert manifest["source"] == request["input_uri"]
@@ -101,10 +112,8 @@ def test_sample_limit_and_a_retry_leave_no_stale_shards(
     aws_conn: str, bucket: str, images: list[str], s3_env
 ) -> None:
     first = _request(bucket)
-    StageManifestOperator(task_id="m", request=first).execute({})
-    result = StageManifestOperator(
-        task_id="m", request={**first, "sample_limit": 1001, "shard_size": 400}
-    ).execute({})
+    _stage(first)
+    result = _stage({**first, "sample_limit": 1001, "shard_size": 400})["manifest"]
     assert result["total"] == 1001 and result["shards"] == 3
     prefix = first["staging_uri"].split("/", 3)[3] + "manifest/"
     objects = s3_env.client().list_objects_v2(Bucket=bucket, Prefix=prefix)
@@ -134,9 +143,12 @@ def test_empty_extension_list_matches_every_object(
 def test_supplied_manifest_is_validated_and_passed_through(
     aws_conn: str, bucket: str, images: list[str], s3_env
 ) -> None:
-    staged = StageManifestOperator(task_id="m", request=_request(bucket)).execute({})
-    request = _request(bucket, input_uri=None, manifest_uri=staged["manifest_uri"])
-    assert StageManifestOperator(task_id="m", request=request).execute({}) == staged
+    staged = _stage(_request(bucket))["manifest"]
+    request = _request(bucket, manifest_uri=staged["manifest_uri"])
+    supplied = _stage(request)["manifest"]
+    kept = ("manifest_uri", "total", "shards", "status")
+    assert {k: supplied[k] for k in kept} == {k: staged[k] for k in kept}
+    assert supplied["bytes"] is None  # a supplied manifest's objects are not listed
 
     client = s3_env.client()
     broken = {"version": 1, "total": 5, "shards": [{"uri": f"s3://{bucket}/nope.txt", "count": 5}]}
@@ -157,19 +169,47 @@ def test_supplied_manifest_is_validated_and_passed_through(
         validate_manifest(s3_hook(aws_conn), f"s3://{bucket}/m/text.json")
 
 
-def test_empty_input_pushes_the_xcom_and_skips_downstream(aws_conn: str, bucket: str) -> None:
-    request = _request(bucket, input_uri=f"s3://{bucket}/no-such-prefix/")
-    with DAG("t", schedule=None):
-        stage = StageManifestOperator(task_id="stage_manifest", request=request)
-        create = StageManifestOperator(task_id="create_cluster", request={}).as_setup()
-        publish = StageManifestOperator(task_id="publish_results", request={})
-        terminate = StageManifestOperator(task_id="terminate_cluster", request={}).as_teardown(
-            setups=create
-        )
-        stage >> create >> publish >> terminate
-    ti = FakeTI()
-    with pytest.raises(DownstreamTasksSkipped) as skipped:
-        stage.execute({"ti": ti})
-    assert sorted(skipped.value.tasks) == ["create_cluster", "publish_results"]
-    assert ti.pushed["return_value"]["total"] == 0
-    assert ti.pushed["return_value"]["shards"] == 0
+def test_empty_input_is_an_empty_date(aws_conn: str, bucket: str) -> None:
+    work = _stage(_request(bucket, input_uri=f"s3://{bucket}/no-such-prefix/"))
+    assert work["manifest"]["total"] == 0 and work["manifest"]["shards"] == 0
+    assert work["manifest"]["status"] == "empty"
+
+
+def test_every_date_of_a_range_gets_its_own_manifest(aws_conn: str, bucket: str) -> None:
+    request = _request(bucket, date_range={"start": "2026-11-20", "end": "2026-11-22"})
+    works = StageManifestOperator(task_id="stage_manifest", request=request).execute({})
+    assert [w["request"]["partition_date"] for w in works] == [
+        "2026-11-20",
+        "2026-11-21",
+        "2026-11-22",
+    ]
+    manifests = [w["manifest"]["manifest_uri"] for w in works]
+    assert len(set(manifests)) == 3
+    assert all(f"/{w['request']['partition_date']}/manifest/" in w["manifest"]["manifest_uri"]
+               for w in works)  # fmt: skip
+    assert [w["request"]["output_uri"] for w in works] == [
+        f"s3://{bucket}/out/dt=2026-11-{day}/" for day in (20, 21, 22)
+    ]
+
+
+def test_a_date_published_for_the_same_request_is_not_redone(
+    aws_conn: str, bucket: str, s3_env
+) -> None:
+    """Only a complete publication (``_SUCCESS``) of the same request fingerprint by another run
+    counts; a cleared run redoes its own dates, and ``republish`` redoes every date."""
+    request = _request(bucket, output_uri=f"s3://{bucket}/out-{uuid.uuid4().hex}/")
+    work = _stage(request)
+    output = S3Uri.parse(work["request"]["output_uri"], "output_uri")
+    client = s3_env.client()
+    summary = {"request_fingerprint": work["request"]["request_fingerprint"], "run_id": "earlier"}
+    client.put_object(
+        Bucket=bucket, Key=output.key + "_run_summary.json", Body=json.dumps(summary).encode()
+    )
+    assert _stage(request)["manifest"]["status"] == "pending"  # no _SUCCESS yet
+    client.put_object(Bucket=bucket, Key=output.key + "_SUCCESS", Body=b"")
+    assert _stage(request)["manifest"]["status"] == "published"
+    assert _stage({**request, "republish": True})["manifest"]["status"] == "pending"
+    assert _stage({**request, "run_id": "earlier"})["manifest"]["status"] == "pending"
+    # another request (a different batch size changes no row, but top_k does) is redone
+    other = {**request, "top_k": request["top_k"] + 1}
+    assert _stage(other)["manifest"]["status"] == "pending"

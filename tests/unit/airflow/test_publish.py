@@ -10,9 +10,11 @@ from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.execution_time.context import OutletEventAccessors
 from emr_inference import s3
 from emr_inference.operators.publish import DEFAULT_ASSET_ALIAS, PublishResultsOperator
+from emr_inference.plan import plan_run
 from emr_inference.publish import IncompleteOutputError
 
 TOTAL = 10
+PREDICTIONS = Asset(name="demo.predictions", uri="s3://bucket/predictions/")
 
 
 def _request(bucket: str) -> dict:
@@ -27,6 +29,14 @@ def _request(bucket: str) -> dict:
         "staging_uri": f"s3://{bucket}/_staging/demo/run/",
         "model": {"name": "digits"},
         "sse": {"mode": "AES256", "kms_key_id": None},
+        "partition_date": "2026-11-22",
+        "request_fingerprint": "f" * 64,
+        "local": {"workers": 1, "worker_cores": 2},
+        "estimate": {
+            "images_per_task_second": 5.0,
+            "cluster_start_seconds": 20,
+            "step_start_seconds": 9,
+        },
     }
 
 
@@ -81,14 +91,19 @@ def _context() -> dict:
 
 
 def _publish(bucket: str, context: dict | None = None) -> dict:
+    request = _request(bucket)
+    manifest = {
+        "manifest_uri": f"s3://{bucket}/_staging/demo/run/manifest/manifest.json",
+        "total": TOTAL,
+        "shards": 1,
+        "status": "pending",
+    }
     operator = PublishResultsOperator(
         task_id="publish_results",
-        request=_request(bucket),
-        manifest={
-            "manifest_uri": f"s3://{bucket}/_staging/demo/run/manifest/manifest.json",
-            "total": TOTAL,
-            "shards": 1,
-        },
+        request=request,
+        manifest=manifest,
+        plan=plan_run(request, [{"request": request, "manifest": manifest}]).as_xcom(),
+        asset=PREDICTIONS,
     )
     return operator.execute(context or _context())
 
@@ -179,6 +194,7 @@ def test_replaces_previous_publication_success_last(
 
     out = "predictions/dt=2026-11-22/"
     assert result == {
+        "partition_date": "2026-11-22",
         "output_uri": f"s3://{bucket}/{out}",
         "rows": 10,
         "errors": 2,
@@ -221,11 +237,22 @@ def test_replaces_previous_publication_success_last(
     assert summary["job_seconds"] >= 2.0  # at least one partition's wall time
     assert summary["images_per_second"] == pytest.approx(10 / summary["job_seconds"], rel=0.01)
     assert summary["run_seconds"] > 0
+    assert summary["partition_date"] == "2026-11-22"
+    # what re-running the same request compares, to skip a date already published
+    assert summary["request_fingerprint"] == "f" * 64
+    # the plan's model of this date: 2 cores x 5 images/s, a 9 s step start, a 20 s cluster start
+    assert summary["estimate"]["range_share_cluster_seconds"] == 20 + 9 + 1.0
+    assert summary["estimate"]["own_run_cluster_seconds"] == 20 + 9 + 1.0
+    assert summary["estimate"]["own_run_cost_usd"] is None  # the local backend has no price
 
     alias_events = context["outlet_events"][AssetAlias(DEFAULT_ASSET_ALIAS)].asset_alias_events
     assert len(alias_events) == 1
     assert alias_events[0].dest_asset_key.uri == Asset(f"s3://{bucket}/{out}").uri
     assert alias_events[0].extra["rows"] == 10 and alias_events[0].extra["model"] == "digits"
+    # the pipeline's asset gets the date as its partition key: a consumer runs once per date
+    predictions = context["outlet_events"][PREDICTIONS]
+    assert predictions.partition_keys == {"2026-11-22"}
+    assert predictions.extra["rows"] == 10 and predictions.extra["partition_date"] == "2026-11-22"
 
 
 def test_operator_declares_the_asset_alias_outlet() -> None:

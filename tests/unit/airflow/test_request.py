@@ -25,7 +25,8 @@ CONTRACT_KEYS = {
     "output_uri", "staging_uri", "artifacts_uri", "extensions", "sample_limit", "shard_size",
     "model", "batch_size", "top_k", "partitions", "max_error_rate", "prefetch_threads",
     "prefetch_depth", "omp_threads", "sse", "cluster", "local", "precision", "int8",
-    "max_partition_keys", "engine",
+    "max_partition_keys", "partition_dates", "date_range", "dry_run", "estimate", "dates",
+    "republish", "engine",
 }  # fmt: skip
 
 
@@ -52,7 +53,7 @@ def test_scheduled_run_processes_the_previous_day():
 
 def test_staging_and_artifacts_default_to_the_output_bucket():
     request = resolve()
-    key = "scheduled__2026-11-22T00-00-00-00-00"
+    key = "scheduled__2026-11-22T00-00-00-00-00/2026-11-22"
     assert request["staging_uri"] == f"s3://out-bucket/_staging/unit/{key}/"
     assert request["artifacts_uri"] == "s3://out-bucket/artifacts/unit/"
     assert job_output_uri(request) == f"s3://out-bucket/_staging/unit/{key}/output/"

@@ -236,3 +236,39 @@ def test_a_damaged_header_and_an_unsupported_mode_are_named():
         "unsupported_image",
         "image mode 'F' is not supported",
     )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [Preprocess(), Preprocess(scale=1.0, mean=(123.68, 116.28, 103.53), std=(58.4, 57.1, 57.4))],
+    ids=["imagenet, 1/255", "0-255 scale"],
+)
+def test_the_fused_normalisation_is_within_1e6_of_the_formula_for_every_pixel_value(spec):
+    # The output depends on each pixel's value and channel only, so 256 values per channel are
+    # every case: (pixel * scale - mean) / std computed in float32 as the job did before.
+    values = np.arange(256, dtype=np.uint8)
+    image = Image.fromarray(np.stack([values.reshape(16, 16)] * 3, axis=-1), "RGB")
+    spec = Preprocess(image_size=16, scale=spec.scale, mean=spec.mean, std=spec.std)
+    pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1)
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(spec.std, dtype=np.float32).reshape(3, 1, 1)
+    formula = (pixels * np.float32(spec.scale) - mean) / std
+    fused = to_tensor(image, spec)
+    assert fused.dtype == np.float32 and fused.shape == (3, 16, 16)
+    # a few float32 ulps of values within +-3: rounding, not a different input
+    assert np.abs(fused - formula).max() <= 1e-6
+
+
+def test_decoding_into_a_slot_of_a_batch_writes_there_and_nowhere_else():
+    spec = Preprocess(image_size=5)
+    batch = np.full((3, 3, 5, 5), -7.0, dtype=np.float32)
+    image = gradient_image(9, 6)
+    result = decode_image(encode(image), spec, out=batch[1])
+    assert np.shares_memory(result, batch[1])
+    np.testing.assert_array_equal(batch[1], decode_image(encode(image), spec))
+    assert (batch[0] == -7).all() and (batch[2] == -7).all()
+
+
+def test_an_rgb_image_without_orientation_is_not_copied():
+    image = Image.open(io.BytesIO(encode(gradient_image(6, 4), "JPEG")))
+    assert to_rgb(image) is image  # decoded in place: no transposed or converted copy

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 
+import numpy as np
 import pytest
 from batch_inference import partition as partition_module
 from batch_inference.config import JobConfig, ModelSpec
@@ -64,11 +65,11 @@ def test_prefetch_is_bounded_and_overlaps_the_model(setup, monkeypatch):
             counts["done"] += 1
         return result
 
-    def slow_classify(prepared, model, cfg):
+    def slow_classify(prepared, model, cfg, inputs):
         started_at_entry = counts["started"]
         time.sleep(0.25)  # a slow model: the next batches must be fetched meanwhile
         observed.append((started_at_entry, counts["done"]))
-        return real_classify(prepared, model, cfg)
+        return real_classify(prepared, model, cfg, inputs)
 
     monkeypatch.setattr(partition_module, "prepare", prepare)
     monkeypatch.setattr(partition_module, "classify_batch", slow_classify)
@@ -101,9 +102,9 @@ def count_prepares(monkeypatch) -> list[str]:
     keys: list[str] = []
     real_prepare = partition_module.prepare
 
-    def prepare(client, key, spec):
+    def prepare(client, key, spec, out):
         keys.append(key)
-        return real_prepare(client, key, spec)
+        return real_prepare(client, key, spec, out)
 
     monkeypatch.setattr(partition_module, "prepare", prepare)
     return keys
@@ -208,15 +209,15 @@ def test_prefetch_submits_exactly_depth_batches_ahead_of_the_model(setup, monkey
             pools.append((args, kwargs))
 
         def submit(self, *args, **kwargs):
-            submitted.append(args[2])  # prepare(client, key, spec)
+            submitted.append(args[2])  # prepare(client, key, spec, out)
             return super().submit(*args, **kwargs)
 
     observed = []
     real_classify = partition_module.classify_batch
 
-    def classify(prepared, model, cfg):
+    def classify(prepared, model, cfg, inputs):
         observed.append((len(submitted), [item.key for item in prepared]))
-        return real_classify(prepared, model, cfg)
+        return real_classify(prepared, model, cfg, inputs)
 
     monkeypatch.setattr(partition_module, "ThreadPoolExecutor", CountingPool)
     monkeypatch.setattr(partition_module, "classify_batch", classify)
@@ -318,3 +319,32 @@ def test_download_time_and_a_bad_manifest_key(monkeypatch):
     bad = partition_module.prepare(None, "images/ok.png", Preprocess(image_size=4))
     assert bad.error["type"] == "download_failed"
     assert bad.error["message"].startswith("ValueError: manifest key must be an s3:// URI")
+
+
+def test_batches_are_decoded_into_reused_arrays_and_mixed_batches_predict_the_same(
+    setup, monkeypatch
+):
+    from batch_inference.images import decode_image
+
+    data, config = setup
+    arrays, mixed = set(), 0
+    real_classify = partition_module.classify_batch
+
+    def classify(prepared, model, cfg, inputs):
+        nonlocal mixed
+        arrays.add(id(inputs))
+        rows, seconds = real_classify(prepared, model, cfg, inputs)
+        # the same batch classified from tensors decoded on their own, stacked: the same rows
+        for item in prepared:
+            if item.tensor is not None:
+                assert np.shares_memory(item.tensor, inputs)
+                item.tensor = decode_image(data["objects"][item.key].body, cfg.preprocess)
+        mixed += any(item.tensor is None for item in prepared)
+        assert real_classify(prepared, model, cfg)[0] == rows
+        return rows, seconds
+
+    monkeypatch.setattr(partition_module, "classify_batch", classify)
+    metrics = run_partition(config, index=0, partitions=1)
+    assert metrics["rows"] == 40 and metrics["errors"] > 0 and mixed > 0
+    # 14 batches through prefetch_depth + 1 arrays, allocated once per partition
+    assert len(arrays) == config.prefetch_depth + 1
