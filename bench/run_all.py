@@ -1,6 +1,6 @@
 """Run every benchmark once on this machine and print one table of figures measured in this run.
 
-    python -m bench.run_all            # full counts (~26 min on 2 cores)
+    python -m bench.run_all            # full counts (~26 min on 2 cores, and ~7 for 10)
     python -m bench.run_all --quick    # small counts, a smoke test (~3 min)
     python -m bench.run_all --only int8   # one benchmark (repeatable)
 
@@ -25,7 +25,10 @@
    Self-contained (its own S3 server and data): ``--only backfill`` skips the shared set-up;
 9. the image path stage by stage (:mod:`bench.image_path`): CPU ms per image of the S3 GET, decode,
    to RGB, resize, normalise, batching and the copy into the model's input, the job's path before
-   issue #12 against now, on the same photos in the same run.
+   issue #12 against now, on the same photos in the same run;
+10. engines (:mod:`bench.engines`): ``--engine rdd`` and ``--engine predict_batch_udf`` on the
+   same photos, model, latency and master, against the bare model, checking that their rows match;
+   and the online predictor's cold start, latency and memory.
 
 Logs (one per spark-submit) stay in the work directory printed at the start.
 """
@@ -642,11 +645,18 @@ class Bench:
                 check(tasks / bare_int8 >= 0.85)),
         ]  # fmt: skip
 
+    def bench_engines(self) -> None:
+        """Benchmark 10: the two engines side by side (:mod:`bench.engines`)."""
+        from bench.engines import compare_engines
+
+        self.rows += [Row(name, value) for name, value in compare_engines(self)]
+
 
 #: Every benchmark, in the order they run (later ones reuse figures of earlier ones).
 BENCHMARKS = [
     "bench_throughput", "bench_isolated", "bench_blog", "bench_high_latency", "bench_memory",
     "bench_listing", "bench_parse", "bench_int8", "bench_backfill", "bench_image_path",
+    "bench_engines",
 ]  # fmt: skip
 #: Benchmarks that compare with the figures of bench_throughput (it runs first when they run).
 NEED_THROUGHPUT = {"bench_isolated", "bench_blog", "bench_high_latency"}

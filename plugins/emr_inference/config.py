@@ -459,6 +459,14 @@ class RequestDefaults(_Strict):
         description="int8: the model quantized once (MXNet oneDNN), gated by agreement with fp32",
     )
     int8: Int8Config = Field(default_factory=Int8Config, description="int8 settings")
+    engine: Literal["rdd", "predict_batch_udf"] = Field(
+        default="rdd",
+        description=(
+            "How Spark runs the model: rdd (mapPartitions) or predict_batch_udf (a DataFrame "
+            "through Spark's predict_batch_udf; local backend only); same rows and output, "
+            "see README 'Which engine'"
+        ),
+    )
     sse: SseConfig = Field(default_factory=SseConfig, description="Server-side encryption")
     cluster: ClusterConfig = Field(
         default_factory=ClusterConfig, description="EMR cluster (emr backend)"
@@ -566,8 +574,16 @@ def parse_pipeline(data: Any, source: str, default_name: str | None = None) -> P
 
 def check_cluster_fits(values: dict[str, Any], source: str) -> None:
     """ConfigError naming the field when the executors cannot run on the EMR cluster's nodes or
-    their Python workers cannot hold the model (:mod:`emr_inference.emr.sizing`)."""
+    their Python workers cannot hold the model (:mod:`emr_inference.emr.sizing`), or the engine
+    needs packages the EMR bootstrap does not install."""
     from emr_inference.emr.sizing import SizingError, check_sizing
+
+    if values.get("engine") == "predict_batch_udf":
+        raise ConfigError(
+            f"{source}: engine: predict_batch_udf needs pandas and pyarrow on the nodes, which "
+            "the EMR bootstrap (include/bootstrap/requirements-emr.txt) does not install; "
+            "use engine rdd with backend emr"
+        )
 
     try:
         check_sizing(values)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from batch_inference.config import (
     DEFAULT_SCALE,
+    ENGINES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     PRECISIONS,
@@ -49,23 +50,8 @@ class _HelpFormatter(argparse.HelpFormatter):
         return text
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser; ``--help`` shows every argument with its default."""
-    parser = argparse.ArgumentParser(
-        prog="main.py",
-        description="Classify the images of a key manifest with an MXNet model on Spark and "
-        "write JSON Lines predictions plus per-partition metrics to S3.",
-        formatter_class=_HelpFormatter,
-    )
-    io_group = parser.add_argument_group("input and output")
-    io_group.add_argument("--manifest", required=True, help="s3:// URI of the manifest.json")
-    io_group.add_argument("--output", required=True, help="s3:// prefix for the staged output")
-    io_group.add_argument("--run-id", required=True, help="run id written into every row")
-    io_group.add_argument(
-        "--sse", choices=SSE_MODES, default="none", help="server-side encryption of written objects"
-    )
-    io_group.add_argument("--sse-kms-key-id", default=None, help="KMS key for --sse aws:kms")
-
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and preprocessing arguments (shared with :mod:`batch_inference.online`)."""
     model = parser.add_argument_group("model")
     model.add_argument("--model-name", required=True, help="model name written into every row")
     model.add_argument("--model-symbol", required=True, help="s3:// URI of the symbol JSON")
@@ -94,6 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=_floats_text(IMAGENET_STD),
         help="R,G,B standard deviations divided by after the mean",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; ``--help`` shows every argument with its default."""
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="Classify the images of a key manifest with an MXNet model on Spark and "
+        "write JSON Lines predictions plus per-partition metrics to S3.",
+        formatter_class=_HelpFormatter,
+    )
+    io_group = parser.add_argument_group("input and output")
+    io_group.add_argument("--manifest", required=True, help="s3:// URI of the manifest.json")
+    io_group.add_argument("--output", required=True, help="s3:// prefix for the staged output")
+    io_group.add_argument("--run-id", required=True, help="run id written into every row")
+    io_group.add_argument(
+        "--sse", choices=SSE_MODES, default="none", help="server-side encryption of written objects"
+    )
+    io_group.add_argument("--sse-kms-key-id", default=None, help="KMS key for --sse aws:kms")
+
+    add_model_arguments(parser)
 
     run = parser.add_argument_group("execution")
     run.add_argument("--batch-size", type=int, default=64, help="images per model call")
@@ -127,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="MXNet/OpenMP threads per Python worker; 0 = spark.task.cpus",
+    )
+    run.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="rdd",
+        help="rdd: mapPartitions; predict_batch_udf: a DataFrame with Spark's predict_batch_udf "
+        "(needs pandas and pyarrow); same output",
     )
     int8 = parser.add_argument_group("int8 (batch_inference.quantize)")
     int8.add_argument(
@@ -174,6 +187,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The model of the arguments :func:`add_model_arguments` added."""
+    return ModelSpec(
+        name=args.model_name,
+        symbol_uri=args.model_symbol,
+        params_uri=args.model_params,
+        labels_uri=args.model_labels,
+        symbol_sha256=args.model_symbol_sha256,
+        params_sha256=args.model_params_sha256,
+        labels_sha256=args.model_labels_sha256,
+        input_name=args.input_name,
+    )
+
+
+def preprocess(args: argparse.Namespace) -> Preprocess:
+    """The preprocessing of the arguments :func:`add_model_arguments` added (``ValueError`` when
+    they are inconsistent)."""
+    return Preprocess(
+        image_size=args.image_size, scale=args.scale, mean=tuple(args.mean), std=tuple(args.std)
+    )
+
+
 def int8_settings(args: argparse.Namespace) -> Int8Settings | None:
     """The int8 arguments, when ``--int8-cache`` is given."""
     if not args.int8_cache:
@@ -198,22 +233,8 @@ def parse_config(argv: Sequence[str] | None = None) -> JobConfig:
             manifest_uri=args.manifest,
             output_uri=args.output,
             run_id=args.run_id,
-            model=ModelSpec(
-                name=args.model_name,
-                symbol_uri=args.model_symbol,
-                params_uri=args.model_params,
-                labels_uri=args.model_labels,
-                symbol_sha256=args.model_symbol_sha256,
-                params_sha256=args.model_params_sha256,
-                labels_sha256=args.model_labels_sha256,
-                input_name=args.input_name,
-            ),
-            preprocess=Preprocess(
-                image_size=args.image_size,
-                scale=args.scale,
-                mean=tuple(args.mean),
-                std=tuple(args.std),
-            ),
+            model=model_spec(args),
+            preprocess=preprocess(args),
             batch_size=args.batch_size,
             top_k=args.top_k,
             partitions=args.partitions,
@@ -227,6 +248,7 @@ def parse_config(argv: Sequence[str] | None = None) -> JobConfig:
             requirements=tuple(args.requirements),
             precision=args.precision,
             int8=int8_settings(args),
+            engine=args.engine,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -241,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     config = parse_config(argv)
     try:
-        versions = check_environment(config.requirements)
+        versions = check_environment(config.requirements, config.engine)
         log.info("job environment %s: %s", sys.executable, versions)
         run_job(config)
     except JobFailed as exc:

@@ -70,6 +70,9 @@ class Encryption:
 
 
 PRECISIONS = ("fp32", "int8")
+#: ``rdd``: :mod:`batch_inference.job`'s mapPartitions; ``predict_batch_udf``:
+#: :mod:`batch_inference.dataframe_engine`. Same input, same output contract.
+ENGINES = ("rdd", "predict_batch_udf")
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ class JobConfig:
     int8: Int8Settings | None = None
     #: the measured top-1 agreement of int8 with fp32 (set by the driver), written into metrics
     int8_agreement: float | None = None
+    #: how Spark runs the model (one of ``ENGINES``)
+    engine: str = "rdd"
 
     def __post_init__(self) -> None:
         checks = {
@@ -135,5 +140,7 @@ class JobConfig:
                 raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"invalid precision: {self.precision!r} (one of {PRECISIONS})")
+        if self.engine not in ENGINES:
+            raise ValueError(f"invalid engine: {self.engine!r} (one of {ENGINES})")
         if self.precision == "int8" and self.int8 is None:
             raise ValueError("precision int8 needs --int8-cache")

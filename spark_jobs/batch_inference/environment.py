@@ -15,6 +15,8 @@ from batch_inference.errors import JobFailed
 
 #: distribution name -> module the job imports
 JOB_PACKAGES = {"mxnet": "mxnet", "numpy": "numpy", "pillow": "PIL", "boto3": "boto3"}
+#: what ``--engine predict_batch_udf`` needs besides (Spark's Arrow path)
+UDF_PACKAGES = {"pandas": "pandas", "pyarrow": "pyarrow"}
 
 
 def installed_version(distribution: str) -> str | None:
@@ -35,15 +37,17 @@ def same_release(have: str, wanted: str) -> bool:
     return have == wanted or re.match(re.escape(wanted) + r"[^0-9]", have) is not None
 
 
-def check_environment(requirements: Sequence[str] = ()) -> dict[str, str]:
-    """Versions of the job's packages; :class:`JobFailed` naming every missing package and every
-    ``NAME==VERSION`` of ``requirements`` that this interpreter does not have."""
+def check_environment(requirements: Sequence[str] = (), engine: str = "rdd") -> dict[str, str]:
+    """Versions of the job's packages (and ``engine``'s); :class:`JobFailed` naming every missing
+    package and every ``NAME==VERSION`` of ``requirements`` that this interpreter does not have."""
     found: dict[str, str] = {}
     problems = []
-    for distribution in JOB_PACKAGES:
+    needed = [*JOB_PACKAGES, *(UDF_PACKAGES if engine == "predict_batch_udf" else ())]
+    for distribution in needed:
         version = installed_version(distribution)
         if version is None:
-            problems.append(f"{distribution} is missing")
+            why = " (needed by --engine predict_batch_udf)" if distribution in UDF_PACKAGES else ""
+            problems.append(f"{distribution} is missing{why}")
         else:
             found[distribution] = version
     for requirement in requirements:

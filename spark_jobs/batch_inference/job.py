@@ -124,6 +124,20 @@ def partition_task(
     return task
 
 
+def run_engine(
+    spark, config: JobConfig, manifest: Manifest, partitions: int, fingerprint: str
+) -> list[dict]:
+    """Every partition's metrics, from the engine ``config.engine`` names."""
+    if config.engine == "predict_batch_udf":
+        from batch_inference.dataframe_engine import run_partitions
+
+        return run_partitions(spark, config, manifest, partitions, fingerprint)
+    rdd = spark.sparkContext.parallelize(range(partitions), partitions)
+    return rdd.mapPartitionsWithIndex(
+        partition_task(config, manifest, partitions, fingerprint)
+    ).collect()
+
+
 def configure_logging() -> None:
     """INFO logs of this package to stderr, whatever the root logger's configuration.
 
@@ -173,7 +187,7 @@ def run_job(config: JobConfig) -> dict:
         )
         log.info(
             "run %s: %d keys from %s in %d partitions, model %r (%s), batch size %d, output %s, "
-            "run fingerprint %s (resume %s)",
+            "run fingerprint %s (resume %s, engine %s)",
             config.run_id,
             manifest.total,
             config.manifest_uri,
@@ -184,16 +198,15 @@ def run_job(config: JobConfig) -> dict:
             config.output_uri,
             fingerprint,
             "on" if config.resume else "off",
+            config.engine,
         )
         output = parse_s3_uri(config.output_uri, "--output")
         try:
             remove_stale_parts(client, output, partitions)
         except Exception as exc:  # publishing will refuse the output, naming the extra parts
             log.warning("cannot remove stale parts from %s: %s", output, exc)
-        rdd = context.parallelize(range(partitions), partitions)
         try:
-            task = partition_task(config, manifest, partitions, fingerprint)
-            metrics = rdd.mapPartitionsWithIndex(task).collect()
+            metrics = run_engine(spark, config, manifest, partitions, fingerprint)
         except Exception as exc:
             cause = systemic_cause(str(exc))
             if cause is None:

@@ -64,14 +64,26 @@ def prepare(client, key: str, spec: Preprocess, out: np.ndarray | None = None) -
         kind = MISSING_OBJECT if is_missing_key(exc) else DOWNLOAD_FAILED
         message = f"{type(exc).__name__}: {exc}"
         return Prepared(key, None, {"type": kind, "message": message}, _since(started), 0.0)
-    downloaded = time.perf_counter()
+    return decode_prepared(key, data, spec, _since(started), out)
+
+
+def decode_prepared(
+    key: str,
+    data: bytes,
+    spec: Preprocess,
+    download_seconds: float,
+    out: np.ndarray | None = None,
+) -> Prepared:
+    """Decode the bytes of ``key`` (into ``out``, if given); a bad image becomes its error, never
+    an exception."""
+    started = time.perf_counter()
     try:
         tensor, error = decode_image(data, spec, out=out), None
     except ImageError as exc:
         tensor, error = None, exc.as_dict()
     except Exception as exc:  # a decoder bug on a hostile file is still a bad image
         tensor, error = None, {"type": CORRUPT_IMAGE, "message": f"{type(exc).__name__}: {exc}"}
-    return Prepared(key, tensor, error, downloaded - started, _since(downloaded))
+    return Prepared(key, tensor, error, download_seconds, _since(started))
 
 
 def _since(start: float) -> float:
@@ -133,6 +145,50 @@ def memory_peaks(status_path: str = "/proc/self/status") -> tuple[int | None, in
     return mib("VmHWM"), mib("VmPeak")
 
 
+class Prefetch:
+    """Batches of :class:`Prepared` keys, downloaded and decoded by ``pool`` ahead of their use,
+    each batch into a reused ``(batch_size, 3, S, S)`` float32 array.
+
+    At most ``config.prefetch_depth`` batches are in flight: they are submitted at construction
+    (so the first batches download while the caller loads the model) and topped up each time a
+    batch is taken, so the next batches download and decode while the current one is used.
+    Iterating yields ``(array, prepared)``; the array (slot ``i`` holds ``prepared[i]``'s tensor)
+    is the caller's until it asks for the next batch, then it is reused: ``prefetch_depth + 1``
+    arrays in all.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor, client, keys: Iterator[str], config: JobConfig):
+        self.pool, self.client, self.config = pool, client, config
+        self.batches = chunked(keys, config.batch_size)
+        size = config.preprocess.image_size
+        self.free = deque(
+            np.empty((config.batch_size, 3, size, size), dtype=np.float32)
+            for _ in range(config.prefetch_depth + 1)
+        )
+        self.pending: deque[tuple[np.ndarray, list[Future]]] = deque()
+        self._top_up()
+
+    def _top_up(self) -> None:
+        spec = self.config.preprocess
+        while len(self.pending) < self.config.prefetch_depth:
+            batch = next(self.batches, None)
+            if batch is None:
+                return
+            inputs = self.free.popleft()
+            futures = [
+                self.pool.submit(prepare, self.client, key, spec, inputs[slot])
+                for slot, key in enumerate(batch)
+            ]
+            self.pending.append((inputs, futures))
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, list[Prepared]]]:
+        while self.pending:
+            inputs, futures = self.pending.popleft()
+            self._top_up()
+            yield inputs, [future.result() for future in futures]
+            self.free.append(inputs)
+
+
 def classify_range(
     client,
     manifest: Manifest,
@@ -144,38 +200,13 @@ def classify_range(
 ) -> None:
     """Classify the keys at manifest ``positions`` batch by batch into ``part``, counting them in
     ``metrics``; the next batches download and decode while the model runs (bounded)."""
-    batches = chunked(iter_keys(client, manifest, *positions), config.batch_size)
-    spec = config.preprocess
-    # One array per batch in flight (prefetch_depth queued + the one in the model), reused in turn.
-    free = deque(
-        np.empty((config.batch_size, 3, spec.image_size, spec.image_size), dtype=np.float32)
-        for _ in range(config.prefetch_depth + 1)
-    )
     with ThreadPoolExecutor(
         config.prefetch_threads, thread_name_prefix=f"prefetch-{index}"
     ) as pool:
-        pending: deque[tuple[np.ndarray, list[Future]]] = deque()
-
-        def top_up() -> None:
-            while len(pending) < config.prefetch_depth:
-                batch = next(batches, None)
-                if batch is None:
-                    return
-                inputs = free.popleft()
-                futures = [
-                    pool.submit(prepare, client, key, spec, inputs[slot])
-                    for slot, key in enumerate(batch)
-                ]
-                pending.append((inputs, futures))
-
-        top_up()  # the first batches download while the model loads (a worker's first task)
+        batches = Prefetch(pool, client, iter_keys(client, manifest, *positions), config)
         model = load_model(client, config.model, config.batch_size, config.preprocess.image_size)
-        while pending:
-            inputs, futures = pending.popleft()
-            top_up()  # the next batches download and decode while this one is classified
-            current = [future.result() for future in futures]
+        for inputs, current in batches:
             batch_rows, seconds = classify_batch(current, model, config, inputs)
-            free.append(inputs)
             metrics.inference_seconds += seconds
             for item in current:
                 metrics.download_seconds += item.download_seconds

@@ -17,19 +17,24 @@ import threading
 from botocore.client import BaseClient
 
 SIDES = {"emr_inference": "airflow", "batch_inference": "job"}
+#: modules of the online predictor: its calls are the Lambda role's, not the nodes'
+ONLINE_MODULES = {"batch_inference.online", "batch_inference.lambda_handler"}
 _lock = threading.Lock()
 
 
 def caller_side() -> str | None:
-    """``airflow`` or ``job`` when a frame of our packages is on the stack, else the side that
-    started this thread (boto3's transfer threads run uploads for whoever started them)."""
+    """``airflow``, ``job`` or ``online`` (the Lambda's role) when a frame of our packages is on
+    the stack, else the side that started this thread (boto3's transfer threads run uploads for
+    whoever started them)."""
     frame = sys._getframe(2)
+    side = None
     while frame is not None:
-        package = str(frame.f_globals.get("__name__", "")).split(".")[0]
-        if package in SIDES:
-            return SIDES[package]
+        module = str(frame.f_globals.get("__name__", ""))
+        if module in ONLINE_MODULES:
+            return "online"
+        side = side or SIDES.get(module.split(".")[0])
         frame = frame.f_back
-    return getattr(threading.current_thread(), "_aws_calls_side", None)
+    return side or getattr(threading.current_thread(), "_aws_calls_side", None)
 
 
 def _record_thread_side() -> None:

@@ -43,6 +43,12 @@ NOT_RUN = {
     "aws emr list-clusters": "needs a real EMR",
     'ls "${EMR_INFERENCE_LOCAL_STATE': "needs a leaked local cluster",
     "make rehearse PIPELINE=cifar10_resnet18": "run as written by test_rehearsal.py (integration)",
+    "PYTHONPATH=spark_jobs .venv/bin/python -m batch_inference.online": (
+        "run as written by tests/unit/job/test_online.py"
+    ),
+    "docker build -f docker/lambda/Dockerfile": (
+        "needs Docker; tests/unit/test_lambda_image.py checks the Dockerfile statically"
+    ),
     "   airflow dags trigger emr_inference_sweeper": (
         "the sweeper DAG runs under a real Airflow in tests/e2e/test_crash_recovery.py (triggered "
         "through the REST API); the CLI writes to the metadata database, locked under make airflow"

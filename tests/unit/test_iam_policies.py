@@ -4,8 +4,9 @@ The Airflow-side and job tests that call AWS run again in a subprocess with
 :mod:`tests.support.aws_calls` recording each botocore call our packages make (EMR calls through
 botocore's Stubber, S3 calls against the moto server); every call, mapped to its IAM action, must
 be allowed by ``include/iam/airflow-connection-policy.json`` (Airflow side) or
-``include/iam/emr-instance-profile-policy.json`` (the job on the nodes). The README shows the first
-file verbatim.
+``include/iam/emr-instance-profile-policy.json`` (the job on the nodes) or
+``include/iam/online-predictor-policy.json`` (the online predictor's Lambda role). The README shows
+the first and the last file verbatim.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ IAM = REPO_ROOT / "include" / "iam"
 POLICIES = {
     "airflow": IAM / "airflow-connection-policy.json",
     "job": IAM / "emr-instance-profile-policy.json",
+    "online": IAM / "online-predictor-policy.json",
 }
 RECORDED_TESTS = [
     "tests/unit/airflow/test_emr_operators.py",
@@ -37,6 +39,7 @@ RECORDED_TESTS = [
     "tests/unit/job/test_manifest.py",
     "tests/unit/job/test_quantize.py",
     "tests/unit/job/test_output_and_cli.py",
+    "tests/unit/job/test_online.py",
 ]
 #: S3 operations -> the IAM action that authorises them (s3 has its own action names).
 S3_ACTIONS = {
@@ -102,7 +105,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return [json.loads(line) for line in calls_file.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("side", ["airflow", "job"])
+@pytest.mark.parametrize("side", ["airflow", "job", "online"])
 def test_every_call_is_allowed_by_the_policy(recorded: list[dict], side: str) -> None:
     calls = [call for call in recorded if call["side"] == side]
     needed = {action for call in calls for action in iam_actions(call)}
@@ -119,9 +122,11 @@ def test_the_recording_saw_the_whole_cluster_lifecycle(recorded: list[dict]) -> 
     assert {"Tags", "AutoTerminationPolicy"} <= set(run_job_flow["params"])
     job = {call["operation"] for call in recorded if call["side"] == "job"}
     assert {"GetObject", "PutObject"} <= job
+    assert {c["operation"] for c in recorded if c["side"] == "online"} == {"GetObject"}
 
 
-def test_the_readme_shows_the_airflow_policy_verbatim() -> None:
+@pytest.mark.parametrize("side", ["airflow", "online"])
+def test_the_readme_shows_the_policy_verbatim(side: str) -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     blocks = re.findall(r"```json\n(.*?)```", readme, flags=re.S)
-    assert POLICIES["airflow"].read_text() in blocks
+    assert POLICIES[side].read_text() in blocks

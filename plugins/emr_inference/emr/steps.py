@@ -62,6 +62,7 @@ def job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
         "--prefetch-depth", str(request["prefetch_depth"]),
         "--omp-threads", str(request["omp_threads"]),
         "--sse", request["sse"]["mode"],
+        "--engine", request.get("engine", "rdd"),
     ]  # fmt: skip
     if request["sse"].get("kms_key_id"):
         args += ["--sse-kms-key-id", request["sse"]["kms_key_id"]]

@@ -53,6 +53,8 @@ def test_demo_pipeline_is_local_and_small():
         ({"output_uri": "https://x/y"}, "output_uri", "pattern"),
         ({"input_uri": None}, "<root>", "one of input_uri or manifest_uri"),
         ({"bogus": 1}, "bogus", "Extra inputs"),
+        ({"engine": "pandas"}, "engine", "'rdd' or 'predict_batch_udf'"),
+        ({"engine": "predict_batch_udf"}, "engine", "needs pandas and pyarrow on the nodes"),
         ({"sse": {"mode": "AES256", "kms_key_id": "k"}}, "sse", "only valid with mode"),
         (
             {"cluster": {"master": {"instance_types": ["m5.xlarge"], "count": 2}}},

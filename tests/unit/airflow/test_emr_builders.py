@@ -279,7 +279,7 @@ def test_every_request_setting_reaches_the_job_unchanged():
 
     request = request_for(sse={"mode": "aws:kms", "kms_key_id": "alias/predictions"})
     request.update(batch_size=17, top_k=4, partitions=6, max_error_rate=0.3)
-    request.update(prefetch_threads=3, prefetch_depth=5, omp_threads=2)
+    request.update(prefetch_threads=3, prefetch_depth=5, omp_threads=2, engine="predict_batch_udf")
     model = request["model"]
     model.update(input_name="pixels", image_size=96, mean=[0.1, 0.2, 0.3], std=[0.4, 0.5, 0.6])
     model.update(scale=0.5, symbol_sha256="1" * 64, params_sha256="2" * 64, labels_sha256="3" * 64)
@@ -307,6 +307,7 @@ def test_every_request_setting_reaches_the_job_unchanged():
         prefetch_depth=5,
         omp_threads=2,
         encryption=Encryption("aws:kms", "alias/predictions"),
+        engine="predict_batch_udf",
     )
     assert parse_config(job_arguments(request, MANIFEST)) == expected
 

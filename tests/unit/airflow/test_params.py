@@ -79,6 +79,7 @@ def test_valid_conf_passes():
         ({"model": {"image_size": 2}}, "model", "less than the minimum"),
         ({"model": {"colour": "red"}}, "model", "Additional properties"),
         ({"cluster": {"core": {"market": "CHEAP"}}}, "cluster", "is not one of"),
+        ({"engine": "spark"}, "engine", "is not one of"),
     ],
 )
 def test_bad_conf_is_rejected_naming_the_field(conf, field, words):

@@ -26,7 +26,7 @@ CONTRACT_KEYS = {
     "model", "batch_size", "top_k", "partitions", "max_error_rate", "prefetch_threads",
     "prefetch_depth", "omp_threads", "sse", "cluster", "local", "precision", "int8",
     "max_partition_keys", "partition_dates", "date_range", "dry_run", "estimate", "dates",
-    "republish",
+    "republish", "engine",
 }  # fmt: skip
 
 
@@ -153,6 +153,16 @@ def test_an_unknown_field_is_refused_before_anything_else_is_checked():
 def test_invalid_requests_name_the_field(params, data_interval_end, pattern):
     with pytest.raises(ConfigError, match=pattern):
         resolve(params, data_interval_end=data_interval_end)
+
+
+def test_the_engine_is_set_per_run_and_refused_on_emr_naming_the_field():
+    local = pipeline(backend="local")
+    assert resolve(config=local)["engine"] == "rdd"
+    assert resolve({"engine": "predict_batch_udf"}, config=local)["engine"] == "predict_batch_udf"
+    with pytest.raises(ConfigError, match=r"params: engine: .*'rdd' or 'predict_batch_udf'"):
+        resolve({"engine": "dataframe"}, config=local)
+    with pytest.raises(ConfigError, match=r"params: engine: predict_batch_udf needs pandas"):
+        resolve({"engine": "predict_batch_udf"}, config=pipeline(backend="emr"))
 
 
 def test_run_key_is_safe_in_an_s3_key():

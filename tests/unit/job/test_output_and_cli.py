@@ -151,6 +151,8 @@ def test_cli_defaults_follow_the_contract():
     assert config.preprocess.std == (0.229, 0.224, 0.225)
     assert config.resume is True
     assert parse_config([*REQUIRED, "--no-resume"]).resume is False
+    assert config.engine == "rdd"
+    assert parse_config([*REQUIRED, "--engine", "predict_batch_udf"]).engine == "predict_batch_udf"
 
 
 def test_cli_parses_every_option():
@@ -187,6 +189,7 @@ def test_help_documents_every_argument_with_its_default():
         (["--batch-size", "0"], "invalid batch_size: 0"),
         (["--sse", "AES256", "--sse-kms-key-id", "k"], "only valid with sse aws:kms"),
         (["--std", "1,0,1"], "std must not contain 0"),
+        (["--engine", "spark"], "--engine: invalid choice: 'spark'"),
     ],
 )
 def test_cli_errors_name_the_bad_argument(extra, message, capsys):
@@ -271,6 +274,23 @@ def test_the_driver_names_what_its_interpreter_lacks(monkeypatch):
     )
     with pytest.raises(JobFailed, match=r"lacks what the job needs: pillow is missing \(check"):
         environment.check_environment()
+
+
+def test_the_udf_engine_also_needs_pandas_and_pyarrow(monkeypatch):
+    from batch_inference import environment
+    from batch_inference.errors import JobFailed
+
+    found = environment.check_environment(engine="predict_batch_udf")
+    assert set(found) == {"mxnet", "numpy", "pillow", "boto3", "pandas", "pyarrow"}
+    real = environment.importlib.util.find_spec
+    monkeypatch.setattr(
+        environment.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "pyarrow" else real(name, *a),
+    )
+    assert "pyarrow" not in environment.check_environment()  # the rdd engine does not need it
+    with pytest.raises(JobFailed, match=r"pyarrow is missing \(needed by --engine predict_batch"):
+        environment.check_environment(engine="predict_batch_udf")
 
 
 def test_require_is_repeatable():
