@@ -226,3 +226,37 @@ def test_killed_tasks_kill_their_step_and_a_retry_submits_again(local_env: dict)
         ]  # both steps are gone, master and worker still run
     finally:
         _terminate_and_check(local_env, LocalCluster.load(cluster_id))
+
+
+def test_the_dates_of_a_range_submit_their_steps_at_once(local_env: dict) -> None:
+    """A range run's date.submit_inference_step instances run together on the run's cluster:
+    each date gets its own step (id, record, name), and every step completes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    request = local_env["request"]
+    cluster_id = LocalCreateClusterOperator(task_id="create_cluster", request=request).execute({})
+    artifacts = _artifacts(local_env, JOBS / "tiny_job.py")
+    dates = ["2026-11-20", "2026-11-21", "2026-11-22"]
+
+    def submit(date: str) -> str:
+        return LocalSubmitStepOperator(
+            task_id="submit_inference_step", request={**request, "partition_date": date},
+            artifacts=artifacts, manifest=local_env["manifest"], cluster_id=cluster_id,
+        ).execute({})  # fmt: skip
+
+    try:
+        with ThreadPoolExecutor(len(dates)) as pool:
+            steps = list(pool.map(submit, dates))
+        assert sorted(steps) == ["step-001", "step-002", "step-003"]
+        cluster = LocalCluster.load(cluster_id)
+        assert sorted(p.name for p in cluster.processes if p.name.startswith("step-")) == sorted(
+            steps
+        )
+        for step_id in steps:
+            sensor = LocalStepSensor(
+                task_id="wait_for_inference_step", request=request, manifest=local_env["manifest"],
+                cluster_id=cluster_id, step_id=step_id, poke_interval=1,
+            )  # fmt: skip
+            assert _sense(sensor)
+    finally:
+        _terminate_and_check(local_env, LocalCluster.load(cluster_id))
