@@ -175,9 +175,9 @@ def test_help_documents_every_argument_with_its_default():
     for action in build_parser()._actions:
         for flag in action.option_strings:
             assert flag in text
-    assert "--batch-size BATCH_SIZE images per model call (default: 64)" in text
-    assert "--mean MEAN R,G,B means subtracted after --scale (default: 0.485,0.456,0.406)" in text
-    assert "--no-resume redo every partition" in text and "(default: True)" not in text
+    assert "--batch-size BATCH_SIZE Images per forward pass (default: 64)" in text
+    assert "--mean MEAN R,G,B means subtracted after scale (default: 0.485,0.456,0.406)" in text
+    assert "--no-resume Redo every partition" in text and "(default: True)" not in text
 
 
 @pytest.mark.parametrize(

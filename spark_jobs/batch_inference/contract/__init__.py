@@ -1,0 +1,10 @@
+"""What the Airflow side (``emr_inference``) and the job share, defined once (docs/CONTRACTS.md).
+
+* :mod:`.settings`: every job setting: its name in the pipeline config and the resolved request,
+  its command-line flag, its single default and help text. The job's argparse parser
+  (:func:`batch_inference.cli.build_parser`), the step's argument list
+  (:func:`emr_inference.emr.steps.job_arguments`) and the pipeline config's fields
+  (:mod:`emr_inference.config`) are generated from it.
+
+Standard library only, and cheap to import: the DAG files import it at parse time.
+"""
