@@ -5,6 +5,9 @@
   (:func:`batch_inference.cli.build_parser`), the step's argument list
   (:func:`emr_inference.emr.steps.job_arguments`) and the pipeline config's fields
   (:mod:`emr_inference.config`) are generated from it.
+* :mod:`.formats`: the objects the two sides exchange in S3: the key manifest (version, document,
+  shard names, :class:`~.formats.ManifestError`), the staged output's part and metrics part names,
+  the metrics part's fields (:class:`~.formats.Metric`).
 
 Standard library only, and cheap to import: the DAG files import it at parse time.
 """
