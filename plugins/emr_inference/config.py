@@ -20,6 +20,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from batch_inference.contract.s3 import encryption_args
 from batch_inference.contract.settings import CONFIG, SETTING, SETTINGS
 from pydantic import (
     AfterValidator,
@@ -146,8 +147,7 @@ class SseConfig(_Strict):
     @model_validator(mode="after")
     def _kms_key_needs_kms(self) -> SseConfig:
         """kms_key_id is only valid with mode aws:kms."""
-        if self.kms_key_id and self.mode != "aws:kms":
-            raise ValueError("kms_key_id is only valid with mode 'aws:kms'")
+        encryption_args(self.mode, self.kms_key_id)
         return self
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from batch_inference.contract.settings import PRECISIONS, SSE_MODES, job_default
+from batch_inference.contract.s3 import encryption_args
+from batch_inference.contract.settings import PRECISIONS, job_default
 
 
 @dataclass(frozen=True)
@@ -53,19 +54,11 @@ class Encryption:
     kms_key_id: str | None = job_default("sse.kms_key_id")
 
     def __post_init__(self) -> None:
-        if self.mode not in SSE_MODES:
-            raise ValueError(f"sse must be one of {', '.join(SSE_MODES)}, got {self.mode!r}")
-        if self.kms_key_id and self.mode != "aws:kms":
-            raise ValueError("sse_kms_key_id is only valid with sse aws:kms")
+        self.put_object_args()  # refuses an unknown mode, or a key id without aws:kms
 
     def put_object_args(self) -> dict[str, str]:
         """Extra ``PutObject`` parameters (``ServerSideEncryption``, ``SSEKMSKeyId``)."""
-        if self.mode == "none":
-            return {}
-        args = {"ServerSideEncryption": self.mode}
-        if self.kms_key_id:
-            args["SSEKMSKeyId"] = self.kms_key_id
-        return args
+        return encryption_args(self.mode, self.kms_key_id)
 
 
 @dataclass(frozen=True)
