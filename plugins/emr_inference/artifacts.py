@@ -14,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from typing import TYPE_CHECKING
 
 from emr_inference import project_root, s3
 from emr_inference.s3 import S3Uri
+
+if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,9 @@ classes of the four cluster tasks::
       -> terminate_cluster (teardown of create_cluster: runs whatever happened before it, with
          its own retries)
 
-Parsing imports no heavy library: operators import boto3 clients, Spark or MXNet only when they run.
+Parsing imports no heavy library: operators import boto3 clients, Spark or MXNet only when they run
+(the S3 hook too; only the emr backend's operators, subclasses of the Amazon provider's, bring
+botocore at parse time: tests/unit/airflow/test_dag.py).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from batch_inference.contract.formats import (
     MANIFEST_NAME,
     ManifestDocument,
@@ -22,6 +22,9 @@ from batch_inference.contract.formats import (
 
 from emr_inference import s3
 from emr_inference.s3 import S3Uri
+
+if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from batch_inference.contract.formats import STAGE_SECONDS, Metric
 
 from emr_inference import s3
 from emr_inference.s3 import S3Uri
 from emr_inference.staged_output import StagedOutput
+
+if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import NO_ACL, S3Hook
 from batch_inference.contract.s3 import S3Uri as S3Uri  # the Airflow side's URI type
 from batch_inference.contract.s3 import S3UriError as S3UriError
 from batch_inference.contract.s3 import encryption_args
+
+if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 
 def sse_extra_args(sse: Mapping[str, Any] | None) -> dict[str, str]:
@@ -28,6 +30,8 @@ def sse_extra_args(sse: Mapping[str, Any] | None) -> dict[str, str]:
 
 def s3_hook(aws_conn_id: str | None, sse: Mapping[str, Any] | None = None) -> S3Hook:
     """An S3Hook for the connection whose uploads carry the request's SSE arguments."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
     return S3Hook(aws_conn_id=aws_conn_id, extra_args=sse_extra_args(sse))
 
 
@@ -65,6 +69,8 @@ def write_json(hook: S3Hook, uri: S3Uri, value: Any) -> None:
 
 def copy(hook: S3Hook, source: S3Uri, dest: S3Uri) -> None:
     """Server-side copy, re-encrypting the destination with the hook's SSE arguments."""
+    from airflow.providers.amazon.aws.hooks.s3 import NO_ACL
+
     hook.copy_object(
         source_bucket_key=source.key,
         dest_bucket_key=dest.key,
