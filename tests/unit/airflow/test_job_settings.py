@@ -4,7 +4,6 @@ the step's arguments and the job's command line agree with it, and a change on o
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
 import pytest
 from batch_inference.cli import build_parser, parse_config
@@ -14,22 +13,11 @@ from batch_inference.contract.settings import CONFIG, SETTING, SETTINGS
 from emr_inference import config as pipeline_config
 from emr_inference.config import ModelConfig, RequestDefaults, job_setting_mismatches
 from emr_inference.emr.steps import job_arguments
-from emr_inference.request import resolve_request
 from pydantic import Field
 
-from tests.unit.airflow.pipeline_fixtures import pipeline
+from tests.unit.airflow.pipeline_fixtures import resolved_request
 
 MANIFEST = "s3://out-bucket/_staging/unit/run/manifest/manifest.json"
-
-
-def _request(**overrides):
-    return resolve_request(
-        pipeline(**overrides),
-        {},
-        dag_id="unit",
-        run_id="manual__1",
-        data_interval_end=dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
-    )
 
 
 def test_the_pipeline_config_agrees_with_the_job_settings():
@@ -72,20 +60,20 @@ def test_a_default_or_name_changed_in_the_contract_is_caught(monkeypatch):
 def test_a_request_of_defaults_gives_the_jobs_defaults():
     """Every default goes through the step's arguments into the same JobConfig the job makes of
     its required arguments alone: the Airflow side and the job agree on every default."""
-    request = _request()
+    request = resolved_request()
     from_request = parse_config(job_arguments(request, MANIFEST))
     model = request["model"]
     assert from_request == JobConfig(
         manifest_uri=MANIFEST,
         output_uri=request["staging_uri"] + "output/",
-        run_id="manual__1",
+        run_id=request["run_id"],
         model=ModelSpec(model["name"], model["symbol"], model["params"], model["labels"]),
     )
     assert from_request.prefetch_threads == 8  # what docs/BENCHMARKS.md measured
 
 
 def test_every_config_setting_is_a_request_field_the_step_passes():
-    request = _request(precision="int8", sse={"mode": "aws:kms", "kms_key_id": "alias/k"})
+    request = resolved_request(precision="int8", sse={"mode": "aws:kms", "kms_key_id": "alias/k"})
     request["model"].update(symbol_sha256="1" * 64, params_sha256="2" * 64, labels_sha256="3" * 64)
     request["int8"].update(calibration_uri="s3://calib/x/", on_disagreement="fp32")
     flags = {arg for arg in job_arguments(request, MANIFEST) if arg.startswith("--")}
