@@ -18,7 +18,7 @@ To add or change a setting, change it here; the Airflow side's bounds stay in it
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,9 +253,9 @@ def job_default(name: str) -> Any:
     return SETTING[name].job_default
 
 
-def groups(settings: Sequence[JobSetting] = SETTINGS) -> dict[str, list[JobSetting]]:
+def groups() -> dict[str, list[JobSetting]]:
     """The settings by ``--help`` group, groups in order of first appearance."""
     grouped: dict[str, list[JobSetting]] = {}
-    for setting in settings:
+    for setting in SETTINGS:
         grouped.setdefault(setting.group, []).append(setting)
     return grouped
