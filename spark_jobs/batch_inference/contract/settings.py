@@ -149,13 +149,6 @@ class JobSetting:
         return [self.flag, to_text(self.kind, value)]
 
 
-def _digest(part: str) -> JobSetting:
-    return JobSetting(
-        f"model.{part}_sha256", f"--model-{part}-sha256", f"model.{part}_sha256",
-        f"Hex SHA-256 the {part} file must have (checked before use)", MODEL,
-    )  # fmt: skip
-
-
 #: Every setting, in the order of the job's ``--help`` and of the step's arguments.
 SETTINGS: tuple[JobSetting, ...] = (
     JobSetting("manifest", "--manifest", "manifest_uri", "s3:// URI of the manifest.json", IO,
@@ -177,9 +170,12 @@ SETTINGS: tuple[JobSetting, ...] = (
                "s3:// URI of the MXNet params file", MODEL, required=True),
     JobSetting("model.labels", "--model-labels", "model.labels_uri",
                "s3:// URI of the labels, one per line", MODEL, required=True),
-    _digest("symbol"),
-    _digest("params"),
-    _digest("labels"),
+    JobSetting("model.symbol_sha256", "--model-symbol-sha256", "model.symbol_sha256",
+               "Hex SHA-256 the symbol file must have (checked before use)", MODEL),
+    JobSetting("model.params_sha256", "--model-params-sha256", "model.params_sha256",
+               "Hex SHA-256 the params file must have (checked before use)", MODEL),
+    JobSetting("model.labels_sha256", "--model-labels-sha256", "model.labels_sha256",
+               "Hex SHA-256 the labels file must have (checked before use)", MODEL),
     JobSetting("model.input_name", "--input-name", "model.input_name",
                "Name of the symbol's data input", MODEL, default="data"),
     JobSetting("model.image_size", "--image-size", "preprocess.image_size",

@@ -88,6 +88,21 @@ def test_the_jobs_help_shows_every_settings_flag_help_and_default():
     assert "--prefetch-threads PREFETCH_THREADS Download/decode threads" in text
     assert "per Python worker) (default: 8)" in text
     assert "--std STD R,G,B standard deviations divided by after the mean (default: " in text
+    assert "--sse {none,AES256,aws:kms} ServerSideEncryption" in text
+    assert "--require NAME==VERSION A package version" in text
+    titles = ["input and output:", "model:", "preprocessing:", "execution:", "int8 ("]
+    assert sorted(titles, key=text.index) == titles  # the groups, in the table's order
+
+
+def test_every_required_setting_is_required_by_the_job(capsys):
+    required = [setting for setting in SETTINGS if setting.required]
+    assert [setting.flag for setting in required] == [
+        "--manifest", "--output", "--run-id", "--model-name", "--model-symbol", "--model-params",
+        "--model-labels",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit):
+        parse_config(["--manifest", "s3://b/m.json"])
+    assert "required: --output, --run-id, --model-name, --model-symbol" in capsys.readouterr().err
 
 
 def test_setting_arguments_leave_out_unset_values_and_off_flags():

@@ -30,7 +30,9 @@ def test_a_written_manifest_document_reads_back_as_itself():
 
 
 def test_a_manifest_error_is_a_value_error_naming_the_manifest():
-    with pytest.raises(ValueError, match="manifest s3://b/x.json: field 'version' must be 1"):
+    with pytest.raises(
+        ValueError, match="manifest s3://b/x.json: field 'version' must be 1, got 2"
+    ):
         check_manifest("s3://b/x.json", {"version": 2})
     assert issubclass(ManifestError, ValueError)
 

@@ -29,6 +29,12 @@ def test_the_lenient_rule_still_needs_s3_and_a_bucket(uri, message):
         parse_s3_uri(uri, "--output")
 
 
+def test_the_lenient_rule_splits_at_the_first_scheme_separator_and_names_a_uri_by_default():
+    assert parse_s3_uri("s3://b/k://x") == S3Uri("b", "k://x")
+    with pytest.raises(ValueError, match="^URI must be an s3:// URI"):
+        parse_s3_uri("gs://b/k")
+
+
 def test_people_write_uris_by_the_strict_rule():
     assert S3Uri.parse("s3://bucket/run/", "staging_uri", prefix=True) == S3Uri("bucket", "run/")
     for uri in ("s3a://bucket/run/", "s3://bucket/a//b", "s3://Bucket/x"):

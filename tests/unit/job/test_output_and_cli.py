@@ -184,6 +184,9 @@ def test_help_documents_every_argument_with_its_default():
     ("extra", "message"),
     [
         (["--mean", "1,2"], "--mean: expected three comma-separated floats"),
+        (["--std", "a,b,c"], "--std: expected three comma-separated floats, got 'a,b,c'"),
+        (["--sse", "aes"], "argument --sse: invalid choice: 'aes'"),
+        (["--precision", "fp16"], "argument --precision: invalid choice: 'fp16'"),
         (["--batch-size", "0"], "invalid batch_size: 0"),
         (
             ["--sse", "AES256", "--sse-kms-key-id", "k"],
