@@ -70,3 +70,13 @@ def test_encryption_refuses_an_unknown_mode_or_a_key_without_kms():
         encryption_args("aes")
     with pytest.raises(ValueError, match="kms_key_id is only valid with mode 'aws:kms'"):
         encryption_args("AES256", "k")
+
+
+@pytest.mark.parametrize(
+    "bucket",
+    ["my.-bucket", "my-.bucket", "xn--bucket", "sthree-bucket", "bucket-s3alias", "bucket--ol-s3"],
+)
+def test_the_strict_rule_refuses_every_reserved_bucket_name(bucket):
+    with pytest.raises(S3UriError, match=f"output_uri: '{bucket}' .* not a valid S3 bucket name"):
+        S3Uri.parse(f"s3://{bucket}/key", "output_uri")
+    assert S3Uri.parse(f"s3://a{bucket.replace('-', '')}/key", "output_uri").key == "key"
