@@ -37,7 +37,7 @@ def test_the_lenient_rule_splits_at_the_first_scheme_separator_and_names_a_uri_b
 
 def test_people_write_uris_by_the_strict_rule():
     assert S3Uri.parse("s3://bucket/run/", "staging_uri", prefix=True) == S3Uri("bucket", "run/")
-    for uri in ("s3a://bucket/run/", "s3://bucket/a//b", "s3://Bucket/x"):
+    for uri in ("s3a://bucket/run/", "s3://bucket/a//b", "s3://bucket/a//", "s3://Bucket/x"):
         with pytest.raises(S3UriError, match="staging_uri: "):
             S3Uri.parse(uri, "staging_uri")
 
