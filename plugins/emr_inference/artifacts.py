@@ -4,33 +4,25 @@ Each file is staged at ``<artifacts_uri><sha256>/<file name>``: the key changes 
 bytes do, so a cluster never runs a half-replaced artifact, runs of different code versions never
 see each other's files, and an unchanged file is not uploaded again.
 
-Where the sources live: this module finds the repository from its own location
-(``plugins/emr_inference/`` -> the repository root holding ``spark_jobs/`` and ``include/``), or
-from ``EMR_INFERENCE_PROJECT_ROOT`` when the deployment lays the folders out differently.
-:func:`import_job_package` is the one place that puts ``spark_jobs/`` on ``sys.path``.
+Where the sources live: :func:`emr_inference.project_root` (the repository, or
+``EMR_INFERENCE_PROJECT_ROOT``), whose ``spark_jobs/`` importing ``emr_inference`` puts on
+``sys.path``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-from emr_inference import s3
+from emr_inference import project_root, s3
 from emr_inference.s3 import S3Uri
 
+if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
 log = logging.getLogger(__name__)
-
-PROJECT_ROOT_ENV = "EMR_INFERENCE_PROJECT_ROOT"
-
-
-def project_root() -> Path:
-    """The folder holding ``spark_jobs/`` and ``include/`` (see the module docstring)."""
-    return Path(os.environ.get(PROJECT_ROOT_ENV) or Path(__file__).resolve().parents[2])
 
 
 def bootstrap_files() -> dict[str, Path]:
@@ -43,10 +35,7 @@ def bootstrap_files() -> dict[str, Path]:
 
 
 def import_job_package():
-    """Import ``batch_inference.package`` (H1's zip builder), adding ``spark_jobs/`` to sys.path."""
-    spark_jobs = str(project_root() / "spark_jobs")
-    if spark_jobs not in sys.path:
-        sys.path.append(spark_jobs)
+    """Import ``batch_inference.package`` (the job's zip builder)."""
     from batch_inference import package
 
     return package

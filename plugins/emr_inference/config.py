@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from batch_inference.contract.s3 import encryption_args
+from batch_inference.contract.settings import CONFIG, SETTING, SETTINGS
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -77,8 +80,17 @@ Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
 Triple = Annotated[list[float], Field(min_length=3, max_length=3)]
 InstanceType = Annotated[str, Field(pattern=r"^[a-z0-9-]+\.[a-z0-9]+$")]
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
+
+def job_field(name: str, **constraints: Any) -> Any:
+    """A config field that is the job setting ``name``: its default and description come from
+    :mod:`batch_inference.contract.settings`; ``constraints`` (bounds, pattern) are ours."""
+    setting = SETTING[name]
+    if setting.required:
+        return Field(description=setting.help, **constraints)
+    default = setting.default
+    if isinstance(default, tuple):  # a JSON list in the config and the Params
+        return Field(default_factory=lambda: list(default), description=setting.help, **constraints)
+    return Field(default=default, description=setting.help, **constraints)
 
 
 class ConfigError(ValueError):
@@ -94,34 +106,18 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     """The MXNet model the job loads: symbol JSON, params and labels in S3."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="Written into every row")
-    symbol: S3Uri = Field(description="MXNet symbol JSON")
-    params: S3Uri = Field(description="MXNet params file")
-    labels: S3Uri = Field(description="Labels, one per line")
-    symbol_sha256: Sha256 | None = Field(
-        default=None, description="Hex SHA-256 the symbol file must have (checked before use)"
-    )
-    params_sha256: Sha256 | None = Field(
-        default=None, description="Hex SHA-256 the params file must have (checked before use)"
-    )
-    labels_sha256: Sha256 | None = Field(
-        default=None, description="Hex SHA-256 the labels file must have (checked before use)"
-    )
-    input_name: str = Field(
-        default="data",
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="Name of the symbol's data input",
-    )
-    image_size: int = Field(default=224, ge=8, le=4096, description="Square side in pixels")
-    mean: Triple = Field(
-        default_factory=lambda: list(IMAGENET_MEAN),
-        description="R, G, B means subtracted after scale (ImageNet's by default)",
-    )
-    std: Triple = Field(
-        default_factory=lambda: list(IMAGENET_STD),
-        description="R, G, B standard deviations divided by after the mean",
-    )
-    scale: float = Field(default=1 / 255, gt=0, le=1, description="Applied to 0-255 pixels first")
+    name: str = job_field("model.name", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    symbol: S3Uri = job_field("model.symbol")
+    params: S3Uri = job_field("model.params")
+    labels: S3Uri = job_field("model.labels")
+    symbol_sha256: Sha256 | None = job_field("model.symbol_sha256")
+    params_sha256: Sha256 | None = job_field("model.params_sha256")
+    labels_sha256: Sha256 | None = job_field("model.labels_sha256")
+    input_name: str = job_field("model.input_name", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    image_size: int = job_field("model.image_size", ge=8, le=4096)
+    mean: Triple = job_field("model.mean")
+    std: Triple = job_field("model.std")
+    scale: float = job_field("model.scale", gt=0, le=1)
     worker_memory_mb: int = Field(
         default=1024,
         ge=64,
@@ -145,44 +141,24 @@ class ModelConfig(_Strict):
 class SseConfig(_Strict):
     """Server-side encryption for every object the pipeline writes."""
 
-    mode: Literal["none", "AES256", "aws:kms"] = Field(
-        default="none",
-        description="ServerSideEncryption of every object written; none = bucket default",
-    )
-    kms_key_id: str | None = Field(
-        default=None, max_length=2048, description="KMS key id or ARN (mode aws:kms only)"
-    )
+    mode: Literal["none", "AES256", "aws:kms"] = job_field("sse.mode")
+    kms_key_id: str | None = job_field("sse.kms_key_id", max_length=2048)
 
     @model_validator(mode="after")
     def _kms_key_needs_kms(self) -> SseConfig:
         """kms_key_id is only valid with mode aws:kms."""
-        if self.kms_key_id and self.mode != "aws:kms":
-            raise ValueError("kms_key_id is only valid with mode 'aws:kms'")
+        encryption_args(self.mode, self.kms_key_id)
         return self
 
 
 class Int8Config(_Strict):
     """How the int8 model is made and when a run may use it (``precision: int8``)."""
 
-    min_agreement: float = Field(
-        default=0.99,
-        ge=0,
-        le=1,
-        description="Top-1 agreement with fp32 on the run's own images below which int8 is refused",
-    )
-    on_disagreement: Literal["fail", "fp32"] = Field(
-        default="fail", description="Below min_agreement: fail the run, or run it in fp32"
-    )
-    calibration_uri: S3Uri | None = Field(
-        default=None,
-        description="Prefix of calibration images (default: the first images of the first run)",
-    )
-    calibration_images: int = Field(
-        default=256, ge=16, le=10000, description="Images the quantization is calibrated on"
-    )
-    agreement_images: int = Field(
-        default=256, ge=16, le=10000, description="Images of each run the agreement is measured on"
-    )
+    min_agreement: float = job_field("int8.min_agreement", ge=0, le=1)
+    on_disagreement: Literal["fail", "fp32"] = job_field("int8.on_disagreement")
+    calibration_uri: S3Uri | None = job_field("int8.calibration_uri")
+    calibration_images: int = job_field("int8.calibration_images", ge=16, le=10000)
+    agreement_images: int = job_field("int8.agreement_images", ge=16, le=10000)
 
 
 class NodeGroupConfig(_Strict):
@@ -435,38 +411,17 @@ class RequestDefaults(_Strict):
     )
     shard_size: int = Field(default=10000, ge=1, le=100000, description="Keys per manifest shard")
     model: ModelConfig = Field(description="The MXNet model")
-    batch_size: int = Field(default=64, ge=1, le=4096, description="Images per forward pass")
-    top_k: int = Field(default=5, ge=1, le=1000, description="Predictions kept per image")
-    partitions: int = Field(default=0, ge=0, le=100000, description="0 = derive from cluster")
-    max_partition_keys: int = Field(
-        default=5000,
-        ge=100,
-        le=1000000,
-        description="Keys per partition at most (more partitions if needed): minutes each",
-    )
-    max_error_rate: float = Field(
-        default=0.1, ge=0, le=1, description="Error-row fraction above which the job fails"
-    )
-    prefetch_threads: int = Field(
-        default=4, ge=1, le=64, description="Download/decode threads per Python worker"
-    )
-    prefetch_depth: int = Field(
-        default=2, ge=1, le=64, description="Batches decoded ahead of the model (bounded queue)"
-    )
-    omp_threads: int = Field(default=0, ge=0, le=256, description="0 = spark.task.cpus")
-    precision: Literal["fp32", "int8"] = Field(
-        default="fp32",
-        description="int8: the model quantized once (MXNet oneDNN), gated by agreement with fp32",
-    )
+    batch_size: int = job_field("batch_size", ge=1, le=4096)
+    top_k: int = job_field("top_k", ge=1, le=1000)
+    partitions: int = job_field("partitions", ge=0, le=100000)
+    max_partition_keys: int = job_field("max_partition_keys", ge=100, le=1000000)
+    max_error_rate: float = job_field("max_error_rate", ge=0, le=1)
+    prefetch_threads: int = job_field("prefetch_threads", ge=1, le=64)
+    prefetch_depth: int = job_field("prefetch_depth", ge=1, le=64)
+    omp_threads: int = job_field("omp_threads", ge=0, le=256)
+    precision: Literal["fp32", "int8"] = job_field("precision")
     int8: Int8Config = Field(default_factory=Int8Config, description="int8 settings")
-    engine: Literal["rdd", "predict_batch_udf"] = Field(
-        default="rdd",
-        description=(
-            "How Spark runs the model: rdd (mapPartitions) or predict_batch_udf (a DataFrame "
-            "through Spark's predict_batch_udf; local backend only); same rows and output, "
-            "see README 'Which engine'"
-        ),
-    )
+    engine: Literal["rdd", "predict_batch_udf"] = job_field("engine")
     sse: SseConfig = Field(default_factory=SseConfig, description="Server-side encryption")
     cluster: ClusterConfig = Field(
         default_factory=ClusterConfig, description="EMR cluster (emr backend)"
@@ -546,6 +501,34 @@ class PipelineConfig(RequestDefaults):
     def request_defaults(self) -> dict[str, Any]:
         """The request fields of this pipeline, as JSON-compatible Param defaults."""
         return self.model_dump(mode="json", include=set(RequestDefaults.model_fields))
+
+
+def job_setting_mismatches(model: type[BaseModel] = RequestDefaults) -> list[str]:
+    """How the request fields of ``model`` differ from the job settings of the contract
+    (:data:`batch_inference.contract.settings.SETTINGS` whose source is the config): a missing
+    field, another default, description or set of choices. Empty when they agree."""
+    problems = []
+    for setting in SETTINGS:
+        if setting.source != CONFIG:
+            continue
+        *sections, name = setting.name.split(".")
+        owner: Any = model
+        for section in sections:
+            owner = owner.model_fields[section].annotation
+        field = owner.model_fields.get(name)
+        if field is None:
+            problems.append(f"{setting.name}: not a field of {model.__name__}")
+            continue
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        expected = list(setting.default) if isinstance(setting.default, tuple) else setting.default
+        if default != expected:
+            problems.append(f"{setting.name}: default {default!r}, the job's is {expected!r}")
+        if field.description != setting.help:
+            problems.append(f"{setting.name}: description differs from the job's help")
+        choices = typing.get_args(field.annotation) if setting.choices else None
+        if choices is not None and choices != setting.choices:
+            problems.append(f"{setting.name}: choices {choices}, the job's are {setting.choices}")
+    return problems
 
 
 def format_errors(error: ValidationError, source: str) -> str:

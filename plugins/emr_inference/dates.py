@@ -21,9 +21,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
-
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from typing import TYPE_CHECKING, Any
 
 from emr_inference import s3
 from emr_inference.emr.steps import job_arguments
@@ -36,6 +34,9 @@ from emr_inference.manifest import (
 )
 from emr_inference.request import manifest_prefix
 from emr_inference.s3 import S3Uri
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 PENDING, EMPTY, PUBLISHED = "pending", "empty", "published"
 #: Job arguments that name the run rather than what its rows depend on.

@@ -14,14 +14,15 @@ classes of the four cluster tasks::
 A run processes one date or several (a range) on one cluster; each date has its own manifest,
 step, publication and Asset event, and fails alone (:mod:`emr_inference.dates`).
 
-Parsing imports no heavy library: operators import boto3 clients, Spark or MXNet only when they run.
+Parsing imports no heavy library: operators import boto3 clients, Spark or MXNet only when they run
+(the S3 hook too; only the emr backend's operators, subclasses of the Amazon provider's, bring
+botocore at parse time: tests/unit/airflow/test_dag.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,14 +204,15 @@ def schedule_of(config: PipelineConfig) -> Any:
 def predictions_asset(config: PipelineConfig) -> Asset:
     """The pipeline's published predictions as one Asset, partitioned by date: ``publish_results``
     adds an event per date with the date as its partition key, so a DAG scheduled with
-    ``PartitionedAssetTimetable`` on it gets one run per published date. Its URI is the static
-    part of ``output_uri`` (before the first template) when that is an S3 prefix."""
-    static = config.output_uri.split("{{", 1)[0]
-    prefix = static[: static.rfind("/") + 1] if "{{" in config.output_uri else static
-    name = f"{config.pipeline}.predictions"
-    if re.match(r"^s3://[^/]+/", prefix):
-        return Asset(name=name, uri=prefix)
-    return Asset(name=name)
+    ``PartitionedAssetTimetable`` on it gets one run per published date.
+
+    Named, not an ``s3://`` URI: Airflow normalises S3 asset URIs with the Amazon provider, which
+    would import boto3 whenever the DAG file is parsed; the output URI template is in its
+    ``extra``, and each event's ``extra`` has the date's exact ``output_uri``.
+    """
+    return Asset(
+        name=f"{config.pipeline}.predictions", extra={"output_uri_template": config.output_uri}
+    )
 
 
 def pipelines_dir(dag_file: str | Path) -> Path:

@@ -11,20 +11,24 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from batch_inference.contract.formats import (
+    MANIFEST_NAME,
+    ManifestDocument,
+    ManifestError,
+    Shard,
+    check_manifest,
+    shard_name,
+)
 
 from emr_inference import s3
 from emr_inference.s3 import S3Uri
 
+if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
 log = logging.getLogger(__name__)
-
-MANIFEST_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-
-
-class ManifestError(ValueError):
-    """A manifest handed in by the user is unusable; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -88,14 +92,14 @@ def write_manifest(
     """
     if shard_size < 1:
         raise ValueError(f"shard_size: must be at least 1, got {shard_size}")
-    shards: list[dict[str, str | int]] = []
+    shards: list[Shard] = []
     batch: list[str] = []
     digest = hashlib.sha256()
 
     def flush() -> None:
-        shard = dest.join(f"shard-{len(shards):05d}.txt")
+        shard = dest.join(shard_name(len(shards)))
         s3.write_bytes(hook, shard, "".join(f"{key}\n" for key in batch).encode())
-        shards.append({"uri": shard.uri, "count": len(batch)})
+        shards.append(Shard(shard.uri, len(batch)))
         log.info("Wrote %s (%d keys)", shard.uri, len(batch))
         batch.clear()
 
@@ -107,14 +111,10 @@ def write_manifest(
     if batch:
         flush()
 
-    total = sum(int(shard["count"]) for shard in shards)
+    total = sum(shard.count for shard in shards)
     manifest_uri = dest.join(MANIFEST_NAME)
-    s3.write_json(
-        hook,
-        manifest_uri,
-        {"version": MANIFEST_VERSION, "total": total, "source": source.uri, "shards": shards},
-    )
-    current = {S3Uri.parse(str(shard["uri"]), "shard").key for shard in shards}
+    s3.write_json(hook, manifest_uri, ManifestDocument(total, tuple(shards), source.uri).as_json())
+    current = {S3Uri.parse(shard.uri, "shard").key for shard in shards}
     stale = [
         entry["Key"]
         for entry in s3.iter_objects(hook, dest)
@@ -135,33 +135,25 @@ def count_keys(keys: Iterable[str]) -> ManifestInfo:
 
 
 def validate_manifest(hook: S3Hook, manifest_uri: str) -> ManifestInfo:
-    """Check a user-supplied manifest.json against the contract; errors name ``manifest_uri``."""
+    """Check a user-supplied manifest.json against the format
+    (:func:`batch_inference.contract.formats.check_manifest`) and that its shards exist; errors
+    name ``manifest_uri``."""
     uri = S3Uri.parse(manifest_uri, "manifest_uri", prefix=False)
     if not s3.exists(hook, uri):
         raise ManifestError(f"manifest_uri: {uri} does not exist")
     try:
-        manifest = s3.read_json(hook, uri)
+        document = s3.read_json(hook, uri)
+        manifest = check_manifest(f"manifest_uri: {uri}", document)
+    except ManifestError:
+        raise
     except ValueError as err:
         raise ManifestError(f"manifest_uri: {uri} is not valid JSON: {err}") from err
-    if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
-        raise ManifestError(f"manifest_uri: {uri} is not a version {MANIFEST_VERSION} manifest")
-    total, shards = manifest.get("total"), manifest.get("shards")
-    if not isinstance(total, int) or total < 0 or not isinstance(shards, list):
-        raise ManifestError(f"manifest_uri: {uri} needs an integer 'total' and a 'shards' list")
-    counted = 0
-    for index, shard in enumerate(shards):
+    for index, shard in enumerate(manifest.shards):
         field = f"manifest_uri: shards[{index}]"
-        if not isinstance(shard, dict) or not isinstance(shard.get("count"), int):
-            raise ManifestError(f"{field} needs 'uri' and an integer 'count'")
-        shard_uri = S3Uri.parse(shard.get("uri"), field, prefix=False)
+        shard_uri = S3Uri.parse(shard.uri, field, prefix=False)
         if not s3.exists(hook, shard_uri):
             raise ManifestError(f"{field}: {shard_uri} does not exist")
-        counted += shard["count"]
-    if counted != total:
-        raise ManifestError(
-            f"manifest_uri: shard counts add up to {counted}, but 'total' says {total}"
-        )
-    document = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode())
     return ManifestInfo(
-        uri.uri, total, len(shards), keys_sha256=hashlib.sha256(document).hexdigest()
+        uri.uri, manifest.total, len(manifest.shards), keys_sha256=digest.hexdigest()
     )

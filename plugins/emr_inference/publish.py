@@ -12,13 +12,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from batch_inference.contract.formats import STAGE_SECONDS, Metric
 
 from emr_inference import s3
 from emr_inference.s3 import S3Uri
 from emr_inference.staged_output import StagedOutput
+
+if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +43,12 @@ class CheckedOutput:
     @property
     def rows(self) -> int:
         """Rows over all partitions."""
-        return sum(m["rows"] for m in self.metrics.values())
+        return sum(m[Metric.ROWS] for m in self.metrics.values())
 
     @property
     def errors(self) -> int:
         """Error rows over all partitions."""
-        return sum(m.get("errors", 0) for m in self.metrics.values())
+        return sum(m.get(Metric.ERRORS, 0) for m in self.metrics.values())
 
 
 def check_complete(hook: S3Hook, staged: StagedOutput, total: int) -> CheckedOutput:
@@ -57,8 +60,9 @@ def check_complete(hook: S3Hook, staged: StagedOutput, total: int) -> CheckedOut
         problems.append(f"partitions {missing} have a part but no _metrics/part-NNNNN.json")
     metrics = staged.metrics(hook)
     position = 0
-    for partition, m in sorted(metrics.items(), key=lambda item: item[1].get("first_index", 0)):
-        first, end = m.get("first_index"), m.get("end_index")
+    by_start = sorted(metrics.items(), key=lambda item: item[1].get(Metric.FIRST_INDEX, 0))
+    for partition, m in by_start:
+        first, end = m.get(Metric.FIRST_INDEX), m.get(Metric.END_INDEX)
         if first != position:
             problems.append(
                 f"partition {partition} starts at manifest position {first}, expected {position}"
@@ -68,7 +72,7 @@ def check_complete(hook: S3Hook, staged: StagedOutput, total: int) -> CheckedOut
             position = end
     if position != total:
         problems.append(f"partitions cover manifest positions [0, {position}), expected {total}")
-    rows = sum(int(m.get("rows", 0)) for m in metrics.values())
+    rows = sum(int(m.get(Metric.ROWS, 0)) for m in metrics.values())
     if rows != total:
         problems.append(f"{rows} rows staged, manifest total is {total}")
     if staged.other_keys:
@@ -102,32 +106,36 @@ def run_summary(checked: CheckedOutput, **context: Any) -> dict[str, Any]:
     metrics = checked.metrics.values()
     errors_by_type: Counter[str] = Counter()
     for m in metrics:
-        errors_by_type.update(m.get("errors_by_type", {}))
+        errors_by_type.update(m.get(Metric.ERRORS_BY_TYPE, {}))
     modified = checked.staged.modified
     starts = [
-        modified[checked.staged.metrics_keys[p]].timestamp() - m.get("wall_seconds", 0.0)
+        modified[checked.staged.metrics_keys[p]].timestamp() - m.get(Metric.WALL_SECONDS, 0.0)
         for p, m in checked.metrics.items()
     ]
     job_seconds = max(t.timestamp() for t in modified.values()) - min(starts) if starts else 0.0
     return {
         **context,
         "rows": checked.rows,
-        "predicted": sum(m.get("predicted", 0) for m in metrics),
+        "predicted": sum(m.get(Metric.PREDICTED, 0) for m in metrics),
         "errors": checked.errors,
         "errors_by_type": dict(sorted(errors_by_type.items())),
         "partitions": len(checked.metrics),
         "job_seconds": round(job_seconds, 3),
         "images_per_second": round(checked.rows / job_seconds, 2) if job_seconds > 0 else None,
         "seconds_by_stage": {
-            stage: round(sum(m.get(f"{stage}_seconds", 0.0) for m in metrics), 3)
-            for stage in ("download", "decode", "inference", "wall")
+            stage.removesuffix("_seconds"): round(sum(m.get(stage, 0.0) for m in metrics), 3)
+            for stage in STAGE_SECONDS
         },
         # the largest Python worker, to compare with model.worker_memory_mb (docs/SIZING.md)
-        "worker_peak_rss_mb": _largest(metrics, "worker_peak_rss_mb"),
-        "worker_peak_address_space_mb": _largest(metrics, "worker_peak_address_space_mb"),
-        "precision": "/".join(sorted({m.get("precision", "fp32") for m in metrics})) or None,
+        "worker_peak_rss_mb": _largest(metrics, Metric.WORKER_PEAK_RSS_MB),
+        "worker_peak_address_space_mb": _largest(metrics, Metric.WORKER_PEAK_ADDRESS_SPACE_MB),
+        "precision": "/".join(sorted({m.get(Metric.PRECISION, "fp32") for m in metrics})) or None,
         "int8_top1_agreement": next(
-            (m["int8_top1_agreement"] for m in metrics if m.get("int8_top1_agreement") is not None),
+            (
+                m[Metric.INT8_TOP1_AGREEMENT]
+                for m in metrics
+                if m.get(Metric.INT8_TOP1_AGREEMENT) is not None
+            ),
             None,
         ),
     }

@@ -1,4 +1,5 @@
-"""S3 URIs and the few S3 operations the pipeline needs, built on the Amazon provider's S3Hook.
+"""The few S3 operations the pipeline needs, built on the Amazon provider's S3Hook; URIs and
+encryption are the contract's (:mod:`batch_inference.contract.s3`).
 
 Every call goes through ``S3Hook(aws_conn_id)``: the Airflow connection decides credentials,
 region and endpoint (``extra.endpoint_url`` points it at a local S3 server). Objects the pipeline
@@ -10,109 +11,27 @@ the hook's ``extra_args`` (used by ``load_bytes``/``load_file``), :func:`copy` p
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import NO_ACL, S3Hook
+from batch_inference.contract.s3 import S3Uri as S3Uri  # the Airflow side's URI type
+from batch_inference.contract.s3 import S3UriError as S3UriError
+from batch_inference.contract.s3 import encryption_args
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")  # legal in S3 keys, never in ours: log/CLI safety
-MAX_KEY_BYTES = 1024
-SSE_MODES = ("none", "AES256", "aws:kms")
-
-
-class S3UriError(ValueError):
-    """An S3 URI in the request is malformed; the message names the field."""
-
-
-@dataclass(frozen=True)
-class S3Uri:
-    """A validated ``s3://bucket/key`` URI. A key ending in ``/`` is a prefix."""
-
-    bucket: str
-    key: str
-
-    @classmethod
-    def parse(cls, uri: str, field: str, *, prefix: bool | None = None) -> S3Uri:
-        """Parse and strictly validate ``uri``; errors name ``field``.
-
-        :param prefix: True requires a prefix (key ending in ``/``, or empty: the whole bucket),
-            False requires an object key, None accepts either.
-        """
-        if not isinstance(uri, str) or not uri.startswith("s3://"):
-            raise S3UriError(f"{field}: expected an s3://bucket/key URI, got {uri!r}")
-        bucket, _, key = uri[len("s3://") :].partition("/")
-        _check_bucket(bucket, field, uri)
-        if _CONTROL_RE.search(key):
-            raise S3UriError(f"{field}: key of {uri!r} contains a control character")
-        if len(key.encode()) > MAX_KEY_BYTES:
-            raise S3UriError(f"{field}: key of {uri!r} is longer than {MAX_KEY_BYTES} bytes")
-        segments = key.split("/")
-        if key.endswith("/"):
-            segments = segments[:-1]
-        if key and any(segment in ("", ".", "..") for segment in segments):
-            raise S3UriError(f"{field}: key of {uri!r} has an empty, '.' or '..' path segment")
-        is_prefix = key == "" or key.endswith("/")
-        if prefix is True and not is_prefix:
-            raise S3UriError(f"{field}: {uri!r} must be a prefix ending in '/'")
-        if prefix is False and is_prefix:
-            raise S3UriError(f"{field}: {uri!r} must name an object, not a prefix")
-        return cls(bucket, key)
-
-    @property
-    def uri(self) -> str:
-        """The ``s3://bucket/key`` string."""
-        return f"s3://{self.bucket}/{self.key}"
-
-    def join(self, *names: str) -> S3Uri:
-        """The URI of ``names`` under this prefix (``a/`` joined with ``b``, ``c`` is ``a/b/c``)."""
-        if self.key and not self.key.endswith("/"):
-            raise S3UriError(f"cannot join below object key {self.uri!r}: not a prefix")
-        return S3Uri(self.bucket, self.key + "/".join(name.strip("/") for name in names))
-
-    def __str__(self) -> str:
-        return self.uri
-
-
-def _check_bucket(bucket: str, field: str, uri: str) -> None:
-    """Apply the S3 bucket naming rules (general purpose buckets)."""
-    if (
-        not _BUCKET_RE.fullmatch(bucket)  # match() lets "bucket\n" through
-        or ".." in bucket
-        or ".-" in bucket
-        or "-." in bucket
-        or _IPV4_RE.match(bucket)
-        or bucket.startswith(("xn--", "sthree-"))
-        or bucket.endswith(("-s3alias", "--ol-s3"))
-    ):
-        raise S3UriError(f"{field}: {bucket!r} in {uri!r} is not a valid S3 bucket name")
+if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 
 def sse_extra_args(sse: Mapping[str, Any] | None) -> dict[str, str]:
-    """Turn the request's ``sse`` into S3 write parameters (``ExtraArgs`` / ``PutObject`` kwargs).
-
-    ``{"mode": "none"}`` or ``None`` gives ``{}``; ``AES256`` gives ``ServerSideEncryption``;
-    ``aws:kms`` adds ``SSEKMSKeyId`` when a key id is given (else the account's default KMS key).
-    """
-    mode = (sse or {}).get("mode") or "none"
-    kms_key_id = (sse or {}).get("kms_key_id")
-    if mode not in SSE_MODES:
-        raise ValueError(f"sse.mode: expected one of {SSE_MODES}, got {mode!r}")
-    if kms_key_id and mode != "aws:kms":
-        raise ValueError(f"sse.kms_key_id: only valid with sse.mode 'aws:kms', not {mode!r}")
-    if mode == "none":
-        return {}
-    args = {"ServerSideEncryption": mode}
-    if kms_key_id:
-        args["SSEKMSKeyId"] = kms_key_id
-    return args
+    """The request's ``sse`` (``{"mode", "kms_key_id"}`` or None) as S3 write parameters
+    (:func:`batch_inference.contract.s3.encryption_args`)."""
+    return encryption_args((sse or {}).get("mode"), (sse or {}).get("kms_key_id"))
 
 
 def s3_hook(aws_conn_id: str | None, sse: Mapping[str, Any] | None = None) -> S3Hook:
     """An S3Hook for the connection whose uploads carry the request's SSE arguments."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
     return S3Hook(aws_conn_id=aws_conn_id, extra_args=sse_extra_args(sse))
 
 
@@ -150,6 +69,8 @@ def write_json(hook: S3Hook, uri: S3Uri, value: Any) -> None:
 
 def copy(hook: S3Hook, source: S3Uri, dest: S3Uri) -> None:
     """Server-side copy, re-encrypting the destination with the hook's SSE arguments."""
+    from airflow.providers.amazon.aws.hooks.s3 import NO_ACL
+
     hook.copy_object(
         source_bucket_key=source.key,
         dest_bucket_key=dest.key,

@@ -1,4 +1,5 @@
-"""Read what the Spark job has staged: its parts and metrics parts (docs/CONTRACTS.md).
+"""Read what the Spark job has staged: its parts and metrics parts (names and fields:
+:mod:`batch_inference.contract.formats`).
 
 ``<staging_uri>output/part-NNNNN.jsonl`` holds partition N's rows and
 ``<staging_uri>output/_metrics/part-NNNNN.json`` its metrics; a partition's metrics part appears
@@ -8,18 +9,17 @@ uses :func:`read_staged_output` to check completeness.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from batch_inference.contract.formats import Metric, metrics_partition, part_partition
 
 from emr_inference import s3
 from emr_inference.s3 import S3Uri
 
-_PART_RE = re.compile(r"^part-(\d{5,})\.jsonl$")
-_METRICS_RE = re.compile(r"^_metrics/part-(\d{5,})\.json$")
+if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 
 @dataclass
@@ -51,10 +51,10 @@ def list_staged_output(hook: S3Hook, output_uri: str) -> StagedOutput:
     for entry in s3.iter_objects(hook, prefix):
         key = entry["Key"]
         name = key[len(prefix.key) :]
-        if match := _PART_RE.match(name):
-            staged.parts[int(match.group(1))] = key
-        elif match := _METRICS_RE.match(name):
-            staged.metrics_keys[int(match.group(1))] = key
+        if (partition := part_partition(name)) is not None:
+            staged.parts[partition] = key
+        elif (partition := metrics_partition(name)) is not None:
+            staged.metrics_keys[partition] = key
         else:
             staged.other_keys.append(key)
             continue
@@ -70,4 +70,4 @@ def rows_done(hook: S3Hook, output_uri: str) -> int:
         (``emr_inference.request.job_output_uri(request)``)
     """
     staged = list_staged_output(hook, output_uri)
-    return sum(int(metrics.get("rows", 0)) for metrics in staged.metrics(hook).values())
+    return sum(int(metrics.get(Metric.ROWS, 0)) for metrics in staged.metrics(hook).values())

@@ -17,12 +17,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from typing import TYPE_CHECKING
 
 from emr_inference import s3
 from emr_inference.artifacts import sha256_file
 from emr_inference.s3 import S3Uri
+
+if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,14 @@
-"""The job's settings as plain, picklable dataclasses (shipped from the driver to every task)."""
+"""The job's settings as plain, picklable dataclasses (shipped from the driver to every task).
+
+Defaults come from :mod:`batch_inference.contract.settings`, where every setting is defined.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_SCALE = 1.0 / 255.0
-
-SSE_MODES = ("none", "AES256", "aws:kms")
+from batch_inference.contract.s3 import encryption_args
+from batch_inference.contract.settings import ENGINES, PRECISIONS, job_default
 
 
 @dataclass(frozen=True)
@@ -18,10 +18,10 @@ class Preprocess:
     Each channel is ``(pixel * scale - mean) / std`` with pixels in 0-255.
     """
 
-    image_size: int = 224
-    scale: float = DEFAULT_SCALE
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    image_size: int = job_default("model.image_size")
+    scale: float = job_default("model.scale")
+    mean: tuple[float, float, float] = job_default("model.mean")
+    std: tuple[float, float, float] = job_default("model.std")
 
     def __post_init__(self) -> None:
         if self.image_size < 1:
@@ -40,39 +40,25 @@ class ModelSpec:
     symbol_uri: str
     params_uri: str
     labels_uri: str
-    symbol_sha256: str | None = None
-    params_sha256: str | None = None
-    labels_sha256: str | None = None
-    input_name: str = "data"
+    symbol_sha256: str | None = job_default("model.symbol_sha256")
+    params_sha256: str | None = job_default("model.params_sha256")
+    labels_sha256: str | None = job_default("model.labels_sha256")
+    input_name: str = job_default("model.input_name")
 
 
 @dataclass(frozen=True)
 class Encryption:
     """Server-side encryption for every object the job writes."""
 
-    mode: str = "none"
-    kms_key_id: str | None = None
+    mode: str = job_default("sse.mode")
+    kms_key_id: str | None = job_default("sse.kms_key_id")
 
     def __post_init__(self) -> None:
-        if self.mode not in SSE_MODES:
-            raise ValueError(f"sse must be one of {', '.join(SSE_MODES)}, got {self.mode!r}")
-        if self.kms_key_id and self.mode != "aws:kms":
-            raise ValueError("sse_kms_key_id is only valid with sse aws:kms")
+        self.put_object_args()  # refuses an unknown mode, or a key id without aws:kms
 
     def put_object_args(self) -> dict[str, str]:
         """Extra ``PutObject`` parameters (``ServerSideEncryption``, ``SSEKMSKeyId``)."""
-        if self.mode == "none":
-            return {}
-        args = {"ServerSideEncryption": self.mode}
-        if self.kms_key_id:
-            args["SSEKMSKeyId"] = self.kms_key_id
-        return args
-
-
-PRECISIONS = ("fp32", "int8")
-#: ``rdd``: :mod:`batch_inference.job`'s mapPartitions; ``predict_batch_udf``:
-#: :mod:`batch_inference.dataframe_engine`. Same input, same output contract.
-ENGINES = ("rdd", "predict_batch_udf")
+        return encryption_args(self.mode, self.kms_key_id)
 
 
 @dataclass(frozen=True)
@@ -80,11 +66,11 @@ class Int8Settings:
     """How the int8 model is made and when it may be used (:mod:`batch_inference.quantize`)."""
 
     cache_uri: str
-    min_agreement: float = 0.99
-    fallback: bool = False
-    calibration_uri: str | None = None
-    calibration_images: int = 256
-    agreement_images: int = 256
+    min_agreement: float = job_default("int8.min_agreement")
+    fallback: bool = job_default("int8.on_disagreement")
+    calibration_uri: str | None = job_default("int8.calibration_uri")
+    calibration_images: int = job_default("int8.calibration_images")
+    agreement_images: int = job_default("int8.agreement_images")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_agreement <= 1.0:
@@ -102,27 +88,27 @@ class JobConfig:
     run_id: str
     model: ModelSpec
     preprocess: Preprocess = Preprocess()
-    batch_size: int = 64
-    top_k: int = 5
-    partitions: int = 0
+    batch_size: int = job_default("batch_size")
+    top_k: int = job_default("top_k")
+    partitions: int = job_default("partitions")
     #: a partition holds at most this many keys, whatever ``partitions`` says
-    max_partition_keys: int = 5000
-    max_error_rate: float = 0.1
-    prefetch_threads: int = 8
-    prefetch_depth: int = 2
-    omp_threads: int = 0
+    max_partition_keys: int = job_default("max_partition_keys")
+    max_error_rate: float = job_default("max_error_rate")
+    prefetch_threads: int = job_default("prefetch_threads")
+    prefetch_depth: int = job_default("prefetch_depth")
+    omp_threads: int = job_default("omp_threads")
     encryption: Encryption = Encryption()
     #: skip partitions already complete for the same run fingerprint (``--no-resume`` turns it off)
-    resume: bool = True
+    resume: bool = job_default("resume")
     #: ``NAME==VERSION`` the interpreter must have (``--require``; checked by the driver first)
-    requirements: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = job_default("requirements")
     #: ``fp32`` or ``int8``; the driver turns ``int8`` into ``fp32`` when it falls back
-    precision: str = "fp32"
+    precision: str = job_default("precision")
     int8: Int8Settings | None = None
+    #: how Spark runs the model (one of ``ENGINES``)
+    engine: str = job_default("engine")
     #: the measured top-1 agreement of int8 with fp32 (set by the driver), written into metrics
     int8_agreement: float | None = None
-    #: how Spark runs the model (one of ``ENGINES``)
-    engine: str = "rdd"
 
     def __post_init__(self) -> None:
         checks = {

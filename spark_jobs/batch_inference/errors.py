@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from batch_inference.contract import formats
+
 # Error types of an error row (docs/CONTRACTS.md, "Staged output").
 MISSING_OBJECT = "missing_object"
 EMPTY_OBJECT = "empty_object"
@@ -49,8 +51,9 @@ class ModelLoadError(SystemicError):
     """The model's symbol, params or labels cannot be downloaded, verified or loaded."""
 
 
-class ManifestError(SystemicError):
-    """The key manifest is missing, malformed or inconsistent."""
+#: The key manifest is missing, malformed or inconsistent: the contract's error, shared with the
+#: Airflow side (systemic for the job all the same: the driver finds it by its name).
+ManifestError = formats.ManifestError
 
 
 class OutputWriteError(SystemicError):

@@ -200,7 +200,7 @@ def run_job(config: JobConfig) -> dict:
             "on" if config.resume else "off",
             config.engine,
         )
-        output = parse_s3_uri(config.output_uri, "--output")
+        output = parse_s3_uri(config.output_uri, "--output", prefix=True)
         try:
             remove_stale_parts(client, output, partitions)
         except Exception as exc:  # publishing will refuse the output, naming the extra parts

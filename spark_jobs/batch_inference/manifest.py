@@ -1,4 +1,4 @@
-"""The sharded key manifest (docs/CONTRACTS.md, "Key manifest"): index, ranges and shard reads.
+"""The sharded key manifest (format: :mod:`batch_inference.contract.formats`): ranges, shard reads.
 
 The driver reads only ``manifest.json`` (the shard list and counts). Partition ``p`` of ``N`` gets
 manifest positions ``[p*total//N, (p+1)*total//N)`` and reads only the shards covering that range,
@@ -12,18 +12,8 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from batch_inference.errors import ManifestError
+from batch_inference.contract.formats import ManifestError, Shard, check_manifest
 from batch_inference.s3io import get_bytes, parse_s3_uri
-
-MANIFEST_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Shard:
-    """One shard file and how many keys it lists."""
-
-    uri: str
-    count: int
 
 
 @dataclass(frozen=True)
@@ -44,39 +34,12 @@ def parse_manifest(uri: str, body: bytes) -> Manifest:
         doc = json.loads(body)
     except ValueError as exc:
         raise ManifestError(f"manifest {uri} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ManifestError(f"manifest {uri} must be a JSON object")
-    if doc.get("version") != MANIFEST_VERSION:
-        raise ManifestError(
-            f"manifest {uri}: field 'version' must be {MANIFEST_VERSION}, "
-            f"got {doc.get('version')!r}"
-        )
-    total = doc.get("total")
-    if not isinstance(total, int) or total < 0:
-        raise ManifestError(f"manifest {uri}: field 'total' must be an integer >= 0, got {total!r}")
-    raw_shards = doc.get("shards")
-    if not isinstance(raw_shards, list):
-        raise ManifestError(f"manifest {uri}: field 'shards' must be a list")
-    shards = []
-    for i, item in enumerate(raw_shards):
-        if not isinstance(item, dict):
-            raise ManifestError(f"manifest {uri}: shards[{i}] must be an object")
-        shard_uri, count = item.get("uri"), item.get("count")
-        if not isinstance(shard_uri, str):
-            raise ManifestError(f"manifest {uri}: shards[{i}].uri must be a string")
-        if not isinstance(count, int) or count < 0:
-            raise ManifestError(f"manifest {uri}: shards[{i}].count must be an integer >= 0")
-        shards.append(Shard(shard_uri, count))
-    if sum(shard.count for shard in shards) != total:
-        raise ManifestError(
-            f"manifest {uri}: field 'total' is {total} but the shard counts add up to "
-            f"{sum(shard.count for shard in shards)}"
-        )
+    checked = check_manifest(uri, doc)
     return Manifest(
         uri=uri,
-        total=total,
-        shards=tuple(shards),
-        source=doc.get("source"),
+        total=checked.total,
+        shards=checked.shards,
+        source=checked.source,
         sha256=hashlib.sha256(body).hexdigest(),
     )
 

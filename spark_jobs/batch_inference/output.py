@@ -4,32 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 
 from batch_inference import faults
 from batch_inference.config import Encryption
+from batch_inference.contract.formats import (
+    FINGERPRINT_METADATA,
+    Metric,
+    metrics_name,
+    metrics_partition,
+    part_name,
+    part_partition,
+)
 from batch_inference.errors import OutputWriteError
 from batch_inference.s3io import S3Uri, get_bytes, is_missing_key, put_bytes
 
 log = logging.getLogger(__name__)
-
-METRICS_DIR = "_metrics"
-#: User metadata key (``x-amz-meta-fingerprint``) of a rows part: the run fingerprint that wrote it.
-FINGERPRINT_METADATA = "fingerprint"
-
-
-_PART_PATTERN = re.compile(r"^(?:_metrics/)?part-(\d{5,})\.jsonl?$")
-
-
-def part_name(partition: int) -> str:
-    """``part-00007.jsonl`` for partition 7."""
-    return f"part-{partition:05d}.jsonl"
-
-
-def metrics_name(partition: int) -> str:
-    """``_metrics/part-00007.json`` for partition 7."""
-    return f"{METRICS_DIR}/part-{partition:05d}.json"
 
 
 def prediction_row(
@@ -84,25 +74,26 @@ class PartitionMetrics:
             self.errors_by_type[kind] = self.errors_by_type.get(kind, 0) + 1
 
     def as_dict(self) -> dict:
-        """The contract's metrics object (seconds rounded to milliseconds)."""
+        """The contract's metrics object (:class:`~batch_inference.contract.formats.Metric`;
+        seconds rounded to milliseconds)."""
         return {
-            "partition": self.partition,
-            "rows": self.rows,
-            "predicted": self.predicted,
-            "errors": self.errors,
-            "errors_by_type": dict(sorted(self.errors_by_type.items())),
-            "download_seconds": round(self.download_seconds, 3),
-            "decode_seconds": round(self.decode_seconds, 3),
-            "inference_seconds": round(self.inference_seconds, 3),
-            "wall_seconds": round(self.wall_seconds, 3),
-            "worker_peak_rss_mb": self.worker_peak_rss_mb,
-            "worker_peak_address_space_mb": self.worker_peak_address_space_mb,
-            "precision": self.precision,
-            "int8_top1_agreement": self.int8_top1_agreement,
-            "first_index": self.first_index,
-            "end_index": self.end_index,
-            "fingerprint": self.fingerprint,
-            "resumed": False,
+            Metric.PARTITION: self.partition,
+            Metric.ROWS: self.rows,
+            Metric.PREDICTED: self.predicted,
+            Metric.ERRORS: self.errors,
+            Metric.ERRORS_BY_TYPE: dict(sorted(self.errors_by_type.items())),
+            Metric.DOWNLOAD_SECONDS: round(self.download_seconds, 3),
+            Metric.DECODE_SECONDS: round(self.decode_seconds, 3),
+            Metric.INFERENCE_SECONDS: round(self.inference_seconds, 3),
+            Metric.WALL_SECONDS: round(self.wall_seconds, 3),
+            Metric.WORKER_PEAK_RSS_MB: self.worker_peak_rss_mb,
+            Metric.WORKER_PEAK_ADDRESS_SPACE_MB: self.worker_peak_address_space_mb,
+            Metric.PRECISION: self.precision,
+            Metric.INT8_TOP1_AGREEMENT: self.int8_top1_agreement,
+            Metric.FIRST_INDEX: self.first_index,
+            Metric.END_INDEX: self.end_index,
+            Metric.FINGERPRINT: self.fingerprint,
+            Metric.RESUMED: False,
         }
 
 
@@ -215,7 +206,7 @@ def write_metrics(
     """
     faults.inject(faults.AFTER_ROWS_PART, partition)
     target = output.join(metrics_name(partition))
-    metadata = {FINGERPRINT_METADATA: metrics["fingerprint"]}
+    metadata = {FINGERPRINT_METADATA: metrics[Metric.FINGERPRINT]}
     body = json.dumps(metrics).encode("utf-8")
     try:
         put_bytes(client, target, body, "application/json", encryption.put_object_args(), metadata)
@@ -244,10 +235,10 @@ def completed_metrics(
             )
         return None
     expected = {
-        "partition": partition,
-        "first_index": first_index,
-        "end_index": end_index,
-        "fingerprint": fingerprint,
+        Metric.PARTITION: partition,
+        Metric.FIRST_INDEX: first_index,
+        Metric.END_INDEX: end_index,
+        Metric.FINGERPRINT: fingerprint,
     }
     different = [name for name, value in expected.items() if stored.get(name) != value]
     if different:
@@ -268,7 +259,7 @@ def completed_metrics(
     if head.get("Metadata", {}).get(FINGERPRINT_METADATA) != fingerprint:
         log.info("partition %d: %s was written by another run; redoing it", partition, part_uri)
         return None
-    return {**stored, "resumed": True}
+    return {**stored, Metric.RESUMED: True}
 
 
 def remove_stale_parts(client, output: S3Uri, partitions: int) -> list[str]:
@@ -280,8 +271,11 @@ def remove_stale_parts(client, output: S3Uri, partitions: int) -> list[str]:
         Bucket=output.bucket, Prefix=prefix
     ):
         for item in page.get("Contents", []):
-            match = _PART_PATTERN.match(item["Key"][len(prefix) :])
-            if match and int(match.group(1)) >= partitions:
+            name = item["Key"][len(prefix) :]
+            partition = part_partition(name)
+            if partition is None:
+                partition = metrics_partition(name)
+            if partition is not None and partition >= partitions:
                 stale.append(item["Key"])
     for start in range(0, len(stale), 1000):  # DeleteObjects takes at most 1000 keys
         batch = [{"Key": key} for key in stale[start : start + 1000]]

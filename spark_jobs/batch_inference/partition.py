@@ -233,7 +233,7 @@ def process_partition(
     faults.inject(faults.AT_START, index)
     start, end = partition_range(index, partitions, manifest.total)
     client = make_client(config.prefetch_threads + 2)
-    output = parse_s3_uri(config.output_uri, "--output")
+    output = parse_s3_uri(config.output_uri, "--output", prefix=True)
     if config.resume:
         stored = completed_metrics(client, output, index, start, end, fingerprint)
         if stored is not None:

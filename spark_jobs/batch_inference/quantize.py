@@ -161,9 +161,8 @@ def _cached(client, folder) -> dict | None:
 def int8_model(client, config: JobConfig, manifest: Manifest, symbol: bytes, params: bytes):
     """``(ModelSpec of the cached int8 model, its symbol, its params)``: read from the cache (the
     digests its record gives checked), or quantized and cached now on a miss."""
-    folder = parse_s3_uri(config.int8.cache_uri, "--int8-cache").join(
-        cache_key(symbol, params, config)
-    )
+    cache = parse_s3_uri(config.int8.cache_uri, "--int8-cache", prefix=True)
+    folder = cache.join(cache_key(symbol, params, config), "")  # "": a prefix, "<key>/"
     symbol_uri, params_uri = folder.join("int8-symbol.json"), folder.join("int8-0000.params")
     record = _cached(client, folder)
     if record is None:

@@ -1,4 +1,5 @@
-"""S3 access for the driver and the partitions: URI parsing, one tuned client, get and put.
+"""S3 access for the driver and the partitions: one tuned client, get and put (URIs: the contract's
+:mod:`batch_inference.contract.s3`, read leniently by :func:`parse_s3_uri`).
 
 Clients are plain ``boto3`` clients, so the endpoint comes from the usual configuration: on EMR the
 instance profile and region, locally ``AWS_ENDPOINT_URL_S3`` (honoured by botocore itself). Retries
@@ -12,39 +13,14 @@ throttled one (20 downloads with one ``SlowDown`` each took 33 s instead of 4.6 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+
+from batch_inference.contract.s3 import S3Uri
+from batch_inference.contract.s3 import parse_s3_uri as parse_s3_uri  # the job's URI rule
 
 log = logging.getLogger(__name__)
 
 # botocore's ``max_attempts``: retries after the first request (9 requests at most).
 MAX_ATTEMPTS = 8
-
-
-@dataclass(frozen=True)
-class S3Uri:
-    """A parsed ``s3://bucket/key`` URI."""
-
-    bucket: str
-    key: str
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-    def join(self, *parts: str) -> S3Uri:
-        """A URI below this one, treating this key as a prefix (``/`` added when missing)."""
-        prefix = self.key if not self.key or self.key.endswith("/") else self.key + "/"
-        return S3Uri(self.bucket, prefix + "/".join(part.strip("/") for part in parts))
-
-
-def parse_s3_uri(uri: str, what: str = "URI") -> S3Uri:
-    """Parse ``s3://bucket/key`` (``s3a://`` and ``s3n://`` accepted); ``what`` names the field."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep or scheme not in ("s3", "s3a", "s3n"):
-        raise ValueError(f"{what} must be an s3:// URI, got {uri!r}")
-    bucket, _, key = rest.partition("/")
-    if not bucket:
-        raise ValueError(f"{what} has no bucket: {uri!r}")
-    return S3Uri(bucket, key)
 
 
 def make_client(max_pool_connections: int = 10):

@@ -17,6 +17,8 @@ from moto import mock_aws
 
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow
+
 REGION = "us-east-1"
 DATES = ("2026-11-01", "2026-11-02", "2026-11-03")
 NOT_ON_MOTO = r"date\.(wait_for_inference_step|publish_results)|report_dates"

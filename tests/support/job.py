@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from batch_inference.config import JobConfig
+from batch_inference.contract.formats import METRICS_DIR
 from batch_inference.manifest import read_manifest
-from batch_inference.output import METRICS_DIR
 from batch_inference.package import ENTRY_POINT, build_job_zip
 from batch_inference.s3io import make_client, parse_s3_uri
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from batch_inference.contract.settings import INT8, JOB, SETTING, SETTINGS, STEP
+
 from emr_inference.request import job_output_uri
 
 COMMAND_RUNNER_JAR = "command-runner.jar"
@@ -18,73 +20,33 @@ COMMAND_RUNNER_JAR = "command-runner.jar"
 EMR_MXNET = "mxnet==1.9.1"
 
 
-def _floats(values: list[float]) -> str:
-    return ",".join(repr(float(value)) for value in values)
-
-
 def model_arguments(model: Mapping[str, Any]) -> list[str]:
     """The job's model and preprocessing arguments for a request's ``model`` dict."""
-    args = [
-        "--model-name", model["name"],
-        "--model-symbol", model["symbol"],
-        "--model-params", model["params"],
-        "--model-labels", model["labels"],
-    ]  # fmt: skip
-    for part in ("symbol", "params", "labels"):
-        digest = model.get(f"{part}_sha256")
-        if digest:
-            args += [f"--model-{part}-sha256", digest]
-    return args + [
-        "--input-name", model["input_name"],
-        "--image-size", str(model["image_size"]),
-        "--mean", _floats(model["mean"]),
-        "--std", _floats(model["std"]),
-        "--scale", repr(float(model["scale"])),
-    ]  # fmt: skip
+    return [
+        arg
+        for setting in SETTINGS
+        if setting.name.startswith("model.")
+        for arg in setting.arguments(setting.read({"model": model}))
+    ]
 
 
 def job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
-    """The job's CLI arguments (docs/CONTRACTS.md "Job command line") for this request."""
-    args = [
-        "--manifest", manifest_uri,
-        "--output", job_output_uri(request),
-        "--run-id", request["run_id"],
-        *model_arguments(request["model"]),
-    ]  # fmt: skip
-    args += [
-        "--batch-size", str(request["batch_size"]),
-        "--top-k", str(request["top_k"]),
-        "--partitions", str(request["partitions"]),
-        # .get: a run resolved by the previous version (in flight across a deploy) lacks the key
-        "--max-partition-keys", str(request.get("max_partition_keys", 5000)),
-        "--max-error-rate", repr(float(request["max_error_rate"])),
-        "--prefetch-threads", str(request["prefetch_threads"]),
-        "--prefetch-depth", str(request["prefetch_depth"]),
-        "--omp-threads", str(request["omp_threads"]),
-        "--sse", request["sse"]["mode"],
-        "--engine", request.get("engine", "rdd"),
-    ]  # fmt: skip
-    if request["sse"].get("kms_key_id"):
-        args += ["--sse-kms-key-id", request["sse"]["kms_key_id"]]
-    if request.get("precision", "fp32") == "int8":
-        args += int8_arguments(request)
-    return args
+    """The job's CLI arguments (docs/CONTRACTS.md "Job command line") for this request.
 
-
-def int8_arguments(request: Mapping[str, Any]) -> list[str]:
-    """The job's int8 arguments; quantized models are cached under ``<artifacts_uri>int8/``."""
-    int8 = request["int8"]
-    args = [
-        "--precision", "int8",
-        "--int8-cache", request["artifacts_uri"] + "int8/",
-        "--int8-min-agreement", repr(float(int8["min_agreement"])),
-        "--calibration-images", str(int8["calibration_images"]),
-        "--agreement-images", str(int8["agreement_images"]),
-    ]  # fmt: skip
-    if int8["calibration_uri"]:
-        args += ["--calibration-uri", int8["calibration_uri"]]
-    if int8["on_disagreement"] == "fp32":
-        args.append("--int8-fallback")
+    Every setting of :data:`batch_inference.contract.settings.SETTINGS` that the Airflow side
+    passes, read from the request by its name; the int8 settings only in an int8 run, whose
+    quantized models are cached under ``<artifacts_uri>int8/``.
+    """
+    int8 = request.get("precision", "fp32") == "int8"
+    derived = {"manifest": manifest_uri, "output": job_output_uri(request)}
+    if int8:
+        derived["int8.cache"] = request["artifacts_uri"] + "int8/"
+    args: list[str] = []
+    for setting in SETTINGS:
+        if setting.source == JOB or (setting.group == INT8 and not int8):
+            continue
+        value = derived[setting.name] if setting.source == STEP else setting.read(request)
+        args += setting.arguments(value)
     return args
 
 
@@ -112,7 +74,7 @@ def emr_job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str
     from emr_inference.artifacts import bootstrap_files
 
     pins = bootstrap_files()["bootstrap_requirements"].read_text()
-    requires = [arg for pin in required_packages(pins) for arg in ("--require", pin)]
+    requires = SETTING["requirements"].arguments(required_packages(pins))
     return [*job_arguments(request, manifest_uri), *requires]
 
 

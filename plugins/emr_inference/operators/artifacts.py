@@ -9,9 +9,6 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from emr_inference.artifacts import build_artifacts, stage_artifacts
-from emr_inference.s3 import s3_hook
-
 
 class StageJobArtifactsOperator(BaseOperator):
     """Stage the job's files, content-addressed, under ``request["artifacts_uri"]``.
@@ -33,6 +30,10 @@ class StageJobArtifactsOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> dict[str, str]:
+        # here, not at module level: the S3 hook imports boto3, and parsing a DAG must not
+        from emr_inference.artifacts import build_artifacts, stage_artifacts
+        from emr_inference.s3 import s3_hook
+
         hook = s3_hook(self.aws_conn_id, self.request.get("sse"))
         with tempfile.TemporaryDirectory(prefix="job-artifacts-") as build_dir:
             files = build_artifacts(Path(build_dir))

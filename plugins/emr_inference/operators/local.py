@@ -16,9 +16,8 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import BaseOperator, BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -39,6 +38,9 @@ from emr_inference.local_spark import (
 )
 from emr_inference.progress import log_progress
 from emr_inference.s3 import S3Uri, s3_hook
+
+if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 # as on EMR (operators.emr.REUSABLE_STEP_STATES): a retried submit reuses such a step
 REUSABLE_STEP_STATES = ("RUNNING", "COMPLETED")
@@ -70,6 +72,8 @@ def emulated_cluster_conf(request: Mapping[str, Any]) -> dict[str, str]:
 
 def aws_env(aws_conn_id: str | None) -> dict[str, str]:
     """Environment variables that give boto3 in Spark the connection's credentials and endpoint."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
     hook = S3Hook(aws_conn_id=aws_conn_id)
     credentials = hook.get_credentials()  # also masks the secret in task logs
     env = {

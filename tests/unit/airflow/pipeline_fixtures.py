@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 
 from emr_inference.config import PipelineConfig, parse_pipeline
+from emr_inference.request import resolve_request
 
 MINIMAL: dict[str, Any] = {
     "pipeline": "unit",
@@ -29,3 +31,14 @@ def pipeline_data(**overrides: Any) -> dict[str, Any]:
 def pipeline(**overrides: Any) -> PipelineConfig:
     """A validated config from :func:`pipeline_data`."""
     return parse_pipeline(pipeline_data(**overrides), "unit.yaml")
+
+
+def resolved_request(**overrides: Any) -> dict[str, Any]:
+    """The resolved request of a scheduled run of :func:`pipeline` (run of 2026-11-22)."""
+    return resolve_request(
+        pipeline(**overrides),
+        {},
+        dag_id="unit",
+        run_id="scheduled__2026-11-22T00:00:00+00:00",
+        data_interval_end=dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
+    )

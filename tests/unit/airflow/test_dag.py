@@ -40,10 +40,11 @@ print(json.dumps({
 """
 
 
-def parse_dags(**env: str) -> dict:
-    """Parse dags/ in a fresh interpreter, as the dag processor does, and report what happened."""
+def parse_dags(heavy: tuple[str, ...] = HEAVY_MODULES, **env: str) -> dict:
+    """Parse dags/ in a fresh interpreter, as the dag processor does, and report what happened
+    (``heavy``: which of these top-level modules the parse imported)."""
     result = subprocess.run(
-        [sys.executable, "-c", _PARSE_SCRIPT, str(DAGS), ",".join(HEAVY_MODULES)],
+        [sys.executable, "-c", _PARSE_SCRIPT, str(DAGS), ",".join(heavy)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -72,6 +73,16 @@ def test_dags_import_without_errors(parsed):
 
 def test_parsing_imports_no_heavy_library(parsed):
     assert parsed["heavy"] == []
+
+
+def test_parsing_local_pipelines_imports_no_aws_sdk(tmp_path):
+    """boto3 comes with the S3 hook, imported when a task runs; only the emr backend's operators
+    (subclasses of the Amazon provider's, whose modules import botocore) bring it at parse time."""
+    (tmp_path / "demo.yaml").write_text((REPO / "include" / "pipelines" / "demo.yaml").read_text())
+    result = parse_dags(heavy=("boto3", "botocore"), EMR_INFERENCE_PIPELINES_DIR=str(tmp_path))
+    assert result["errors"] == {}
+    assert result["dag_ids"] == ["demo", "emr_inference_sweeper"]
+    assert result["heavy"] == []
 
 
 def test_a_broken_pipeline_file_is_an_import_error_and_the_others_stay(tmp_path):
@@ -250,5 +261,7 @@ def test_a_partitioned_pipeline_keys_its_scheduled_runs_by_the_date_they_process
 def test_published_dates_are_events_of_the_pipelines_asset(dags):
     publish = dags["demo"].get_task("date.publish_results")
     (asset,) = [o for o in publish.outlets if type(o).__name__ == "Asset"]
-    assert asset.name == "demo.predictions"
-    assert asset.uri == "s3://demo-predictions/predictions"  # output_uri's static prefix
+    assert asset.name == asset.uri == "demo.predictions"
+    assert asset.extra == {
+        "output_uri_template": "s3://demo-predictions/predictions/dt={{ partition_date }}/"
+    }

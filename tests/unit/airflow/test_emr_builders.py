@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 from emr_inference.emr.job_flow import build_job_flow
 from emr_inference.emr.steps import inference_step, job_arguments
-from emr_inference.request import resolve_request
 
-from tests.unit.airflow.pipeline_fixtures import pipeline
+from tests.unit.airflow.pipeline_fixtures import resolved_request as request_for
 
 ARTIFACTS = {
     "job_zip": "s3://out-bucket/artifacts/unit/batch_inference-0123abcd.zip",
@@ -30,16 +27,6 @@ def assert_valid(operation: str, params: dict) -> None:
     shape = _model().operation_model(operation).input_shape
     report = ParamValidator().validate(params, shape)
     assert not report.has_errors(), report.generate_report()
-
-
-def request_for(**overrides):
-    return resolve_request(
-        pipeline(**overrides),
-        {},
-        dag_id="unit",
-        run_id="scheduled__2026-11-22T00:00:00+00:00",
-        data_interval_end=dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
-    )
 
 
 def test_job_flow_is_a_valid_run_job_flow_request():

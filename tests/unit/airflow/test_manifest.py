@@ -160,7 +160,7 @@ def test_supplied_manifest_is_validated_and_passed_through(
     broken["shards"][0]["uri"] = staged["manifest_uri"].replace("manifest.json", "shard-00000.txt")
     broken["shards"][0]["count"] = 500
     client.put_object(Bucket=bucket, Key="m/bad.json", Body=json.dumps(broken))
-    with pytest.raises(ManifestError, match="add up to 500, but 'total' says 5"):
+    with pytest.raises(ManifestError, match="'total' is 5 but the shard counts add up to 500"):
         validate_manifest(s3_hook(aws_conn), f"s3://{bucket}/m/bad.json")
     with pytest.raises(ManifestError, match="manifest_uri: .* does not exist"):
         validate_manifest(s3_hook(aws_conn), f"s3://{bucket}/m/missing.json")

@@ -97,7 +97,7 @@ def test_sse_extra_args(sse, expected) -> None:
 def test_sse_extra_args_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="sse.mode"):
         sse_extra_args({"mode": "aes"})
-    with pytest.raises(ValueError, match="sse.kms_key_id"):
+    with pytest.raises(ValueError, match="kms_key_id is only valid with mode"):
         sse_extra_args({"mode": "AES256", "kms_key_id": "k"})
 
 

@@ -58,7 +58,7 @@ def test_rows_are_contract_json_lines_readable_by_a_plain_reader():
 
 
 def test_parts_are_written_with_the_requested_encryption_and_fingerprint(bucket, s3_env):
-    output = parse_s3_uri(f"s3://{bucket}/out")
+    output = parse_s3_uri(f"s3://{bucket}/out", prefix=True)
     metrics = {"partition": 3, "fingerprint": "f" * 64}
     part = RowsPart(make_client(), output.join(part_name(3)), Encryption("AES256"), "f" * 64)
     part.close()
@@ -124,7 +124,7 @@ def test_parts_of_partitions_beyond_the_count_are_removed(bucket, s3_env):
     kept += ["notes.txt", "_metrics/other.json", "part-00003.jsonl.tmp"]
     for name in [*kept, part_name(3), metrics_name(3)]:
         client.put_object(Bucket=bucket, Key=f"out/{name}", Body=b"")
-    removed = remove_stale_parts(make_client(), parse_s3_uri(f"s3://{bucket}/out"), 3)
+    removed = remove_stale_parts(make_client(), parse_s3_uri(f"s3://{bucket}/out", prefix=True), 3)
     assert sorted(removed) == ["out/_metrics/part-00003.json", "out/part-00003.jsonl"]
     left = client.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]
     assert sorted(item["Key"] for item in left) == sorted(f"out/{name}" for name in kept)
@@ -136,7 +136,7 @@ def test_encryption_arguments():
         "ServerSideEncryption": "aws:kms",
         "SSEKMSKeyId": "key-1",
     }
-    with pytest.raises(ValueError, match="only valid with sse aws:kms"):
+    with pytest.raises(ValueError, match="kms_key_id is only valid with mode .aws:kms."):
         Encryption("AES256", "key-1")
 
 
@@ -177,17 +177,23 @@ def test_help_documents_every_argument_with_its_default():
     for action in build_parser()._actions:
         for flag in action.option_strings:
             assert flag in text
-    assert "--batch-size BATCH_SIZE images per model call (default: 64)" in text
-    assert "--mean MEAN R,G,B means subtracted after --scale (default: 0.485,0.456,0.406)" in text
-    assert "--no-resume redo every partition" in text and "(default: True)" not in text
+    assert "--batch-size BATCH_SIZE Images per forward pass (default: 64)" in text
+    assert "--mean MEAN R,G,B means subtracted after scale (default: 0.485,0.456,0.406)" in text
+    assert "--no-resume Redo every partition" in text and "(default: True)" not in text
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--mean", "1,2"], "--mean: expected three comma-separated floats"),
+        (["--std", "a,b,c"], "--std: expected three comma-separated floats, got 'a,b,c'"),
+        (["--sse", "aes"], "argument --sse: invalid choice: 'aes'"),
+        (["--precision", "fp16"], "argument --precision: invalid choice: 'fp16'"),
         (["--batch-size", "0"], "invalid batch_size: 0"),
-        (["--sse", "AES256", "--sse-kms-key-id", "k"], "only valid with sse aws:kms"),
+        (
+            ["--sse", "AES256", "--sse-kms-key-id", "k"],
+            "kms_key_id is only valid with mode 'aws:kms'",
+        ),
         (["--std", "1,0,1"], "std must not contain 0"),
         (["--engine", "spark"], "--engine: invalid choice: 'spark'"),
     ],
@@ -324,7 +330,7 @@ def test_resume_reuses_a_part_only_for_the_same_partition_range_and_fingerprint(
 ):
     from batch_inference.output import completed_metrics
 
-    output = parse_s3_uri(f"s3://{bucket}/out")
+    output = parse_s3_uri(f"s3://{bucket}/out", prefix=True)
     stored = {"partition": 3, "first_index": 20, "end_index": 40, "fingerprint": "f" * 64}
     for index in (3, 4):  # partition 4's parts hold partition 3's metrics, as a copy would
         write_partition_parts(make_client(), output, index, [], stored, Encryption("none"))
@@ -364,7 +370,7 @@ def test_stale_parts_are_deleted_in_batches_of_at_most_1000_keys():
     stale = [f"out/{part_name(p)}" for p in range(2, 1003)]  # 1001 parts
     kept = ["out/part-00000.jsonl", "out/part-00001.jsonl", "xyz/part-00009.jsonl"]
     client = RecordingS3(stale + kept, page_size=400)
-    removed = remove_stale_parts(client, parse_s3_uri("s3://b/out"), 2)
+    removed = remove_stale_parts(client, parse_s3_uri("s3://b/out", prefix=True), 2)
     assert sorted(removed) == sorted(stale)
     assert [len(batch) for batch in client.deletes] == [1000, 1]  # DeleteObjects' limit
     assert client.keys == set(kept)  # another prefix of the same length is not touched
@@ -372,7 +378,7 @@ def test_stale_parts_are_deleted_in_batches_of_at_most_1000_keys():
 
 def test_no_stale_parts_in_an_empty_output():
     client = RecordingS3([])
-    assert remove_stale_parts(client, parse_s3_uri("s3://b/out"), 3) == []
+    assert remove_stale_parts(client, parse_s3_uri("s3://b/out", prefix=True), 3) == []
     assert client.deletes == []
 
 
@@ -417,7 +423,7 @@ def test_partition_metrics_count_rows_by_outcome_and_round_seconds_to_millisecon
 
 
 def test_parts_carry_their_content_types(bucket, s3_env):
-    output = parse_s3_uri(f"s3://{bucket}/out")
+    output = parse_s3_uri(f"s3://{bucket}/out", prefix=True)
     metrics = {"partition": 0, "fingerprint": "f" * 64}
     write_partition_parts(make_client(), output, 0, [], metrics, Encryption("none"))
     client = s3_env.client()
@@ -446,7 +452,7 @@ def test_a_worker_dying_between_the_two_writes_leaves_no_metrics_part(bucket, s3
     monkeypatch.setattr(faults.logging, "shutdown", lambda: None)
     monkeypatch.setattr(faults, "_attempt", lambda: 0)
     monkeypatch.setenv(faults.FAULT_ENV, "exit:3")
-    output = parse_s3_uri(f"s3://{bucket}/out")
+    output = parse_s3_uri(f"s3://{bucket}/out", prefix=True)
     metrics = {"partition": 3, "fingerprint": "f" * 64}
     write_partition_parts(make_client(), output, 2, [], {**metrics, "partition": 2}, Encryption())
     with pytest.raises(WorkerDied):

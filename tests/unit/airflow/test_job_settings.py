@@ -1,0 +1,133 @@
+"""One definition of every job setting (batch_inference.contract.settings): the pipeline config,
+the step's arguments and the job's command line agree with it, and a change on one side fails."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from batch_inference.cli import build_parser, parse_config
+from batch_inference.config import JobConfig, ModelSpec
+from batch_inference.contract import settings as contract
+from batch_inference.contract.settings import CONFIG, SETTING, SETTINGS
+from emr_inference import config as pipeline_config
+from emr_inference.config import ModelConfig, RequestDefaults, job_setting_mismatches
+from emr_inference.emr.steps import job_arguments
+from pydantic import Field
+
+from tests.unit.airflow.pipeline_fixtures import resolved_request
+
+MANIFEST = "s3://out-bucket/_staging/unit/run/manifest/manifest.json"
+
+
+def test_the_pipeline_config_agrees_with_the_job_settings():
+    assert job_setting_mismatches() == []
+
+
+def test_a_default_changed_in_the_pipeline_config_is_caught():
+    class Changed(RequestDefaults):
+        batch_size: int = Field(default=32, description=SETTING["batch_size"].help)
+
+    assert job_setting_mismatches(Changed) == ["batch_size: default 32, the job's is 64"]
+
+
+def test_a_default_changed_in_a_nested_config_model_is_caught():
+    class ChangedModel(ModelConfig):
+        image_size: int = Field(default=96, description=SETTING["model.image_size"].help)
+
+    class Changed(RequestDefaults):
+        model: ChangedModel
+
+    assert job_setting_mismatches(Changed) == ["model.image_size: default 96, the job's is 224"]
+
+
+def test_a_default_or_name_changed_in_the_contract_is_caught(monkeypatch):
+    changed = [
+        dataclasses.replace(SETTING["prefetch_threads"], default=4),
+        dataclasses.replace(SETTING["top_k"], name="topk"),
+        dataclasses.replace(SETTING["sse.mode"], choices=("none", "AES256")),
+        dataclasses.replace(SETTING["model.input_name"], help="another text"),
+    ]
+    monkeypatch.setattr(pipeline_config, "SETTINGS", changed)
+    assert job_setting_mismatches() == [
+        "prefetch_threads: default 8, the job's is 4",
+        "topk: not a field of RequestDefaults",
+        "sse.mode: choices ('none', 'AES256', 'aws:kms'), the job's are ('none', 'AES256')",
+        "model.input_name: description differs from the job's help",
+    ]
+
+
+def test_a_request_of_defaults_gives_the_jobs_defaults():
+    """Every default goes through the step's arguments into the same JobConfig the job makes of
+    its required arguments alone: the Airflow side and the job agree on every default."""
+    request = resolved_request()
+    from_request = parse_config(job_arguments(request, MANIFEST))
+    model = request["model"]
+    assert from_request == JobConfig(
+        manifest_uri=MANIFEST,
+        output_uri=request["staging_uri"] + "output/",
+        run_id=request["run_id"],
+        model=ModelSpec(model["name"], model["symbol"], model["params"], model["labels"]),
+    )
+    assert from_request.prefetch_threads == 8  # what docs/BENCHMARKS.md measured
+
+
+def test_every_config_setting_is_a_request_field_the_step_passes():
+    request = resolved_request(precision="int8", sse={"mode": "aws:kms", "kms_key_id": "alias/k"})
+    request["model"].update(symbol_sha256="1" * 64, params_sha256="2" * 64, labels_sha256="3" * 64)
+    request["int8"].update(calibration_uri="s3://calib/x/", on_disagreement="fp32")
+    flags = {arg for arg in job_arguments(request, MANIFEST) if arg.startswith("--")}
+    assert flags == {setting.flag for setting in SETTINGS if setting.source != contract.JOB}
+
+
+def test_the_jobs_help_shows_every_settings_flag_help_and_default():
+    text = " ".join(build_parser().format_help().split())
+    for setting in SETTINGS:
+        assert setting.flag in text
+        assert " ".join(setting.help.split()) in text
+    assert "--prefetch-threads PREFETCH_THREADS Download/decode threads" in text
+    assert "per Python worker) (default: 8)" in text
+    assert "--std STD R,G,B standard deviations divided by after the mean (default: " in text
+    assert "--sse {none,AES256,aws:kms} ServerSideEncryption" in text
+    assert "--require NAME==VERSION A package version" in text
+    titles = ["input and output:", "model:", "preprocessing:", "execution:", "int8 ("]
+    assert sorted(titles, key=text.index) == titles  # the groups, in the table's order
+
+
+def test_every_required_setting_is_required_by_the_job(capsys):
+    required = [setting for setting in SETTINGS if setting.required]
+    assert [setting.flag for setting in required] == [
+        "--manifest", "--output", "--run-id", "--model-name", "--model-symbol", "--model-params",
+        "--model-labels",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit):
+        parse_config(["--manifest", "s3://b/m.json"])
+    assert "required: --output, --run-id, --model-name, --model-symbol" in capsys.readouterr().err
+
+
+def test_setting_arguments_leave_out_unset_values_and_off_flags():
+    assert SETTING["model.symbol_sha256"].arguments(None) == []
+    assert SETTING["sse.kms_key_id"].arguments("") == []
+    assert SETTING["model.scale"].arguments(0.5) == ["--scale", "0.5"]
+    assert SETTING["model.mean"].arguments([1, 2, 3]) == ["--mean", "1.0,2.0,3.0"]
+    assert SETTING["int8.on_disagreement"].arguments("fail") == []
+    assert SETTING["int8.on_disagreement"].arguments("fp32") == ["--int8-fallback"]
+    assert SETTING["resume"].arguments(True) == []
+    assert SETTING["resume"].arguments(False) == ["--no-resume"]
+    assert SETTING["requirements"].arguments(["a==1", "b==2"]) == [
+        "--require", "a==1", "--require", "b==2",
+    ]  # fmt: skip
+
+
+def test_a_request_without_a_setting_reads_its_default():
+    """A run resolved by an earlier version (in flight across a deploy) may lack a newer key."""
+    assert SETTING["max_partition_keys"].read({}) == 5000
+    assert SETTING["model.input_name"].read({"model": {}}) == "data"
+    with pytest.raises(KeyError, match="model.symbol"):
+        SETTING["model.symbol"].read({"model": {}})
+
+
+def test_config_settings_are_the_ones_the_pipeline_config_holds():
+    names = {setting.name for setting in SETTINGS if setting.source == CONFIG}
+    assert {"batch_size", "model.symbol", "sse.mode", "int8.on_disagreement"} <= names
+    assert not names & {"manifest", "output", "run_id", "int8.cache", "requirements", "resume"}
