@@ -62,7 +62,10 @@ def fetch_verified(client, uri: str, expected_sha256: str | None, what: str) -> 
     try:
         data = get_bytes(client, parse_s3_uri(uri, what))
     except Exception as exc:
-        raise ModelLoadError(f"cannot download {what} {uri}: {exc}") from None
+        # a MemoryError (the Python worker's address-space limit) has no message of its own
+        raise ModelLoadError(
+            f"cannot download {what} {uri}: {str(exc) or type(exc).__name__}"
+        ) from None
     if expected_sha256:
         actual = sha256_hex(data)
         if actual.lower() != expected_sha256.strip().lower():

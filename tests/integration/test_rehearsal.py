@@ -90,4 +90,9 @@ def test_the_old_settings_fail_every_task_as_on_emr(old_cifar: Path, tmp_path: P
     assert "Setting mem limits to 805306368" in "".join(
         path.read_text(errors="replace") for path in tmp_path.glob("**/work-0/**/stderr")
     )
-    assert "libmxnet.so: failed to map segment" in result.stdout or "MXNetError" in result.stdout
+    # where the limit bites first depends on what the worker allocates first: MXNet's library,
+    # or the model's params (768 MiB less the prefetch's batch arrays)
+    assert any(
+        sign in result.stdout
+        for sign in ("libmxnet.so: failed to map segment", "MXNetError", "MemoryError")
+    ), result.stdout[-3000:]

@@ -348,3 +348,18 @@ def test_batches_are_decoded_into_reused_arrays_and_mixed_batches_predict_the_sa
     assert metrics["rows"] == 40 and metrics["errors"] > 0 and mixed > 0
     # 14 batches through prefetch_depth + 1 arrays, allocated once per partition
     assert len(arrays) == config.prefetch_depth + 1
+
+
+def test_a_download_that_runs_out_of_memory_says_so():
+    """Under the Python worker's address-space limit a download fails with a MemoryError, which
+    has no message of its own: the error names it."""
+    from batch_inference.model import fetch_verified
+
+    class OutOfMemory:
+        def get_object(self, **kwargs):
+            raise MemoryError
+
+    with pytest.raises(
+        ModelLoadError, match=r"cannot download --model-params s3://b/p: MemoryError"
+    ):
+        fetch_verified(OutOfMemory(), "s3://b/p", None, "--model-params")
