@@ -35,15 +35,17 @@ from batch_inference.config import JobConfig
 from batch_inference.manifest import Manifest, iter_keys, partition_range
 from batch_inference.model import fetch_verified, load_model, parse_labels, set_omp_threads
 from batch_inference.output import (
-    PartitionMetrics,
-    RowsPart,
     completed_metrics,
     error_row,
-    part_name,
     prediction_row,
-    write_metrics,
 )
-from batch_inference.partition import Prefetch, memory_peaks
+from batch_inference.partition import (
+    Prefetch,
+    memory_peaks,
+    new_metrics,
+    report_partition,
+    staged_rows,
+)
 from batch_inference.s3io import make_client, parse_s3_uri
 
 log = logging.getLogger(__name__)
@@ -182,17 +184,9 @@ def write_partition(
         fetch_verified(client, spec.labels_uri, spec.labels_sha256, "--model-labels"),
         spec.labels_uri,
     )
-    metrics = PartitionMetrics(
-        partition=index,
-        first_index=start,
-        end_index=end,
-        fingerprint=fingerprint,
-        precision=config.precision,
-        int8_top1_agreement=config.int8_agreement,
-    )
+    metrics = new_metrics(config, index, (start, end), fingerprint)
     name, run_id, precision = spec.name, config.run_id, config.precision
-    part = RowsPart(client, output.join(part_name(index)), config.encryption, fingerprint)
-    try:
+    with staged_rows(client, output, config, metrics) as part:
         for frame in frames:
             rows = []
             for item in frame.itertuples(index=False):
@@ -219,26 +213,8 @@ def write_partition(
             for row in rows:
                 metrics.count_row(row)
             part.add(rows)
-        if metrics.rows != end - start:
-            raise RuntimeError(f"partition {index}: {metrics.rows} rows for {end - start} keys")
-        part.close()
-    except BaseException:
-        part.abort()
-        raise
     metrics.wall_seconds = time.time() - started
-    result = metrics.as_dict()
-    write_metrics(client, output, index, result, config.encryption)
-    log.info(
-        "partition %d: keys [%d, %d): %d predicted, %d errors %s in %.1fs (predict_batch_udf)",
-        index,
-        start,
-        end,
-        metrics.predicted,
-        metrics.errors,
-        result["errors_by_type"],
-        metrics.wall_seconds,
-    )
-    return result
+    return report_partition(client, output, config, metrics, "predict_batch_udf")
 
 
 def write_parts(

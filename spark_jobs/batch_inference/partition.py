@@ -13,6 +13,7 @@ good images reaches the model without being stacked (copied) first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -25,6 +26,7 @@ import numpy as np
 from batch_inference import faults
 from batch_inference.batching import chunked, top_k
 from batch_inference.config import JobConfig, Preprocess
+from batch_inference.contract.s3 import S3Uri
 from batch_inference.errors import CORRUPT_IMAGE, DOWNLOAD_FAILED, MISSING_OBJECT, ImageError
 from batch_inference.images import decode_image
 from batch_inference.manifest import Manifest, iter_keys, partition_range
@@ -246,36 +248,67 @@ def process_partition(
             )
             return stored
     set_omp_threads(omp_threads)
-    metrics = PartitionMetrics(
+    metrics = new_metrics(config, index, (start, end), fingerprint)
+    with staged_rows(client, output, config, metrics) as part:
+        if end > start:
+            classify_range(client, manifest, (start, end), config, metrics, part, index)
+    metrics.wall_seconds = _since(started)
+    metrics.worker_peak_rss_mb, metrics.worker_peak_address_space_mb = memory_peaks()
+    return report_partition(client, output, config, metrics, "rdd")
+
+
+def new_metrics(
+    config: JobConfig, index: int, span: tuple[int, int], fingerprint: str
+) -> PartitionMetrics:
+    """The metrics of job partition ``index`` over manifest positions ``span``, before any row."""
+    return PartitionMetrics(
         partition=index,
-        first_index=start,
-        end_index=end,
+        first_index=span[0],
+        end_index=span[1],
         fingerprint=fingerprint,
         precision=config.precision,
         int8_top1_agreement=config.int8_agreement,
     )
-    part = RowsPart(client, output.join(part_name(index)), config.encryption, fingerprint)
+
+
+@contextlib.contextmanager
+def staged_rows(
+    client, output: S3Uri, config: JobConfig, metrics: PartitionMetrics
+) -> Iterator[RowsPart]:
+    """The partition's rows part, filled inside the block (both engines): after it, every key of
+    the partition must have its row, then the part is completed; on any error it is aborted, so
+    no part of a failed attempt is ever visible."""
+    part = RowsPart(
+        client, output.join(part_name(metrics.partition)), config.encryption, metrics.fingerprint
+    )
+    expected = metrics.end_index - metrics.first_index
     try:
-        if end > start:
-            classify_range(client, manifest, (start, end), config, metrics, part, index)
-        if metrics.rows != end - start:
-            raise RuntimeError(f"partition {index}: {metrics.rows} rows for {end - start} keys")
+        yield part
+        if metrics.rows != expected:
+            raise RuntimeError(
+                f"partition {metrics.partition}: {metrics.rows} rows for {expected} keys"
+            )
         part.close()
     except BaseException:
         part.abort()
         raise
-    metrics.wall_seconds = _since(started)
-    metrics.worker_peak_rss_mb, metrics.worker_peak_address_space_mb = memory_peaks()
+
+
+def report_partition(
+    client, output: S3Uri, config: JobConfig, metrics: PartitionMetrics, engine: str
+) -> dict:
+    """Write the partition's metrics part (after its rows part) and log it; returns the metrics."""
     result = metrics.as_dict()
-    write_metrics(client, output, index, result, config.encryption)
+    write_metrics(client, output, metrics.partition, result, config.encryption)
     log.info(
-        "partition %d: keys [%d, %d): %d predicted, %d errors %s in %.1fs",
-        index,
-        start,
-        end,
+        "partition %d: keys [%d, %d): %d predicted, %d errors %s in %.1fs (%s)",
+        metrics.partition,
+        metrics.first_index,
+        metrics.end_index,
         metrics.predicted,
         metrics.errors,
         result["errors_by_type"],
         metrics.wall_seconds,
+        engine,
     )
     return result
