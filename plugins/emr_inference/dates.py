@@ -11,8 +11,9 @@ A run names one date (scheduled runs, most manual ones) or several (``partition_
   yet published. Clearing a run redoes its own dates; ``republish: true`` redoes them all.
 
 The request fingerprint (:func:`request_fingerprint`) covers what the published rows depend on,
-except the run: the job's settings and model (its arguments without the manifest, staging output
-and run id) and what was listed (the keys in order, or a supplied manifest's document).
+except the run: the job's settings that the pipeline config gives (model, preprocessing, top-k,
+precision, encryption, ...; :data:`batch_inference.contract.settings.SETTINGS`), the date's
+output and what was listed (the keys in order, or a supplied manifest's document).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from batch_inference.contract.settings import CONFIG, SETTINGS
+
 from emr_inference import s3
-from emr_inference.emr.steps import job_arguments
 from emr_inference.manifest import (
     Listing,
     count_keys,
@@ -39,18 +41,12 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 PENDING, EMPTY, PUBLISHED = "pending", "empty", "published"
-#: Job arguments that name the run rather than what its rows depend on.
-_RUN_ARGUMENTS = ("--manifest", "--output", "--run-id")
 
 
 def request_fingerprint(request: Mapping[str, Any], keys_sha256: str | None) -> str:
-    """Hex SHA-256 of the date's job settings, model and listed keys (module docstring)."""
-    args = job_arguments(request, manifest_uri="")
-    settings = [
-        value
-        for index, value in enumerate(args)
-        if value not in _RUN_ARGUMENTS and (index == 0 or args[index - 1] not in _RUN_ARGUMENTS)
-    ]
+    """Hex SHA-256 of the date's job settings (every contract setting the config gives: model,
+    preprocessing, top-k, precision, encryption, ...), its output and its listed keys."""
+    settings = {s.name: s.read(request) for s in SETTINGS if s.source == CONFIG}
     document = {"job": settings, "keys_sha256": keys_sha256, "output_uri": request["output_uri"]}
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
