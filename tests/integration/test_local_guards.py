@@ -24,7 +24,7 @@ from tests.integration.test_local_backend import (
     _submit,
     _terminate_and_check,
 )
-from tests.unit.airflow.test_sweeper import FakeTI
+from tests.unit.emr_inference.test_sweeper import FakeTI
 
 pytestmark = pytest.mark.slow
 

@@ -44,7 +44,7 @@ NOT_RUN = {
     'ls "${EMR_INFERENCE_LOCAL_STATE': "needs a leaked local cluster",
     "make rehearse PIPELINE=cifar10_resnet18": "run as written by test_rehearsal.py (integration)",
     "PYTHONPATH=spark_jobs .venv/bin/python -m batch_inference.online": (
-        "run as written by tests/unit/job/test_online.py"
+        "run as written by tests/unit/batch_inference/test_online.py"
     ),
     "docker build -f docker/lambda/Dockerfile": (
         "needs Docker; tests/unit/test_lambda_image.py checks the Dockerfile statically"

@@ -29,17 +29,17 @@ POLICIES = {
     "online": IAM / "online-predictor-policy.json",
 }
 RECORDED_TESTS = [
-    "tests/unit/airflow/test_emr_operators.py",
-    "tests/unit/airflow/test_sweeper.py",
-    "tests/unit/airflow/test_artifacts.py",
-    "tests/unit/airflow/test_manifest.py",
-    "tests/unit/airflow/test_publish.py",
-    "tests/unit/airflow/test_progress.py",
-    "tests/unit/job/test_partition.py",
-    "tests/unit/job/test_manifest.py",
-    "tests/unit/job/test_quantize.py",
-    "tests/unit/job/test_output_and_cli.py",
-    "tests/unit/job/test_online.py",
+    "tests/unit/emr_inference/test_emr_operators.py",
+    "tests/unit/emr_inference/test_sweeper.py",
+    "tests/unit/emr_inference/test_artifacts.py",
+    "tests/unit/emr_inference/test_manifest.py",
+    "tests/unit/emr_inference/test_publish.py",
+    "tests/unit/emr_inference/test_progress.py",
+    "tests/unit/batch_inference/test_partition.py",
+    "tests/unit/batch_inference/test_manifest.py",
+    "tests/unit/batch_inference/test_quantize.py",
+    "tests/unit/batch_inference/test_output_and_cli.py",
+    "tests/unit/batch_inference/test_online.py",
 ]
 #: S3 operations -> the IAM action that authorises them (s3 has its own action names).
 S3_ACTIONS = {

@@ -8,7 +8,7 @@ from botocore.validate import ParamValidator
 from emr_inference.emr.job_flow import build_job_flow
 from emr_inference.emr.steps import inference_step, job_arguments
 
-from tests.unit.airflow.pipeline_fixtures import resolved_request as request_for
+from tests.unit.emr_inference.pipeline_fixtures import resolved_request as request_for
 
 ARTIFACTS = {
     "job_zip": "s3://out-bucket/artifacts/unit/batch_inference-0123abcd.zip",

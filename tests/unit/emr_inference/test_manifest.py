@@ -12,8 +12,8 @@ from emr_inference.operators.manifest import StageManifestOperator
 from emr_inference.request import resolve_request
 from emr_inference.s3 import S3Uri, s3_hook
 
-from tests.unit.airflow.conftest import put_objects
-from tests.unit.airflow.pipeline_fixtures import pipeline
+from tests.unit.emr_inference.conftest import put_objects
+from tests.unit.emr_inference.pipeline_fixtures import pipeline
 
 
 def _request(bucket: str, **params) -> dict:

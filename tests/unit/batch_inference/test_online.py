@@ -4,7 +4,7 @@ with a base64 image, an S3 ObjectCreated:Put event) against the moto S3 server w
 MXNet model, and the CLI as a process.
 
 That its rows equal the batch job's rows is checked against real spark-submit runs in
-tests/integration/job/test_engines.py.
+tests/integration/batch_inference/test_engines.py.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from emr_inference.operators.emr import (
 from emr_inference.request import job_output_uri, resolve_request
 from moto import mock_aws
 
-from tests.unit.airflow.pipeline_fixtures import pipeline
+from tests.unit.emr_inference.pipeline_fixtures import pipeline
 
 REGION = "us-east-1"
 ARTIFACTS = {

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from include.demo.images import demo_objects, upload_objects
-from tests.integration.job.test_job_reliability import contract_objects, driver_summary
+from tests.integration.batch_inference.test_job_reliability import contract_objects, driver_summary
 from tests.support.job import job_zip, read_output, run_job, write_manifest
 from tests.support.tiny_model import upload_tiny_model
 

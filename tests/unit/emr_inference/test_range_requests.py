@@ -9,7 +9,7 @@ from emr_inference.config import ConfigError
 from emr_inference.params import build_params
 from emr_inference.request import request_for_date, resolve_request
 
-from tests.unit.airflow.pipeline_fixtures import pipeline
+from tests.unit.emr_inference.pipeline_fixtures import pipeline
 
 
 def resolve(params: dict, **config) -> dict:

@@ -1,7 +1,8 @@
 """A partition whose S3 requests go through a proxy that answers SlowDown (503) and 500 errors.
 
 Bounded faults are absorbed by the client's retries (tested through spark-submit in
-``tests/integration/job/test_job_reliability.py``); these tests exhaust the retries: a download
+``tests/integration/batch_inference/test_job_reliability.py``); these tests exhaust the
+retries: a download
 becomes a ``download_failed`` row, an output write fails the partition naming the object.
 """
 

@@ -236,7 +236,7 @@ def test_a_partitioned_pipeline_keys_its_scheduled_runs_by_the_date_they_process
     from airflow.timetables.base import TimeRestriction
     from emr_inference.factory import build_dag
 
-    from tests.unit.airflow.pipeline_fixtures import pipeline
+    from tests.unit.emr_inference.pipeline_fixtures import pipeline
 
     dag = build_dag(pipeline(partitioned=True, schedule="0 2 * * *", start_date="2026-11-01"))
     assert type(dag.timetable).__name__ == "CronPartitionTimetable"

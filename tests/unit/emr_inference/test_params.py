@@ -12,7 +12,7 @@ from emr_inference.config import DATE_PATTERN, S3_URI_FORBIDDEN, RequestDefaults
 from emr_inference.params import build_params, param_schemas
 from pydantic import ValidationError
 
-from tests.unit.airflow.pipeline_fixtures import pipeline
+from tests.unit.emr_inference.pipeline_fixtures import pipeline
 
 _DEFAULTS = pipeline().request_defaults()
 

@@ -21,8 +21,8 @@ from emr_inference.emr.sizing import (
 from emr_inference.operators.local import emulated_cluster_conf
 from emr_inference.request import resolve_request
 
-from tests.unit.airflow.pipeline_fixtures import pipeline, pipeline_data
-from tests.unit.airflow.test_emr_builders import ARTIFACTS, assert_valid
+from tests.unit.emr_inference.pipeline_fixtures import pipeline, pipeline_data
+from tests.unit.emr_inference.test_emr_builders import ARTIFACTS, assert_valid
 
 PIPELINES = Path(__file__).resolve().parents[3] / "include" / "pipelines"
 CIFAR = PIPELINES / "cifar10_resnet18.yaml"

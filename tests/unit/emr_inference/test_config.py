@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from emr_inference.config import ConfigError, load_pipeline, parse_pipeline
 
-from tests.unit.airflow.pipeline_fixtures import pipeline, pipeline_data
+from tests.unit.emr_inference.pipeline_fixtures import pipeline, pipeline_data
 
 PIPELINES = Path(__file__).resolve().parents[3] / "include" / "pipelines"
 

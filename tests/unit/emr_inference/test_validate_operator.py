@@ -9,7 +9,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from emr_inference.operators.validate import ValidateRequestOperator
 
-from tests.unit.airflow.pipeline_fixtures import pipeline
+from tests.unit.emr_inference.pipeline_fixtures import pipeline
 
 RUN_ID = "manual__2026-11-23T10:00:00+00:00"
 

@@ -15,7 +15,7 @@ from emr_inference.request import (
     run_key,
 )
 
-from tests.unit.airflow.pipeline_fixtures import pipeline
+from tests.unit.emr_inference.pipeline_fixtures import pipeline
 
 RUN_ID = "scheduled__2026-11-22T00:00:00+00:00"
 INTERVAL_END = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)

@@ -15,7 +15,7 @@ from emr_inference.config import ModelConfig, RequestDefaults, job_setting_misma
 from emr_inference.emr.steps import job_arguments
 from pydantic import Field
 
-from tests.unit.airflow.pipeline_fixtures import resolved_request
+from tests.unit.emr_inference.pipeline_fixtures import resolved_request
 
 MANIFEST = "s3://out-bucket/_staging/unit/run/manifest/manifest.json"
 
