@@ -2,8 +2,8 @@
 
 Bounded faults are absorbed by the client's retries (tested through spark-submit in
 ``tests/integration/batch_inference/test_job_reliability.py``); these tests exhaust the
-retries: a download
-becomes a ``download_failed`` row, an output write fails the partition naming the object.
+retries: a download becomes a ``download_failed`` row, an output write fails the partition
+naming the object.
 """
 
 from __future__ import annotations
