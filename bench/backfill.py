@@ -116,7 +116,7 @@ def run_way(
     """Run the backfill one way (``dag.test()`` per conf, logical dates an hour apart from
     ``logical``); every run must succeed and every cluster must be stopped. Clusters are counted
     under ``workdir/<way>-clusters``, images from what the way published (``client``: S3)."""
-    from emr_inference.local_spark import STATE_ENV, recorded_clusters, stop_cluster
+    from emr_inference.local.cluster import STATE_ENV, recorded_clusters, stop_cluster
 
     state_dir = workdir / f"{way}-clusters"
     confs = way_confs(way, dates, base)
@@ -197,7 +197,7 @@ def modelled_backfill(days: int, images_per_day: int) -> RunPlan:
     from emr_inference.config import load_pipeline
     from emr_inference.dates import PENDING
     from emr_inference.plan import plan_run
-    from emr_inference.request import request_for_date, resolve_request
+    from emr_inference.request import resolve_request
 
     config = load_pipeline(REPO_ROOT / "include" / "pipelines" / "cifar10_resnet18.yaml")
     dates = backfill_dates(FIRST_DATE, days)
@@ -210,9 +210,9 @@ def modelled_backfill(days: int, images_per_day: int) -> RunPlan:
     )
     works = [
         {
-            "request": request_for_date(request, date),
+            "request": date.as_json(),
             "manifest": {"total": images_per_day, "bytes": None, "status": PENDING},
         }
-        for date in request["dates"]
+        for date in request.date_requests()
     ]
-    return plan_run(request, works)
+    return plan_run(request.as_json(), works)

@@ -198,7 +198,7 @@ class Bench:
         """Our job through ``spark-submit``; S3 at ``endpoint``. The driver's RSS is sampled
         (every 0.1 s) only with ``sample_memory``: the sampling costs CPU the job would miss."""
 
-        from emr_inference.emr.steps import model_arguments
+        from emr_inference.job_command import model_arguments
 
         app = [
             str(self.entry_point),

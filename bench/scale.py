@@ -124,7 +124,7 @@ class ScaleBench:
 
     def run(self, keys: int, master: str = "local[2]", timeout: float = 3600.0) -> ScaleRun:
         """One ``spark-submit`` over ``keys`` keys; raises if any key is missing from the rows."""
-        from emr_inference.emr.steps import model_arguments
+        from emr_inference.job_command import model_arguments
 
         manifest_uri, output = self.manifest(keys), f"scale-{keys}/"
         app = [

@@ -238,7 +238,7 @@ def render() -> str:
         params_section(),
         "## The Spark job's command line\n\n"
         "`validate_request`'s resolved request becomes these arguments "
-        "(`emr_inference.emr.steps.job_arguments`, both backends); `spark_jobs/main.py --help`:"
+        "(`emr_inference.job_command.job_arguments`, both backends); `spark_jobs/main.py --help`:"
         f"\n\n```text\n{job_help()}```\n",
     ]
     return "\n".join(sections)

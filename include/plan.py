@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from emr_inference.config import ConfigError, load_pipeline
     from emr_inference.dates import stage_date
     from emr_inference.plan import format_plan, plan_run
-    from emr_inference.request import request_for_date, resolve_request
+    from emr_inference.request import resolve_request
     from emr_inference.s3 import s3_hook
 
     args = parse_args(argv)
@@ -51,11 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as error:
         print(f"Invalid request: {error}", file=sys.stderr)
         return 2
-    hook = s3_hook(config.aws_conn_id, request.get("sse"))
-    works = [
-        stage_date(hook, request_for_date(request, date), write=False) for date in request["dates"]
-    ]
-    print(format_plan(plan_run(request, works, max_active_runs=config.max_active_runs)))
+    hook = s3_hook(config.aws_conn_id, request.sse.model_dump())
+    works = [stage_date(hook, date, write=False) for date in request.date_requests()]
+    plan = plan_run(request.as_json(), works, max_active_runs=config.max_active_runs)
+    print(format_plan(plan))
     return 0
 
 

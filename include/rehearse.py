@@ -4,7 +4,7 @@ An EMR pipeline cannot be tried here, so it is rehearsed: the same DAG (``airflo
 the same job, batch size, threads and prefetch, and the spark-defaults its EMR step would get
 (executor cores and memory, ``spark.executor.pyspark.memory`` and so the Python workers' address
 space limit, task CPUs, the pipeline's ``spark_defaults``), with only the executor count scaled to
-this machine (:func:`emr_inference.operators.local.emulated_cluster_conf`), on the local backend
+this machine (:func:`emr_inference.local.operators.emulated_cluster_conf`), on the local backend
 against moto's S3 server. The model's URIs are not reachable here, so a stand-in of the same
 architecture and input size is staged at them (random weights: the memory and time of a real
 forward, not its answers), with realistic photos (~500x375 JPEG) as input.
@@ -182,14 +182,14 @@ def resolve(path: Path, partition_date: str) -> tuple[dict[str, Any], Any, dict[
         dag_id=local.pipeline,
         run_id="rehearsal",
         data_interval_end=None,
-    )
+    ).as_json()
     return data, local, request
 
 
 def describe(request: dict[str, Any]) -> list[str]:
     """What EMR would get and what the rehearsal runs."""
     from emr_inference.emr.sizing import executor_plan, spark_properties
-    from emr_inference.operators.local import emulated_cluster_conf
+    from emr_inference.local.operators import emulated_cluster_conf
 
     plan = executor_plan(request)
     emulated = emulated_cluster_conf(request)

@@ -8,7 +8,7 @@
 
 Both export the job's three files (symbol JSON, params, labels). :func:`upload_model` stages them in
 S3 and returns the ``model`` dict of the resolved request (docs/CONTRACTS.md);
-``emr_inference.emr.steps.model_arguments`` turns that dict into the job's command-line arguments.
+``emr_inference.job_command.model_arguments`` turns that dict into the job's command-line arguments.
 """
 
 from __future__ import annotations

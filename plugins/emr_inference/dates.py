@@ -34,7 +34,7 @@ from emr_inference.manifest import (
     validate_manifest,
     write_manifest,
 )
-from emr_inference.request import manifest_prefix
+from emr_inference.resolved import ResolvedRequest
 from emr_inference.s3 import S3Uri
 
 if TYPE_CHECKING:
@@ -43,20 +43,20 @@ if TYPE_CHECKING:
 PENDING, EMPTY, PUBLISHED = "pending", "empty", "published"
 
 
-def request_fingerprint(request: Mapping[str, Any], keys_sha256: str | None) -> str:
+def request_fingerprint(request: ResolvedRequest, keys_sha256: str | None) -> str:
     """Hex SHA-256 of the date's job settings (every contract setting the config gives: model,
     preprocessing, top-k, precision, encryption, ...), its output and its listed keys."""
-    settings = {s.name: s.read(request) for s in SETTINGS if s.source == CONFIG}
-    document = {"job": settings, "keys_sha256": keys_sha256, "output_uri": request["output_uri"]}
+    values = request.as_json()
+    settings = {s.name: s.read(values) for s in SETTINGS if s.source == CONFIG}
+    document = {"job": settings, "keys_sha256": keys_sha256, "output_uri": values["output_uri"]}
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def published_summary(hook: S3Hook, output_uri: str) -> dict[str, Any] | None:
-    """The ``_run_summary.json`` of the complete publication at ``output_uri``, if there is one."""
+def published_summary(hook: S3Hook, output: S3Uri) -> dict[str, Any] | None:
+    """The ``_run_summary.json`` of the complete publication at ``output``, if there is one."""
     from emr_inference.publish import SUCCESS_NAME, SUMMARY_NAME
 
-    output = S3Uri.parse(output_uri, "output_uri", prefix=True)
     if not s3.exists(hook, output.join(SUCCESS_NAME)):
         return None
     try:
@@ -66,7 +66,7 @@ def published_summary(hook: S3Hook, output_uri: str) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) else None
 
 
-def date_status(total: int, request: Mapping[str, Any], published: Mapping[str, Any] | None) -> str:
+def date_status(total: int, request: ResolvedRequest, published: Mapping[str, Any] | None) -> str:
     """``empty`` without keys; ``published`` when another run already published the date for
     the same request fingerprint (and the request does not ask to ``republish``); else
     ``pending``."""
@@ -74,38 +74,41 @@ def date_status(total: int, request: Mapping[str, Any], published: Mapping[str, 
         return EMPTY
     if (
         published
-        and not request.get("republish")
-        and published.get("request_fingerprint") == request["request_fingerprint"]
-        and published.get("run_id") != request["run_id"]
+        and not request.republish
+        and published.get("request_fingerprint") == request.request_fingerprint
+        and published.get("run_id") != request.run_id
     ):
         return PUBLISHED
     return PENDING
 
 
-def stage_date(hook: S3Hook, request: Mapping[str, Any], *, write: bool = True) -> dict[str, Any]:
-    """One date's work item: ``{"request": <with its request_fingerprint>, "manifest":
-    {"manifest_uri", "total", "shards", "bytes", "keys_sha256", "status"}}``.
+def stage_date(hook: S3Hook, request: ResolvedRequest, *, write: bool = True) -> dict[str, Any]:
+    """One date's work item: ``{"request": <its JSON form, with its request_fingerprint>,
+    "manifest": {"manifest_uri", "total", "shards", "bytes", "keys_sha256", "status"}}``.
 
     Lists the date's ``input_uri`` into its manifest (``write=False``: only counts, writes
     nothing, ``manifest_uri`` is empty: how ``make plan`` looks), or checks its supplied
     ``manifest_uri``; then gives the date its status.
     """
-    if request.get("manifest_uri"):
-        info = validate_manifest(hook, request["manifest_uri"])
+    if request.manifest_uri:
+        info = validate_manifest(hook, request.manifest_uri.uri)
     else:
-        source = S3Uri.parse(request["input_uri"], "input_uri", prefix=True)
+        assert request.input_uri is not None  # the request has one or the other
         listing = Listing()
-        extensions, limit = request.get("extensions") or [], request.get("sample_limit")
-        keys = matching_keys(hook, source, extensions, limit, listing)
+        keys = matching_keys(
+            hook, request.input_uri, request.extensions, request.sample_limit, listing
+        )
         if write:
-            dest = S3Uri.parse(manifest_prefix(request), "staging_uri", prefix=True)
-            info = write_manifest(hook, source, keys, dest, request["shard_size"])
+            info = write_manifest(
+                hook, request.input_uri, keys, request.manifest_prefix, request.shard_size
+            )
         else:
             info = count_keys(keys)
         info = replace(info, bytes=listing.bytes)
-    request = {**request, "request_fingerprint": request_fingerprint(request, info.keys_sha256)}
-    status = date_status(info.total, request, published_summary(hook, request["output_uri"]))
-    return {"request": request, "manifest": {**info.as_xcom(), "status": status}}
+    fingerprint = request_fingerprint(request, info.keys_sha256)
+    request = request.model_copy(update={"request_fingerprint": fingerprint})
+    status = date_status(info.total, request, published_summary(hook, request.output_uri))
+    return {"request": request.as_json(), "manifest": {**info.as_xcom(), "status": status}}
 
 
 def dates_by_status(works: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
@@ -116,17 +119,17 @@ def dates_by_status(works: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
     return grouped
 
 
-def skip_unless_pending(request: Mapping[str, Any], manifest: Mapping[str, Any]) -> None:
+def skip_unless_pending(request: ResolvedRequest, manifest: Mapping[str, Any]) -> None:
     """Skip the task (and, through the trigger rules, the rest of its date) unless the date
     needs a step: an empty date or one already published does not."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     status = manifest.get("status", PENDING)
     if status != PENDING:
-        raise AirflowSkipException(f"{request['partition_date']} is {status}: no step needed")
+        raise AirflowSkipException(f"{request.partition_date} is {status}: no step needed")
 
 
-def step_timeout(timeout: float, request: Mapping[str, Any]) -> float:
+def step_timeout(timeout: float, request: ResolvedRequest) -> float:
     """A date's wait timeout: ``timeout`` per date of the run, since a cluster runs its steps
     one after another and the last date's step may wait for all the others."""
-    return timeout * max(1, int(request.get("dates_in_run") or 1))
+    return timeout * request.run_dates

@@ -16,7 +16,9 @@ step, publication and Asset event, and fails alone (:mod:`emr_inference.dates`).
 
 Parsing imports no heavy library: operators import boto3 clients, Spark or MXNet only when they run
 (the S3 hook too; only the emr backend's operators, subclasses of the Amazon provider's, bring
-botocore at parse time: tests/unit/airflow/test_dag.py).
+botocore at parse time: tests/unit/emr_inference/test_dag.py). Each backend has its folder:
+:mod:`emr_inference.emr` and :mod:`emr_inference.local`, each with its cluster helpers
+(``cluster.py``) and its four operators (``operators.py``).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class Backend:
 def backend_for(config: PipelineConfig) -> Backend:
     """The operator classes for ``config.backend`` (imported only for the backend in use)."""
     if config.backend == "emr":
-        from emr_inference.operators import emr
+        from emr_inference.emr import operators as emr
 
         return Backend(
             emr.EmrCreateClusterOperator,
@@ -72,7 +74,7 @@ def backend_for(config: PipelineConfig) -> Backend:
             emr.EmrTerminateClusterOperator,
             wait_kwargs={"deferrable": config.deferrable},
         )
-    from emr_inference.operators import local
+    from emr_inference.local import operators as local
 
     return Backend(
         local.LocalCreateClusterOperator,
@@ -169,7 +171,6 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         dates = run_date.expand_kwargs(manifests.output)
         terminate = backend.terminate(
             task_id="terminate_cluster",
-            request=request,
             cluster_id=create.output,
             **TEARDOWN_RETRY_POLICY,
             **aws,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emr_inference.resolved import ResolvedRequest
 
 
 def describe_progress(done: int, total: int, elapsed_seconds: float) -> str:
@@ -22,7 +24,7 @@ def describe_progress(done: int, total: int, elapsed_seconds: float) -> str:
 def log_progress(
     log: logging.Logger,
     aws_conn_id: str | None,
-    request: Mapping[str, Any],
+    request: ResolvedRequest,
     total: int,
     elapsed_seconds: float,
 ) -> None:
@@ -30,12 +32,11 @@ def log_progress(
 
     Progress is informative: a failure to read it is a warning, never a sensor failure.
     """
-    from emr_inference.request import job_output_uri
     from emr_inference.s3 import s3_hook
     from emr_inference.staged_output import rows_done
 
     try:
-        done = rows_done(s3_hook(aws_conn_id), job_output_uri(request))
+        done = rows_done(s3_hook(aws_conn_id), request.job_output_uri.uri)
     except Exception as error:
         log.warning("Could not read progress from the staged output: %s", error)
         return

@@ -19,9 +19,9 @@ The resolved request (see docs/CONTRACTS.md) is the one dict every later task re
 6. Per date, ``staging_uri`` becomes ``<staging root><pipeline>/<run key>/<date>/`` and
    ``artifacts_uri`` ``<artifacts root><pipeline>/``; both roots default to the output bucket.
 
-The request carries every date under ``dates`` (the fields that differ per date) and the first
-date's fields at the top level, so a one-date run's request reads as it always has;
-:func:`request_for_date` gives any date's request.
+The result is a :class:`~emr_inference.resolved.ResolvedRequest`: every date under ``dates``
+(the fields that differ per date) and the first date's fields at the top level, so a one-date
+run's request reads as it always has; ``request.for_date(date)`` gives any date's request.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from emr_inference.config import (
     check_cluster_fits,
     format_errors,
 )
+from emr_inference.resolved import ResolvedRequest
 
 _PREFIX_FIELDS = ("input_uri", "output_uri", "staging_uri", "artifacts_uri")
 _TEMPLATED_FIELDS = (*_PREFIX_FIELDS, "manifest_uri")
@@ -141,8 +142,8 @@ def resolve_request(
     run_id: str,
     data_interval_end: dt.datetime | None,
     partition_key: str | None = None,
-) -> dict[str, Any]:
-    """Build the resolved request dict of docs/CONTRACTS.md; raises ConfigError naming a field.
+) -> ResolvedRequest:
+    """Build the resolved request of docs/CONTRACTS.md; raises ConfigError naming a field.
 
     ``partition_key`` (a partitioned run's, ``YYYY-MM-DD``) is the date when the Params name none.
     """
@@ -167,16 +168,18 @@ def resolve_request(
     except S3UriError as error:
         raise ConfigError(f"params: {error}") from None
     _check_distinct_outputs(dates)
-    return {
-        "dag_id": dag_id,
-        "run_id": run_id,
-        "pipeline": config.pipeline,
-        "backend": config.backend,
-        **values,
-        **dates[0],
-        "partition_dates": [entry["partition_date"] for entry in dates],
-        "dates": dates,
-    }
+    return ResolvedRequest.model_validate(
+        {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "pipeline": config.pipeline,
+            "backend": config.backend,
+            **values,
+            **dates[0],
+            "partition_dates": [entry["partition_date"] for entry in dates],
+            "dates": dates,
+        }
+    )
 
 
 def run_dates(
@@ -277,22 +280,5 @@ def _check_distinct_outputs(dates: list[dict[str, Any]]) -> None:
             )
 
 
-def request_for_date(request: Mapping[str, Any], date: Mapping[str, Any]) -> dict[str, Any]:
-    """The request of one date of a run: the run's request with that date's fields, and the
-    number of dates in the run (``dates_in_run``) instead of their list (XComs stay small)."""
-    run = {k: v for k, v in request.items() if k not in ("dates", "partition_dates")}
-    return {**run, **date, "dates_in_run": len(request["dates"])}
-
-
 def _as_prefix(uri: str) -> str:
     return uri if uri.endswith("/") else uri + "/"
-
-
-def job_output_uri(request: Mapping[str, Any]) -> str:
-    """Where the job writes this run's staged output (parts and ``_metrics/``)."""
-    return request["staging_uri"] + "output/"
-
-
-def manifest_prefix(request: Mapping[str, Any]) -> str:
-    """Where ``stage_manifest`` writes this run's manifest.json and shards."""
-    return request["staging_uri"] + "manifest/"

@@ -4,7 +4,7 @@ The teardown task stops a run's cluster; the sweeper is for when it could not (t
 died, the teardown ran out of retries, the run was marked failed by hand). It works in three steps:
 
 1. list the clusters: :func:`emr_clusters` (live EMR clusters and their tags) and
-   :func:`local_clusters` (every recorded local cluster, see :mod:`emr_inference.local_spark`);
+   :func:`local_clusters` (every recorded local cluster, see :mod:`emr_inference.local.cluster`);
 2. look up the state of each cluster's DAG run (the operator asks Airflow);
 3. :func:`decide` (pure): which to stop and why. A cluster is ours only when it names its run
    (EMR: all of the tags ``dag_id``, ``run_id``, ``pipeline``, the last equal to the first, and the
@@ -112,7 +112,7 @@ def run_states(
 
 def emr_clusters(client: Any) -> list[ClusterRecord]:
     """Every live EMR cluster (any owner) with the run its tags name, if they name one."""
-    from emr_inference.operators.emr import LIVE_CLUSTER_STATES
+    from emr_inference.emr.cluster import LIVE_CLUSTER_STATES
 
     records = []
     paginator = client.get_paginator("list_clusters")
@@ -138,7 +138,7 @@ def stop_emr_cluster(client: Any, cluster_id: str) -> None:
 
 def local_clusters(base: Path | None = None) -> list[ClusterRecord]:
     """Every local cluster recorded under ``base`` (default: the local backend's state dir)."""
-    from emr_inference.local_spark import live_cluster_tags, recorded_clusters
+    from emr_inference.local.cluster import live_cluster_tags, recorded_clusters
 
     live_tags = live_cluster_tags()  # also finds executors left by a dead master or worker
     return [
@@ -155,6 +155,6 @@ def local_clusters(base: Path | None = None) -> list[ClusterRecord]:
 
 def stop_local_cluster(cluster_id: str, base: Path | None = None) -> None:
     """Stop every process of a recorded local cluster."""
-    from emr_inference.local_spark import LocalCluster, stop_cluster
+    from emr_inference.local.cluster import LocalCluster, stop_cluster
 
     stop_cluster(LocalCluster.load(cluster_id, base))

@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 import pytest
 from botocore.exceptions import ClientError
-from emr_inference.local_spark import (
+from emr_inference.local.cluster import (
     CLUSTER_TAG_ENV,
     LocalCluster,
     cluster_id_for,

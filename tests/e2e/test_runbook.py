@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from emr_inference.local_spark import cluster_id_for
+from emr_inference.local.cluster import cluster_id_for
 
 from include.demo.images import demo_objects, upload_objects
 from include.demo.run_demo import DAG_ID, IMAGES_BUCKET, seed_demo

@@ -19,13 +19,13 @@ import psutil
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from emr_inference.artifacts import stage_artifacts
-from emr_inference.local_spark import (
+from emr_inference.local.cluster import (
     CLUSTER_TAG_ENV,
     LocalCluster,
     cluster_id_for,
     tagged_processes,
 )
-from emr_inference.operators.local import (
+from emr_inference.local.operators import (
     LocalCreateClusterOperator,
     LocalStepSensor,
     LocalSubmitStepOperator,

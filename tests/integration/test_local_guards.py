@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from emr_inference.local_spark import LocalCluster, start_cluster, stop_step, tagged_processes
-from emr_inference.operators.local import LocalTerminateClusterOperator
+from emr_inference.local.cluster import LocalCluster, start_cluster, stop_step, tagged_processes
+from emr_inference.local.operators import LocalTerminateClusterOperator
 from emr_inference.operators.sweeper import SweepClustersOperator
 from emr_inference.s3 import s3_hook
 from emr_inference.staged_output import rows_done

@@ -24,9 +24,9 @@ def run_tags(request: Mapping[str, Any]) -> dict[str, str]:
     return {key: request[key] for key in RUN_TAG_KEYS}
 
 
-def cluster_name(request: Mapping[str, Any]) -> str:
-    """The cluster's name: the pipeline and the run id."""
-    return f"{request['pipeline']} {request['run_id']}"[:256]
+def cluster_name(dag_id: str, run_id: str) -> str:
+    """The cluster's name: the DAG (the pipeline) and the run id."""
+    return f"{dag_id} {run_id}"[:256]
 
 
 def _ebs(node: Mapping[str, Any]) -> dict[str, Any]:
@@ -173,7 +173,7 @@ def build_job_flow(request: Mapping[str, Any], artifacts: Mapping[str, str]) -> 
     cluster = request["cluster"]
     tags = {**cluster["tags"], **run_tags(request)}
     job_flow: dict[str, Any] = {
-        "Name": cluster_name(request),
+        "Name": cluster_name(request["dag_id"], request["run_id"]),
         "ReleaseLabel": cluster["release_label"],
         "Applications": [{"Name": name} for name in APPLICATIONS],
         "BootstrapActions": [

@@ -1,9 +1,9 @@
-"""The inference job's command line and its EMR step (pure functions of the resolved request).
+"""The EMR step of one date: ``spark-submit ... --py-files <job zip> <main.py> <job arguments>``
+through ``command-runner.jar`` (pure functions of the resolved request).
 
-:func:`job_arguments` is shared by both backends: the EMR step runs
-``spark-submit ... --py-files <job zip> <main.py> <job_arguments>`` through ``command-runner.jar``,
-the local backend runs the same arguments with its own ``spark-submit``. Arguments are always a
-list, never a shell string.
+The job's arguments and the step's name are both backends' (:mod:`emr_inference.job_command`);
+EMR adds the package versions its bootstrap installed. Arguments are always a list, never a shell
+string.
 """
 
 from __future__ import annotations
@@ -11,51 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from batch_inference.contract.settings import INT8, JOB, SETTING, SETTINGS, STEP
+from batch_inference.contract.settings import SETTING
 
-from emr_inference.request import job_output_uri
+from emr_inference.job_command import job_arguments, step_name
+from emr_inference.resolved import ResolvedRequest
 
 COMMAND_RUNNER_JAR = "command-runner.jar"
 #: The mxnet of EMR's MXNet application (emr-7.2.0); the other pins are the bootstrap's.
 EMR_MXNET = "mxnet==1.9.1"
-
-
-def model_arguments(model: Mapping[str, Any]) -> list[str]:
-    """The job's model and preprocessing arguments for a request's ``model`` dict."""
-    return [
-        arg
-        for setting in SETTINGS
-        if setting.name.startswith("model.")
-        for arg in setting.arguments(setting.read({"model": model}))
-    ]
-
-
-def job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
-    """The job's CLI arguments (docs/CONTRACTS.md "Job command line") for this request.
-
-    Every setting of :data:`batch_inference.contract.settings.SETTINGS` that the Airflow side
-    passes, read from the request by its name; the int8 settings only in an int8 run, whose
-    quantized models are cached under ``<artifacts_uri>int8/``.
-    """
-    int8 = request.get("precision", "fp32") == "int8"
-    derived = {"manifest": manifest_uri, "output": job_output_uri(request)}
-    if int8:
-        derived["int8.cache"] = request["artifacts_uri"] + "int8/"
-    args: list[str] = []
-    for setting in SETTINGS:
-        if setting.source == JOB or (setting.group == INT8 and not int8):
-            continue
-        value = derived[setting.name] if setting.source == STEP else setting.read(request)
-        args += setting.arguments(value)
-    return args
-
-
-def step_name(request: Mapping[str, Any]) -> str:
-    """The step's name: unique per DAG run and date, so a retried submit finds the step it added
-    (the run id is cut first: the date must stay in the name)."""
-    date = f" {request['partition_date']}"
-    run = f"batch-inference {request['dag_id']} {request['run_id']}"
-    return run[: 256 - len(date)] + date
 
 
 def required_packages(requirements: str) -> list[str]:
@@ -69,7 +32,7 @@ def required_packages(requirements: str) -> list[str]:
     return [EMR_MXNET, *(f"{name}=={pins[name]}" for name in ("pillow", "boto3"))]
 
 
-def emr_job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str]:
+def emr_job_arguments(request: ResolvedRequest, manifest_uri: str) -> list[str]:
     """:func:`job_arguments` plus the package versions the bootstrap installed on the nodes."""
     from emr_inference.artifacts import bootstrap_files
 
@@ -79,7 +42,7 @@ def emr_job_arguments(request: Mapping[str, Any], manifest_uri: str) -> list[str
 
 
 def spark_submit_command(
-    request: Mapping[str, Any], artifacts: Mapping[str, str], manifest_uri: str
+    request: ResolvedRequest, artifacts: Mapping[str, str], manifest_uri: str
 ) -> list[str]:
     """``spark-submit`` on the EMR master (YARN, client mode: the driver log is the step log)."""
     return [
@@ -94,7 +57,7 @@ def spark_submit_command(
 
 
 def inference_step(
-    request: Mapping[str, Any], artifacts: Mapping[str, str], manifest_uri: str
+    request: ResolvedRequest, artifacts: Mapping[str, str], manifest_uri: str
 ) -> dict[str, Any]:
     """The AddJobFlowSteps step: the job via ``command-runner.jar``.
 

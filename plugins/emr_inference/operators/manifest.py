@@ -3,17 +3,16 @@ checked) and the date's status."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
 from emr_inference.dates import stage_date
-from emr_inference.request import request_for_date
-from emr_inference.s3 import s3_hook
+from emr_inference.operators.base import RequestOperator
+from emr_inference.resolved import ResolvedRequest
 
 
-class StageManifestOperator(BaseOperator):
+class StageManifestOperator(RequestOperator):
     """Per date of the run: list its ``input_uri`` into a sharded manifest, or check its
     ``manifest_uri``.
 
@@ -23,31 +22,17 @@ class StageManifestOperator(BaseOperator):
     ``empty`` without keys, ``published`` when the date's output already holds a publication of
     the same request, otherwise ``pending``; ``plan_run`` decides from the statuses whether a
     cluster is needed, and the ``date`` task group is mapped over the items.
-
-    :param request: the run's resolved request (``validate_request``'s XCom)
-    :param aws_conn_id: the Airflow AWS connection for S3
     """
 
-    template_fields: Sequence[str] = ("request",)
-
-    def __init__(self, *, request: Any, aws_conn_id: str | None = "aws_default", **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.request = request
-        self.aws_conn_id = aws_conn_id
-
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        hook = s3_hook(self.aws_conn_id, self.request.get("sse"))
-        return [
-            self._stage(hook, request_for_date(self.request, date))
-            for date in self.request["dates"]
-        ]
+        return [self._stage(request) for request in self.run_request.date_requests()]
 
-    def _stage(self, hook: Any, request: dict[str, Any]) -> dict[str, Any]:
-        work = stage_date(hook, request)
+    def _stage(self, request: ResolvedRequest) -> dict[str, Any]:
+        work = stage_date(self.s3, request)
         info = work["manifest"]
         self.log.info(
             "%s: manifest %s, %d keys (%s bytes) in %d shards: %s",
-            request["partition_date"],
+            request.partition_date,
             info["manifest_uri"],
             info["total"],
             info["bytes"] if info["bytes"] is not None else "unknown",

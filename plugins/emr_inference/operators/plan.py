@@ -9,10 +9,11 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.bases.skipmixin import SkipMixin
 
 from emr_inference.dates import dates_by_status
+from emr_inference.operators.base import UsesRequest
 from emr_inference.plan import format_plan, plan_run
 
 
-class PlanRunOperator(BaseOperator, SkipMixin):
+class PlanRunOperator(UsesRequest, BaseOperator, SkipMixin):
     """Plan the run from its dates' listings (:mod:`emr_inference.plan`) and log the plan.
 
     Returns the plan (XCom). Skips every downstream task but the teardown (which then finds no
@@ -42,7 +43,7 @@ class PlanRunOperator(BaseOperator, SkipMixin):
             if grouped[status]:
                 self.log.warning("Skipping %s dates: %s", status, ", ".join(grouped[status]))
         result = plan.as_xcom()
-        if self.request.get("dry_run"):
+        if self.run_request.dry_run:
             self._skip_downstream(context, result, "dry_run: the plan only, no cluster")
         elif not grouped["pending"]:
             self._skip_downstream(context, result, "no date has keys to process: no cluster")

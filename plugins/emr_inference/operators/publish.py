@@ -10,6 +10,7 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from emr_inference.dates import PENDING, dates_by_status
+from emr_inference.operators.base import RequestOperator, request_template_fields
 from emr_inference.plan import date_estimate
 from emr_inference.publish import (
     check_complete,
@@ -17,16 +18,14 @@ from emr_inference.publish import (
     replace_publication,
     run_summary,
 )
-from emr_inference.request import job_output_uri
-from emr_inference.s3 import S3Uri, s3_hook
 from emr_inference.staged_output import list_staged_output
 
 #: The asset alias ``publish_results`` emits to unless told otherwise.
 DEFAULT_ASSET_ALIAS = "emr_inference.predictions"
 
 
-class PublishResultsOperator(BaseOperator):
-    """Publish the job's output (``<staging_uri>output/``) to ``request["output_uri"]``.
+class PublishResultsOperator(RequestOperator):
+    """Publish the job's output (``<staging_uri>output/``) to the request's ``output_uri``.
 
     Two Asset events carry the counts, the model and the run id as ``extra``: one for
     ``Asset(output_uri)`` through an :class:`AssetAlias` (the output URI is only known at run
@@ -44,7 +43,7 @@ class PublishResultsOperator(BaseOperator):
     :param aws_conn_id: the Airflow AWS connection for S3
     """
 
-    template_fields: Sequence[str] = ("request", "manifest", "plan")
+    template_fields: Sequence[str] = request_template_fields("manifest", "plan")
 
     def __init__(
         self,
@@ -58,43 +57,40 @@ class PublishResultsOperator(BaseOperator):
         **kwargs,
     ) -> None:
         outlets: list[Any] = [AssetAlias(asset_alias), *([asset] if asset else [])]
-        super().__init__(outlets=outlets, **kwargs)
+        super().__init__(request=request, aws_conn_id=aws_conn_id, outlets=outlets, **kwargs)
         self.asset = asset
-        self.request = request
         self.manifest = manifest
         self.plan = plan
         self.asset_alias = asset_alias
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        request, total = self.request, int(self.manifest["total"])
-        hook = s3_hook(self.aws_conn_id, request.get("sse"))
-        output = S3Uri.parse(request["output_uri"], "output_uri", prefix=True)
-        others = {"staging area": S3Uri.parse(request["staging_uri"], "staging_uri", prefix=True)}
-        if request.get("input_uri"):
-            others["input"] = S3Uri.parse(request["input_uri"], "input_uri", prefix=True)
+        request, total, hook = self.run_request, int(self.manifest["total"]), self.s3
+        output = request.output_uri
+        others = {"staging area": request.staging_uri}
+        if request.input_uri:
+            others["input"] = request.input_uri
         check_disjoint(output, others)
 
-        staged = list_staged_output(hook, job_output_uri(request))
+        staged = list_staged_output(hook, request.job_output_uri.uri)
         checked = check_complete(hook, staged, total)
         started = context["dag_run"].start_date if context.get("dag_run") else None
         summary = run_summary(
             checked,
-            run_id=request["run_id"],
-            dag_id=request["dag_id"],
-            pipeline=request["pipeline"],
-            backend=request["backend"],
-            model=request["model"]["name"],
-            input=request.get("input_uri") or request["manifest_uri"],
+            run_id=request.run_id,
+            dag_id=request.dag_id,
+            pipeline=request.pipeline,
+            backend=request.backend,
+            model=request.model.name,
+            input=str(request.input_uri or request.manifest_uri),
             manifest_uri=self.manifest["manifest_uri"],
             output_uri=output.uri,
             published_at=datetime.now(UTC).isoformat(),
             run_seconds=(
                 round((datetime.now(UTC) - started).total_seconds(), 3) if started else None
             ),
-            partition_date=request["partition_date"],
-            request_fingerprint=request.get("request_fingerprint"),
-            estimate=self._estimate(request["partition_date"]),
+            partition_date=request.partition_date,
+            request_fingerprint=request.request_fingerprint,
+            estimate=self._estimate(request.partition_date),
         )
         summary_uri = replace_publication(hook, checked, output, summary)
         self.log.info(
@@ -105,7 +101,7 @@ class PublishResultsOperator(BaseOperator):
             output,
         )
         result = {
-            "partition_date": request["partition_date"],
+            "partition_date": request.partition_date,
             "output_uri": output.uri,
             "rows": checked.rows,
             "errors": checked.errors,
@@ -116,7 +112,7 @@ class PublishResultsOperator(BaseOperator):
         if self.asset:
             event = context["outlet_events"][self.asset]
             event.extra = extra
-            event.add_partitions(request["partition_date"])
+            event.add_partitions(request.partition_date)
         return result
 
     def _estimate(self, date: str) -> dict[str, Any] | None:

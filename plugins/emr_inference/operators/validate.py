@@ -42,15 +42,15 @@ class ValidateRequestOperator(BaseOperator):
         except ConfigError as error:
             message = f"Invalid request for pipeline {config.pipeline}:\n{error}"
             raise AirflowFailException(message) from None
-        for date in request["dates"]:
+        for date in request.dates or ():
             self.log.info(
                 "Resolved request: partition %s, input %s -> output %s, model %s, backend %s",
-                date["partition_date"],
-                date["manifest_uri"] or date["input_uri"],
-                date["output_uri"],
-                request["model"]["name"],
-                request["backend"],
+                date.partition_date,
+                date.manifest_uri or date.input_uri,
+                date.output_uri,
+                request.model.name,
+                request.backend,
             )
-        if request["dry_run"]:
-            self.log.info("dry_run: this run plans %d date(s) and stops", len(request["dates"]))
-        return request
+        if request.dry_run:
+            self.log.info("dry_run: this run plans %d date(s) and stops", request.run_dates)
+        return request.as_json()

@@ -3,7 +3,7 @@
 * :mod:`.settings`: every job setting: its name in the pipeline config and the resolved request,
   its command-line flag, its single default and help text. The job's argparse parser
   (:func:`batch_inference.cli.build_parser`), the step's argument list
-  (:func:`emr_inference.emr.steps.job_arguments`) and the pipeline config's fields
+  (:func:`emr_inference.job_command.job_arguments`) and the pipeline config's fields
   (:mod:`emr_inference.config`) are generated from it.
 * :mod:`.formats`: the objects the two sides exchange in S3: the key manifest (version, document,
   shard names, :class:`~.formats.ManifestError`), the staged output's part and metrics part names,

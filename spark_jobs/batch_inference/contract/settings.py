@@ -7,7 +7,7 @@ A setting's ``name`` is its dotted path in the pipeline config and the resolved 
 
 * the job's parser: :func:`batch_inference.cli.build_parser` (groups, flags, defaults, help);
 * the job's config: :func:`batch_inference.cli.parse_config` puts each value at its ``job`` path;
-* the step's arguments: :func:`emr_inference.emr.steps.job_arguments` reads each ``name`` from the
+* the step's arguments: :func:`emr_inference.job_command.job_arguments` reads each ``name`` from the
   request and writes it with :meth:`JobSetting.arguments`;
 * the pipeline config's fields: :func:`emr_inference.config.job_field` takes default and
   description from here (``emr_inference.config.job_setting_mismatches`` checks the result).

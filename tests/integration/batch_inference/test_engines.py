@@ -203,7 +203,7 @@ def test_the_online_predictor_returns_the_batch_jobs_row(data, runs, monkeypatch
 def test_both_engines_agree_in_int8(s3, data, zip_path, tmp_path_factory):
     """precision int8: the driver quantizes the trained digits CNN once (the first run) and both
     engines run the same int8 model from the cache: the same int8 rows."""
-    from emr_inference.emr.steps import model_arguments
+    from emr_inference.job_command import model_arguments
 
     from include.demo.models import train_digits_classifier, upload_model
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from batch_inference.config import Preprocess
 from batch_inference.images import decode_image
-from emr_inference.emr.steps import model_arguments
+from emr_inference.job_command import model_arguments
 
 from include.demo.images import demo_objects, upload_objects
 from include.demo.models import (

@@ -7,7 +7,8 @@ import datetime as dt
 from typing import Any
 
 from emr_inference.config import PipelineConfig, parse_pipeline
-from emr_inference.request import resolve_request
+from emr_inference.request import merge_params, resolve_request
+from emr_inference.resolved import ResolvedRequest
 
 MINIMAL: dict[str, Any] = {
     "pipeline": "unit",
@@ -33,7 +34,7 @@ def pipeline(**overrides: Any) -> PipelineConfig:
     return parse_pipeline(pipeline_data(**overrides), "unit.yaml")
 
 
-def resolved_request(**overrides: Any) -> dict[str, Any]:
+def resolved_request(**overrides: Any) -> ResolvedRequest:
     """The resolved request of a scheduled run of :func:`pipeline` (run of 2026-11-22)."""
     return resolve_request(
         pipeline(**overrides),
@@ -42,3 +43,10 @@ def resolved_request(**overrides: Any) -> dict[str, Any]:
         run_id="scheduled__2026-11-22T00:00:00+00:00",
         data_interval_end=dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
     )
+
+
+def date_request(**fields: Any) -> dict[str, Any]:
+    """The JSON form of a date's request (``stage_manifest``'s XCom) of :func:`resolved_request`,
+    with ``fields`` merged over it (objects key by key) and validated again."""
+    base = resolved_request().date_requests()[0].as_json()
+    return ResolvedRequest.model_validate(merge_params(base, fields)).as_json()

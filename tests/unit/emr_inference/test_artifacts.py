@@ -11,6 +11,8 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from emr_inference import artifacts
 from emr_inference.operators.artifacts import StageJobArtifactsOperator
 
+from tests.unit.emr_inference.pipeline_fixtures import date_request
+
 
 def _get(s3_env, uri: str) -> dict:
     bucket, key = uri[len("s3://") :].split("/", 1)
@@ -34,10 +36,11 @@ def uploads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_stages_every_artifact_content_addressed_once(
     aws_conn: str, bucket: str, s3_env, uploads: list[str]
 ) -> None:
-    request = {
-        "artifacts_uri": f"s3://{bucket}/artifacts/demo/",
-        "sse": {"mode": "AES256", "kms_key_id": None},
-    }
+    request = date_request(
+        backend="local",
+        artifacts_uri=f"s3://{bucket}/artifacts/demo/",
+        sse={"mode": "AES256", "kms_key_id": None},
+    )
     operator = StageJobArtifactsOperator(task_id="stage_job_artifacts", request=request)
     staged = operator.execute({})
 

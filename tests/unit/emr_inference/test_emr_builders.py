@@ -6,8 +6,10 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 from emr_inference.emr.job_flow import build_job_flow
-from emr_inference.emr.steps import inference_step, job_arguments
+from emr_inference.emr.steps import inference_step
+from emr_inference.job_command import job_arguments
 
+from tests.unit.emr_inference.pipeline_fixtures import MINIMAL
 from tests.unit.emr_inference.pipeline_fixtures import resolved_request as request_for
 
 ARTIFACTS = {
@@ -38,7 +40,7 @@ def test_job_flow_is_a_valid_run_job_flow_request():
             "tags": {"team": "ml"},
         }
     )
-    job_flow = build_job_flow(request, ARTIFACTS)
+    job_flow = build_job_flow(request.as_json(), ARTIFACTS)
     assert_valid("RunJobFlow", job_flow)
 
     assert job_flow["ReleaseLabel"] == "emr-7.2.0"
@@ -78,7 +80,8 @@ def test_spark_configuration_sets_python_and_threads():
         cluster={"task_cpus": 6, "python": "/opt/job/bin/python3", "base_python": "/usr/bin/py3"}
     )
     configurations = {
-        c["Classification"]: c for c in build_job_flow(request, ARTIFACTS)["Configurations"]
+        c["Classification"]: c
+        for c in build_job_flow(request.as_json(), ARTIFACTS)["Configurations"]
     }
     defaults = configurations["spark-defaults"]["Properties"]
     assert defaults["spark.task.cpus"] == "6"
@@ -90,7 +93,9 @@ def test_spark_configuration_sets_python_and_threads():
     assert export["Properties"]["PYSPARK_PYTHON"] == "/opt/job/bin/python3"
     assert export["Properties"]["PYSPARK_DRIVER_PYTHON"] == "/opt/job/bin/python3"
     assert export["Properties"]["OMP_NUM_THREADS"] == "6"
-    bootstrap = build_job_flow(request, ARTIFACTS)["BootstrapActions"][0]["ScriptBootstrapAction"]
+    bootstrap = build_job_flow(request.as_json(), ARTIFACTS)["BootstrapActions"][0][
+        "ScriptBootstrapAction"
+    ]
     # one setting names the interpreter of the bootstrap and of the job
     assert bootstrap["Args"][:4] == [
         "--python",
@@ -113,7 +118,7 @@ def test_spot_instance_fleets_are_valid():
             },
         }
     )
-    job_flow = build_job_flow(request, ARTIFACTS)
+    job_flow = build_job_flow(request.as_json(), ARTIFACTS)
     assert_valid("RunJobFlow", job_flow)
     instances = job_flow["Instances"]
     assert "InstanceGroups" not in instances
@@ -132,7 +137,7 @@ def test_spot_instance_groups_are_valid():
     request = request_for(
         cluster={"core": {"instance_types": ["c5.9xlarge"], "count": 4, "market": "SPOT"}}
     )
-    job_flow = build_job_flow(request, ARTIFACTS)
+    job_flow = build_job_flow(request.as_json(), ARTIFACTS)
     assert_valid("RunJobFlow", job_flow)
     groups = {group["InstanceRole"]: group for group in job_flow["Instances"]["InstanceGroups"]}
     assert groups["CORE"]["Market"] == "SPOT"
@@ -161,10 +166,12 @@ def _options(args: list[str]) -> dict[str, str]:
 
 def test_job_arguments_follow_the_cli_contract():
     request = request_for(sse={"mode": "aws:kms", "kms_key_id": "alias/predictions"})
-    request["model"]["params_sha256"] = "a" * 64
+    request = request.model_copy(
+        update={"model": request.model.model_copy(update={"params_sha256": "a" * 64})}
+    )
     options = _options(job_arguments(request, MANIFEST))
     assert options["--manifest"] == MANIFEST
-    assert options["--output"] == request["staging_uri"] + "output/"
+    assert options["--output"] == request.job_output_uri.uri
     assert options["--run-id"] == "scheduled__2026-11-22T00:00:00+00:00"
     assert options["--model-name"] == "resnet18"
     assert options["--model-symbol"] == "s3://models/resnet18/resnet18-symbol.json"
@@ -186,8 +193,8 @@ def test_job_arguments_parse_with_the_jobs_own_cli():
     request = request_for(sse={"mode": "aws:kms", "kms_key_id": "alias/predictions"})
     job = parse_config(job_arguments(request, MANIFEST))
     assert job.manifest_uri == MANIFEST
-    assert job.output_uri == request["staging_uri"] + "output/"
-    assert job.model.params_uri == request["model"]["params"]
+    assert job.output_uri == request.job_output_uri.uri
+    assert job.model.params_uri == request.model.params
     assert job.preprocess.image_size == 224
     assert job.preprocess.mean == pytest.approx((0.485, 0.456, 0.406))
     assert (job.batch_size, job.top_k) == (64, 5)
@@ -205,7 +212,7 @@ def test_int8_arguments_parse_with_the_jobs_own_cli():
     )  # fmt: skip
     job = parse_config(job_arguments(request, MANIFEST))
     assert job.precision == "int8"
-    assert job.int8.cache_uri == request["artifacts_uri"] + "int8/"
+    assert job.int8.cache_uri == request.artifacts_uri.uri + "int8/"
     assert (job.int8.min_agreement, job.int8.fallback) == (0.995, True)
     assert (job.int8.calibration_uri, job.int8.calibration_images) == ("s3://calib/digits/", 64)
     assert job.int8.agreement_images == 256
@@ -227,7 +234,7 @@ def test_ebs_volumes_reach_every_node_type_that_asks_for_one(collection):
                                                                  else 2],
                  "count": 4, "ebs_volume_gb": 500},
     }  # fmt: skip
-    job_flow = build_job_flow(request_for(cluster=cluster), ARTIFACTS)
+    job_flow = build_job_flow(request_for(cluster=cluster).as_json(), ARTIFACTS)
     assert_valid("RunJobFlow", job_flow)
     if collection == "groups":
         groups = job_flow["Instances"]["InstanceGroups"]
@@ -244,7 +251,7 @@ def test_ebs_volumes_reach_every_node_type_that_asks_for_one(collection):
 
 
 def test_no_ebs_configuration_without_a_volume_size():
-    job_flow = build_job_flow(request_for(), ARTIFACTS)
+    job_flow = build_job_flow(request_for().as_json(), ARTIFACTS)
     assert all("EbsConfiguration" not in group for group in job_flow["Instances"]["InstanceGroups"])
 
 
@@ -264,17 +271,23 @@ def test_every_request_setting_reaches_the_job_unchanged():
     from batch_inference.cli import parse_config
     from batch_inference.config import Encryption, JobConfig, ModelSpec, Preprocess
 
-    request = request_for(sse={"mode": "aws:kms", "kms_key_id": "alias/predictions"})
-    request.update(batch_size=17, top_k=4, partitions=6, max_error_rate=0.3)
-    request.update(prefetch_threads=3, prefetch_depth=5, omp_threads=2, engine="predict_batch_udf")
-    model = request["model"]
-    model.update(input_name="pixels", image_size=96, mean=[0.1, 0.2, 0.3], std=[0.4, 0.5, 0.6])
-    model.update(scale=0.5, symbol_sha256="1" * 64, params_sha256="2" * 64, labels_sha256="3" * 64)
+    model = {
+        **MINIMAL["model"],
+        "input_name": "pixels", "image_size": 96, "mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6],
+        "scale": 0.5, "symbol_sha256": "1" * 64, "params_sha256": "2" * 64,
+        "labels_sha256": "3" * 64,
+    }  # fmt: skip
+    request = request_for(
+        backend="local",  # the predict_batch_udf engine is refused with emr
+        sse={"mode": "aws:kms", "kms_key_id": "alias/predictions"},
+        model=model, batch_size=17, top_k=4, partitions=6, max_error_rate=0.3,
+        prefetch_threads=3, prefetch_depth=5, omp_threads=2, engine="predict_batch_udf",
+    )  # fmt: skip
 
     expected = JobConfig(
         manifest_uri=MANIFEST,
-        output_uri=request["staging_uri"] + "output/",
-        run_id=request["run_id"],
+        output_uri=request.job_output_uri.uri,
+        run_id=request.run_id,
         model=ModelSpec(
             name=model["name"],
             symbol_uri=model["symbol"],
@@ -307,7 +320,7 @@ def test_fleets_ask_for_exactly_the_configured_capacity():
             "core": {"instance_types": ["c5.9xlarge", "c5n.9xlarge"], "count": 3, "market": "SPOT"},
         }
     )
-    fleets = build_job_flow(request, ARTIFACTS)["Instances"]["InstanceFleets"]
+    fleets = build_job_flow(request.as_json(), ARTIFACTS)["Instances"]["InstanceFleets"]
     master, core = fleets
     assert master == {
         "Name": "master",
@@ -330,20 +343,20 @@ def test_fleets_ask_for_exactly_the_configured_capacity():
 
 def test_names_are_cut_to_emrs_256_characters():
     from emr_inference.emr.job_flow import cluster_name
-    from emr_inference.emr.steps import step_name
+    from emr_inference.job_command import step_name
 
     request = request_for()
-    request["run_id"] = "manual__" + "x" * 300
+    request = request.model_copy(update={"run_id": "manual__" + "x" * 300})
     for name, start in (
-        (cluster_name(request), f"{request['pipeline']} manual__x"),
+        (cluster_name(request.dag_id, request.run_id), f"{request.dag_id} manual__x"),
         (step_name(request), "batch-inference unit manual__x"),
     ):
         assert len(name) == 256 and name.startswith(start)
     # the date stays in the step's name: each date of a range run has its own step
-    assert step_name(request).endswith(f"x {request['partition_date']}")
-    request["run_id"] = "short"
-    assert cluster_name(request) == f"{request['pipeline']} short"
-    assert step_name(request) == f"batch-inference unit short {request['partition_date']}"
+    assert step_name(request).endswith(f"x {request.partition_date}")
+    request = request.model_copy(update={"run_id": "short"})
+    assert cluster_name(request.dag_id, request.run_id) == f"{request.dag_id} short"
+    assert step_name(request) == f"batch-inference unit short {request.partition_date}"
 
 
 def test_the_cluster_can_be_torn_down_and_is_reachable_as_configured():
@@ -357,7 +370,7 @@ def test_the_cluster_can_be_torn_down_and_is_reachable_as_configured():
         },
         omp_threads=3,
     )
-    job_flow = build_job_flow(request, ARTIFACTS)
+    job_flow = build_job_flow(request.as_json(), ARTIFACTS)
     assert_valid("RunJobFlow", job_flow)
     instances = job_flow["Instances"]
     assert instances["TerminationProtected"] is False  # the teardown task must be able to end it
@@ -381,13 +394,14 @@ def test_the_cluster_can_be_torn_down_and_is_reachable_as_configured():
 
 
 def test_optional_cluster_settings_are_left_out_when_unset():
-    job_flow = build_job_flow(request_for(), ARTIFACTS)
+    job_flow = build_job_flow(request_for().as_json(), ARTIFACTS)
     assert not {"LogUri", "SecurityConfiguration"} & set(job_flow)
     assert not {"Ec2SubnetId", "Ec2SubnetIds", "Ec2KeyName"} & set(job_flow["Instances"])
 
 
 def test_spark_submit_runs_the_driver_on_the_master_under_yarn():
-    from emr_inference.emr.steps import spark_submit_command, step_name
+    from emr_inference.emr.steps import spark_submit_command
+    from emr_inference.job_command import step_name
 
     request = request_for()
     command = spark_submit_command(request, ARTIFACTS, MANIFEST)

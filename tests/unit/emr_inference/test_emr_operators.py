@@ -7,6 +7,7 @@ terminal state, so the sensor's state transitions are replayed through botocore'
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -16,14 +17,15 @@ import pytest
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
 from botocore.stub import Stubber
-from emr_inference.operators.emr import (
+from emr_inference.emr.operators import (
     EmrCreateClusterOperator,
     EmrInferenceStepSensor,
     EmrInferenceStepTrigger,
     EmrSubmitStepOperator,
     EmrTerminateClusterOperator,
 )
-from emr_inference.request import job_output_uri, resolve_request
+from emr_inference.request import resolve_request
+from emr_inference.resolved import ResolvedRequest
 from moto import mock_aws
 
 from tests.unit.emr_inference.pipeline_fixtures import pipeline
@@ -62,19 +64,29 @@ def aws(monkeypatch):
         yield boto3.client("emr", region_name=REGION)
 
 
+RUN_ID = "manual__2026-11-22T00:00:00+00:00"
+
+
+@dataclasses.dataclass
+class FakeDag:
+    dag_id: str
+
+
 @pytest.fixture
 def context():
-    return {"ti": RecordingTI()}
+    """What the operators read of a task's context: the TI (console links), the DAG run."""
+    return {"ti": RecordingTI(), "dag": FakeDag("unit"), "run_id": RUN_ID}
 
 
-def make_request(run_id: str = "manual__2026-11-22T00:00:00+00:00") -> dict:
+def make_request(run_id: str = RUN_ID) -> dict:
+    """The JSON form of the request (what the operators get from XCom)."""
     return resolve_request(
         pipeline(cluster={"log_uri": "s3://logs/emr/"}),
         {"partition_date": "2026-11-22"},
         dag_id="unit",
         run_id=run_id,
         data_interval_end=None,
-    )
+    ).as_json()
 
 
 def create(request: dict) -> EmrCreateClusterOperator:
@@ -131,15 +143,15 @@ def test_submit_adds_the_step_once(aws, context):
 def test_terminate_ends_the_cluster_and_tolerates_no_cluster(aws, context):
     request = make_request()
     cluster_id = create(request).execute(context)
-    EmrTerminateClusterOperator(
-        task_id="terminate_cluster", request=request, cluster_id=cluster_id, **AWS
-    ).execute(context)
+    EmrTerminateClusterOperator(task_id="terminate_cluster", cluster_id=cluster_id, **AWS).execute(
+        context
+    )
     state = aws.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
     assert state in ("TERMINATING", "TERMINATED")
 
-    EmrTerminateClusterOperator(
-        task_id="terminate_cluster", request=request, cluster_id=None, **AWS
-    ).execute(context)  # create_cluster made nothing: nothing to do, no error
+    EmrTerminateClusterOperator(task_id="terminate_cluster", cluster_id=None, **AWS).execute(
+        context
+    )  # create_cluster made nothing: nothing to do, no error
 
 
 # --- the sensor: state transitions replayed with botocore's Stubber --------------------------
@@ -185,7 +197,8 @@ def stub_pokes(task: EmrInferenceStepSensor, *responses: dict) -> Stubber:
 def stage_metrics(request: dict, rows_by_partition: dict[int, int]) -> None:
     """Write the job's metrics parts, as finished partitions would, into (moto's) S3."""
     s3 = boto3.client("s3", region_name=REGION)
-    bucket, _, prefix = job_output_uri(request)[len("s3://") :].partition("/")
+    output = ResolvedRequest.of(request).job_output_uri
+    bucket, prefix = output.bucket, output.key
     if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
         s3.create_bucket(Bucket=bucket)
     for partition, rows in rows_by_partition.items():
@@ -323,10 +336,8 @@ def test_killed_submit_cancels_the_step_it_added(aws, context):
 # --- the teardown: idempotent, finds the cluster of a failed create by its run tags -----------
 
 
-def terminate(request: dict | None, cluster_id: str | None) -> EmrTerminateClusterOperator:
-    return EmrTerminateClusterOperator(
-        task_id="terminate_cluster", request=request, cluster_id=cluster_id, **AWS
-    )
+def terminate(cluster_id: str | None) -> EmrTerminateClusterOperator:
+    return EmrTerminateClusterOperator(task_id="terminate_cluster", cluster_id=cluster_id, **AWS)
 
 
 def test_teardown_terminates_the_cluster_a_failed_create_left_without_an_id(
@@ -346,7 +357,7 @@ def test_teardown_terminates_the_cluster_a_failed_create_left_without_an_id(
     other_run = make_request("manual__other")
     other_id = aws.run_job_flow(**_overrides(other_run))["JobFlowId"]
 
-    terminate(request, cluster_id=None).execute(context)  # no XCom from create
+    terminate(cluster_id=None).execute(context)  # no XCom from create: found by the run's tags
 
     states = {c["Id"]: c["Status"]["State"] for c in aws.list_clusters()["Clusters"]}
     (leaked,) = [cid for cid in states if cid != other_id]
@@ -363,14 +374,15 @@ def _overrides(request: dict) -> dict:
 def test_teardown_is_idempotent(aws, context):
     request = make_request()
     cluster_id = create(request).execute(context)
-    terminate(request, cluster_id).execute(context)
-    terminate(request, cluster_id).execute(context)  # a retry after it worked: success
-    terminate(request, "j-DOESNOTEXIST").execute(context)  # unknown to EMR: gone, success
-    terminate(None, None).execute(context)  # validate_request failed: nothing can exist
+    terminate(cluster_id).execute(context)
+    terminate(cluster_id).execute(context)  # a retry after it worked: success
+    terminate("j-DOESNOTEXIST").execute(context)  # unknown to EMR: gone, success
+    other_run = {**context, "run_id": "manual__never_created"}
+    terminate(None).execute(other_run)  # no cluster was created for the run: nothing to do
 
 
 def test_teardown_does_not_call_terminate_on_an_ended_cluster(aws, context):
-    task = terminate(make_request(), "j-1")
+    task = terminate("j-1")
     stubber = Stubber(task.hook.conn)
     ended = {"Cluster": {"Id": "j-1", "Name": "c", "Status": {"State": "TERMINATED"}}}
     stubber.add_response("describe_cluster", ended, {"ClusterId": "j-1"})
@@ -380,7 +392,7 @@ def test_teardown_does_not_call_terminate_on_an_ended_cluster(aws, context):
 
 
 def test_teardown_failure_is_raised_so_that_it_retries(aws, context):
-    task = terminate(make_request(), "j-1")
+    task = terminate("j-1")
     stubber = Stubber(task.hook.conn)
     stubber.add_client_error("describe_cluster", "ThrottlingException", http_status_code=400)
     with stubber, pytest.raises(Exception, match="ThrottlingException"):
@@ -402,7 +414,7 @@ def deferred_trigger(aws, context) -> EmrInferenceStepTrigger:
 def test_the_deferred_sensor_uses_our_trigger_and_it_survives_serialization(aws, context):
     trigger = deferred_trigger(aws, context)
     classpath, kwargs = trigger.serialize()
-    assert classpath == "emr_inference.operators.emr.EmrInferenceStepTrigger"  # importable
+    assert classpath == "emr_inference.emr.operators.EmrInferenceStepTrigger"  # importable
     assert isinstance(trigger, EmrStepSensorTrigger)  # the provider's polling, unchanged
     assert EmrInferenceStepTrigger(**kwargs).serialize() == (classpath, kwargs)
 
@@ -544,15 +556,15 @@ def test_sensor_and_terminate_publish_the_console_links(aws, context):
     request = make_request()
     cluster_id = create(request).execute(context)
     teardown = {"ti": RecordingTI()}
-    EmrTerminateClusterOperator(
-        task_id="terminate_cluster", request=request, cluster_id=cluster_id, **AWS
-    ).execute(teardown)
+    EmrTerminateClusterOperator(task_id="terminate_cluster", cluster_id=cluster_id, **AWS).execute(
+        teardown
+    )
     assert EmrClusterLink.key in teardown["ti"].pushed
 
 
 @pytest.mark.parametrize("timeline", [True, False], ids=["started", "no timeline yet"])
 def test_progress_is_read_through_the_tasks_connection(aws, context, monkeypatch, timeline):
-    import emr_inference.operators.emr as emr_operators
+    import emr_inference.emr.operators as emr_operators
 
     calls = []
     monkeypatch.setattr(emr_operators, "log_progress", lambda *args: calls.append(args))
@@ -571,7 +583,7 @@ def test_progress_is_read_through_the_tasks_connection(aws, context, monkeypatch
     stub_pokes(task, response)
     assert task.poke(context) is False
     ((log, conn_id, request, total, elapsed),) = calls
-    assert (conn_id, request, total) == ("pipeline_aws", task.request, MANIFEST["total"])
+    assert (conn_id, request, total) == ("pipeline_aws", task.run_request, MANIFEST["total"])
     if timeline:
         assert 100 <= elapsed < 160  # the step started 100 s ago
     else:
@@ -623,19 +635,20 @@ def test_a_killed_create_that_reused_the_cluster_terminates_it(aws, context):
 
 
 def test_a_cluster_of_the_same_name_without_tags_is_not_this_runs():
+    from emr_inference.emr.cluster import LIVE_CLUSTER_STATES, find_run_cluster
     from emr_inference.emr.job_flow import cluster_name
-    from emr_inference.operators.emr import LIVE_CLUSTER_STATES, find_run_cluster
 
     request = make_request()
     client = boto3.client("emr", region_name=REGION)
     stubber = Stubber(client)
-    summary = {"Id": "j-9", "Name": cluster_name(request), "Status": {"State": "WAITING"}}
+    name = cluster_name(request["dag_id"], request["run_id"])
+    summary = {"Id": "j-9", "Name": name, "Status": {"State": "WAITING"}}
     stubber.add_response(
         "list_clusters", {"Clusters": [summary]}, {"ClusterStates": LIVE_CLUSTER_STATES}
     )
     stubber.add_response("describe_cluster", {"Cluster": summary}, {"ClusterId": "j-9"})
     with stubber:
-        assert find_run_cluster(client, request) is None
+        assert find_run_cluster(client, request["dag_id"], request["run_id"]) is None
 
 
 def test_a_killed_submit_cancels_the_step_it_reused(aws, context):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import boto3
-from emr_inference.operators.emr import EmrInferenceStepTrigger
+from emr_inference.emr.operators import EmrInferenceStepTrigger
 
 
 def test_the_trigger_polls_a_step_through_aiobotocore(aws_conn, s3_env):

@@ -12,10 +12,11 @@ from batch_inference.contract import settings as contract
 from batch_inference.contract.settings import CONFIG, SETTING, SETTINGS
 from emr_inference import config as pipeline_config
 from emr_inference.config import ModelConfig, RequestDefaults, job_setting_mismatches
-from emr_inference.emr.steps import job_arguments
+from emr_inference.job_command import job_arguments
+from emr_inference.resolved import ResolvedRequest
 from pydantic import Field
 
-from tests.unit.emr_inference.pipeline_fixtures import resolved_request
+from tests.unit.emr_inference.pipeline_fixtures import date_request, resolved_request
 
 MANIFEST = "s3://out-bucket/_staging/unit/run/manifest/manifest.json"
 
@@ -62,20 +63,24 @@ def test_a_request_of_defaults_gives_the_jobs_defaults():
     its required arguments alone: the Airflow side and the job agree on every default."""
     request = resolved_request()
     from_request = parse_config(job_arguments(request, MANIFEST))
-    model = request["model"]
+    model = request.model
     assert from_request == JobConfig(
         manifest_uri=MANIFEST,
-        output_uri=request["staging_uri"] + "output/",
-        run_id=request["run_id"],
-        model=ModelSpec(model["name"], model["symbol"], model["params"], model["labels"]),
+        output_uri=request.job_output_uri.uri,
+        run_id=request.run_id,
+        model=ModelSpec(model.name, model.symbol, model.params, model.labels),
     )
     assert from_request.prefetch_threads == 8  # what docs/BENCHMARKS.md measured
 
 
 def test_every_config_setting_is_a_request_field_the_step_passes():
-    request = resolved_request(precision="int8", sse={"mode": "aws:kms", "kms_key_id": "alias/k"})
-    request["model"].update(symbol_sha256="1" * 64, params_sha256="2" * 64, labels_sha256="3" * 64)
-    request["int8"].update(calibration_uri="s3://calib/x/", on_disagreement="fp32")
+    request = date_request(
+        precision="int8",
+        sse={"mode": "aws:kms", "kms_key_id": "alias/k"},
+        model={"symbol_sha256": "1" * 64, "params_sha256": "2" * 64, "labels_sha256": "3" * 64},
+        int8={"calibration_uri": "s3://calib/x/", "on_disagreement": "fp32"},
+    )
+    request = ResolvedRequest.of(request)
     flags = {arg for arg in job_arguments(request, MANIFEST) if arg.startswith("--")}
     assert flags == {setting.flag for setting in SETTINGS if setting.source != contract.JOB}
 

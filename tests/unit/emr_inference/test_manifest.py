@@ -32,7 +32,7 @@ def _request(bucket: str, **params) -> dict:
         dag_id="unit",
         run_id="manual__1",
         data_interval_end=None,
-    )
+    ).as_json()
 
 
 def _stage(request: dict) -> dict:

@@ -14,12 +14,14 @@ from emr_inference.emr.instance_types import INSTANCE_TYPES
 from emr_inference.operators.plan import PlanRunOperator
 from emr_inference.operators.publish import ReportDatesOperator
 from emr_inference.plan import cluster_shape, date_estimate, format_plan, plan_run
-from emr_inference.request import request_for_date, resolve_request
+from emr_inference.request import resolve_request
+from emr_inference.resolved import ResolvedRequest
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 def cifar_request(**params) -> dict:
+    """The JSON form of a 3-date request of the cifar pipeline (what plan_run reads)."""
     config = load_pipeline(REPO / "include" / "pipelines" / "cifar10_resnet18.yaml")
     return resolve_request(
         config,
@@ -27,17 +29,19 @@ def cifar_request(**params) -> dict:
         dag_id="cifar10_resnet18",
         run_id="manual__plan",
         data_interval_end=None,
-    )
+    ).as_json()
 
 
 def works(request: dict, totals: list[int], statuses: list[str] | None = None) -> list[dict]:
     statuses = statuses or ["pending" if total else "empty" for total in totals]
     return [
         {
-            "request": request_for_date(request, date),
+            "request": date.as_json(),
             "manifest": {"total": total, "bytes": total * 1000, "status": status},
         }
-        for date, total, status in zip(request["dates"], totals, statuses, strict=True)
+        for date, total, status in zip(
+            ResolvedRequest.of(request).date_requests(), totals, statuses, strict=True
+        )
     ]
 
 
@@ -109,11 +113,11 @@ class FakeTI:
 def _plan_dag(request: dict, items: list[dict]) -> PlanRunOperator:
     with DAG("t", schedule=None):
         plan = PlanRunOperator(task_id="plan_run", request=request, works=items)
-        create = PlanRunOperator(task_id="create_cluster", request={}, works=[]).as_setup()
-        submit = PlanRunOperator(task_id="submit_inference_step", request={}, works=[])
-        terminate = PlanRunOperator(task_id="terminate_cluster", request={}, works=[]).as_teardown(
-            setups=create
-        )
+        create = PlanRunOperator(task_id="create_cluster", request=request, works=[]).as_setup()
+        submit = PlanRunOperator(task_id="submit_inference_step", request=request, works=[])
+        terminate = PlanRunOperator(
+            task_id="terminate_cluster", request=request, works=[]
+        ).as_teardown(setups=create)
         plan >> create >> submit >> terminate
     return plan
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from emr_inference.progress import describe_progress, log_progress
-from emr_inference.request import job_output_uri
+
+from tests.unit.emr_inference.pipeline_fixtures import resolved_request
 
 
 class RecordingLog:
@@ -28,8 +29,8 @@ def test_describe_progress_gives_rate_and_eta_once_known():
 
 def test_log_progress_counts_the_rows_of_the_metrics_parts(s3_env, bucket, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws"}))
-    request = {"staging_uri": f"s3://{bucket}/_staging/demo/run/"}
-    output = job_output_uri(request)
+    request = resolved_request(staging_uri=f"s3://{bucket}/_staging/")
+    output = request.job_output_uri.uri
     key = output.removeprefix(f"s3://{bucket}/") + "_metrics/part-00000.json"
     s3_env.client().put_object(Bucket=bucket, Key=key, Body=json.dumps({"rows": 30}))
 
@@ -41,7 +42,7 @@ def test_log_progress_counts_the_rows_of_the_metrics_parts(s3_env, bucket, monke
 
 def test_log_progress_warns_instead_of_failing_when_s3_cannot_be_read(s3_env, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws"}))
-    request = {"staging_uri": "s3://no-such-bucket-here/_staging/demo/run/"}
+    request = resolved_request(staging_uri="s3://no-such-bucket-here/_staging/")
     log = RecordingLog()
     log_progress(log, "aws_default", request, total=10, elapsed_seconds=1)
 

@@ -13,31 +13,33 @@ from emr_inference.operators.publish import DEFAULT_ASSET_ALIAS, PublishResultsO
 from emr_inference.plan import plan_run
 from emr_inference.publish import IncompleteOutputError
 
+from tests.unit.emr_inference.pipeline_fixtures import date_request
+
 TOTAL = 10
 PREDICTIONS = Asset(name="demo.predictions", uri="s3://bucket/predictions/")
 
 
 def _request(bucket: str) -> dict:
-    return {
-        "dag_id": "demo",
-        "run_id": "manual__2026-11-22",
-        "pipeline": "demo",
-        "backend": "local",
-        "input_uri": f"s3://{bucket}/images/",
-        "manifest_uri": None,
-        "output_uri": f"s3://{bucket}/predictions/dt=2026-11-22/",
-        "staging_uri": f"s3://{bucket}/_staging/demo/run/",
-        "model": {"name": "digits"},
-        "sse": {"mode": "AES256", "kms_key_id": None},
-        "partition_date": "2026-11-22",
-        "request_fingerprint": "f" * 64,
-        "local": {"workers": 1, "worker_cores": 2},
-        "estimate": {
+    return date_request(
+        dag_id="demo",
+        run_id="manual__2026-11-22",
+        pipeline="demo",
+        backend="local",
+        input_uri=f"s3://{bucket}/images/",
+        manifest_uri=None,
+        output_uri=f"s3://{bucket}/predictions/dt=2026-11-22/",
+        staging_uri=f"s3://{bucket}/_staging/demo/run/",
+        model={"name": "digits"},
+        sse={"mode": "AES256", "kms_key_id": None},
+        partition_date="2026-11-22",
+        request_fingerprint="f" * 64,
+        local={"workers": 1, "worker_cores": 2},
+        estimate={
             "images_per_task_second": 5.0,
             "cluster_start_seconds": 20,
             "step_start_seconds": 9,
         },
-    }
+    )
 
 
 def _stage(s3_env, bucket: str, ranges=((0, 6), (6, 10)), errors: int = 1) -> None:
@@ -257,7 +259,7 @@ def test_replaces_previous_publication_success_last(
 
 def test_operator_declares_the_asset_alias_outlet() -> None:
     operator = PublishResultsOperator(
-        task_id="p", request={}, manifest={}, asset_alias="predictions.demo"
+        task_id="p", request=date_request(), manifest={}, asset_alias="predictions.demo"
     )
     assert operator.outlets == [AssetAlias("predictions.demo")]
 

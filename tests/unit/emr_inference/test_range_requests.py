@@ -7,15 +7,17 @@ from airflow.sdk import Param
 from airflow.sdk.exceptions import ParamValidationError
 from emr_inference.config import ConfigError
 from emr_inference.params import build_params
-from emr_inference.request import request_for_date, resolve_request
+from emr_inference.request import resolve_request
+from emr_inference.resolved import ResolvedRequest
 
 from tests.unit.emr_inference.pipeline_fixtures import pipeline
 
 
 def resolve(params: dict, **config) -> dict:
+    """The request's JSON form (validate_request's XCom)."""
     return resolve_request(
         pipeline(**config), params, dag_id="unit", run_id="manual__r", data_interval_end=None
-    )
+    ).as_json()
 
 
 def test_a_range_and_a_list_are_one_sorted_set_of_dates():
@@ -32,11 +34,14 @@ def test_a_range_and_a_list_are_one_sorted_set_of_dates():
     assert last["output_uri"] == "s3://out-bucket/predictions/dt=2026-03-05/"
     assert last["staging_uri"] == "s3://out-bucket/_staging/unit/manual__r/2026-03-05/"
     assert request["output_uri"] == first["output_uri"]
-    assert request_for_date(request, last)["partition_date"] == "2026-03-05"
-    one = request_for_date(request, last)
+    typed = ResolvedRequest.of(request)
+    one = typed.for_date(typed.dates[-1]).as_json()
+    assert one["partition_date"] == "2026-03-05"
+    assert one["output_uri"] == last["output_uri"] and one["staging_uri"] == last["staging_uri"]
     assert one["model"] == request["model"]
     # a date's request (one per date in stage_manifest's XCom) names the count, not every date
-    assert "dates" not in one and "partition_dates" not in one and one["dates_in_run"] == 4
+    assert one["dates"] is None and one["partition_dates"] is None and one["dates_in_run"] == 4
+    assert [d.partition_date for d in typed.date_requests()] == request["partition_dates"]
 
 
 def test_one_date_is_a_range_of_one():
@@ -109,12 +114,12 @@ def test_a_partitioned_runs_key_is_its_date_unless_the_params_name_one():
         config, {}, dag_id="unit", run_id="scheduled__x", data_interval_end=None,
         partition_key="2026-11-22",
     )  # fmt: skip
-    assert request["partition_dates"] == ["2026-11-22"]
+    assert request.partition_dates == ["2026-11-22"]
     named = resolve_request(
         config, {"partition_date": "2026-11-01"}, dag_id="unit", run_id="manual__x",
         data_interval_end=None, partition_key="2026-11-22",
     )  # fmt: skip
-    assert named["partition_dates"] == ["2026-11-01"]
+    assert named.partition_dates == ["2026-11-01"]
     with pytest.raises(ConfigError, match="partition_key: 'eu-west' is not a date"):
         resolve_request(
             config, {}, dag_id="unit", run_id="manual__x", data_interval_end=None,

@@ -8,12 +8,11 @@ import re
 import pytest
 from emr_inference.config import ConfigError
 from emr_inference.request import (
-    job_output_uri,
-    manifest_prefix,
     merge_params,
     resolve_request,
     run_key,
 )
+from emr_inference.resolved import ResolvedRequest
 
 from tests.unit.emr_inference.pipeline_fixtures import pipeline
 
@@ -26,18 +25,19 @@ CONTRACT_KEYS = {
     "model", "batch_size", "top_k", "partitions", "max_error_rate", "prefetch_threads",
     "prefetch_depth", "omp_threads", "sse", "cluster", "local", "precision", "int8",
     "max_partition_keys", "partition_dates", "date_range", "dry_run", "estimate", "dates",
-    "republish", "engine",
+    "republish", "engine", "dates_in_run", "request_fingerprint",
 }  # fmt: skip
 
 
 def resolve(params=None, config=None, *, data_interval_end=INTERVAL_END, run_id=RUN_ID):
+    """The request's JSON form (validate_request's XCom, docs/CONTRACTS.md)."""
     return resolve_request(
         config or pipeline(),
         params or {},
         dag_id="unit",
         run_id=run_id,
         data_interval_end=data_interval_end,
-    )
+    ).as_json()
 
 
 def test_scheduled_run_processes_the_previous_day():
@@ -56,8 +56,13 @@ def test_staging_and_artifacts_default_to_the_output_bucket():
     key = "scheduled__2026-11-22T00-00-00-00-00/2026-11-22"
     assert request["staging_uri"] == f"s3://out-bucket/_staging/unit/{key}/"
     assert request["artifacts_uri"] == "s3://out-bucket/artifacts/unit/"
-    assert job_output_uri(request) == f"s3://out-bucket/_staging/unit/{key}/output/"
-    assert manifest_prefix(request) == f"s3://out-bucket/_staging/unit/{key}/manifest/"
+    typed = ResolvedRequest.of(request)
+    assert typed.job_output_uri.uri == f"s3://out-bucket/_staging/unit/{key}/output/"
+    assert typed.manifest_prefix.uri == f"s3://out-bucket/_staging/unit/{key}/manifest/"
+    assert (typed.staging_uri.bucket, typed.staging_uri.key) == (
+        "out-bucket",
+        f"_staging/unit/{key}/",
+    )
 
 
 def test_manual_partition_date_and_templates():

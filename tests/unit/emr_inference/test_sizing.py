@@ -18,7 +18,7 @@ from emr_inference.emr.sizing import (
     memory_mb,
     spark_properties,
 )
-from emr_inference.operators.local import emulated_cluster_conf
+from emr_inference.local.operators import emulated_cluster_conf
 from emr_inference.request import resolve_request
 
 from tests.unit.emr_inference.pipeline_fixtures import pipeline, pipeline_data
@@ -28,14 +28,15 @@ PIPELINES = Path(__file__).resolve().parents[3] / "include" / "pipelines"
 CIFAR = PIPELINES / "cifar10_resnet18.yaml"
 
 
-def request_for(config=None, **params):
+def request_for(config=None, **params) -> dict:
+    """The request's JSON form: what sizing and the job-flow builder read."""
     return resolve_request(
         config or pipeline(),
         params,
         dag_id="unit",
         run_id="manual__1",
         data_interval_end=dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
-    )
+    ).as_json()
 
 
 def cluster(**fields):

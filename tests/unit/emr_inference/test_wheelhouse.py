@@ -11,6 +11,8 @@ from emr_inference import wheelhouse
 from emr_inference.artifacts import bootstrap_files, sha256_file
 from emr_inference.operators.artifacts import StageJobArtifactsOperator
 
+from tests.unit.emr_inference.pipeline_fixtures import date_request
+
 pytestmark = pytest.mark.slow
 
 
@@ -24,12 +26,12 @@ def test_stages_the_pinned_node_wheels_once_behind_a_marker(aws_conn, bucket, s3
             uploads.append(key) or real(self, filename, key, *a, **kw)
         ),
     )
-    request = {
-        "backend": "emr",
-        "artifacts_uri": f"s3://{bucket}/artifacts/unit/",
-        "sse": {"mode": "none", "kms_key_id": None},
-        "cluster": {"bootstrap_source": "wheelhouse"},
-    }
+    request = date_request(
+        backend="emr",
+        artifacts_uri=f"s3://{bucket}/artifacts/unit/",
+        sse={"mode": "none", "kms_key_id": None},
+        cluster={"bootstrap_source": "wheelhouse"},
+    )
     operator = StageJobArtifactsOperator(task_id="stage_job_artifacts", request=request)
     staged = operator.execute({})
 

@@ -1,6 +1,6 @@
 """The idle guard of a local cluster: the local twin of EMR's ``AutoTerminationPolicy``.
 
-:func:`emr_inference.local_spark.start_cluster` launches this module as one more detached,
+:func:`emr_inference.local.cluster.start_cluster` launches this module as one more detached,
 tagged process of the cluster (``watchdog`` in ``cluster.json``), so :func:`stop_cluster` ends it
 with the rest. It polls the cluster's state and, once no step has been running for
 ``idle_timeout`` seconds (counted from its start, or from the last time it saw a step running),
@@ -8,7 +8,7 @@ stops every other process of the cluster and exits; its log is ``logs/watchdog.l
 exits when the master and workers are gone (someone else stopped the cluster) or the state dir
 disappeared.
 
-Run as a script: ``python local_watchdog.py STATE_DIR IDLE_TIMEOUT [POLL_SECONDS]``.
+Run as a script: ``python watchdog.py STATE_DIR IDLE_TIMEOUT [POLL_SECONDS]``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-PLUGINS_DIR = Path(__file__).resolve().parents[1]
+PLUGINS_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_POLL_SECONDS = 5.0
 
 
@@ -34,7 +34,7 @@ def _log(message: str) -> None:
 
 def guard(state_dir: Path, idle_timeout: float, poll: float) -> str:
     """Watch the cluster in ``state_dir`` until it is stopped (by us or anyone); say why."""
-    from emr_inference.local_spark import LocalCluster, LocalClusterError, stop_cluster
+    from emr_inference.local.cluster import LocalCluster, LocalClusterError, stop_cluster
 
     last_busy = time.monotonic()
     while True:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.emr import (
@@ -31,63 +31,19 @@ from airflow.providers.amazon.aws.operators.emr import (
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
-from botocore.exceptions import ClientError
 
 from emr_inference.dates import skip_unless_pending, step_timeout
-from emr_inference.emr.job_flow import build_job_flow, cluster_name, run_tags
+from emr_inference.emr.cluster import (
+    ENDED_CLUSTER_STATES,
+    cancel_step,
+    cluster_state,
+    find_run_cluster,
+    find_step,
+)
+from emr_inference.emr.job_flow import build_job_flow
 from emr_inference.emr.steps import inference_step
+from emr_inference.operators.base import RunClusterTeardown, UsesRequest
 from emr_inference.progress import log_progress
-
-LIVE_CLUSTER_STATES = ["STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING"]
-ENDED_CLUSTER_STATES = ["TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"]
-REUSABLE_STEP_STATES = ["PENDING", "RUNNING", "COMPLETED"]
-
-
-def _paginate(client: Any, method: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-    for page in client.get_paginator(method).paginate(**kwargs):
-        yield from page[key]
-
-
-def find_run_cluster(client: Any, request: Mapping[str, Any]) -> str | None:
-    """The id of a live cluster created for this DAG run (same name and run tags), if any."""
-    wanted = run_tags(request)
-    name = cluster_name(request)
-    clusters = _paginate(client, "list_clusters", "Clusters", ClusterStates=LIVE_CLUSTER_STATES)
-    for summary in clusters:
-        if summary["Name"] != name:
-            continue
-        cluster = client.describe_cluster(ClusterId=summary["Id"])["Cluster"]
-        tags = {tag["Key"]: tag["Value"] for tag in cluster.get("Tags", [])}
-        if all(tags.get(key) == value for key, value in wanted.items()):
-            return summary["Id"]
-    return None
-
-
-def cluster_state(client: Any, cluster_id: str) -> str | None:
-    """The cluster's state, or None when EMR does not know the id (gone long ago)."""
-    try:
-        return client.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "InvalidRequestException":
-            return None
-        raise
-
-
-def cancel_step(client: Any, cluster_id: str, step_id: str) -> None:
-    """Cancel a pending or running step, killing its process (``TERMINATE_PROCESS``)."""
-    client.cancel_steps(
-        ClusterId=cluster_id, StepIds=[step_id], StepCancellationOption="TERMINATE_PROCESS"
-    )
-
-
-def find_step(client: Any, cluster_id: str, name: str) -> str | None:
-    """The id of a pending, running or completed step called ``name`` on the cluster, if any."""
-    for step in _paginate(
-        client, "list_steps", "Steps", ClusterId=cluster_id, StepStates=REUSABLE_STEP_STATES
-    ):
-        if step["Name"] == name:
-            return step["Id"]
-    return None
 
 
 class EmrInferenceStepTrigger(EmrStepSensorTrigger):
@@ -107,7 +63,7 @@ class EmrInferenceStepTrigger(EmrStepSensorTrigger):
         await asyncio.to_thread(cancel_step, self.hook().conn, job_flow_id, step_id)
 
 
-class EmrCreateClusterOperator(EmrCreateJobFlowOperator):
+class EmrCreateClusterOperator(UsesRequest, EmrCreateJobFlowOperator):
     """Create this run's EMR cluster from the request; a retry reuses the cluster it created.
 
     :param request: the resolved request (``validate_request``'s XCom).
@@ -124,27 +80,28 @@ class EmrCreateClusterOperator(EmrCreateJobFlowOperator):
         self._job_flow_id: str | None = None
 
     def execute(self, context) -> str:
-        existing = find_run_cluster(self.hook.conn, self.request)
+        request = self.run_request
+        existing = find_run_cluster(self.hook.conn, request.dag_id, request.run_id)
         if existing:
             self.log.info("Reusing cluster %s, created for this run by an earlier try", existing)
             self._job_flow_id = existing
             return existing
         self.job_flow_overrides = build_job_flow(self.request, self.artifacts)
-        cluster = self.request["cluster"]
+        cluster = request.cluster
         self.log.info(
             "Creating EMR cluster %r: %s, master %s x%d, core %s x%d (%s)",
             self.job_flow_overrides["Name"],
-            cluster["release_label"],
-            "/".join(cluster["master"]["instance_types"]),
-            cluster["master"]["count"],
-            "/".join(cluster["core"]["instance_types"]),
-            cluster["core"]["count"],
-            cluster["core"]["market"],
+            cluster.release_label,
+            "/".join(cluster.master.instance_types),
+            cluster.master.count,
+            "/".join(cluster.core.instance_types),
+            cluster.core.count,
+            cluster.core.market,
         )
         return super().execute(context)
 
 
-class EmrSubmitStepOperator(EmrAddStepsOperator):
+class EmrSubmitStepOperator(UsesRequest, EmrAddStepsOperator):
     """Add the inference step to the cluster; a retry reuses the step an earlier try added.
 
     :param request: the resolved request.
@@ -166,8 +123,8 @@ class EmrSubmitStepOperator(EmrAddStepsOperator):
         self._step_id: str | None = None
 
     def execute(self, context) -> str:
-        skip_unless_pending(self.request, self.manifest)
-        step = inference_step(self.request, self.artifacts, self.manifest["manifest_uri"])
+        skip_unless_pending(self.run_request, self.manifest)
+        step = inference_step(self.run_request, self.artifacts, self.manifest["manifest_uri"])
         existing = find_step(self.hook.conn, self.job_flow_id, step["Name"])
         if existing:
             self.log.info("Reusing step %s, added by an earlier try", existing)
@@ -191,7 +148,7 @@ class EmrSubmitStepOperator(EmrAddStepsOperator):
             cancel_step(self.hook.conn, self.job_flow_id, self._step_id)
 
 
-class EmrInferenceStepSensor(EmrStepSensor):
+class EmrInferenceStepSensor(UsesRequest, EmrStepSensor):
     """Wait for the inference step, logging progress; fail with the step's failure details.
 
     :param request: the resolved request (where the job writes its output).
@@ -231,7 +188,7 @@ class EmrInferenceStepSensor(EmrStepSensor):
         return False
 
     def execute(self, context) -> None:
-        self.timeout = step_timeout(self.timeout, self.request)
+        self.timeout = step_timeout(self.timeout, self.run_request)
         if not self.deferrable:
             super().execute(context)
         elif not self.poke(context):
@@ -278,7 +235,7 @@ class EmrInferenceStepSensor(EmrStepSensor):
         started = timeline.get("StartDateTime")
         elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds() if started else 0
         total = int(self.manifest["total"])
-        log_progress(self.log, self.aws_conn_id, self.request, total, elapsed)
+        log_progress(self.log, self.aws_conn_id, self.run_request, total, elapsed)
 
     def _failure_message(self, response: Mapping[str, Any], state: str) -> str:
         details = self.failure_message_from_response(response)
@@ -298,36 +255,40 @@ class EmrInferenceStepSensor(EmrStepSensor):
         cancel_step(self.hook.conn, self.job_flow_id, self.step_id)
 
 
-class EmrTerminateClusterOperator(EmrTerminateJobFlowOperator):
+class EmrTerminateClusterOperator(RunClusterTeardown, EmrTerminateJobFlowOperator):
     """Terminate this run's cluster (the teardown of ``create_cluster``); idempotent.
 
     Without a cluster id (``create_cluster`` failed after RunJobFlow, or pushed nothing) the
-    run's live cluster is looked up by its name and run tags (:func:`find_run_cluster`), so a
-    cluster a failed create left behind is still terminated. A cluster that is already
-    terminating, terminated, or unknown to EMR counts as done, so the teardown can retry safely.
+    run's live cluster is looked up by its DAG run's name and tags (:class:`RunClusterTeardown`,
+    :func:`~emr_inference.emr.cluster.find_run_cluster`), so a cluster a failed create left behind
+    is still terminated. A cluster that is already terminating, terminated, or unknown to EMR
+    counts as done, so the teardown can retry safely.
 
-    :param request: the resolved request (for the lookup by run tags; None when
-        ``validate_request`` failed, in which case no cluster can exist).
     :param cluster_id: ``create_cluster``'s XCom; None when it pushed none.
     """
 
-    template_fields = (*EmrTerminateJobFlowOperator.template_fields, "request")
-
-    def __init__(self, *, request: Any, cluster_id: Any, **kwargs: Any) -> None:
+    def __init__(self, *, cluster_id: Any, **kwargs: Any) -> None:
         kwargs.setdefault("deferrable", False)
         super().__init__(job_flow_id=cluster_id, **kwargs)
-        self.request = request
+
+    @property
+    def cluster_id(self) -> str | None:
+        """``create_cluster``'s id (the provider's ``job_flow_id``)."""
+        return self.job_flow_id
+
+    def find_run_cluster(self, dag_id: str, run_id: str) -> str | None:
+        """The run's live cluster, found by its name and run tags."""
+        cluster_id = find_run_cluster(self.hook.conn, dag_id, run_id)
+        if cluster_id:
+            self.log.info("Found cluster %s of this run by its tags", cluster_id)
+        return cluster_id
 
     def execute(self, context) -> None:
-        client = self.hook.conn
-        if not self.job_flow_id and self.request:
-            self.job_flow_id = find_run_cluster(client, self.request)
-            if self.job_flow_id:
-                self.log.info("Found cluster %s of this run by its tags", self.job_flow_id)
+        self.job_flow_id = self.run_cluster_id(context)
         if not self.job_flow_id:
             self.log.info("No cluster was created for this run: nothing to terminate")
             return
-        state = cluster_state(client, self.job_flow_id)
+        state = cluster_state(self.hook.conn, self.job_flow_id)
         if state is None or state in ENDED_CLUSTER_STATES:
             self.log.info("Cluster %s is already %s: nothing to terminate", self.job_flow_id,
                           state or "gone")  # fmt: skip

@@ -3,7 +3,7 @@
 ``create_cluster`` -> :class:`LocalCreateClusterOperator`, ``submit_inference_step`` ->
 :class:`LocalSubmitStepOperator`, ``wait_for_inference_step`` -> :class:`LocalStepSensor`,
 ``terminate_cluster`` -> :class:`LocalTerminateClusterOperator`. The processes and their state
-are managed by :mod:`emr_inference.local_spark`.
+are managed by :mod:`emr_inference.local.cluster`.
 
 S3 endpoint and credentials come from the Airflow connection (``aws_conn_id``) and reach Spark
 only through the environment of the processes (``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``,
@@ -23,21 +23,29 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from emr_inference.dates import skip_unless_pending, step_timeout
 from emr_inference.emr.sizing import executor_plan, omp_threads, spark_properties
-from emr_inference.emr.steps import job_arguments, step_name
-from emr_inference.local_spark import (
+from emr_inference.job_command import job_arguments, step_name
+from emr_inference.local.cluster import (
     LocalCluster,
     LocalClusterError,
     cluster_id_for,
     log_tail,
     start_cluster,
+    state_base,
     step_status,
     stop_cluster,
     stop_step,
     submit_step,
     submitted_step_name,
 )
+from emr_inference.operators.base import (
+    DEFAULT_AWS_CONN_ID,
+    RequestOperator,
+    RunClusterTeardown,
+    UsesRequest,
+    request_template_fields,
+)
 from emr_inference.progress import log_progress
-from emr_inference.s3 import S3Uri, s3_hook
+from emr_inference.s3 import S3Uri
 
 if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -89,9 +97,9 @@ def aws_env(aws_conn_id: str | None) -> dict[str, str]:
     return env
 
 
-class LocalCreateClusterOperator(BaseOperator):
-    """Start this run's local Spark cluster (``request["local"]``: workers, cores, memory, idle
-    timeout of its watchdog).
+class LocalCreateClusterOperator(RequestOperator):
+    """Start this run's local Spark cluster (the request's ``local``: workers, cores, memory,
+    idle timeout of its watchdog).
 
     Returns the cluster id ``local-<hash of dag_id and run_id>``; a retry finds the running cluster.
 
@@ -101,27 +109,21 @@ class LocalCreateClusterOperator(BaseOperator):
     :param aws_conn_id: the connection whose endpoint and credentials the executors get
     """
 
-    template_fields: Sequence[str] = ("request",)
-
-    def __init__(
-        self, *, request: Any, artifacts: Any = None, aws_conn_id: str | None = "aws_default", **kw
-    ) -> None:
-        super().__init__(**kw)
-        self.request = request
+    def __init__(self, *, artifacts: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.artifacts = artifacts
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> str:
-        shape = self.request.get("local") or {}
+        request, shape = self.run_request, self.run_request.local
         cluster = start_cluster(
-            cluster_id_for(self.request["dag_id"], self.request["run_id"]),
-            workers=shape.get("workers", 1),
-            worker_cores=shape.get("worker_cores", 2),
-            worker_memory=shape.get("worker_memory", "2g"),
+            cluster_id_for(request.dag_id, request.run_id),
+            workers=shape.workers,
+            worker_cores=shape.worker_cores,
+            worker_memory=shape.worker_memory,
             env=aws_env(self.aws_conn_id),
-            dag_id=self.request["dag_id"],
-            run_id=self.request["run_id"],
-            idle_timeout=shape.get("idle_timeout_seconds", 1800),
+            dag_id=request.dag_id,
+            run_id=request.run_id,
+            idle_timeout=shape.idle_timeout_seconds,
         )
         self.log.info(
             "Local cluster %s: master %s, state in %s",
@@ -132,39 +134,29 @@ class LocalCreateClusterOperator(BaseOperator):
         return cluster.cluster_id
 
 
-class LocalSubmitStepOperator(BaseOperator):
+class LocalSubmitStepOperator(RequestOperator):
     """Run the job with ``spark-submit`` on the local cluster, detached; returns the step id.
 
     The staged zip and ``main.py`` are downloaded into the cluster's state dir; the arguments are
-    :func:`emr_inference.emr.steps.job_arguments`, as on EMR. A retry while the step of this date
+    :func:`emr_inference.job_command.job_arguments`, as on EMR. A retry while the step of this date
     (same step name) is still running or has completed returns that step instead of starting a
     second one. A date that needs no step (``manifest["status"]`` not ``pending``) is skipped.
     """
 
-    template_fields: Sequence[str] = ("request", "artifacts", "manifest", "cluster_id")
+    template_fields: Sequence[str] = request_template_fields("artifacts", "manifest", "cluster_id")
 
-    def __init__(
-        self,
-        *,
-        request: Any,
-        artifacts: Any,
-        manifest: Any,
-        cluster_id: Any,
-        aws_conn_id: str | None = "aws_default",
-        **kwargs,
-    ) -> None:
+    def __init__(self, *, artifacts: Any, manifest: Any, cluster_id: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.request = request
         self.artifacts = artifacts
         self.manifest = manifest
         self.cluster_id = cluster_id
-        self.aws_conn_id = aws_conn_id
         self._step: tuple[LocalCluster, str] | None = None
 
     def execute(self, context: Context) -> str:
-        skip_unless_pending(self.request, self.manifest)
+        request = self.run_request
+        skip_unless_pending(request, self.manifest)
         cluster = LocalCluster.load(self.cluster_id)
-        name = step_name(self.request)
+        name = step_name(request)
         for record in cluster.processes:
             if not record.name.startswith("step-"):
                 continue
@@ -176,13 +168,12 @@ class LocalSubmitStepOperator(BaseOperator):
                               "again", record.name, cluster.cluster_id, state)  # fmt: skip
                 self._step = (cluster, record.name)
                 return record.name
-        hook = s3_hook(self.aws_conn_id)
         py_files, entry_point = (
-            self._download(hook, self.artifacts[name], cluster.path / "artifacts")
+            self._download(self.s3, self.artifacts[name], cluster.path / "artifacts")
             for name in ("job_zip", "entry_point")
         )
         env, conf = aws_env(self.aws_conn_id), None
-        if self.request["local"].get("emulate_cluster"):
+        if request.local.emulate_cluster:
             conf = emulated_cluster_conf(self.request)
             env["OMP_NUM_THREADS"] = str(omp_threads(self.request))  # EMR's spark-env export
             self.log.info("Emulating the EMR cluster's Spark settings: %s", conf)
@@ -191,7 +182,7 @@ class LocalSubmitStepOperator(BaseOperator):
             name=name,
             py_files=py_files,
             entry_point=entry_point,
-            arguments=job_arguments(self.request, self.manifest["manifest_uri"]),
+            arguments=job_arguments(request, self.manifest["manifest_uri"]),
             env=env,
             conf=conf,
         )
@@ -227,7 +218,7 @@ class LocalSubmitStepOperator(BaseOperator):
             stop_step(*self._step)
 
 
-class LocalStepSensor(BaseSensorOperator):
+class LocalStepSensor(UsesRequest, BaseSensorOperator):
     """Wait for a local step; log progress from the staged output; fail with the driver log tail.
 
     :param request: the resolved request
@@ -236,7 +227,7 @@ class LocalStepSensor(BaseSensorOperator):
     :param step_id: ``submit_inference_step``'s XCom
     """
 
-    template_fields: Sequence[str] = ("request", "manifest", "cluster_id", "step_id")
+    template_fields: Sequence[str] = request_template_fields("manifest", "cluster_id", "step_id")
 
     def __init__(
         self,
@@ -245,8 +236,8 @@ class LocalStepSensor(BaseSensorOperator):
         manifest: Any,
         cluster_id: Any,
         step_id: Any,
-        aws_conn_id: str | None = "aws_default",
-        **kwargs,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.request = request
@@ -256,7 +247,7 @@ class LocalStepSensor(BaseSensorOperator):
         self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> Any:
-        self.timeout = step_timeout(self.timeout, self.request)
+        self.timeout = step_timeout(self.timeout, self.run_request)
         return super().execute(context)
 
     def poke(self, context: Context) -> bool:
@@ -278,7 +269,7 @@ class LocalStepSensor(BaseSensorOperator):
         record = next(p for p in cluster.processes if p.name == self.step_id)
         elapsed = time.time() - record.create_time
         total = int(self.manifest["total"])
-        log_progress(self.log, self.aws_conn_id, self.request, total, elapsed)
+        log_progress(self.log, self.aws_conn_id, self.run_request, total, elapsed)
 
     def on_kill(self) -> None:
         """Kill the step: a killed wait must not leave the job running."""
@@ -289,38 +280,37 @@ class LocalStepSensor(BaseSensorOperator):
             self.log.warning("Could not stop step %s: %s", self.step_id, error)
 
 
-class LocalTerminateClusterOperator(BaseOperator):
+class LocalTerminateClusterOperator(RunClusterTeardown, BaseOperator):
     """Stop every process of the run's local cluster and check that none is left.
 
-    Without a cluster id (create_cluster pushed none, or failed) the id is derived from the run,
-    as ``create_cluster`` does; a cluster that has no state any more is already gone, and one
-    already stopped is stopped again at no cost (idempotent, so the teardown can retry).
+    Without a cluster id (``create_cluster`` pushed none, or failed) the id is derived from the
+    DAG run, as ``create_cluster`` derives it (:class:`RunClusterTeardown`); a cluster that has
+    no state any more is already gone, and one already stopped is stopped again at no cost
+    (idempotent, so the teardown can retry).
+
+    :param cluster_id: ``create_cluster``'s XCom; None when it pushed none
     """
 
-    template_fields: Sequence[str] = ("request", "cluster_id")
+    template_fields: Sequence[str] = ("cluster_id",)
 
-    def __init__(
-        self,
-        *,
-        request: Any,
-        cluster_id: Any,
-        aws_conn_id: str | None = "aws_default",
-        **kwargs,
-    ) -> None:
+    def __init__(self, *, cluster_id: Any, aws_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.request = request
         self.cluster_id = cluster_id
-        self.aws_conn_id = aws_conn_id
+        self.aws_conn_id = aws_conn_id  # unused: stopping local processes needs no AWS
+
+    def find_run_cluster(self, dag_id: str, run_id: str) -> str | None:
+        """The run's cluster id (derived, as ``create_cluster`` does), if its state exists."""
+        cluster_id = cluster_id_for(dag_id, run_id)
+        return cluster_id if (state_base() / cluster_id).exists() else None
 
     def execute(self, context: Context) -> None:
-        cluster_id = self.cluster_id
-        if not cluster_id:  # no request either when validate_request failed: use the context
-            run = self.request or {"dag_id": context["dag"].dag_id, "run_id": context["run_id"]}
-            cluster_id = cluster_id_for(run["dag_id"], run["run_id"])
+        cluster_id = self.run_cluster_id(context)
         try:
-            cluster = LocalCluster.load(cluster_id)
+            cluster = LocalCluster.load(cluster_id) if cluster_id else None
         except LocalClusterError:
-            self.log.info("No local cluster %s: nothing to stop", cluster_id)
+            cluster = None
+        if cluster is None:
+            self.log.info("No local cluster %s: nothing to stop", cluster_id or "of this run")
             return
         stop_cluster(cluster)
-        self.log.info("Stopped local cluster %s: no process left", cluster_id)
+        self.log.info("Stopped local cluster %s: no process left", cluster.cluster_id)

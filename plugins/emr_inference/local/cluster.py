@@ -13,7 +13,7 @@ process group): :func:`stop_cluster` kills the recorded process groups and every
 the tag, then checks that none is left.
 
 A cluster records the DAG run it belongs to (``dag_id``, ``run_id``: the sweeper reads them) and
-runs a watchdog (:mod:`emr_inference.local_watchdog`) that stops it after ``idle_timeout`` seconds
+runs a watchdog (:mod:`emr_inference.local.watchdog`) that stops it after ``idle_timeout`` seconds
 without a running step, as EMR's idle timeout does. A cluster started again with the same id (a
 cleared run) keeps its state dir: its steps continue the numbering of the steps already on disk.
 """
@@ -274,7 +274,7 @@ def start_cluster(
             )  # fmt: skip
         _wait_for(cluster.is_running, timeout, f"{workers} worker(s) registered with the master")
         if idle_timeout:
-            from emr_inference.local_watchdog import watchdog_command
+            from emr_inference.local.watchdog import watchdog_command
 
             cluster.launch("watchdog", watchdog_command(cluster, idle_timeout), process_env)
     except BaseException:
