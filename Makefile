@@ -39,22 +39,22 @@ package: $(STAMP)
 	$(BIN)/python -m batch_inference.package --output build/batch_inference.zip
 
 demo: $(STAMP)
-	$(BIN)/python -m include.demo.run_demo
+	$(BIN)/python -m tools.demo.run_demo
 
 airflow: $(STAMP)
-	$(BIN)/python -m include.demo.run_airflow
+	$(BIN)/python -m tools.demo.run_airflow
 
 # Run a pipeline here with its own EMR Spark settings: make rehearse PIPELINE=cifar10_resnet18
 PIPELINE ?= cifar10_resnet18
 REHEARSE_ARGS ?=
 rehearse: $(STAMP)
-	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m include.rehearse $(PIPELINE) $(REHEARSE_ARGS)
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.rehearse $(PIPELINE) $(REHEARSE_ARGS)
 
 # What a run of a range of dates would do and cost: make plan PIPELINE=demo FROM=2026-11-20 TO=2026-11-22
 FROM ?=
 TO ?=
 plan: $(STAMP)
-	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m include.plan $(PIPELINE) --from $(FROM) $(if $(TO),--to $(TO))
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.plan $(PIPELINE) --from $(FROM) $(if $(TO),--to $(TO))
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
@@ -68,7 +68,7 @@ scale: $(STAMP)
 
 # docs/CONFIGURATION.md from the config models, the Params and the job's --help.
 docs: $(STAMP)
-	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m include.gen_config_docs
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.gen_config_docs
 
 # Regenerate constraints.txt from a scratch venv built from the requirements files.
 constraints:

@@ -57,7 +57,7 @@ from bench.latency_proxy import LatencyProxy
 from bench.model_throughput import run_workers
 from bench.preloaded_s3 import Dataset, start_preloaded_s3
 from bench.spark_run import SparkRun, job_seconds, metrics_parts, spark_env, spark_submit
-from include.local_s3 import LocalS3
+from tools.local_s3 import LocalS3
 
 log = logging.getLogger("bench")
 
@@ -150,7 +150,7 @@ class Bench:
         """Export the models, start the preloaded S3 server, stage models and the job zip."""
         from batch_inference.package import ENTRY_POINT, build_job_zip
 
-        from include.demo.models import export_resnet18, train_digits_classifier, upload_model
+        from tools.demo.models import export_resnet18, train_digits_classifier, upload_model
 
         self.resnet = export_resnet18(self.workdir / "resnet18")
         self.digits = train_digits_classifier(self.workdir / "digits", epochs=1)

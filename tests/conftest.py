@@ -23,7 +23,7 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
-from include.local_s3 import LocalS3, start_local_s3  # noqa: E402
+from tools.local_s3 import LocalS3, start_local_s3  # noqa: E402
 
 #: Reuse a running S3 server instead of starting one (``make mutate`` runs one pytest session per
 #: mutant; starting moto's server each time would cost more than most tests).

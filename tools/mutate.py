@@ -144,7 +144,7 @@ def run_mutmut(arguments: list[str]) -> int:
     """Run mutmut with one moto S3 server shared by every test session (one per mutant), instead
     of each session starting its own (see ``tests/conftest.py``); 0 on success."""
     sys.path.insert(0, str(ROOT))
-    from include.local_s3 import start_local_s3
+    from tools.local_s3 import start_local_s3
 
     server = start_local_s3()
     os.environ["TEST_SHARED_S3_ENDPOINT"] = server.endpoint_url

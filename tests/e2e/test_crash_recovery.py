@@ -39,9 +39,6 @@ from emr_inference.local.cluster import (
     tagged_processes,
 )
 
-from include.airflow_env import REPO_ROOT
-from include.demo.run_demo import DAG_ID, PREDICTIONS_BUCKET, seed_demo
-from include.local_s3 import LocalS3
 from tests.e2e.airflow_stack import (
     COMPONENTS,
     TERMINAL_RUN_STATES,
@@ -50,6 +47,9 @@ from tests.e2e.airflow_stack import (
     airflow_stack,
 )
 from tests.support.hold_proxy import HoldProxy
+from tools.airflow_env import REPO_ROOT
+from tools.demo.run_demo import DAG_ID, PREDICTIONS_BUCKET, seed_demo
+from tools.local_s3 import LocalS3
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from include.demo.images import DemoObject, corrupt_png, demo_objects, upload_objects
 from tests.integration.conftest import spark_processes, stage_demo_run
+from tools.demo.images import DemoObject, corrupt_png, demo_objects, upload_objects
 
 pytestmark = pytest.mark.slow
 

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 def rehearse(*args: str, home: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "include.rehearse", *args, "--home", str(home)],
+        [sys.executable, "-m", "tools.rehearse", *args, "--home", str(home)],
         cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": "plugins:spark_jobs"},
         capture_output=True,

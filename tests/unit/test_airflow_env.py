@@ -1,4 +1,4 @@
-"""The environment of a local Airflow (include/airflow_env.py) and `make airflow`'s settings."""
+"""The environment of a local Airflow (tools/airflow_env.py) and `make airflow`'s settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from include.airflow_env import (
+from tools.airflow_env import (
     AWS_CONN_ID,
     IMPORT_ROOTS,
     REPO_ROOT,
@@ -15,7 +15,7 @@ from include.airflow_env import (
     is_healthy,
     simple_auth_passwords_file,
 )
-from include.demo.run_airflow import banner, parse_args, seeded_dates, standalone_settings
+from tools.demo.run_airflow import banner, parse_args, seeded_dates, standalone_settings
 
 ENDPOINT = "http://127.0.0.1:9999"
 

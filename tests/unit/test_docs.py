@@ -11,8 +11,8 @@ import pytest
 from emr_inference.config import PipelineConfig
 from pydantic import BaseModel
 
-from include import gen_config_docs
 from tests.support import runbook
+from tools import gen_config_docs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
@@ -85,7 +85,7 @@ def test_every_make_target_in_the_readme_exists():
 
 def test_readme_links_the_reference_docs():
     text = README.read_text()
-    for target in re.findall(r"\]\(((?:docs|include|plugins|spark_jobs|bench)/[^)#]+)", text):
+    for target in re.findall(r"\]\(((?:docs|include|plugins|spark_jobs|bench|tools)/[^)#]+)", text):
         assert (REPO_ROOT / target).exists(), f"README links a missing file: {target}"
     assert "docs/CONFIGURATION.md" in text
 

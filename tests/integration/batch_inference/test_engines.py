@@ -12,10 +12,10 @@ from collections import Counter
 
 import pytest
 
-from include.demo.images import demo_objects, upload_objects
 from tests.integration.batch_inference.test_job_reliability import contract_objects, driver_summary
 from tests.support.job import job_zip, read_output, run_job, write_manifest
 from tests.support.tiny_model import upload_tiny_model
+from tools.demo.images import demo_objects, upload_objects
 
 pytestmark = pytest.mark.slow
 
@@ -205,7 +205,7 @@ def test_both_engines_agree_in_int8(s3, data, zip_path, tmp_path_factory):
     engines run the same int8 model from the cache: the same int8 rows."""
     from emr_inference.job_command import model_arguments
 
-    from include.demo.models import train_digits_classifier, upload_model
+    from tools.demo.models import train_digits_classifier, upload_model
 
     client, bucket = data["client"], data["bucket"]
     exported = train_digits_classifier(tmp_path_factory.mktemp("digits"), epochs=1)

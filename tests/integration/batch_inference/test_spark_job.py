@@ -16,15 +16,15 @@ from batch_inference.config import Preprocess
 from batch_inference.images import decode_image
 from emr_inference.job_command import model_arguments
 
-from include.demo.images import demo_objects, upload_objects
-from include.demo.models import (
+from tests.support.job import job_zip, read_output, run_job, write_manifest
+from tools.demo.images import demo_objects, upload_objects
+from tools.demo.models import (
     export_resnet18,
     load_exported,
     predict_probabilities,
     train_digits_classifier,
     upload_model,
 )
-from tests.support.job import job_zip, read_output, run_job, write_manifest
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,9 @@ import pytest
 from batch_inference import model as model_module
 from batch_inference.config import JobConfig, Preprocess
 
-from include.demo.images import demo_objects, upload_objects
 from tests.support.job import write_manifest
 from tests.support.tiny_model import upload_tiny_model
+from tools.demo.images import demo_objects, upload_objects
 
 SIZE = 8
 

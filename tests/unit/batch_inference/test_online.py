@@ -23,9 +23,9 @@ from batch_inference import lambda_handler
 from batch_inference import model as model_module
 from batch_inference.model import sha256_hex, softmax
 
-from include.demo.images import demo_objects, upload_objects
 from tests.conftest import REPO_ROOT
 from tests.support.tiny_model import reference_logits, tiny_model_files
+from tools.demo.images import demo_objects, upload_objects
 
 SIZE = 8
 EVENTS = REPO_ROOT / "tests" / "fixtures" / "lambda"

@@ -17,9 +17,9 @@ from batch_inference.errors import JobFailed
 from batch_inference.manifest import iter_keys, read_manifest
 from PIL import Image
 
-from include.demo.images import demo_objects, upload_objects
-from include.demo.models import train_digits_classifier, upload_model
 from tests.support.job import write_manifest
+from tools.demo.images import demo_objects, upload_objects
+from tools.demo.models import train_digits_classifier, upload_model
 
 pytestmark = pytest.mark.slow  # trains a model and quantizes it (~20 s)
 

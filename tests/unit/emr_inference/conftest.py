@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from include.airflow_env import AWS_CONN_ID, aws_connection
-from include.local_s3 import LocalS3
+from tools.airflow_env import AWS_CONN_ID, aws_connection
+from tools.local_s3 import LocalS3
 
 
 @pytest.fixture

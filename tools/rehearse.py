@@ -33,8 +33,8 @@ from typing import Any
 
 import yaml
 
-from include.airflow_env import REPO_ROOT, airflow_env
-from include.local_s3 import LocalS3, start_local_s3
+from tools.airflow_env import REPO_ROOT, airflow_env
+from tools.local_s3 import LocalS3, start_local_s3
 
 PIPELINES_DIR = REPO_ROOT / "include" / "pipelines"
 REHEARSAL_DIR = REPO_ROOT / ".rehearsal"
@@ -107,13 +107,13 @@ StandIn = Callable[[Path, dict[str, Any]], Any]
 
 
 def _resnet18_v1(out_dir: Path, model: dict[str, Any]):
-    from include.demo.models import export_resnet18
+    from tools.demo.models import export_resnet18
 
     return export_resnet18(out_dir, image_size=model["image_size"], name=model["name"])
 
 
 def _digits_cnn(out_dir: Path, model: dict[str, Any]):
-    from include.demo.models import train_digits_classifier
+    from tools.demo.models import train_digits_classifier
 
     return train_digits_classifier(out_dir, image_size=model["image_size"], name=model["name"])
 
@@ -132,7 +132,7 @@ def stage_stand_in_model(client, model: dict[str, Any], work: Path) -> dict[str,
     if make is None:
         raise SystemExit(
             f"[rehearse] model.name: no stand-in for {model['name']!r} "
-            f"(known: {', '.join(sorted(STAND_INS))}); add one to include/rehearse.py"
+            f"(known: {', '.join(sorted(STAND_INS))}); add one to tools/rehearse.py"
         )
     exported = make(work / "model", model)
     override = {}

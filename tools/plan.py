@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 
-from include.rehearse import pipeline_path
+from tools.rehearse import pipeline_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,0 +1,41 @@
+"""The layout the README documents: ``include/`` holds only what a deployment copies (pipelines,
+bootstrap, IAM), and the dev-only tooling (demo, local S3, local Airflow) lives in ``tools/``."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEPLOYED_INCLUDE = {"pipelines", "bootstrap", "iam"}
+
+
+def _tracked(folder: str) -> list[str]:
+    listing = subprocess.run(
+        ["git", "ls-files", "--", folder], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    if listing:
+        return listing
+    # Not a git checkout (e.g. a copy): every file on disk, bytecode caches aside.
+    return [
+        str(path.relative_to(REPO_ROOT))
+        for path in (REPO_ROOT / folder).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
+
+
+def test_include_holds_only_what_a_deployment_copies():
+    tops = {Path(path).parts[1] for path in _tracked("include")}
+    assert tops == DEPLOYED_INCLUDE
+    assert not [path for path in _tracked("include") if path.endswith(".py")]
+
+
+def test_the_readme_layout_names_existing_tools():
+    text = (REPO_ROOT / "README.md").read_text()
+    layout = text.split("## Repository layout", 1)[1].split("```")[1]
+    tools = layout.split("\ntools/", 1)[1].split("\n")[1:]
+    entries = [m[1] for line in tools if (m := re.match(r"  (\S+)\s{2,}", line))]
+    assert {"demo/", "local_s3.py", "airflow_env.py", "gen_config_docs.py"} <= set(entries)
+    for entry in entries:
+        assert (REPO_ROOT / "tools" / entry).exists(), f"README's layout names tools/{entry}"
