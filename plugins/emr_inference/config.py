@@ -329,7 +329,8 @@ class DateRange(_Strict):
 
 
 class EstimateConfig(_Strict):
-    """What the run plan models a run's time and cost with (docs/OPERATIONS.md "Plan a run")."""
+    """What the run plan models a run's time and cost with, and the job its partitions' size
+    (README "Backfills: one run per date, or one range run"; a run summary measures the rate)."""
 
     # a job setting too: the job sizes its partitions with it (partition_seconds)
     images_per_task_second: float = job_field("estimate.images_per_task_second", gt=0, le=100000)
@@ -378,7 +379,8 @@ class RequestDefaults(_Strict):
         description="Plan only: list every date's input, log the plan and its cost, no cluster",
     )
     estimate: EstimateConfig = Field(
-        default_factory=EstimateConfig, description="What the run plan's time and cost assume"
+        default_factory=EstimateConfig,
+        description="What the run plan's time and cost (and the job's partition size) assume",
     )
     input_uri: S3Uri | None = Field(
         default=None, description="Input prefix; may use {{ partition_date }}"

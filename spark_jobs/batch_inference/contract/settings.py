@@ -214,10 +214,10 @@ SETTINGS: tuple[JobSetting, ...] = (
                "Spark partitions; 0 = derive from the cluster (defaultParallelism x 2, at most "
                "one per 100 keys)", EXECUTION, kind=INT, default=0),
     JobSetting("max_partition_keys", "--max-partition-keys", "max_partition_keys",
-               "Keys per partition at most (more partitions if needed); unset: derived, images "
-               "per task-second x partition seconds, at least 100", EXECUTION, kind=INT),
+               "Keys per partition at most (more partitions if needed); unset: derived, "
+               "estimate.images_per_task_second x partition_seconds (at least 100)", EXECUTION, kind=INT),
     JobSetting("partition_seconds", "--partition-seconds", "partition_seconds",
-               "Seconds one partition's task should take: the derived max_partition_keys",
+               "Seconds one partition's task should take, when max_partition_keys is unset",
                EXECUTION, kind=INT, default=300),
     # the run plan's rate (emr_inference.plan) too: one number for the plan and the partitions
     JobSetting("estimate.images_per_task_second", "--images-per-task-second",
