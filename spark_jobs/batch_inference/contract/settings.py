@@ -215,7 +215,8 @@ SETTINGS: tuple[JobSetting, ...] = (
                "one per 100 keys)", EXECUTION, kind=INT, default=0),
     JobSetting("max_partition_keys", "--max-partition-keys", "max_partition_keys",
                "Keys per partition at most (more partitions if needed); unset: derived, "
-               "estimate.images_per_task_second x partition_seconds (at least 100)", EXECUTION, kind=INT),
+               "estimate.images_per_task_second x partition_seconds (at least 100)", EXECUTION,
+               kind=INT),
     JobSetting("partition_seconds", "--partition-seconds", "partition_seconds",
                "Seconds one partition's task should take, when max_partition_keys is unset",
                EXECUTION, kind=INT, default=300),
