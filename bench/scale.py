@@ -4,9 +4,10 @@
     python -m bench.scale --keys 4000 --keys 16000   # any sizes
 
 Each size is one ``spark-submit --master local[2]`` of the packaged job (tiny digits CNN at 8 px,
-8x8 PNGs, batch 256, the default ``--max-partition-keys``), with its manifest written by the
-Airflow side's ``emr_inference.manifest.write_manifest`` (10,000-key shards). It reports, per
-size: the driver's peak RSS (JVM + Python driver, sampled every 0.5 s), the Python workers' peak
+8x8 PNGs, batch 256, partitions of at most the default derived 7,500 keys: 25 images per
+task-second x 300 s), with its manifest written by the Airflow side's
+``emr_inference.manifest.write_manifest`` (10,000-key shards). It reports, per size: the driver's
+peak RSS (JVM + Python driver, sampled every 0.5 s), the Python workers' peak
 RSS (``worker_peak_rss_mb`` of the metrics parts), the partitions, and the job's seconds per 1,000
 keys (from the first partition's start to the last part written, as the run summary's
 ``job_seconds``). Flat memory and a constant time per key across sizes are what it shows.
@@ -30,7 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,8 +123,15 @@ class ScaleBench:
         uris = (image_uri(index) for index in range(keys))
         return write_manifest(s3_hook(None), source, uris, dest, 10_000).manifest_uri
 
-    def run(self, keys: int, master: str = "local[2]", timeout: float = 3600.0) -> ScaleRun:
-        """One ``spark-submit`` over ``keys`` keys; raises if any key is missing from the rows."""
+    def run(
+        self,
+        keys: int,
+        master: str = "local[2]",
+        timeout: float = 3600.0,
+        job_args: Sequence[str] = (),
+    ) -> ScaleRun:
+        """One ``spark-submit`` over ``keys`` keys (``job_args``: more of the job's arguments);
+        raises if any key is missing from the rows."""
         from emr_inference.job_command import model_arguments
 
         manifest_uri, output = self.manifest(keys), f"scale-{keys}/"
@@ -134,6 +142,7 @@ class ScaleBench:
             f"--run-id=scale-{keys}",
             f"--batch-size={BATCH_SIZE}",
             *model_arguments(self.model),
+            *job_args,
         ]
         env = spark_env({**self.s3.env, "AWS_ENDPOINT_URL_S3": self.front.endpoint_url})
         run = spark_submit(

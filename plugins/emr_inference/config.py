@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from batch_inference.contract.s3 import encryption_args
-from batch_inference.contract.settings import CONFIG, SETTING, SETTINGS
+from batch_inference.contract.settings import CONFIG, KEYS_PER_PARTITION_MIN, SETTING, SETTINGS
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -329,18 +329,11 @@ class DateRange(_Strict):
 
 
 class EstimateConfig(_Strict):
-    """What the run plan models a run's time and cost with (docs/OPERATIONS.md "Plan a run")."""
+    """What the run plan models a run's time and cost with, and the job its partitions' size
+    (README "Backfills: one run per date, or one range run"; a run summary measures the rate)."""
 
-    images_per_task_second: float = Field(
-        default=25.0,
-        gt=0,
-        le=100000,
-        description=(
-            "Images one Spark task (one Python worker and its model) infers per second, job "
-            "included (default: ResNet-18 fp32 on one physical core, docs/BENCHMARKS.md "
-            "benchmark 2b); measure your model with make rehearse or make bench"
-        ),
-    )
+    # a job setting too: the job sizes its partitions with it (partition_seconds)
+    images_per_task_second: float = job_field("estimate.images_per_task_second", gt=0, le=100000)
     cluster_start_seconds: int = Field(
         default=600,
         ge=0,
@@ -386,7 +379,8 @@ class RequestDefaults(_Strict):
         description="Plan only: list every date's input, log the plan and its cost, no cluster",
     )
     estimate: EstimateConfig = Field(
-        default_factory=EstimateConfig, description="What the run plan's time and cost assume"
+        default_factory=EstimateConfig,
+        description="What the run plan's time and cost (and the job's partition size) assume",
     )
     input_uri: S3Uri | None = Field(
         default=None, description="Input prefix; may use {{ partition_date }}"
@@ -414,7 +408,10 @@ class RequestDefaults(_Strict):
     batch_size: int = job_field("batch_size", ge=1, le=4096)
     top_k: int = job_field("top_k", ge=1, le=1000)
     partitions: int = job_field("partitions", ge=0, le=100000)
-    max_partition_keys: int = job_field("max_partition_keys", ge=100, le=1000000)
+    max_partition_keys: int | None = job_field(
+        "max_partition_keys", ge=KEYS_PER_PARTITION_MIN, le=1000000
+    )
+    partition_seconds: int = job_field("partition_seconds", ge=30, le=3600)
     max_error_rate: float = job_field("max_error_rate", ge=0, le=1)
     prefetch_threads: int = job_field("prefetch_threads", ge=1, le=64)
     prefetch_depth: int = job_field("prefetch_depth", ge=1, le=64)

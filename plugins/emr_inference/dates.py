@@ -11,9 +11,9 @@ A run names one date (scheduled runs, most manual ones) or several (``partition_
   yet published. Clearing a run redoes its own dates; ``republish: true`` redoes them all.
 
 The request fingerprint (:func:`request_fingerprint`) covers what the published rows depend on,
-except the run: the job's settings that the pipeline config gives (model, preprocessing, top-k,
-precision, encryption, ...; :data:`batch_inference.contract.settings.SETTINGS`), the date's
-output and what was listed (the keys in order, or a supplied manifest's document).
+except the run: the job's settings that shape the rows (model, preprocessing, top-k, precision,
+encryption: :data:`ROW_SETTINGS`), the date's output and what was listed (the keys in order, or
+a supplied manifest's document).
 """
 
 from __future__ import annotations
@@ -43,11 +43,21 @@ if TYPE_CHECKING:
 PENDING, EMPTY, PUBLISHED = "pending", "empty", "published"
 
 
+#: The config's job settings that a date's rows depend on, as in the job's own run fingerprint
+#: (:mod:`batch_inference.fingerprint`): the model and its preprocessing, top-k, precision and
+#: the int8 settings, the encryption. Not how the work is split and run (batch size, partitions,
+#: their bound and target seconds, the rate estimate, threads, engine, error budget): changing
+#: those does not make a published date pending again.
+ROW_SETTINGS = tuple(
+    s for s in SETTINGS
+    if s.source == CONFIG and s.name.split(".")[0] in ("model", "sse", "int8", "top_k", "precision")
+)  # fmt: skip
+
+
 def request_fingerprint(request: ResolvedRequest, keys_sha256: str | None) -> str:
-    """Hex SHA-256 of the date's job settings (every contract setting the config gives: model,
-    preprocessing, top-k, precision, encryption, ...), its output and its listed keys."""
+    """Hex SHA-256 of the date's :data:`ROW_SETTINGS`, its output and its listed keys."""
     values = request.as_json()
-    settings = {s.name: s.read(values) for s in SETTINGS if s.source == CONFIG}
+    settings = {s.name: s.read(values) for s in ROW_SETTINGS}
     document = {"job": settings, "keys_sha256": keys_sha256, "output_uri": values["output_uri"]}
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -82,6 +82,8 @@ class RunPlan:
     images_per_second: float
     range_run: Scenario
     run_per_date: Scenario
+    #: ``estimate.images_per_task_second``: the rate per task the plan assumed
+    images_per_task_second: float
 
     def as_xcom(self) -> dict[str, Any]:
         """JSON-compatible form (``plan_run``'s XCom)."""
@@ -161,6 +163,7 @@ def plan_run(
             per_date_seconds,
             math.ceil(len(steps) / parallel) * (start + max(steps)) if steps else 0.0,
         ),
+        images_per_task_second=estimate["images_per_task_second"],
     )
 
 
@@ -186,7 +189,8 @@ def format_plan(plan: RunPlan) -> str:
     hourly = plan.shape.hourly_usd
     lines.append(
         f"Cluster: {nodes or 'local Spark standalone'}; {plan.shape.task_slots} tasks at once, "
-        f"~{plan.images_per_second:g} images/s modelled; "
+        f"~{plan.images_per_second:g} images/s modelled "
+        f"({plan.images_per_task_second:g} per task, estimate.images_per_task_second); "
         + (f"{_usd(hourly)}/h ({prices.SOURCE})" if hourly is not None else "no price")
     )
     lines.append(f"  {'':<14}  {'clusters':>8}  {'wall':>10}  {'cluster-h':>9}  {'cost':>10}")
@@ -201,7 +205,8 @@ def format_plan(plan: RunPlan) -> str:
 def date_estimate(plan: Mapping[str, Any], date: str) -> dict[str, Any]:
     """A pending date's modelled cluster seconds and cost (from ``plan_run``'s XCom), for its
     ``_run_summary.json``: its share of the range run (its step plus an equal part of the cluster
-    start) and as a run of its own (its step plus a whole cluster start)."""
+    start) and as a run of its own (its step plus a whole cluster start), with the rate per task
+    assumed (``images_per_task_second``, beside the summary's measured one)."""
     pending = [d for d in plan["dates"] if d["status"] == PENDING]
     step = next(d["step_seconds"] for d in pending if d["date"] == date)
     start = plan["range_run"]["wall_seconds"] - sum(d["step_seconds"] for d in pending)
@@ -217,4 +222,5 @@ def date_estimate(plan: Mapping[str, Any], date: str) -> dict[str, Any]:
         "own_run_cluster_seconds": round(own, 1),
         "own_run_cost_usd": cost(own),
         "price_source": plan.get("price_source"),
+        "images_per_task_second": plan.get("images_per_task_second"),
     }

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from batch_inference.contract.formats import STAGE_SECONDS, Metric
+from batch_inference.contract.formats import STAGE_SECONDS, Metric, images_per_task_second
 
 from emr_inference import s3
 from emr_inference.s3 import S3Uri
@@ -102,6 +102,8 @@ def run_summary(checked: CheckedOutput, **context: Any) -> dict[str, Any]:
 
     ``job_seconds`` spans from the earliest partition start (its metrics part's LastModified minus
     its ``wall_seconds``) to the last part written: the time the cluster spent on inference.
+    ``images_per_task_second`` is the rows over the sum of the partitions' ``wall_seconds``: the
+    measured rate of one task, which the pipeline's ``estimate.images_per_task_second`` models.
     """
     metrics = checked.metrics.values()
     errors_by_type: Counter[str] = Counter()
@@ -122,6 +124,8 @@ def run_summary(checked: CheckedOutput, **context: Any) -> dict[str, Any]:
         "partitions": len(checked.metrics),
         "job_seconds": round(job_seconds, 3),
         "images_per_second": round(checked.rows / job_seconds, 2) if job_seconds > 0 else None,
+        # rows / the partitions' task seconds: what estimate.images_per_task_second should be
+        "images_per_task_second": images_per_task_second(metrics),
         "seconds_by_stage": {
             stage.removesuffix("_seconds"): round(sum(m.get(stage, 0.0) for m in metrics), 3)
             for stage in STAGE_SECONDS

@@ -67,7 +67,7 @@ def rows_done(hook: S3Hook, output_uri: str) -> int:
 
     :param hook: an S3Hook for the pipeline's connection (``S3Hook(aws_conn_id)``)
     :param output_uri: the job's ``--output`` prefix
-        (``emr_inference.request.job_output_uri(request)``)
+        (the request's ``job_output_uri``, :mod:`emr_inference.resolved`)
     """
     staged = list_staged_output(hook, output_uri)
     return sum(int(metrics.get(Metric.ROWS, 0)) for metrics in staged.metrics(hook).values())

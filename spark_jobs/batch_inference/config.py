@@ -8,7 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from batch_inference.contract.s3 import encryption_args
-from batch_inference.contract.settings import ENGINES, PRECISIONS, job_default
+from batch_inference.contract.settings import (
+    ENGINES,
+    KEYS_PER_PARTITION_MIN,
+    PRECISIONS,
+    derived_partition_keys,
+    job_default,
+)
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,11 @@ class JobConfig:
     batch_size: int = job_default("batch_size")
     top_k: int = job_default("top_k")
     partitions: int = job_default("partitions")
-    #: a partition holds at most this many keys, whatever ``partitions`` says
-    max_partition_keys: int = job_default("max_partition_keys")
+    #: a partition holds at most this many keys, whatever ``partitions`` says; ``None``: derived
+    #: from ``images_per_task_second`` x ``partition_seconds`` (:meth:`partition_keys`)
+    max_partition_keys: int | None = job_default("max_partition_keys")
+    partition_seconds: int = job_default("partition_seconds")
+    images_per_task_second: float = job_default("estimate.images_per_task_second")
     max_error_rate: float = job_default("max_error_rate")
     prefetch_threads: int = job_default("prefetch_threads")
     prefetch_depth: int = job_default("prefetch_depth")
@@ -115,7 +124,9 @@ class JobConfig:
             "batch_size": self.batch_size >= 1,
             "top_k": self.top_k >= 1,
             "partitions": self.partitions >= 0,
-            "max_partition_keys": self.max_partition_keys >= 1,
+            "max_partition_keys": self.max_partition_keys is None or self.max_partition_keys >= 1,
+            "partition_seconds": self.partition_seconds >= 1,
+            "images_per_task_second": self.images_per_task_second > 0,
             "max_error_rate": 0.0 <= self.max_error_rate <= 1.0,
             "prefetch_threads": self.prefetch_threads >= 1,
             "prefetch_depth": self.prefetch_depth >= 1,
@@ -130,3 +141,13 @@ class JobConfig:
             raise ValueError(f"invalid engine: {self.engine!r} (one of {ENGINES})")
         if self.precision == "int8" and self.int8 is None:
             raise ValueError("precision int8 needs --int8-cache")
+
+    def partition_keys(self) -> tuple[int, str]:
+        """The most keys a partition holds, and where that bound comes from (for the log)."""
+        if self.max_partition_keys is not None:
+            return self.max_partition_keys, "--max-partition-keys"
+        keys = derived_partition_keys(self.images_per_task_second, self.partition_seconds)
+        return keys, (
+            f"derived: {self.images_per_task_second:g} images per task-second x "
+            f"{self.partition_seconds} s, at least {KEYS_PER_PARTITION_MIN}"
+        )

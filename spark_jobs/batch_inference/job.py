@@ -15,6 +15,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from batch_inference.config import JobConfig
+from batch_inference.contract.formats import images_per_task_second
+from batch_inference.contract.settings import (
+    KEYS_PER_PARTITION_MIN,
+    derived_partition_keys,
+    job_default,
+)
 from batch_inference.errors import JobFailed, ManifestError, ModelLoadError
 from batch_inference.fingerprint import model_identity, run_fingerprint
 from batch_inference.manifest import Manifest, read_manifest
@@ -23,9 +29,11 @@ from batch_inference.s3io import make_client, parse_s3_uri
 
 log = logging.getLogger(__name__)
 
-KEYS_PER_PARTITION_MIN = 100
-#: At ~25 images/s per task (ResNet-18 fp32 on one core, docs/BENCHMARKS.md) ~3 minutes.
-MAX_PARTITION_KEYS = 5000
+#: The bound of the default settings: 25 images per task-second (ResNet-18 fp32 on one core,
+#: docs/BENCHMARKS.md) x 300 s = 7,500 keys, five minutes a partition.
+DEFAULT_PARTITION_KEYS = derived_partition_keys(
+    job_default("estimate.images_per_task_second"), job_default("partition_seconds")
+)
 
 # How the driver names each systemic error found in a failed task's Python traceback.
 _SYSTEMIC_CAUSES = {
@@ -39,13 +47,14 @@ _SYSTEMIC_PATTERN = re.compile(
 
 
 def resolve_partitions(
-    requested: int, total: int, default_parallelism: int, max_keys: int = MAX_PARTITION_KEYS
+    requested: int, total: int, default_parallelism: int, max_keys: int = DEFAULT_PARTITION_KEYS
 ) -> int:
     """The partition count: ``requested``, or ``defaultParallelism * 2`` capped at one partition
     per 100 keys (>= 1); in both cases at least ``total / max_keys``.
 
-    The bound keeps every partition to minutes at any scale: its rows are held until its one
-    PutObject, a failed task redoes only it, and the step's progress moves one partition at a time.
+    ``max_keys`` is :meth:`JobConfig.partition_keys`: by default the keys of ``partition_seconds``
+    at the estimated rate. The bound keeps every partition to minutes at any scale: a failed task
+    redoes only it, and the step's progress moves one partition at a time.
     Above ``defaultParallelism`` a derived count is a multiple of it, so the last wave of tasks
     keeps every core busy (3 partitions on 2 cores leave one core idle for a third of the run).
     """
@@ -95,6 +104,8 @@ def summarise(metrics: list[dict], total: int, partitions: int, max_error_rate: 
         "errors": errors,
         "error_rate": rate,
         "errors_by_type": dict(sorted(by_type.items())),
+        # measured: what estimate.images_per_task_second should be (docs/CONTRACTS.md)
+        "images_per_task_second": images_per_task_second(metrics),
     }
     if rate > max_error_rate:
         raise JobFailed(
@@ -182,16 +193,19 @@ def run_job(config: JobConfig) -> dict:
     )
     try:
         context = spark.sparkContext
+        max_keys, bound_source = config.partition_keys()
         partitions = resolve_partitions(
-            config.partitions, manifest.total, context.defaultParallelism, config.max_partition_keys
+            config.partitions, manifest.total, context.defaultParallelism, max_keys
         )
         log.info(
-            "run %s: %d keys from %s in %d partitions, model %r (%s), batch size %d, output %s, "
-            "run fingerprint %s (resume %s, engine %s)",
+            "run %s: %d keys from %s in %d partitions of at most %d keys (%s), model %r (%s), "
+            "batch size %d, output %s, run fingerprint %s (resume %s, engine %s)",
             config.run_id,
             manifest.total,
             config.manifest_uri,
             partitions,
+            max_keys,
+            bound_source,
             config.model.name,
             config.precision,
             config.batch_size,

@@ -5,7 +5,7 @@ the job writes and ``publish_results`` checks and publishes."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -147,3 +147,17 @@ STAGE_SECONDS: Sequence[Metric] = (
     Metric.INFERENCE_SECONDS,
     Metric.WALL_SECONDS,
 )
+
+
+def images_per_task_second(metrics: Iterable[Mapping[str, Any]]) -> float | None:
+    """The measured rate of a run's partitions: rows over the sum of their ``wall_seconds`` (each
+    partition is one task from its start to its last part written, model load and S3 included).
+
+    What the pipeline's ``estimate.images_per_task_second`` models; ``None`` without any timed
+    partition. A resumed partition counts with the rows and seconds of the attempt that did it.
+    """
+    rows = seconds = 0.0
+    for m in metrics:
+        rows += m.get(Metric.ROWS) or 0
+        seconds += m.get(Metric.WALL_SECONDS) or 0.0
+    return round(rows / seconds, 2) if seconds > 0 else None

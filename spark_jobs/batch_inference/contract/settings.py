@@ -18,6 +18,7 @@ To add or change a setting, change it here; the Airflow side's bounds stay in it
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,19 @@ REPEAT = "repeat"  # the flag once per item of a list (append)
 
 IO, MODEL, PREPROCESSING, EXECUTION = "input and output", "model", "preprocessing", "execution"
 INT8 = "int8 (batch_inference.quantize)"
+
+#: The fewest keys a derived partition holds (the partition count is also at most one per this
+#: many keys), and the least ``max_partition_keys`` a pipeline may set.
+KEYS_PER_PARTITION_MIN = 100
+
+
+def derived_partition_keys(images_per_task_second: float, partition_seconds: float) -> int:
+    """The keys of a partition that takes ``partition_seconds`` at ``images_per_task_second``:
+    ``ceil(rate x seconds)`` (rounded first, so 0.1 x 300 is 30), at least
+    :data:`KEYS_PER_PARTITION_MIN`. With the defaults, 25 x 300 = 7,500 keys: five minutes."""
+    return max(
+        KEYS_PER_PARTITION_MIN, math.ceil(round(images_per_task_second * partition_seconds, 6))
+    )
 
 
 def three_floats(text: str) -> tuple[float, float, float]:
@@ -200,8 +214,20 @@ SETTINGS: tuple[JobSetting, ...] = (
                "Spark partitions; 0 = derive from the cluster (defaultParallelism x 2, at most "
                "one per 100 keys)", EXECUTION, kind=INT, default=0),
     JobSetting("max_partition_keys", "--max-partition-keys", "max_partition_keys",
-               "Keys per partition at most (more partitions if needed): minutes each", EXECUTION,
-               kind=INT, default=5000),
+               "Keys per partition at most (more partitions if needed); unset: derived, "
+               "estimate.images_per_task_second x partition_seconds (at least 100)", EXECUTION,
+               kind=INT),
+    JobSetting("partition_seconds", "--partition-seconds", "partition_seconds",
+               "Seconds one partition's task should take, when max_partition_keys is unset",
+               EXECUTION, kind=INT, default=300),
+    # the run plan's rate (emr_inference.plan) too: one number for the plan and the partitions
+    JobSetting("estimate.images_per_task_second", "--images-per-task-second",
+               "images_per_task_second",
+               "Images one Spark task (one Python worker and its model) infers per second, job "
+               "included (default: ResNet-18 fp32 on one physical core, docs/BENCHMARKS.md "
+               "benchmark 2b): the run plan's rate and the derived partition size; a run "
+               "summary's images_per_task_second measures it", EXECUTION, kind=FLOAT,
+               default=25.0),
     JobSetting("max_error_rate", "--max-error-rate", "max_error_rate",
                "Error-row fraction above which the job fails", EXECUTION, kind=FLOAT, default=0.1),
     # 8: what docs/BENCHMARKS.md measured (it covers 100 ms per request at 64 images per batch)

@@ -20,6 +20,10 @@ from bench.scale import BUCKET, ScaleBench
 pytestmark = pytest.mark.slow
 
 SMALL, LARGE = 3_000, 12_000
+#: Partitions sized in time, as the job derives them: 20 images per task-second x 100 s = at most
+#: 2,000 keys, so the large run has 6 partitions on local[2] (2 x 2 would hold 3,000 keys each).
+RATE, SECONDS, BOUND = 20, 100, 2_000
+SIZED = ["--images-per-task-second", str(RATE), "--partition-seconds", str(SECONDS)]
 
 
 class ProgressWatcher(threading.Thread):
@@ -41,16 +45,22 @@ class ProgressWatcher(threading.Thread):
 def test_memory_stays_flat_time_grows_linearly_and_progress_moves(s3, tmp_path):
     watcher = ProgressWatcher(f"s3://{BUCKET}/scale-{LARGE}/")
     with ScaleBench(s3, tmp_path) as bench:
-        small = bench.run(SMALL, timeout=600)
+        small = bench.run(SMALL, timeout=600, job_args=SIZED)
         watcher.start()
         try:
-            large = bench.run(LARGE, timeout=600)
+            large = bench.run(LARGE, timeout=600, job_args=SIZED)
         finally:
             watcher.done.set()
             watcher.join()
-    # every key exactly once (ScaleBench.run raises otherwise) in partitions of at most 5,000
+    # every key exactly once (ScaleBench.run raises otherwise) in partitions of at most BOUND
+    # keys: the bound the job derived from the rate and the partition seconds, and logged
     assert (small.rows, large.rows) == (SMALL, LARGE)
-    assert large.partitions >= LARGE / 5000
+    assert (small.partitions, large.partitions) == (4, 6)  # the small run: 2 x defaultParallelism
+    driver_log = (tmp_path / f"scale-{LARGE}.log").read_text()
+    assert (
+        f"in 6 partitions of at most {BOUND} keys (derived: {RATE} images per task-second x "
+        f"{SECONDS} s, at least 100)" in driver_log
+    )
     # the driver holds the manifest's index, never keys or rows; a worker holds a batch or two
     assert large.driver_peak_mib < small.driver_peak_mib * 1.2, (small, large)
     assert large.worker_peak_mib < small.worker_peak_mib * 1.1, (small, large)

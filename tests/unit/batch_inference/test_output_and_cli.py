@@ -6,7 +6,8 @@ import json
 
 import pytest
 from batch_inference.cli import build_parser, parse_config
-from batch_inference.config import Encryption
+from batch_inference.config import Encryption, JobConfig
+from batch_inference.contract.settings import derived_partition_keys
 from batch_inference.errors import JobFailed
 from batch_inference.job import resolve_partitions, summarise, systemic_cause
 from batch_inference.output import (
@@ -218,14 +219,63 @@ def test_partitions_are_derived_from_the_cluster_and_the_key_count():
 
 def test_partitions_stay_bounded_in_keys_at_any_scale():
     # 10 million keys on 64 task slots: not 128 partitions of 78,000 keys, but 2,000 of 5,000
-    assert resolve_partitions(0, 10_000_000, 64) == 2_048  # a multiple of the slots above 2,000
+    assert resolve_partitions(0, 10_000_000, 64, 5_000) == 2_048  # a multiple of the slots
     assert resolve_partitions(0, 10_000_000, 64, max_keys=10_000) == 1_024
-    assert resolve_partitions(0, 1_000_000, 8) == 200
-    assert resolve_partitions(10, 100_000, 8) == 20  # a requested count is raised to the bound
+    assert resolve_partitions(0, 1_000_000, 8, 5_000) == 200
+    assert resolve_partitions(10, 100_000, 8, 5_000) == 20  # a requested count is raised
     assert resolve_partitions(10, 100_000, 8, max_keys=100_000) == 10
     for total in (1, 4_999, 5_001, 123_457, 3_000_001):
-        count = resolve_partitions(0, total, 16)
-        assert -(-total // count) <= 5_000, total  # the largest partition of partition_range
+        for max_keys in (100, 5_000, 7_500):
+            count = resolve_partitions(0, total, 16, max_keys)
+            assert -(-total // count) <= max_keys, total  # the largest partition of the range
+    # the default bound is the default settings' derived one: 25 images/s x 300 s
+    assert resolve_partitions(0, 10_000_000, 64) == 1_344  # 1,334 of 7,500 keys, rounded up
+
+
+def job_config(*extra: str) -> JobConfig:
+    return parse_config(REQUIRED + list(extra))
+
+
+def test_the_partition_bound_is_derived_from_the_rate_and_the_partition_seconds():
+    # by default 25 images per task-second (ResNet-18 fp32 on a core) x 300 s: five minutes
+    assert job_config().partition_keys() == (
+        7_500, "derived: 25 images per task-second x 300 s, at least 100",
+    )  # fmt: skip
+    assert job_config("--partition-seconds", "120").partition_keys()[0] == 3_000
+    # not a float product's ceiling (0.1 x 300 = 30.000000000000004), but at least 100
+    assert derived_partition_keys(0.1, 3_000) == 300
+    assert derived_partition_keys(33.3, 301) == 10_024  # 10,023.3 rounded up
+    assert job_config("--images-per-task-second", "0.1").partition_keys()[0] == 100
+    assert (
+        job_config("--images-per-task-second", "0.2", "--partition-seconds", "60").partition_keys()[
+            0
+        ]
+        == 100
+    )
+    # an int8 pipeline only sets its higher rate: bigger partitions of the same five minutes
+    assert job_config("--images-per-task-second", "86").partition_keys()[0] == 25_800
+
+
+def test_an_explicit_max_partition_keys_wins_over_the_derived_bound():
+    config = job_config("--max-partition-keys", "20000", "--images-per-task-second", "86")
+    assert config.partition_keys() == (20_000, "--max-partition-keys")
+    # a test's tiny partitions: an explicit bound below the derived minimum is the job's to take
+    assert job_config("--max-partition-keys", "10").partition_keys()[0] == 10
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--max-partition-keys", "0"], "invalid max_partition_keys: 0"),
+        (["--partition-seconds", "0"], "invalid partition_seconds: 0"),
+        (["--images-per-task-second", "0"], "invalid images_per_task_second: 0.0"),
+        (["--images-per-task-second", "fast"], "--images-per-task-second: invalid float value"),
+    ],
+)
+def test_partition_bound_settings_are_checked_naming_them(extra, message, capsys):
+    with pytest.raises(SystemExit):
+        parse_config(REQUIRED + extra)
+    assert message in capsys.readouterr().err
 
 
 def test_systemic_errors_are_found_in_a_spark_failure():
@@ -254,6 +304,17 @@ def test_summary_adds_up_and_fails_above_the_error_rate():
     assert (resumed["resumed_partitions"], resumed["resumed_rows"]) == (1, 50)
     with pytest.raises(JobFailed, match=r"error rate 5.00% \(5 of 100 rows\) is above"):
         summarise(parts, total=100, partitions=2, max_error_rate=0.04)
+
+
+def test_summary_measures_the_images_per_task_second():
+    """Rows over the partitions' task seconds: what estimate.images_per_task_second models."""
+    parts = [
+        {**metrics(0, 600, {}), "wall_seconds": 20.0},
+        {**metrics(1, 400, {}), "wall_seconds": 20.0, "resumed": True},  # an earlier attempt's
+    ]
+    assert summarise(parts, 1000, 2, max_error_rate=0)["images_per_task_second"] == 25.0
+    untimed = [metrics(0, 10, {})]
+    assert summarise(untimed, 10, 1, max_error_rate=0)["images_per_task_second"] is None
 
 
 def test_summary_fails_on_missing_partitions_or_rows():

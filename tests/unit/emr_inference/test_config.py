@@ -54,6 +54,11 @@ def test_demo_pipeline_is_local_and_small():
         ({"input_uri": None}, "<root>", "one of input_uri or manifest_uri"),
         ({"bogus": 1}, "bogus", "Extra inputs"),
         ({"engine": "pandas"}, "engine", "'rdd' or 'predict_batch_udf'"),
+        ({"max_partition_keys": 50}, "max_partition_keys", "greater than or equal to 100"),
+        ({"max_partition_keys": 0}, "max_partition_keys", "greater than or equal to 100"),
+        ({"partition_seconds": 5}, "partition_seconds", "greater than or equal to 30"),
+        ({"partition_seconds": 86400}, "partition_seconds", "less than or equal to 3600"),
+        ({"estimate": {"images_per_task_second": 0}}, "estimate.images_per_task_second", "greater"),
         ({"engine": "predict_batch_udf"}, "engine", "needs pandas and pyarrow on the nodes"),
         ({"sse": {"mode": "AES256", "kms_key_id": "k"}}, "sse", "only valid with mode"),
         (
@@ -74,6 +79,17 @@ def test_errors_name_file_and_field(overrides, field, words):
     message = str(info.value)
     assert f"pipes/bad.yaml: {field}" in message
     assert words in message
+
+
+def test_partitions_are_sized_in_time_unless_a_pipeline_bounds_their_keys():
+    config = pipeline()
+    assert config.max_partition_keys is None  # derived by the job: rate x seconds
+    assert (config.partition_seconds, config.estimate.images_per_task_second) == (300, 25.0)
+    explicit = parse_pipeline(pipeline_data(max_partition_keys=20_000), "p.yaml")
+    assert explicit.max_partition_keys == 20_000
+    assert (
+        parse_pipeline(pipeline_data(max_partition_keys=None), "p.yaml").max_partition_keys is None
+    )
 
 
 def test_nested_field_error_has_dotted_path():

@@ -79,6 +79,7 @@ def test_every_config_setting_is_a_request_field_the_step_passes():
         sse={"mode": "aws:kms", "kms_key_id": "alias/k"},
         model={"symbol_sha256": "1" * 64, "params_sha256": "2" * 64, "labels_sha256": "3" * 64},
         int8={"calibration_uri": "s3://calib/x/", "on_disagreement": "fp32"},
+        max_partition_keys=20_000,  # unset by default: derived by the job
     )
     request = ResolvedRequest.of(request)
     flags = {arg for arg in job_arguments(request, MANIFEST) if arg.startswith("--")}
@@ -126,7 +127,9 @@ def test_setting_arguments_leave_out_unset_values_and_off_flags():
 
 def test_a_request_without_a_setting_reads_its_default():
     """A run resolved by an earlier version (in flight across a deploy) may lack a newer key."""
-    assert SETTING["max_partition_keys"].read({}) == 5000
+    assert SETTING["partition_seconds"].read({}) == 300
+    assert SETTING["max_partition_keys"].read({}) is None  # derived by the job
+    assert SETTING["estimate.images_per_task_second"].read({"estimate": {}}) == 25.0
     assert SETTING["model.input_name"].read({"model": {}}) == "data"
     with pytest.raises(KeyError, match="model.symbol"):
         SETTING["model.symbol"].read({"model": {}})
@@ -136,3 +139,20 @@ def test_config_settings_are_the_ones_the_pipeline_config_holds():
     names = {setting.name for setting in SETTINGS if setting.source == CONFIG}
     assert {"batch_size", "model.symbol", "sse.mode", "int8.on_disagreement"} <= names
     assert not names & {"manifest", "output", "run_id", "int8.cache", "requirements", "resume"}
+
+
+def test_the_jobs_partition_rate_is_the_plans_estimate():
+    """``estimate.images_per_task_second`` is one number: the run plan's rate and the one the job
+    derives its partition size from, passed as ``--images-per-task-second``."""
+    request = resolved_request(estimate={"images_per_task_second": 90.0}, partition_seconds=120)
+    args = job_arguments(request, MANIFEST)
+    assert args[args.index("--images-per-task-second") + 1] == "90.0"
+    assert args[args.index("--partition-seconds") + 1] == "120"
+    assert "--max-partition-keys" not in args  # unset: the job derives it
+    config = parse_config(args)
+    assert (config.images_per_task_second, config.partition_seconds) == (90.0, 120)
+    assert config.partition_keys()[0] == 90 * 120
+    request = request.model_copy(update={"max_partition_keys": 4_000})
+    assert parse_config(job_arguments(request, MANIFEST)).partition_keys() == (
+        4_000, "--max-partition-keys",
+    )  # fmt: skip

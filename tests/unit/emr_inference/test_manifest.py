@@ -210,6 +210,11 @@ def test_a_date_published_for_the_same_request_is_not_redone(
     assert _stage(request)["manifest"]["status"] == "published"
     assert _stage({**request, "republish": True})["manifest"]["status"] == "pending"
     assert _stage({**request, "run_id": "earlier"})["manifest"]["status"] == "pending"
-    # another request (a different batch size changes no row, but top_k does) is redone
+    # how the work is split and run changes no row: still published
+    layout = {"batch_size": 7, "partitions": 3, "max_partition_keys": 200, "prefetch_threads": 2}
+    assert _stage({**request, **layout})["manifest"]["status"] == "published"
+    # what shapes the rows does: another top_k, model preprocessing or precision is redone
     other = {**request, "top_k": request["top_k"] + 1}
     assert _stage(other)["manifest"]["status"] == "pending"
+    resized = {**request, "model": {**request["model"], "image_size": 96}}
+    assert _stage(resized)["manifest"]["status"] == "pending"

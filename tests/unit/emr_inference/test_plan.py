@@ -78,6 +78,8 @@ def test_the_emr_plan_models_one_cluster_against_one_per_date():
     assert estimate["range_share_cluster_seconds"] == pytest.approx(300 + steps[1], abs=0.1)
     assert estimate["own_run_cluster_seconds"] == pytest.approx(600 + steps[1], abs=0.1)
     assert estimate["own_run_cost_usd"] == pytest.approx(hourly * (600 + steps[1]) / 3600, abs=0.01)
+    assert estimate["images_per_task_second"] == 25.0  # what the run summary's measured one meets
+    assert "(25 per task, estimate.images_per_task_second)" in text
 
 
 def test_the_estimate_is_the_pipelines_to_set():

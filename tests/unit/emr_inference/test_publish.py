@@ -246,6 +246,9 @@ def test_replaces_previous_publication_success_last(
     assert summary["estimate"]["range_share_cluster_seconds"] == 20 + 9 + 1.0
     assert summary["estimate"]["own_run_cluster_seconds"] == 20 + 9 + 1.0
     assert summary["estimate"]["own_run_cost_usd"] is None  # the local backend has no price
+    # the rate per task: assumed by the plan, and measured (10 rows over 2 x 2.0 task seconds)
+    assert summary["estimate"]["images_per_task_second"] == 5.0
+    assert summary["images_per_task_second"] == 2.5
 
     alias_events = context["outlet_events"][AssetAlias(DEFAULT_ASSET_ALIAS)].asset_alias_events
     assert len(alias_events) == 1

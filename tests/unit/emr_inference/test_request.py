@@ -25,7 +25,7 @@ CONTRACT_KEYS = {
     "model", "batch_size", "top_k", "partitions", "max_error_rate", "prefetch_threads",
     "prefetch_depth", "omp_threads", "sse", "cluster", "local", "precision", "int8",
     "max_partition_keys", "partition_dates", "date_range", "dry_run", "estimate", "dates",
-    "republish", "engine", "dates_in_run", "request_fingerprint",
+    "republish", "engine", "partition_seconds", "dates_in_run", "request_fingerprint",
 }  # fmt: skip
 
 

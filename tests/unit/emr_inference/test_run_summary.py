@@ -51,6 +51,7 @@ def test_summary_adds_up_and_defaults_missing_fields_to_zero():
         "partitions": 2,
         "job_seconds": round(job_seconds, 3),
         "images_per_second": round(10 / job_seconds, 2),
+        "images_per_task_second": round(10 / 7.25, 2),  # rows over the partitions' wall seconds
         "seconds_by_stage": {
             "download": round(0.0006, 3),
             "decode": round(0.0006, 3),
@@ -83,6 +84,23 @@ def test_an_empty_output_has_a_zero_span():
     summary = run_summary(checked({}, {}))
     assert (summary["rows"], summary["partitions"], summary["job_seconds"]) == (0, 0, 0.0)
     assert summary["images_per_second"] is None and summary["errors_by_type"] == {}
+    assert summary["images_per_task_second"] is None
+
+
+def test_the_measured_rate_per_task_is_what_the_estimate_models():
+    """Two tasks started together, 6,000 rows in 120 s and 9,000 in 180 s: 50 images per
+    task-second, while the run did 15,000 rows in 180 s (83.33 images/s, two tasks at once most
+    of the time). ``estimate.images_per_task_second`` is set from the first: it does not depend
+    on the cluster's task slots."""
+    parts = {
+        0: {**MINIMAL, "partition": 0, "rows": 6_000, "first_index": 0, "end_index": 6_000,
+            "wall_seconds": 120.0},
+        1: {**MINIMAL, "partition": 1, "rows": 9_000, "first_index": 6_000, "end_index": 15_000,
+            "wall_seconds": 180.0},
+    }  # fmt: skip
+    summary = run_summary(checked(parts, {0: 120.0, 1: 180.0}))
+    assert summary["images_per_task_second"] == 50.0
+    assert summary["images_per_second"] == round(15_000 / 180, 2)
 
 
 def test_publishing_into_the_staged_output_is_refused_naming_it():
