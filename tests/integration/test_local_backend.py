@@ -14,6 +14,7 @@ import subprocess
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -33,6 +34,8 @@ from emr_inference.local.operators import (
 )
 from emr_inference.s3 import s3_hook
 from emr_inference.staged_output import rows_done
+
+from tests.unit.emr_inference.pipeline_fixtures import date_request
 
 pytestmark = pytest.mark.slow
 
@@ -66,19 +69,20 @@ def local_env(s3_env, bucket, tmp_path, monkeypatch) -> dict:
     zip_path = tmp_path / "batch_inference.zip"
     with zipfile.ZipFile(zip_path, "w") as archive:
         archive.writestr("batch_inference/__init__.py", "")
-    request = {
-        "dag_id": "local_test",
-        "run_id": f"manual__{tmp_path.name}",
-        "partition_date": "2026-11-22",
-        "staging_uri": f"s3://{bucket}/_staging/local_test/run/",
-        "local": {"workers": 1, "worker_cores": 1, "worker_memory": "512m"},
-        "model": {"name": "m", "symbol": f"s3://{bucket}/m.json", "params": f"s3://{bucket}/m.p",
-                  "labels": f"s3://{bucket}/l.txt", "input_name": "data", "image_size": 8,
-                  "mean": [0, 0, 0], "std": [1, 1, 1], "scale": 1.0},
-        "batch_size": 2, "top_k": 1, "partitions": 2, "max_error_rate": 0.1,
-        "prefetch_threads": 1, "prefetch_depth": 1, "omp_threads": 1,
-        "sse": {"mode": "none", "kms_key_id": None},
-    }  # fmt: skip
+    request = date_request(
+        dag_id="local_test", run_id=f"manual__{tmp_path.name}", backend="local",
+        partition_date="2026-11-22",
+        input_uri=f"s3://{bucket}/images/", output_uri=f"s3://{bucket}/predictions/",
+        staging_uri=f"s3://{bucket}/_staging/local_test/run/",
+        artifacts_uri=f"s3://{bucket}/artifacts/",
+        local={"workers": 1, "worker_cores": 1, "worker_memory": "512m"},
+        model={"name": "m", "symbol": f"s3://{bucket}/m.json", "params": f"s3://{bucket}/m.p",
+               "labels": f"s3://{bucket}/l.txt", "input_name": "data", "image_size": 8,
+               "mean": [0, 0, 0], "std": [1, 1, 1], "scale": 1.0},
+        batch_size=2, top_k=1, partitions=2, max_error_rate=0.1,
+        prefetch_threads=1, prefetch_depth=1, omp_threads=1,
+        sse={"mode": "none", "kms_key_id": None},
+    )  # fmt: skip
     return {
         "request": request,
         "manifest": {"manifest_uri": f"s3://{bucket}/m/manifest.json", "total": 7, "shards": 1},
@@ -128,7 +132,7 @@ def _terminate_and_check(env: dict, cluster: LocalCluster) -> None:
     pids = [p.pid for p in cluster.processes]
     assert tagged_processes(cluster.cluster_id)  # the cluster is alive before terminate
     LocalTerminateClusterOperator(
-        task_id="terminate_cluster", request=env["request"], cluster_id=cluster.cluster_id
+        task_id="terminate_cluster", cluster_id=cluster.cluster_id
     ).execute({})
     assert tagged_processes(cluster.cluster_id) == []
     assert not [pid for pid in pids if psutil.pid_exists(pid) and
@@ -183,9 +187,10 @@ def test_terminate_without_a_cluster_is_a_no_op(local_env: dict, tmp_path: Path,
         ["sleep", "60"], env={**os.environ, CLUSTER_TAG_ENV: "someone-elses-cluster"}
     )
     try:
+        context = {"dag": SimpleNamespace(dag_id=request["dag_id"]), "run_id": request["run_id"]}
         result = LocalTerminateClusterOperator(
-            task_id="terminate_cluster", request=request, cluster_id=None
-        ).execute({})
+            task_id="terminate_cluster", cluster_id=None
+        ).execute(context)  # no cluster id: derived from the DAG run, as create_cluster does
         assert result is None
         assert bystander.poll() is None  # still running
         assert tagged_processes(derived) == []

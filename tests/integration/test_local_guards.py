@@ -59,9 +59,7 @@ def test_a_cleared_run_starts_its_cluster_and_step_again(local_env: dict) -> Non
             )
     assert (cluster.path / "steps" / "step-001" / "driver.log").exists()
     # the teardown is idempotent: a retry after it worked finds nothing to do
-    LocalTerminateClusterOperator(
-        task_id="terminate_cluster", request=local_env["request"], cluster_id=cluster_id
-    ).execute({})
+    LocalTerminateClusterOperator(task_id="terminate_cluster", cluster_id=cluster_id).execute({})
 
 
 def test_the_watchdog_spares_a_busy_cluster_and_stops_an_idle_one(local_env: dict) -> None:
@@ -81,7 +79,7 @@ def test_the_watchdog_spares_a_busy_cluster_and_stops_an_idle_one(local_env: dic
         assert "watchdog exits: stopped by the idle timeout" in log
     finally:
         LocalTerminateClusterOperator(
-            task_id="terminate_cluster", request={}, cluster_id=cluster.cluster_id
+            task_id="terminate_cluster", cluster_id=cluster.cluster_id
         ).execute({})
 
 
@@ -112,5 +110,5 @@ def test_the_sweeper_stops_the_cluster_of_a_finished_run_only(local_env: dict) -
     finally:
         for cluster in (finished, running):
             LocalTerminateClusterOperator(
-                task_id="terminate_cluster", request={}, cluster_id=cluster.cluster_id
+                task_id="terminate_cluster", cluster_id=cluster.cluster_id
             ).execute({})

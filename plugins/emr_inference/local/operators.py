@@ -30,7 +30,6 @@ from emr_inference.local.cluster import (
     cluster_id_for,
     log_tail,
     start_cluster,
-    state_base,
     step_status,
     stop_cluster,
     stop_step,
@@ -299,18 +298,16 @@ class LocalTerminateClusterOperator(RunClusterTeardown, BaseOperator):
         self.aws_conn_id = aws_conn_id  # unused: stopping local processes needs no AWS
 
     def find_run_cluster(self, dag_id: str, run_id: str) -> str | None:
-        """The run's cluster id (derived, as ``create_cluster`` does), if its state exists."""
-        cluster_id = cluster_id_for(dag_id, run_id)
-        return cluster_id if (state_base() / cluster_id).exists() else None
+        """The run's cluster id, derived as ``create_cluster`` derives it (whether or not the
+        cluster was ever started: :meth:`execute` finds out)."""
+        return cluster_id_for(dag_id, run_id)
 
     def execute(self, context: Context) -> None:
         cluster_id = self.run_cluster_id(context)
         try:
-            cluster = LocalCluster.load(cluster_id) if cluster_id else None
+            cluster = LocalCluster.load(cluster_id)
         except LocalClusterError:
-            cluster = None
-        if cluster is None:
-            self.log.info("No local cluster %s: nothing to stop", cluster_id or "of this run")
+            self.log.info("No local cluster %s: nothing to stop", cluster_id)
             return
         stop_cluster(cluster)
-        self.log.info("Stopped local cluster %s: no process left", cluster.cluster_id)
+        self.log.info("Stopped local cluster %s: no process left", cluster_id)
