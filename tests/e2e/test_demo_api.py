@@ -7,8 +7,11 @@ Every run is the whole pipeline on the local backend: a real Spark standalone cl
 stopped by the DAG, a real spark-submit, a real MXNet model, output published to S3.
 
 * a manual trigger (through the official ``apache-airflow-client``) with conf overrides;
-* triggers with invalid conf rejected with HTTP 400 naming the field, creating no run;
-* a backfill over two dates: two runs, each publishing exactly its own partition.
+* triggers with invalid conf rejected with HTTP 400 naming the field, creating no run.
+
+Backfills of this DAG through the REST API and the CLI are tests/e2e/test_runbook.py's (the
+README's and OPERATIONS.md's commands as written: each date published to its own partition, no
+more clusters at once than the pipeline allows).
 
 After the module no Spark process started by this stack may be left.
 """
@@ -29,11 +32,6 @@ pytestmark = pytest.mark.slow
 
 IMAGES = 20  # per partition, one of them a corrupt input; seed_demo adds two photos
 TRIGGERED_PARTITION = "2026-04-10"
-# demo.yaml schedules "0 2 * * *": a CronTriggerTimetable, whose runs in this window are at 02:00
-# on 04-21 and 04-22 with a data interval ending at the logical date. A run without
-# partition_date in its conf processes the day before its data interval end (request.py).
-BACKFILL_FROM, BACKFILL_TO = "2026-04-21T00:00:00Z", "2026-04-22T12:00:00Z"
-BACKFILL_PARTITIONS = {"2026-04-21": "2026-04-20", "2026-04-22": "2026-04-21"}
 SMALL_CLUSTER_CONF = {"partitions": 2}  # demo.yaml says 4; two cores here
 RUN_TIMEOUT_SECONDS = 300
 
@@ -43,7 +41,7 @@ def demo_inputs(
     s3_server: LocalS3, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, list[str]]:
     """Seed the demo model and images; ``{partition date: sorted URIs of its images}``."""
-    dates = [TRIGGERED_PARTITION, *BACKFILL_PARTITIONS.values()]
+    dates = [TRIGGERED_PARTITION]
     model_dir = tmp_path_factory.mktemp("demo-model")
     uploaded = seed_demo(s3_server, dates, IMAGES, bad_fraction=0.05, model_dir=model_dir)
     return {date: sorted(uri for uri in uploaded if f"/dt={date}/" in uri) for date in dates}
@@ -162,22 +160,3 @@ def test_invalid_conf_is_rejected_with_400_naming_the_field(
     assert rejected.value.status == 400
     assert f"Invalid input for param {field}:" in str(rejected.value.detail)
     assert stack.api("GET", f"/dags/{DAG_ID}/dagRuns")["total_entries"] == runs_before
-
-
-def test_backfill_runs_each_date_on_its_own_partition(
-    stack: AirflowStack, demo_inputs: dict[str, list[str]], s3_server: LocalS3
-):
-    backfill = stack.create_backfill(
-        DAG_ID, BACKFILL_FROM, BACKFILL_TO, conf=SMALL_CLUSTER_CONF, max_active_runs=1
-    )
-
-    runs = stack.wait_for_backfill(backfill, timeout=2 * RUN_TIMEOUT_SECONDS)
-
-    assert [(run["logical_date"][:10], run["state"]) for run in runs] == [
-        (date, "success") for date in BACKFILL_PARTITIONS
-    ], {run["dag_run_id"]: stack.task_states(DAG_ID, run["dag_run_id"]) for run in runs}
-    for run in runs:
-        partition = BACKFILL_PARTITIONS[run["logical_date"][:10]]
-        request = stack.xcom(DAG_ID, run["dag_run_id"], "validate_request")
-        assert request["partition_date"] == partition
-        _assert_published(s3_server, partition, demo_inputs[partition], run["dag_run_id"])
