@@ -152,3 +152,12 @@ def test_job_seconds_span_the_first_start_to_the_last_part() -> None:
 
     # part 0 ran 100-110, part 1 ran 95-112: the job ran from 95 to 112
     assert job_seconds([({"wall_seconds": 10}, 110.0), ({"wall_seconds": 17}, 112.0)]) == 17.0
+
+
+def test_the_int8_ceiling_is_the_forward_over_the_forward_and_the_image_path():
+    from bench.run_all import int8_ceiling_row
+
+    row = int8_ceiling_row(bare_int8=125.0, image_path_ms=2.0)  # 8 ms forward + 2 ms per image
+    assert row.value == "0.80"
+    assert "int8 forward 8.0 ms + image path 2.00 CPU-ms per image" in row.name
+    assert int8_ceiling_row(bare_int8=250.0, image_path_ms=4.0).value == "0.50"
