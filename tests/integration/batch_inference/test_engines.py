@@ -105,9 +105,11 @@ def test_both_engines_write_the_same_metrics_but_timings(runs):
         assert item["inference_seconds"] > 0 and item["wall_seconds"] > 0
         assert item["worker_peak_rss_mb"] > 0  # the model worker's, from /proc/self/status
     summaries = [driver_summary(runs[e]["process"].stdout) for e in ("rdd", "predict_batch_udf")]
-    assert [{k: v for k, v in s.items() if k != "wall_seconds"} for s in summaries] == [
-        {k: v for k, v in summaries[0].items() if k != "wall_seconds"}
+    timed = {"wall_seconds", "images_per_task_second"}  # measured: differ between runs
+    assert [{k: v for k, v in s.items() if k not in timed} for s in summaries] == [
+        {k: v for k, v in summaries[0].items() if k not in timed}
     ] * 2
+    assert all(s["images_per_task_second"] > 0 for s in summaries)
     assert "engine predict_batch_udf" in runs["predict_batch_udf"]["process"].stdout
 
 
