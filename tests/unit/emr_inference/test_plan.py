@@ -154,7 +154,7 @@ def test_a_local_plan_has_times_but_no_cluster_price():
     config = pipeline(
         backend="local",
         local={"workers": 2, "worker_cores": 3},
-        estimate={"images_per_task_second": 12.5, "cluster_start_seconds": 30,
+        estimate={"images_per_task_second": 12.345, "cluster_start_seconds": 30,
                   "step_start_seconds": 20},
     )  # fmt: skip
     request = resolve_request(
@@ -171,14 +171,15 @@ def test_a_local_plan_has_times_but_no_cluster_price():
     assert format_plan(plan).splitlines() == [
         "Plan of a unit run (local backend), 2 date(s):",
         "  date        status          keys           bytes  step (modelled)",
-        "  2026-11-01  pending        4,500         unknown  1m20s",  # 20 s + 4,500 / 75 per s
+        "  2026-11-01  pending        4,500         unknown  1m21s",  # 20 + 4,500 / 74.07 s
         "  2026-11-02  pending           75           7,500  0m21s",
-        "Cluster: local Spark standalone; 6 tasks at once, ~75 images/s modelled; no price",
+        "Cluster: local Spark standalone; 6 tasks at once, ~74.1 images/s modelled; no price",
         "                  clusters        wall  cluster-h        cost",
-        "  range run              1       2m11s      0.036         n/a",
-        "  run per date           2       3m40s      0.045         n/a",  # one after the other
+        "  range run              1       2m12s      0.037         n/a",
+        "  run per date           2       3m42s      0.045         n/a",  # one after the other
     ]
     assert plan.as_xcom()["shape"] == {"nodes": [], "task_slots": 6}
+    assert plan.images_per_second == 74.1  # 6 x 12.345 = 74.07, to 0.1
     assert plan.range_run.cost_usd is None and plan.run_per_date.cost_usd is None
     estimate = date_estimate(plan.as_xcom(), "2026-11-02")
     assert estimate["range_share_cost_usd"] is None and estimate["own_run_cost_usd"] is None
