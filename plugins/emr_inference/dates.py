@@ -64,13 +64,18 @@ def request_fingerprint(request: ResolvedRequest, keys_sha256: str | None) -> st
 
 
 def published_summary(hook: S3Hook, output: S3Uri) -> dict[str, Any] | None:
-    """The ``_run_summary.json`` of the complete publication at ``output``, if there is one."""
+    """The ``_run_summary.json`` of the complete publication at ``output``, if there is one.
+
+    None without ``_SUCCESS``, and without a summary beside it: another writer's output (a Spark
+    job writes ``_SUCCESS`` too) is not a publication of this pipeline, and must not fail the
+    listing of its date."""
     from emr_inference.publish import SUCCESS_NAME, SUMMARY_NAME
 
-    if not s3.exists(hook, output.join(SUCCESS_NAME)):
+    summary_uri = output.join(SUMMARY_NAME)
+    if not s3.exists(hook, output.join(SUCCESS_NAME)) or not s3.exists(hook, summary_uri):
         return None
     try:
-        summary = s3.read_json(hook, output.join(SUMMARY_NAME))
+        summary = s3.read_json(hook, summary_uri)
     except ValueError:
         return None
     return summary if isinstance(summary, dict) else None
