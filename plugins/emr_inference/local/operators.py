@@ -44,7 +44,7 @@ from emr_inference.operators.base import (
     request_template_fields,
 )
 from emr_inference.progress import log_progress
-from emr_inference.s3 import S3Uri
+from emr_inference.s3 import S3Uri, s3_hook
 
 if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -167,8 +167,9 @@ class LocalSubmitStepOperator(RequestOperator):
                               "again", record.name, cluster.cluster_id, state)  # fmt: skip
                 self._step = (cluster, record.name)
                 return record.name
+        hook = s3_hook(self.aws_conn_id)  # downloads: not the hook of the request's SSE writes
         py_files, entry_point = (
-            self._download(self.s3, self.artifacts[name], cluster.path / "artifacts")
+            self._download(hook, self.artifacts[name], cluster.path / "artifacts")
             for name in ("job_zip", "entry_point")
         )
         env, conf = aws_env(self.aws_conn_id), None

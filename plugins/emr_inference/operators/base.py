@@ -65,7 +65,8 @@ class RequestOperator(UsesRequest, BaseOperator):
 
     @cached_property
     def s3(self) -> S3Hook:
-        """An S3 hook of ``aws_conn_id`` whose uploads carry the request's encryption."""
+        """An S3 hook of ``aws_conn_id`` whose uploads carry the request's encryption (its
+        ``extra_args``: for writes only; S3Hook.download_file refuses them)."""
         from emr_inference.s3 import s3_hook
 
         return s3_hook(self.aws_conn_id, self.run_request.sse.model_dump())
