@@ -667,3 +667,26 @@ def test_a_killed_submit_cancels_the_step_it_reused(aws, context):
     with stubber:
         retry.on_kill()
     stubber.assert_no_pending_responses()
+
+
+def test_the_runs_cluster_is_found_behind_other_runs_clusters():
+    """list_clusters gives every live cluster of the account: another run's (another name) listed
+    first is passed over, not the end of the search."""
+    from emr_inference.emr.cluster import LIVE_CLUSTER_STATES, find_run_cluster
+    from emr_inference.emr.job_flow import cluster_name
+
+    request = make_request()
+    ours = {"Id": "j-2", "Name": cluster_name("unit", RUN_ID), "Status": {"State": "RUNNING"}}
+    other = {"Id": "j-1", "Name": cluster_name("unit", "manual__other"), "Status": ours["Status"]}
+    tags = [{"Key": "dag_id", "Value": "unit"}, {"Key": "run_id", "Value": RUN_ID}]
+    client = boto3.client("emr", region_name=REGION)
+    stubber = Stubber(client)
+    stubber.add_response(
+        "list_clusters", {"Clusters": [other, ours]}, {"ClusterStates": LIVE_CLUSTER_STATES}
+    )
+    stubber.add_response(
+        "describe_cluster", {"Cluster": {**ours, "Tags": tags}}, {"ClusterId": "j-2"}
+    )
+    with stubber:
+        assert find_run_cluster(client, request["dag_id"], request["run_id"]) == "j-2"
+    stubber.assert_no_pending_responses()
