@@ -39,3 +39,15 @@ def test_the_readme_layout_names_existing_tools():
     assert {"demo/", "local_s3.py", "airflow_env.py", "gen_config_docs.py"} <= set(entries)
     for entry in entries:
         assert (REPO_ROOT / "tools" / entry).exists(), f"README's layout names tools/{entry}"
+
+
+def test_no_tracked_text_file_holds_a_merge_conflict_marker():
+    """A merge left half-done (``<<<<<<<`` ... ``>>>>>>>``) in code or docs is never committed."""
+    marker = re.compile(r"^(<{7} |>{7} )", re.MULTILINE)
+    found = []
+    for path in _tracked("."):
+        if not path.endswith((".py", ".md", ".toml", ".yaml", ".yml", ".txt", ".cfg", ".sh")):
+            continue
+        text = (REPO_ROOT / path).read_text(errors="replace")
+        found += [f"{path}:{text.count(chr(10), 0, m.start()) + 1}" for m in marker.finditer(text)]
+    assert found == []
