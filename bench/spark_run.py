@@ -165,3 +165,16 @@ def job_seconds(parts: list[tuple[dict, float]]) -> float:
     """From the first partition's start to the last part written (the run summary's
     ``job_seconds``): the job without its driver's set-up."""
     return max(end for _, end in parts) - min(end - part["wall_seconds"] for part, end in parts)
+
+
+def steady_rate(parts: list[tuple[dict, float]]) -> float:
+    """Images per second of the partitions after the first one started: rows over their summed
+    ``wall_seconds``. With one task slot (``local[1]``) these ran in a Python worker that had
+    already imported MXNet and loaded the model, as every partition but a worker's first does on a
+    cluster; the first partition also pays that one-off load (~2-3 s here)."""
+    if len(parts) < 2:
+        raise ValueError("a steady rate needs at least two partitions")
+    starts = [end - part["wall_seconds"] for part, end in parts]
+    first = starts.index(min(starts))
+    rest = [part for index, (part, _) in enumerate(parts) if index != first]
+    return sum(part["rows"] for part in rest) / sum(part["wall_seconds"] for part in rest)

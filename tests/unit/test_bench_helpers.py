@@ -154,6 +154,17 @@ def test_job_seconds_span_the_first_start_to_the_last_part() -> None:
     assert job_seconds([({"wall_seconds": 10}, 110.0), ({"wall_seconds": 17}, 112.0)]) == 17.0
 
 
+def test_the_steady_rate_leaves_out_the_partition_that_started_first() -> None:
+    from bench.spark_run import steady_rate
+
+    first = ({"rows": 1000, "wall_seconds": 12.0}, 112.0)  # started at 100: the model load
+    later = ({"rows": 1000, "wall_seconds": 8.0}, 120.0)  # started at 112
+    last = ({"rows": 600, "wall_seconds": 8.0}, 128.0)
+    assert steady_rate([later, first, last]) == 100.0
+    with pytest.raises(ValueError, match="two partitions"):
+        steady_rate([first])
+
+
 def test_the_int8_ceiling_is_the_forward_over_the_forward_and_the_image_path():
     from bench.run_all import int8_ceiling_row
 

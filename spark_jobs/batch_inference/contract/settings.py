@@ -230,10 +230,10 @@ SETTINGS: tuple[JobSetting, ...] = (
                default=25.0),
     JobSetting("max_error_rate", "--max-error-rate", "max_error_rate",
                "Error-row fraction above which the job fails", EXECUTION, kind=FLOAT, default=0.1),
-    # 8: what docs/BENCHMARKS.md measured (it covers 100 ms per request at 64 images per batch)
+    # 16: what docs/BENCHMARKS.md measured: 8 left an int8 model's core idle on 20 ms GETs
     JobSetting("prefetch_threads", "--prefetch-threads", "prefetch_threads",
                "Download/decode threads per partition (per Python worker)", EXECUTION, kind=INT,
-               default=8),
+               default=16),
     JobSetting("prefetch_depth", "--prefetch-depth", "prefetch_depth",
                "Batches decoded ahead of the model (bounded queue)", EXECUTION, kind=INT,
                default=2),

@@ -51,7 +51,7 @@ def test_a_default_or_name_changed_in_the_contract_is_caught(monkeypatch):
     ]
     monkeypatch.setattr(pipeline_config, "SETTINGS", changed)
     assert job_setting_mismatches() == [
-        "prefetch_threads: default 8, the job's is 4",
+        "prefetch_threads: default 16, the job's is 4",
         "topk: not a field of RequestDefaults",
         "sse.mode: choices ('none', 'AES256', 'aws:kms'), the job's are ('none', 'AES256')",
         "model.input_name: description differs from the job's help",
@@ -70,7 +70,7 @@ def test_a_request_of_defaults_gives_the_jobs_defaults():
         run_id=request.run_id,
         model=ModelSpec(model.name, model.symbol, model.params, model.labels),
     )
-    assert from_request.prefetch_threads == 8  # what docs/BENCHMARKS.md measured
+    assert from_request.prefetch_threads == 16  # what docs/BENCHMARKS.md measured
 
 
 def test_every_config_setting_is_a_request_field_the_step_passes():
@@ -92,7 +92,7 @@ def test_the_jobs_help_shows_every_settings_flag_help_and_default():
         assert setting.flag in text
         assert " ".join(setting.help.split()) in text
     assert "--prefetch-threads PREFETCH_THREADS Download/decode threads" in text
-    assert "per Python worker) (default: 8)" in text
+    assert "per Python worker) (default: 16)" in text
     assert "--std STD R,G,B standard deviations divided by after the mean (default: " in text
     assert "--sse {none,AES256,aws:kms} ServerSideEncryption" in text
     assert "--require NAME==VERSION A package version" in text

@@ -79,8 +79,8 @@ def test_the_settings_that_would_have_failed_every_task_are_refused_naming_the_f
         "cifar10_resnet18.yaml: cluster.spark_defaults.spark.executor.pyspark.memory: "
     )
     assert "3072 MiB / spark.executor.cores 4 = 768 MiB" in message
-    assert "model.worker_address_space_mb 3072" in message
-    assert "at least 12288m" in message  # 3072 MiB x 4 cores
+    assert "model.worker_address_space_mb 3456" in message
+    assert "at least 13824m" in message  # 3456 MiB x 4 cores
 
 
 def test_a_container_larger_than_the_nodes_yarn_memory_names_the_model_need():
