@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from batch_inference.contract.settings import CONFIG, SETTINGS
+from batch_inference.contract.settings import CONFIG
+from batch_inference.contract.settings import ROW_SETTINGS as CONTRACT_ROW_SETTINGS
 
 from emr_inference import s3
 from emr_inference.manifest import (
@@ -43,15 +44,10 @@ if TYPE_CHECKING:
 PENDING, EMPTY, PUBLISHED = "pending", "empty", "published"
 
 
-#: The config's job settings that a date's rows depend on, as in the job's own run fingerprint
-#: (:mod:`batch_inference.fingerprint`): the model and its preprocessing, top-k, precision and
-#: the int8 settings, the encryption. Not how the work is split and run (batch size, partitions,
-#: their bound and target seconds, the rate estimate, threads, engine, error budget): changing
-#: those does not make a published date pending again.
-ROW_SETTINGS = tuple(
-    s for s in SETTINGS
-    if s.source == CONFIG and s.name.split(".")[0] in ("model", "sse", "int8", "top_k", "precision")
-)  # fmt: skip
+#: The config settings the rows depend on (the contract's ``ROW_SETTINGS`` that a pipeline sets:
+#: the model and its preprocessing, top-k, precision and the int8 gate, the encryption). Not how
+#: the work is split and run: changing those does not make a published date pending again.
+ROW_SETTINGS = tuple(setting for setting in CONTRACT_ROW_SETTINGS if setting.source == CONFIG)
 
 
 def request_fingerprint(request: ResolvedRequest, keys_sha256: str | None) -> str:

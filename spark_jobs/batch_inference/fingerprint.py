@@ -2,9 +2,10 @@
 
 Two runs with the same fingerprint write the same rows for the same manifest positions, whatever
 their batch size, prefetch or cluster shape. It covers the manifest (SHA-256 of ``manifest.json``;
-the shards it lists are immutable per run), the model (URIs, name, input name and, per file, the
-given SHA-256 or else the object's ETag), the preprocessing, ``top_k``, the run id written into
-every row, and the encryption the objects are written with. Partitioning is not in it: a
+the shards it lists are immutable per run), the model's files (per file, the given SHA-256 or else
+the object's ETag) and every job setting the rows depend on (the contract's ``ROW_SETTINGS``: the
+model's URIs, name and input, the preprocessing, ``top_k``, precision and the int8 gate, the run id
+written into every row, the encryption the objects are written with). Partitioning is not in it: a
 partition is only reused when its stored ``[first_index, end_index)`` matches too.
 """
 
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 
 from batch_inference.config import JobConfig, ModelSpec
+from batch_inference.contract.settings import ROW_SETTINGS
 from batch_inference.errors import ModelLoadError
 from batch_inference.s3io import parse_s3_uri
 
@@ -44,12 +45,8 @@ def run_fingerprint(config: JobConfig, manifest_sha256: str, model: dict[str, st
     """Hex SHA-256 of everything that changes a partition's rows (see the module docstring)."""
     document = {
         "manifest_sha256": manifest_sha256,
-        "model": {**asdict(config.model), "identity": model},
-        "preprocess": asdict(config.preprocess),
-        "top_k": config.top_k,
-        "precision": config.precision,
-        "run_id": config.run_id,
-        "encryption": asdict(config.encryption),
+        "model_files": model,
+        "settings": {setting.name: setting.job_value(config) for setting in ROW_SETTINGS},
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -107,6 +107,9 @@ class JobSetting:
     metavar: str | None = None
     #: for a FLAG: the request value that the flag stands for
     flag_on: Any = True
+    #: the rows depend on it: the job's run fingerprint (a resumable partition) and, for a config
+    #: setting, the request fingerprint (a published date) cover it (:data:`ROW_SETTINGS`)
+    shapes_rows: bool = False
 
     @property
     def job_default(self) -> Any:
@@ -153,6 +156,16 @@ class JobSetting:
             value = value[part]
         return value
 
+    def job_value(self, config: Any) -> Any:
+        """This setting's value in the job's config (``None`` under an unset section, such as
+        ``int8`` in an fp32 job)."""
+        value = config
+        for part in self.job.split("."):
+            if value is None:
+                return None
+            value = getattr(value, part)
+        return value
+
     def arguments(self, value: Any) -> list[str]:
         """The job's arguments for ``value``: none for an unset value or a flag that is off."""
         if self.kind == FLAG:
@@ -173,43 +186,47 @@ SETTINGS: tuple[JobSetting, ...] = (
     JobSetting("output", "--output", "output_uri", "s3:// prefix for the staged output", IO,
                source=STEP, required=True),
     JobSetting("run_id", "--run-id", "run_id", "Run id written into every row", IO, source=RUN,
-               required=True),
+               required=True, shapes_rows=True),
     JobSetting("sse.mode", "--sse", "encryption.mode",
                "ServerSideEncryption of every object written; none = the bucket's default", IO,
-               default="none", choices=SSE_MODES),
+               default="none", choices=SSE_MODES, shapes_rows=True),
     JobSetting("sse.kms_key_id", "--sse-kms-key-id", "encryption.kms_key_id",
-               "KMS key id or ARN (sse mode aws:kms only)", IO),
+               "KMS key id or ARN (sse mode aws:kms only)", IO, shapes_rows=True),
     JobSetting("model.name", "--model-name", "model.name", "Model name written into every row",
-               MODEL, required=True),
+               MODEL, required=True, shapes_rows=True),
     JobSetting("model.symbol", "--model-symbol", "model.symbol_uri",
-               "s3:// URI of the MXNet symbol JSON", MODEL, required=True),
+               "s3:// URI of the MXNet symbol JSON", MODEL, required=True, shapes_rows=True),
     JobSetting("model.params", "--model-params", "model.params_uri",
-               "s3:// URI of the MXNet params file", MODEL, required=True),
+               "s3:// URI of the MXNet params file", MODEL, required=True, shapes_rows=True),
     JobSetting("model.labels", "--model-labels", "model.labels_uri",
-               "s3:// URI of the labels, one per line", MODEL, required=True),
+               "s3:// URI of the labels, one per line", MODEL, required=True, shapes_rows=True),
     JobSetting("model.symbol_sha256", "--model-symbol-sha256", "model.symbol_sha256",
-               "Hex SHA-256 the symbol file must have (checked before use)", MODEL),
+               "Hex SHA-256 the symbol file must have (checked before use)", MODEL,
+               shapes_rows=True),
     JobSetting("model.params_sha256", "--model-params-sha256", "model.params_sha256",
-               "Hex SHA-256 the params file must have (checked before use)", MODEL),
+               "Hex SHA-256 the params file must have (checked before use)", MODEL,
+               shapes_rows=True),
     JobSetting("model.labels_sha256", "--model-labels-sha256", "model.labels_sha256",
-               "Hex SHA-256 the labels file must have (checked before use)", MODEL),
+               "Hex SHA-256 the labels file must have (checked before use)", MODEL,
+               shapes_rows=True),
     JobSetting("model.input_name", "--input-name", "model.input_name",
-               "Name of the symbol's data input", MODEL, default="data"),
+               "Name of the symbol's data input", MODEL, default="data", shapes_rows=True),
     JobSetting("model.image_size", "--image-size", "preprocess.image_size",
-               "Square input side in pixels", PREPROCESSING, kind=INT, default=224),
+               "Square input side in pixels", PREPROCESSING, kind=INT, default=224,
+               shapes_rows=True),
     JobSetting("model.scale", "--scale", "preprocess.scale",
                "Multiplier applied to 0-255 pixels first", PREPROCESSING, kind=FLOAT,
-               default=1.0 / 255.0),
+               default=1.0 / 255.0, shapes_rows=True),
     JobSetting("model.mean", "--mean", "preprocess.mean",
                "R,G,B means subtracted after scale", PREPROCESSING,
-               kind=FLOATS3, default=IMAGENET_MEAN),
+               kind=FLOATS3, default=IMAGENET_MEAN, shapes_rows=True),
     JobSetting("model.std", "--std", "preprocess.std",
                "R,G,B standard deviations divided by after the mean", PREPROCESSING,
-               kind=FLOATS3, default=IMAGENET_STD),
+               kind=FLOATS3, default=IMAGENET_STD, shapes_rows=True),
     JobSetting("batch_size", "--batch-size", "batch_size", "Images per forward pass", EXECUTION,
                kind=INT, default=64),
     JobSetting("top_k", "--top-k", "top_k", "Predictions kept per image", EXECUTION, kind=INT,
-               default=5),
+               default=5, shapes_rows=True),
     JobSetting("partitions", "--partitions", "partitions",
                "Spark partitions; 0 = derive from the cluster (defaultParallelism x 2, at most "
                "one per 100 keys)", EXECUTION, kind=INT, default=0),
@@ -250,28 +267,36 @@ SETTINGS: tuple[JobSetting, ...] = (
                source=JOB, kind=REPEAT, metavar="NAME==VERSION"),
     JobSetting("resume", "--no-resume", "resume",
                "Redo every partition, even those already complete for the same run fingerprint "
-               "(manifest, model, preprocessing, top-k, run id, encryption)", EXECUTION,
+               "(manifest, model, preprocessing, top-k, precision, run id, encryption)", EXECUTION,
                source=JOB, kind=OFF_FLAG),
     JobSetting("precision", "--precision", "precision",
                "The model's arithmetic; int8: the model quantized once (MXNet oneDNN), gated by "
-               "agreement with fp32", INT8, default="fp32", choices=PRECISIONS),
+               "agreement with fp32", INT8, default="fp32", choices=PRECISIONS, shapes_rows=True),
     JobSetting("int8.cache", "--int8-cache", "int8.cache_uri",
                "Prefix of the quantized models (required for int8)", INT8, source=STEP,
                metavar="URI"),
     JobSetting("int8.min_agreement", "--int8-min-agreement", "int8.min_agreement",
                "Top-1 agreement with fp32 on the run's own images below which int8 is refused",
-               INT8, kind=FLOAT, default=0.99),
+               INT8, kind=FLOAT, default=0.99, shapes_rows=True),
     JobSetting("int8.on_disagreement", "--int8-fallback", "int8.fallback",
                "Below the minimum agreement: fail (the default) or run in fp32 (--int8-fallback)",
-               INT8, kind=FLAG, default="fail", choices=("fail", "fp32"), flag_on="fp32"),
+               INT8, kind=FLAG, default="fail", choices=("fail", "fp32"), flag_on="fp32",
+               shapes_rows=True),
     JobSetting("int8.calibration_uri", "--calibration-uri", "int8.calibration_uri",
                "Prefix of calibration images (default: the first images of the run)", INT8,
-               metavar="URI"),
+               metavar="URI", shapes_rows=True),
     JobSetting("int8.calibration_images", "--calibration-images", "int8.calibration_images",
-               "Images the quantization is calibrated on", INT8, kind=INT, default=256),
+               "Images the quantization is calibrated on", INT8, kind=INT, default=256,
+               shapes_rows=True),
     JobSetting("int8.agreement_images", "--agreement-images", "int8.agreement_images",
-               "Images of each run the agreement is measured on", INT8, kind=INT, default=256),
+               "Images of each run the agreement is measured on", INT8, kind=INT, default=256,
+               shapes_rows=True),
 )  # fmt: skip
+
+#: The settings the rows depend on (``shapes_rows``): what the model is and how it is fed, top-k,
+#: precision and the int8 gate, the encryption, the run id. Not how the work is split and run
+#: (batch size, partitions, threads, engine, error budget, the rate estimate).
+ROW_SETTINGS: tuple[JobSetting, ...] = tuple(setting for setting in SETTINGS if setting.shapes_rows)
 
 #: The settings by name.
 SETTING: dict[str, JobSetting] = {setting.name: setting for setting in SETTINGS}

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from batch_inference.config import Encryption, JobConfig, ModelSpec, Preprocess
+from batch_inference.config import Encryption, Int8Settings, JobConfig, ModelSpec, Preprocess
+from batch_inference.contract.settings import FLOAT, FLOATS3, INT, REPEAT, SETTINGS, JobSetting
 from batch_inference.errors import ModelLoadError
 from batch_inference.fingerprint import model_identity, run_fingerprint
 from batch_inference.manifest import parse_manifest
@@ -49,6 +50,50 @@ def test_execution_parameters_do_not_change_the_fingerprint(config):
 def test_what_changes_the_rows_changes_the_fingerprint(config, manifest, model):
     assert fingerprint(config, manifest or "0" * 64, model) != fingerprint()
     assert len(fingerprint(config, manifest or "0" * 64, model)) == 64
+
+
+#: every section set, so that each setting has a value to change
+FULL = replace(
+    CONFIG,
+    precision="int8",
+    int8=Int8Settings("s3://b/int8-cache/"),
+    encryption=Encryption("aws:kms", "alias/a"),
+)
+
+
+def changed(config, setting: JobSetting):
+    """``config`` with ``setting`` at another valid value (at its ``job`` path)."""
+    if setting.name == "sse.mode":  # a KMS key id needs aws:kms, so change the whole section
+        return replace(config, encryption=Encryption("AES256"))
+    value = setting.job_value(config)
+    if isinstance(value, bool):  # a flag
+        other = not value
+    elif setting.choices:
+        other = next(choice for choice in setting.choices if choice != value)
+    elif setting.kind == INT:
+        other = (value or 0) + 100
+    elif setting.kind == FLOAT:
+        other = value / 2
+    elif setting.kind == FLOATS3:
+        other = tuple(item / 2 for item in value)
+    elif setting.kind == REPEAT:
+        other = (*value, "numpy==1.0")
+    else:  # text, set or unset
+        other = (value or "s3://b/x/") + "other"
+    *sections, field = setting.job.split(".")
+    if not sections:
+        return replace(config, **{field: other})
+    section = getattr(config, sections[0])
+    return replace(config, **{sections[0]: replace(section, **{field: other})})
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda setting: setting.name)
+def test_exactly_the_settings_that_shape_the_rows_change_the_fingerprint(setting):
+    """One list (the contract's ``shapes_rows``) decides it for the job and for the request
+    fingerprint of a published date."""
+    other = changed(FULL, setting)
+    assert setting.job_value(other) != setting.job_value(FULL)
+    assert (fingerprint(other) != fingerprint(FULL)) == setting.shapes_rows
 
 
 def test_the_manifest_digest_is_that_of_its_bytes():
