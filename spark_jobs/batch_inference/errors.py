@@ -60,5 +60,10 @@ class OutputWriteError(SystemicError):
     """A partition's output part or metrics part could not be written."""
 
 
+class WorkerLimitError(SystemicError):
+    """The Python worker hit an operating-system limit (its threads' stacks under the address-space
+    limit of ``spark.executor.pyspark.memory``): every partition of the job would."""
+
+
 class JobFailed(Exception):
     """Raised on the driver: the run must exit non-zero with this message."""

@@ -40,6 +40,7 @@ _SYSTEMIC_CAUSES = {
     "ModelLoadError": "the model could not be loaded",
     "ManifestError": "the manifest could not be read",
     "OutputWriteError": "the output could not be written",
+    "WorkerLimitError": "a Python worker ran out of its limits",
 }
 _SYSTEMIC_PATTERN = re.compile(
     r"(?:batch_inference\.errors\.)?\b(" + "|".join(_SYSTEMIC_CAUSES) + r"): ([^\r\n]+)"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import resource
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -27,7 +28,13 @@ from batch_inference import faults
 from batch_inference.batching import chunked, top_k
 from batch_inference.config import JobConfig, Preprocess
 from batch_inference.contract.s3 import S3Uri
-from batch_inference.errors import CORRUPT_IMAGE, DOWNLOAD_FAILED, MISSING_OBJECT, ImageError
+from batch_inference.errors import (
+    CORRUPT_IMAGE,
+    DOWNLOAD_FAILED,
+    MISSING_OBJECT,
+    ImageError,
+    WorkerLimitError,
+)
 from batch_inference.images import decode_image
 from batch_inference.manifest import Manifest, iter_keys, partition_range
 from batch_inference.model import LoadedModel, load_model, set_omp_threads
@@ -147,6 +154,22 @@ def memory_peaks(status_path: str = "/proc/self/status") -> tuple[int | None, in
     return mib("VmHWM"), mib("VmPeak")
 
 
+def thread_limit_error(error: Exception, threads: int) -> WorkerLimitError:
+    """The job's error for a prefetch thread the operating system refused to start: it names the
+    worker's address-space limit, which each thread's stack counts against."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    limit = (
+        "not limited"
+        if soft == resource.RLIM_INFINITY
+        else f"limited to {soft // 2**20} MiB (spark.executor.pyspark.memory / executor cores)"
+    )
+    return WorkerLimitError(
+        f"cannot start prefetch thread ({error}): this Python worker's address space is {limit}, "
+        f"and each of its {threads} prefetch threads maps a stack; lower prefetch_threads or "
+        "raise the worker's memory (docs/SIZING.md)"
+    )
+
+
 class Prefetch:
     """Batches of :class:`Prepared` keys, downloaded and decoded by ``pool`` ahead of their use,
     each batch into a reused ``(batch_size, 3, S, S)`` float32 array.
@@ -177,10 +200,15 @@ class Prefetch:
             if batch is None:
                 return
             inputs = self.free.popleft()
-            futures = [
-                self.pool.submit(prepare, self.client, key, spec, inputs[slot])
-                for slot, key in enumerate(batch)
-            ]
+            try:
+                futures = [
+                    self.pool.submit(prepare, self.client, key, spec, inputs[slot])
+                    for slot, key in enumerate(batch)
+                ]
+            except RuntimeError as exc:
+                if "can't start new thread" not in str(exc):
+                    raise
+                raise thread_limit_error(exc, self.config.prefetch_threads) from None
             self.pending.append((inputs, futures))
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, list[Prepared]]]:

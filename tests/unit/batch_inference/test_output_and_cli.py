@@ -287,6 +287,10 @@ def test_systemic_errors_are_found_in_a_spark_failure():
         "the output could not be written: cannot write s3://b/o/part-00001.jsonl: denied"
     )
     assert systemic_cause("ValueError: something else") is None
+    limit = "batch_inference.errors.WorkerLimitError: cannot start prefetch thread (can't start"
+    assert systemic_cause(limit + " new thread): ...\n").startswith(
+        "a Python worker ran out of its limits: cannot start prefetch thread"
+    )
 
 
 def metrics(partition: int, rows: int, errors: dict[str, int]) -> dict:

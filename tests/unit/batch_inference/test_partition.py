@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from batch_inference import partition as partition_module
 from batch_inference.config import JobConfig, ModelSpec
-from batch_inference.errors import ModelLoadError, OutputWriteError
+from batch_inference.errors import ModelLoadError, OutputWriteError, WorkerLimitError
 
 from tests.support.job import FINGERPRINT, read_output, run_partition
 
@@ -363,3 +363,39 @@ def test_a_download_that_runs_out_of_memory_says_so():
         ModelLoadError, match=r"cannot download --model-params s3://b/p: MemoryError"
     ):
         fetch_verified(OutOfMemory(), "s3://b/p", None, "--model-params")
+
+
+def test_a_prefetch_thread_the_os_refuses_names_the_workers_limit(setup, monkeypatch):
+    """Under a small address-space limit the OS refuses a thread's stack (``can't start new
+    thread``, seen in the rehearsal of the old cifar settings): the partition fails with a
+    systemic error that names the limit and ``prefetch_threads``, not a bare RuntimeError."""
+    import resource
+    import threading
+
+    _, config = setup
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading, "_start_new_thread", refuse)  # what Thread.start calls
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (768 * 2**20, resource.RLIM_INFINITY))
+    with pytest.raises(WorkerLimitError) as caught:
+        run_partition(config, index=0, partitions=1)
+    message = str(caught.value)
+    assert "cannot start prefetch thread (can't start new thread)" in message
+    assert "address space is limited to 768 MiB" in message
+    assert f"each of its {config.prefetch_threads} prefetch threads" in message
+
+
+def test_another_runtime_error_of_the_pool_is_not_called_a_thread_limit(setup, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, config = setup
+
+    class ShutDownPool(ThreadPoolExecutor):
+        def submit(self, *args, **kwargs):
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    monkeypatch.setattr(partition_module, "ThreadPoolExecutor", ShutDownPool)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        run_partition(config, index=0, partitions=1)
