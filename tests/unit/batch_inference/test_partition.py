@@ -378,13 +378,23 @@ def test_a_prefetch_thread_the_os_refuses_names_the_workers_limit(setup, monkeyp
         raise RuntimeError("can't start new thread")
 
     monkeypatch.setattr(threading, "_start_new_thread", refuse)  # what Thread.start calls
-    monkeypatch.setattr(resource, "getrlimit", lambda which: (768 * 2**20, resource.RLIM_INFINITY))
+    limits = {resource.RLIMIT_AS: (768 * 2**20, resource.RLIM_INFINITY)}
+    monkeypatch.setattr(resource, "getrlimit", limits.__getitem__)  # only the address space
     with pytest.raises(WorkerLimitError) as caught:
         run_partition(config, index=0, partitions=1)
     message = str(caught.value)
     assert "cannot start prefetch thread (can't start new thread)" in message
     assert "address space is limited to 768 MiB" in message
     assert f"each of its {config.prefetch_threads} prefetch threads" in message
+    assert message.endswith("lower prefetch_threads or raise the worker's memory (docs/SIZING.md)")
+
+
+def test_a_thread_refused_without_an_address_space_limit_says_so(monkeypatch):
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY,) * 2)
+    error = partition_module.thread_limit_error(RuntimeError("can't start new thread"), 4)
+    assert "address space is not limited, and each of its 4 prefetch threads" in str(error)
 
 
 def test_another_runtime_error_of_the_pool_is_not_called_a_thread_limit(setup, monkeypatch):
