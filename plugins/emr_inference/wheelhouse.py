@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 from emr_inference import s3
 from emr_inference.artifacts import sha256_file
+from emr_inference.emr.releases import DEFAULT_RELEASE, supported_release
+from emr_inference.pins import requirements_for
 from emr_inference.s3 import S3Uri
 
 if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
@@ -30,21 +32,35 @@ log = logging.getLogger(__name__)
 
 #: The interpreter of EMR 7 nodes (Amazon Linux 2023's python3) and the wheel platforms their
 #: glibc 2.34 runs (pip does not expand a manylinux tag to the older ones: each is listed).
-NODE_PYTHON_VERSION = "3.9"
+NODE_PYTHON_VERSION = supported_release(DEFAULT_RELEASE).python
 NODE_PLATFORMS = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux2014_x86_64")
+NODE_MACHINE = "x86_64"
 COMPLETE_MARKER = "_COMPLETE"
 
 
-def download_wheels(requirements: Path, dest: Path) -> list[Path]:
-    """``pip download`` every pinned wheel for the nodes' interpreter (hashes checked)."""
-    command = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-        "--no-deps", "--only-binary=:all:", "--require-hashes",
-        "--python-version", NODE_PYTHON_VERSION, "--implementation", "cp",
-        *(option for tag in NODE_PLATFORMS for option in ("--platform", tag)),
-        "-r", str(requirements), "-d", str(dest),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+def download_wheels(
+    requirements: Path, dest: Path, python_version: str = NODE_PYTHON_VERSION
+) -> list[Path]:
+    """``pip download`` every pinned wheel for the nodes' interpreter (hashes checked).
+
+    pip evaluates environment markers for the interpreter it runs on, not for
+    ``--python-version``: the pins are first narrowed to those the nodes' Python installs
+    (:func:`emr_inference.pins.requirements_for`), so a ``python_version < "3.10"`` pin is the one
+    fetched for 3.9 nodes.
+    """
+    with tempfile.TemporaryDirectory(prefix="node-requirements-") as folder:
+        node_requirements = Path(folder) / "requirements.txt"
+        node_requirements.write_text(
+            requirements_for(requirements.read_text(), python_version, NODE_MACHINE)
+        )
+        command = [
+            sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+            "--no-deps", "--only-binary=:all:", "--require-hashes",
+            "--python-version", python_version, "--implementation", "cp",
+            *(option for tag in NODE_PLATFORMS for option in ("--platform", tag)),
+            "-r", str(node_requirements), "-d", str(dest),
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
         raise RuntimeError(
             f"cluster.bootstrap_source: cannot download the wheelhouse of {requirements.name} "

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from emr_inference.emr.releases import release_version
 from emr_inference.emr.sizing import omp_threads, spark_properties
 
 APPLICATIONS = ("Spark", "MXNet")
@@ -122,7 +123,7 @@ def application_master_on_demand(cluster: Mapping[str, Any]) -> dict[str, str] |
     Spot task nodes sit beside on-demand core nodes on a release that supports it (EMR 6+
     otherwise places it on any node, and a reclaimed Spot node takes the whole application)."""
     task = cluster.get("task")
-    release = tuple(int(part) for part in cluster["release_label"][len("emr-") :].split("."))
+    release = release_version(cluster["release_label"])
     if (
         task
         and task["market"] == "SPOT"

@@ -13,22 +13,21 @@ from typing import Any
 
 from batch_inference.contract.settings import SETTING
 
+from emr_inference.emr.releases import DEFAULT_RELEASE, supported_release
 from emr_inference.job_command import job_arguments, step_name
+from emr_inference.pins import pinned_versions
 from emr_inference.resolved import ResolvedRequest
 
 COMMAND_RUNNER_JAR = "command-runner.jar"
 #: The mxnet of EMR's MXNet application (emr-7.2.0); the other pins are the bootstrap's.
-EMR_MXNET = "mxnet==1.9.1"
+NODE = supported_release(DEFAULT_RELEASE)
+EMR_MXNET = f"mxnet=={NODE.application_packages['mxnet']}"
 
 
 def required_packages(requirements: str) -> list[str]:
     """``--require`` arguments: EMR's mxnet and the bootstrap's pillow and boto3 pins (from the
     text of requirements-emr.txt), so the driver refuses an interpreter the bootstrap missed."""
-    pins = {}
-    for line in requirements.splitlines():
-        name, _, version = line.split(" ")[0].partition("==")
-        if version and not line.startswith("#"):
-            pins[name.lower()] = version
+    pins = pinned_versions(requirements, NODE.python)
     return [EMR_MXNET, *(f"{name}=={pins[name]}" for name in ("pillow", "boto3"))]
 
 

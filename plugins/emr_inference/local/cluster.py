@@ -40,6 +40,8 @@ import psutil
 
 STATE_ENV = "EMR_INFERENCE_LOCAL_STATE"
 CLUSTER_TAG_ENV = "EMR_INFERENCE_LOCAL_CLUSTER"
+#: The Spark distribution clusters and steps run instead of pyspark's own (``tools.node_twin``).
+SPARK_HOME_ENV = "EMR_INFERENCE_LOCAL_SPARK_HOME"
 STATE_FILE = "cluster.json"
 
 
@@ -62,7 +64,10 @@ def cluster_id_for(dag_id: str, run_id: str) -> str:
 
 
 def spark_class() -> Path:
-    """pyspark's ``bin/spark-class`` (the pip-installed Spark distribution)."""
+    """``bin/spark-class`` of ``$EMR_INFERENCE_LOCAL_SPARK_HOME`` (a node twin's Spark, of the EMR
+    release's version), else of the pip-installed pyspark beside this interpreter."""
+    if os.environ.get(SPARK_HOME_ENV):
+        return Path(os.environ[SPARK_HOME_ENV]) / "bin" / "spark-class"
     spec = importlib.util.find_spec("pyspark")
     if spec is None or not spec.origin:
         raise LocalClusterError("pyspark is not installed: the local backend needs it")
@@ -158,6 +163,7 @@ class LocalCluster:
             "SPARK_LOCAL_IP": "127.0.0.1",
             "SPARK_LOG_DIR": str(self.path / "logs"),
             "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+            "SPARK_HOME": str(spark_class().parent.parent),
             CLUSTER_TAG_ENV: self.cluster_id,
             **(extra or {}),
         }

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum
 from typing import Any
 
 # --- key manifest: <dir>/manifest.json naming <dir>/shard-NNNNN.txt, one object URI a line
@@ -118,8 +118,18 @@ def metrics_partition(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class Metric(StrEnum):
-    """The fields of a metrics part (a JSON object; readers ignore fields they do not know)."""
+class Metric(str, Enum):
+    """The fields of a metrics part (a JSON object; readers ignore fields they do not know).
+
+    A ``str`` whose ``str()`` and format are its value, as ``enum.StrEnum`` (Python 3.11+) would
+    give: the job runs on the EMR nodes' Python 3.9.
+    """
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
     PARTITION = "partition"
     ROWS = "rows"

@@ -1,0 +1,97 @@
+"""The EMR releases this package supports, and what their nodes give the job.
+
+One row per release label: the nodes' ``python3`` (the interpreter the bootstrap builds the job's
+virtualenv over), the Spark version its build is based on, the Python packages EMR's applications
+install into that interpreter (the job sees them through the virtualenv's system site-packages),
+and the Amazon Linux ``python3-*`` packages that interpreter already owns (RPMs: our pins must win
+over them in the virtualenv, and must never be installed over them). Each row names its sources.
+
+The node twin (``tools/node_twin.py``) is built from a row: the rehearsal and the job's tests then
+run on that interpreter and those packages, so what a release's nodes cannot run fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+@dataclass(frozen=True)
+class EmrRelease:
+    """What a release's nodes run (see the module docstring)."""
+
+    label: str
+    python: str
+    spark: str
+    application_packages: Mapping[str, str]
+    system_packages: Mapping[str, str]
+    sources: tuple[str, ...] = field(default=())
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        """``(7, 2, 0)`` for ``emr-7.2.0``: release labels compare as numbers, not strings."""
+        return release_version(self.label)
+
+
+def release_version(label: str) -> tuple[int, ...]:
+    """``emr-7.10.0`` -> ``(7, 10, 0)``; ``ValueError`` naming the label when it is not one."""
+    if not label.startswith("emr-"):
+        raise ValueError(
+            f"cluster.release_label: {label!r} is not an EMR release label (emr-X.Y.Z)"
+        )
+    try:
+        return tuple(int(part) for part in label[len("emr-") :].split("."))
+    except ValueError:
+        raise ValueError(
+            f"cluster.release_label: {label!r} is not an EMR release label (emr-X.Y.Z)"
+        ) from None
+
+
+EMR_7_2_0 = EmrRelease(
+    label="emr-7.2.0",
+    python="3.9",
+    spark="3.5.1",
+    # EMR's MXNet application. EMR does not publish the numpy its MXNet RPM brings; mxnet 1.9.1
+    # needs numpy < 1.24 (it uses np.bool), and 1.23.5 is the newest such release.
+    application_packages=MappingProxyType({"mxnet": "1.9.1", "numpy": "1.23.5"}),
+    # Amazon Linux 2023's python3-* RPMs: those the job's own pins override in its virtualenv,
+    # and requests (with its dependencies), which mxnet imports. certifi stands in for the
+    # system CA bundle that Amazon Linux's requests is patched to use.
+    system_packages=MappingProxyType(
+        {
+            "urllib3": "1.25.10",
+            "six": "1.15.0",
+            "jmespath": "0.10.0",
+            "python-dateutil": "2.8.1",
+            "requests": "2.25.1",
+            "idna": "2.10",
+            "chardet": "4.0.0",
+            "certifi": "2020.6.20",
+        }  # fmt: skip
+    ),
+    sources=(
+        "EMR Release Guide, 'Application versions in Amazon EMR 7.x releases': emr-7.2.0 "
+        "Python 3.9, 3.11 (python3 is 3.9), Spark 3.5.1-amzn-0",
+        "EMR Release Guide, 'MXNet release history': emr-7.2.0 MXNet 1.9.1, the last release "
+        "with MXNet",
+        "Amazon Linux 2023 package list: python3-urllib3 1.25.10, python3-six 1.15.0, "
+        "python3-jmespath 0.10.0, python3-dateutil 2.8.1, python3-requests 2.25.1, python3-idna 2.10, "
+        "python3-chardet 4.0.0",
+    ),
+)
+
+#: label -> release, for every release the EMR backend supports.
+SUPPORTED_RELEASES: Mapping[str, EmrRelease] = MappingProxyType({EMR_7_2_0.label: EMR_7_2_0})
+DEFAULT_RELEASE = EMR_7_2_0.label
+
+
+def supported_release(label: str) -> EmrRelease:
+    """The row of ``label``; ``KeyError`` naming the supported labels when there is none."""
+    try:
+        return SUPPORTED_RELEASES[label]
+    except KeyError:
+        raise KeyError(
+            f"cluster.release_label: no node description for {label!r} "
+            f"(supported: {', '.join(SUPPORTED_RELEASES)}; see emr_inference/emr/releases.py)"
+        ) from None
