@@ -37,14 +37,12 @@ class EmrRelease:
 def release_version(label: str) -> tuple[int, ...]:
     """``emr-7.10.0`` -> ``(7, 10, 0)``; ``ValueError`` naming the label when it is not one."""
     if not label.startswith("emr-"):
-        raise ValueError(
-            f"cluster.release_label: {label!r} is not an EMR release label (emr-X.Y.Z)"
-        )
+        raise ValueError(f"cluster.release_label: {label!r} is not an EMR label (emr-X.Y.Z)")
     try:
         return tuple(int(part) for part in label[len("emr-") :].split("."))
     except ValueError:
         raise ValueError(
-            f"cluster.release_label: {label!r} is not an EMR release label (emr-X.Y.Z)"
+            f"cluster.release_label: {label!r} is not an EMR label (emr-X.Y.Z)"
         ) from None
 
 
@@ -76,8 +74,8 @@ EMR_7_2_0 = EmrRelease(
         "EMR Release Guide, 'MXNet release history': emr-7.2.0 MXNet 1.9.1, the last release "
         "with MXNet",
         "Amazon Linux 2023 package list: python3-urllib3 1.25.10, python3-six 1.15.0, "
-        "python3-jmespath 0.10.0, python3-dateutil 2.8.1, python3-requests 2.25.1, python3-idna 2.10, "
-        "python3-chardet 4.0.0",
+        "python3-jmespath 0.10.0, python3-dateutil 2.8.1, python3-requests 2.25.1, "
+        "python3-idna 2.10, python3-chardet 4.0.0",
     ),
 )
 
