@@ -35,6 +35,7 @@ import yaml
 
 from tools.airflow_env import REPO_ROOT, airflow_env
 from tools.local_s3 import LocalS3, start_local_s3
+from tools.node_twin import NodeTwin, NodeTwinError, build_twin
 
 PIPELINES_DIR = REPO_ROOT / "include" / "pipelines"
 REHEARSAL_DIR = REPO_ROOT / ".rehearsal"
@@ -255,6 +256,20 @@ def memory_verdict(summary: dict[str, Any], model: dict[str, Any]) -> list[str]:
     return problems
 
 
+def environment_verdict(ran: list[dict[str, Any]], twin: NodeTwin) -> list[str]:
+    """Problems with what the Python workers reported they ran on (the run summary's
+    ``worker_environments``), against the node twin's interpreter and packages."""
+    if not ran:
+        return ["the Python workers reported no environment (worker_environments is empty)"]
+    return [
+        f"a Python worker ran on {name} {environment.get(name)}, the "
+        f"{twin.release.label} node has {expected}: the rehearsal did not run on the node twin"
+        for environment in ran
+        for name, expected in twin.versions.items()
+        if environment.get(name) != expected
+    ]
+
+
 def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
     """Stage, run and judge one rehearsal; returns the exit code."""
     from emr_inference.emr.sizing import SizingError, check_sizing
@@ -272,9 +287,19 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
                 log("FAILED before any Spark (run with --skip-sizing-check to see the job fail)")
                 return 1
     rehearsed = rehearsal_pipeline(data, request) if emr else {**data, "schedule": None}
+    twin = None
     if emr:
         for line in describe({**request, "local": rehearsed["local"]}):
             log(line)
+        try:
+            twin = build_twin(request["cluster"]["release_label"], log=log)
+        except (NodeTwinError, KeyError) as error:
+            log(f"FAILED before any Spark: the EMR node's environment: {error}")
+            return 1
+        log(
+            f"Spark driver and Python workers run on the {twin.describe()}; Spark "
+            f"{twin.release.spark} ({shown(twin.spark_home)})"
+        )
 
     work = args.home / config.pipeline
     shutil.rmtree(work, ignore_errors=True)
@@ -291,7 +316,7 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
     env = airflow_env(
         s3.endpoint_url,
         home=work / "airflow",
-        extra={"EMR_INFERENCE_PIPELINES_DIR": str(pipelines)},
+        extra={"EMR_INFERENCE_PIPELINES_DIR": str(pipelines), **(twin.spark_env() if twin else {})},
     )
     log_file = work / "dags-test.log"
     log(f"running the DAG (airflow dags test; log {shown(log_file)})")
@@ -311,6 +336,14 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
         f"{summary.get('worker_peak_address_space_mb')} MiB address space"
     )
     problems = memory_verdict(summary, request["model"])
+    if twin is not None:
+        ran = summary.get("worker_environments") or []
+        for environment in ran:
+            log(
+                "the Python workers ran on: "
+                + ", ".join(f"{k} {v}" for k, v in environment.items())
+            )
+        problems += environment_verdict(ran, twin)
     for problem in problems:
         log(f"FAILED: {problem}")
     if not problems:

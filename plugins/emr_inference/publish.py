@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +135,8 @@ def run_summary(checked: CheckedOutput, **context: Any) -> dict[str, Any]:
         # the largest Python worker, to compare with model.worker_memory_mb (docs/SIZING.md)
         "worker_peak_rss_mb": _largest(metrics, Metric.WORKER_PEAK_RSS_MB),
         "worker_peak_address_space_mb": _largest(metrics, Metric.WORKER_PEAK_ADDRESS_SPACE_MB),
+        # what the Python workers ran on, as they reported it (one entry per distinct environment)
+        "worker_environments": worker_environments(metrics),
         "precision": "/".join(sorted({m.get(Metric.PRECISION, "fp32") for m in metrics})) or None,
         "int8_top1_agreement": next(
             (
@@ -143,6 +147,16 @@ def run_summary(checked: CheckedOutput, **context: Any) -> dict[str, Any]:
             None,
         ),
     }
+
+
+def worker_environments(metrics: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct ``worker_environment`` objects of the metrics parts, in a stable order."""
+    distinct = {
+        json.dumps(m[Metric.WORKER_ENVIRONMENT], sort_keys=True)
+        for m in metrics
+        if m.get(Metric.WORKER_ENVIRONMENT)
+    }
+    return [json.loads(text) for text in sorted(distinct)]
 
 
 def _largest(metrics: Any, name: str) -> int | None:

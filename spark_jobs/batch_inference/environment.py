@@ -4,9 +4,11 @@ cluster was built with? A node whose bootstrap installed into another interprete
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
+import platform
 import re
 import sys
 from collections.abc import Sequence
@@ -29,6 +31,17 @@ def installed_version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:  # e.g. installed without metadata
         return getattr(importlib.import_module(module), "__version__", "unknown")
+
+
+@functools.lru_cache(maxsize=1)
+def worker_environment() -> dict[str, str | None]:
+    """This interpreter's Python version and the versions of the job's packages (None: missing),
+    as a Python worker reports them in its metrics parts: what really ran, whatever the cluster
+    was configured with."""
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for distribution in JOB_PACKAGES:
+        found[distribution] = installed_version(distribution)
+    return found
 
 
 def same_release(have: str, wanted: str) -> bool:

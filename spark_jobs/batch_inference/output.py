@@ -62,6 +62,7 @@ class PartitionMetrics:
     worker_peak_address_space_mb: int | None = None
     precision: str = "fp32"
     int8_top1_agreement: float | None = None
+    worker_environment: dict[str, str | None] | None = None
 
     def count_row(self, row: dict) -> None:
         """Account for one output row."""
@@ -94,6 +95,7 @@ class PartitionMetrics:
             Metric.END_INDEX: self.end_index,
             Metric.FINGERPRINT: self.fingerprint,
             Metric.RESUMED: False,
+            Metric.WORKER_ENVIRONMENT: self.worker_environment,
         }
 
 

@@ -28,6 +28,7 @@ from batch_inference import faults
 from batch_inference.batching import chunked, top_k
 from batch_inference.config import JobConfig, Preprocess
 from batch_inference.contract.s3 import S3Uri
+from batch_inference.environment import worker_environment
 from batch_inference.errors import (
     CORRUPT_IMAGE,
     DOWNLOAD_FAILED,
@@ -288,7 +289,8 @@ def process_partition(
 def new_metrics(
     config: JobConfig, index: int, span: tuple[int, int], fingerprint: str
 ) -> PartitionMetrics:
-    """The metrics of job partition ``index`` over manifest positions ``span``, before any row."""
+    """The metrics of job partition ``index`` over manifest positions ``span``, before any row
+    (with the interpreter and package versions of the Python worker that runs it)."""
     return PartitionMetrics(
         partition=index,
         first_index=span[0],
@@ -296,6 +298,7 @@ def new_metrics(
         fingerprint=fingerprint,
         precision=config.precision,
         int8_top1_agreement=config.int8_agreement,
+        worker_environment=worker_environment(),
     )
 
 

@@ -148,6 +148,7 @@ class Metric(str, Enum):
     END_INDEX = "end_index"
     FINGERPRINT = "fingerprint"
     RESUMED = "resumed"
+    WORKER_ENVIRONMENT = "worker_environment"
 
 
 #: The stages a partition times, each a ``<stage>_seconds`` metric.
