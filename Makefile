@@ -7,8 +7,11 @@ PYTEST_ARGS ?=
 
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
+ifdef NODE_PYTHON
+export NODE_PYTHON
+endif
 
-.PHONY: venv test test-fast lint mutate package demo airflow rehearse plan bench docs constraints clean
+.PHONY: venv test test-fast lint mutate package twin demo airflow rehearse plan bench docs constraints clean
 
 venv: $(STAMP)
 
@@ -36,7 +39,14 @@ mutate: $(STAMP)
 	$(BIN)/python -m tools.mutate $(MUTATE_ARGS)
 
 package: $(STAMP)
-	$(BIN)/python -m batch_inference.package --output build/batch_inference.zip
+	PYTHONPATH=spark_jobs $(BIN)/python -m batch_inference.package --output build/batch_inference.zip
+
+# The EMR node twin (tools/node_twin.py): the job's environment built by the bootstrap action over
+# the release's CPython (emr-7.2.0: 3.9), then every job module imported on it. Cached in
+# build/node-twin/. NODE_PYTHON=/path/to/python3.9 picks the interpreter (default: PATH, pyenv).
+RELEASE ?= emr-7.2.0
+twin: $(STAMP)
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.node_twin --release $(RELEASE) --check-imports
 
 demo: $(STAMP)
 	$(BIN)/python -m tools.demo.run_demo
@@ -44,7 +54,8 @@ demo: $(STAMP)
 airflow: $(STAMP)
 	$(BIN)/python -m tools.demo.run_airflow
 
-# Run a pipeline here with its own EMR Spark settings: make rehearse PIPELINE=cifar10_resnet18
+# Run a pipeline here with its own EMR Spark settings, on its release's node twin (an EMR pipeline's
+# driver and workers run on the node's Python and packages): make rehearse PIPELINE=cifar10_resnet18
 PIPELINE ?= cifar10_resnet18
 REHEARSE_ARGS ?=
 rehearse: $(STAMP)
