@@ -480,6 +480,7 @@ def test_partition_metrics_count_rows_by_outcome_and_round_seconds_to_millisecon
         "end_index": 14,
         "fingerprint": "f" * 64,
         "resumed": False,
+        "worker_environment": None,
     }
     assert list(metrics.as_dict()["errors_by_type"]) == [
         "corrupt_image",

@@ -3,11 +3,15 @@ bounded prefetch overlapping the model, failures that must stop the job, and res
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import platform
 import threading
 import time
 
+import boto3
 import numpy as np
+import PIL
 import pytest
 from batch_inference import partition as partition_module
 from batch_inference.config import JobConfig, ModelSpec
@@ -32,9 +36,17 @@ def test_a_partition_writes_one_row_per_key_and_its_metrics(setup):
         "partition", "rows", "predicted", "errors", "errors_by_type", "download_seconds",
         "decode_seconds", "inference_seconds", "wall_seconds", "first_index", "end_index",
         "fingerprint", "resumed", "worker_peak_rss_mb", "worker_peak_address_space_mb",
-        "precision", "int8_top1_agreement",
+        "precision", "int8_top1_agreement", "worker_environment",
     }  # fmt: skip
     assert (metrics["precision"], metrics["int8_top1_agreement"]) == ("fp32", None)
+    # what this worker (this process) really runs, read here, not configured
+    assert metrics["worker_environment"] == {
+        "python": platform.python_version(),
+        "mxnet": importlib.metadata.version("mxnet"),
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "boto3": boto3.__version__,
+    }
     # this process's own peaks (the test runs the partition in-process): a real measurement
     assert 0 < metrics["worker_peak_rss_mb"] < metrics["worker_peak_address_space_mb"]
     assert (metrics["fingerprint"], metrics["resumed"]) == (FINGERPRINT, False)

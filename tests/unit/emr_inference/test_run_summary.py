@@ -61,10 +61,22 @@ def test_summary_adds_up_and_defaults_missing_fields_to_zero():
         # metrics parts without them (an older job): nothing measured, fp32
         "worker_peak_rss_mb": None,
         "worker_peak_address_space_mb": None,
+        "worker_environments": [],
         "precision": "fp32",
         "int8_top1_agreement": None,
     }
     assert summary["job_seconds"] == 9.123 and summary["images_per_second"] == 1.1
+
+
+def test_worker_environments_lists_each_distinct_environment_once():
+    node = {"python": "3.9.18", "mxnet": "1.9.1", "numpy": "1.23.5"}
+    other = {**node, "python": "3.11.7"}
+    metrics = {
+        p: {**MINIMAL, "partition": p, "worker_environment": env}
+        for p, env in enumerate([node, other, dict(reversed(node.items())), None])
+    }
+    summary = run_summary(checked(metrics, dict.fromkeys(metrics, 1.0)))
+    assert summary["worker_environments"] == [other, node]  # sorted, duplicates (any order) once
 
 
 def test_the_job_span_starts_at_the_earliest_partition_start():

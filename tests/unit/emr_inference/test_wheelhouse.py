@@ -10,6 +10,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from emr_inference import wheelhouse
 from emr_inference.artifacts import bootstrap_files, sha256_file
 from emr_inference.operators.artifacts import StageJobArtifactsOperator
+from emr_inference.pins import pinned_versions
 
 from tests.unit.emr_inference.pipeline_fixtures import date_request
 
@@ -42,9 +43,14 @@ def test_stages_the_pinned_node_wheels_once_behind_a_marker(aws_conn, bucket, s3
     names = sorted(item["Key"][len(prefix) :] for item in listing["Contents"])
     assert wheelhouse.COMPLETE_MARKER in names
     wheels = [name for name in names if name.endswith(".whl")]
-    lines = requirements.read_text().splitlines()
-    pinned = [line.split("==")[0] for line in lines if "==" in line and not line.startswith("#")]
+    pinned = pinned_versions(requirements.read_text(), wheelhouse.NODE_PYTHON_VERSION)
     assert len(wheels) == len(pinned)  # every pin, transitive ones included, and nothing else
+    # the pin for the nodes' 3.9 (botocore there needs urllib3 < 1.27), not this interpreter's:
+    # pip evaluates markers for itself, so the wheelhouse evaluates them for the nodes
+    assert [name for name in wheels if name.startswith("urllib3-")] == [
+        f"urllib3-{pinned['urllib3']}-py2.py3-none-any.whl"
+    ]
+    assert pinned["urllib3"].startswith("1.26.")
     pillow = next(name for name in wheels if name.startswith("pillow-"))
     assert "-cp39-" in pillow and "x86_64" in pillow  # the nodes' interpreter, not this one
     assert any(name.startswith("pip-") for name in wheels)  # for nodes without pip
