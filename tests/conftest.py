@@ -55,3 +55,16 @@ def bucket(s3_env: LocalS3) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     s3_env.client().create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def node_twin():
+    """The EMR node twin of the default release (``tools.node_twin``): built once, cached in
+    build/node-twin/. Where the node's CPython is missing this fails (never skips), saying how
+    to install it: the job must be tested on the interpreter the nodes run."""
+    from tools.node_twin import NodeTwinError, build_twin
+
+    try:
+        return build_twin(log=lambda message: print(f"[twin] {message}"))
+    except NodeTwinError as error:
+        pytest.fail(f"the node twin cannot be built: {error}", pytrace=False)

@@ -240,13 +240,15 @@ def build_twin(
     requirements: Path = REQUIREMENTS,
     *,
     log: Log = print,
+    under: Path = TWIN_ROOT,
 ) -> NodeTwin:
-    """The twin of ``release_label`` with ``requirements``: built, or found already built."""
+    """The twin of ``release_label`` with ``requirements``: built, or found already built, in a
+    folder of ``under`` (Spark is always shared, in :data:`TWIN_ROOT`)."""
     release = supported_release(release_label)
     base_python = find_node_python(release.python)
     base_version = ".".join(interpreter_version(base_python))
     text = requirements.read_text()
-    root = TWIN_ROOT / f"{release.label}-{twin_key(release, text, base_version)}"
+    root = under / f"{release.label}-{twin_key(release, text, base_version)}"
     spark_home = install_spark(release.spark, base_python, log)
     if (root / MANIFEST).exists():
         versions = json.loads((root / MANIFEST).read_text())["versions"]
@@ -290,10 +292,11 @@ def check_versions(python: Path, release: EmrRelease, requirements: str) -> dict
     return versions
 
 
-def check_job_imports(twin: NodeTwin) -> list[str]:
-    """Import every module of the job's zip (subpackages included) on the twin's interpreter, as
-    Spark's driver and workers would (the zip on the path); returns the modules imported, or
-    :class:`NodeTwinError` naming each module that fails and why."""
+def check_job_imports(twin: NodeTwin, archive: Path | None = None) -> list[str]:
+    """Import every module of the job's zip (``archive``, default: built from the sources now;
+    subpackages included) on the twin's interpreter, as Spark's driver and workers would (the zip
+    on the path); returns the modules imported, or :class:`NodeTwinError` naming each module that
+    fails and why."""
     from batch_inference.package import build_job_zip
 
     code = (
@@ -309,7 +312,7 @@ def check_job_imports(twin: NodeTwin) -> list[str]:
         "print(json.dumps({'imported': names, 'failed': failed}))\n"
     )
     with tempfile.TemporaryDirectory(prefix="job-zip-") as folder:
-        archive = build_job_zip(Path(folder) / "batch_inference.zip")
+        archive = archive or build_job_zip(Path(folder) / "batch_inference.zip")
         out = run(
             [str(twin.python), "-c", code, str(archive)],
             "importing the job's modules",

@@ -10,19 +10,24 @@ sees both our pins and EMR's mxnet/numpy while no system package changes.
 
 requirements-emr.txt carries the cp311 x86_64 pillow hash besides the cp39 ones, so the same file
 installs here. Needs the package index (or, for the wheelhouse test, only to fill the wheelhouse).
+The same bootstrap on the nodes' own CPython 3.9, with EMR's real mxnet and numpy, is the node
+twin (tests/integration/test_node_twin.py).
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from emr_inference.pins import pinned_versions
 
 from tests.conftest import REPO_ROOT
+from tools.node_twin import copy_interpreter, site_packages
 
 SCRIPT = REPO_ROOT / "include" / "bootstrap" / "install_job_deps.sh"
 REQUIREMENTS = REPO_ROOT / "include" / "bootstrap" / "requirements-emr.txt"
@@ -36,21 +41,10 @@ pytestmark = pytest.mark.slow
 def node_python(root: Path, *, with_ensurepip: bool = True) -> Path:
     """A copy of this machine's Python installation at ``root`` (stdlib only, empty site-packages):
     a system interpreter whose site-packages we may change."""
-    stdlib = Path(os.__file__).parent
-    ignored = ["site-packages", "test", "tests", "__pycache__", "idlelib", "tkinter", "turtledemo"]
+    python = copy_interpreter(Path(sys.executable), root)
     if not with_ensurepip:
-        ignored.append("ensurepip")
-    shutil.copytree(stdlib, root / "lib" / stdlib.name, ignore=shutil.ignore_patterns(*ignored))
-    (root / "lib" / stdlib.name / "site-packages").mkdir()
-    (root / "bin").mkdir()
-    python = root / "bin" / "python3"
-    shutil.copy2(os.path.realpath(sys._base_executable), python)
+        shutil.rmtree(site_packages(python).parent / "ensurepip")
     return python
-
-
-def site_packages(python: Path) -> Path:
-    code = "import sysconfig; print(sysconfig.get_path('purelib'))"
-    return Path(subprocess.check_output([str(python), "-c", code], text=True).strip())
 
 
 def rpm_install(python: Path, packages: dict[str, str]) -> None:
@@ -85,9 +79,8 @@ def run_bootstrap(*args: str | Path, env: dict[str, str] | None = None):
 
 
 def pins(requirements: Path = REQUIREMENTS) -> dict[str, str]:
-    lines = requirements.read_text().splitlines()
-    pairs = (line.split(" ")[0].split("==") for line in lines if "==" in line and line[0] != "#")
-    return {name.lower(): version for name, version in pairs}
+    """The pins this interpreter installs (environment markers evaluated for it)."""
+    return pinned_versions(requirements.read_text(), platform.python_version())
 
 
 def imported_versions(python: Path, modules: list[str]) -> dict[str, str]:

@@ -1,0 +1,88 @@
+"""The node twin (``tools/node_twin.py``) is an EMR node: its job interpreter is the bootstrap's
+virtualenv over CPython 3.9 with EMR's mxnet and numpy, the system interpreter keeps its RPMs,
+every job module imports there, and the two defects that would have failed every cluster
+(urllib3 2 pinned for a 3.9 botocore; ``enum.StrEnum`` in the job) fail here, named."""
+
+from __future__ import annotations
+
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from batch_inference.package import PACKAGE_DIR, build_job_zip, package_sources
+
+from tools.node_twin import (
+    REQUIREMENTS,
+    NodeTwin,
+    NodeTwinError,
+    build_twin,
+    check_job_imports,
+    expected_versions,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def imported_versions(python: Path, modules: list[str]) -> dict[str, str]:
+    code = "import importlib, sys\nfor m in sys.argv[1:]: print(m, importlib.import_module(m)."
+    code += "__version__)"
+    out = subprocess.check_output([str(python), "-c", code, *modules], text=True)
+    return dict(line.split() for line in out.splitlines())
+
+
+def test_the_job_interpreter_is_the_nodes(node_twin: NodeTwin) -> None:
+    assert node_twin.versions["python"].startswith("3.9.")
+    wanted = expected_versions(node_twin.release, REQUIREMENTS.read_text())
+    assert {k: v for k, v in node_twin.versions.items() if k != "python"} == wanted
+    # our pins win in the virtualenv; the system interpreter is as its RPMs left it
+    assert imported_versions(node_twin.python, ["urllib3", "six"]) == {
+        "urllib3": "1.26.20",
+        "six": "1.17.0",
+    }
+    system = node_twin.release.system_packages
+    assert imported_versions(node_twin.system_python, ["urllib3", "six"]) == {
+        "urllib3": system["urllib3"],
+        "six": system["six"],
+    }
+    assert node_twin.spark_submit.exists()
+
+
+def test_every_job_module_imports_on_the_nodes_python(node_twin: NodeTwin) -> None:
+    imported = check_job_imports(node_twin)
+    expected = {
+        ".".join(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts).removesuffix(
+            ".__init__"
+        )
+        for path in package_sources()
+    }
+    assert set(imported) == expected and "batch_inference.contract.formats" in expected
+
+
+def test_a_newer_standard_library_name_fails_the_import_naming_the_module(
+    node_twin: NodeTwin, tmp_path: Path
+) -> None:
+    archive = build_job_zip(tmp_path / "batch_inference.zip")
+    with zipfile.ZipFile(archive, "a") as job:
+        job.writestr("batch_inference/contract/newer.py", "from enum import StrEnum\n")
+    with pytest.raises(NodeTwinError) as raised:
+        check_job_imports(node_twin, archive)
+    message = str(raised.value)
+    assert f"1 of {len(package_sources()) + 1} job modules do not import" in message
+    assert "batch_inference.contract.newer: ImportError: cannot import name 'StrEnum'" in message
+
+
+def test_a_single_urllib3_2_pin_fails_the_bootstrap_on_the_node(tmp_path: Path) -> None:
+    """The pins before the twin: botocore on 3.9 needs urllib3 < 1.27."""
+    lines = REQUIREMENTS.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("urllib3==1."))
+    unmarked = [line.replace(' ; python_version >= "3.10"', "") for line in lines]
+    old = tmp_path / "requirements-emr.txt"
+    old.write_text("\n".join(unmarked[:start] + unmarked[start + 2 :]) + "\n")
+    assert "urllib3==2.6.3 \\" in old.read_text() and "urllib3==1.26.20" not in old.read_text()
+    with pytest.raises(NodeTwinError) as raised:
+        build_twin(requirements=old, log=lambda _: None, under=tmp_path / "twins")
+    assert "the bootstrap action (install_job_deps.sh) on the emr-7.2.0 twin failed" in str(
+        raised.value
+    )
+    assert "ResolutionImpossible" in str(raised.value)
