@@ -7,12 +7,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batch_inference.config import JobConfig
 from batch_inference.contract.formats import METRICS_DIR
 from batch_inference.manifest import read_manifest
 from batch_inference.package import ENTRY_POINT, build_job_zip
 from batch_inference.s3io import make_client, parse_s3_uri
+
+if TYPE_CHECKING:
+    from tools.node_twin import NodeTwin
 
 #: the run fingerprint in-process partition runs use unless told otherwise
 FINGERPRINT = "a" * 64
@@ -48,22 +52,25 @@ def run_job(
     s3_env: dict[str, str],
     timeout: float = 300,
     master: str = "local[2]",
+    twin: NodeTwin | None = None,
 ) -> subprocess.CompletedProcess:
     """Run the job through a real ``spark-submit --master <master>``; returns the process.
 
     ``s3_env`` (endpoint, credentials, any extra variables) is added to this process's
     environment. ``local[N]`` never retries a failed task; ``local[N,F]`` allows ``F`` attempts.
     spark-submit prints the Python driver's stdout and stderr on its stdout, Spark's own logs and
-    the executors' Python stderr on its stderr.
+    the executors' Python stderr on its stderr. With ``twin`` (an EMR node twin), the driver and
+    workers run on the node's interpreter and packages, under its release's Spark.
     """
     env = {
         **os.environ,
         **s3_env,
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
+        **(twin.spark_env() if twin else {}),
     }
     command = [
-        str(spark_submit_path()),
+        str(twin.spark_submit if twin else spark_submit_path()),
         "--master", master,
         "--conf", "spark.ui.enabled=false",
         "--conf", "spark.driver.host=127.0.0.1",

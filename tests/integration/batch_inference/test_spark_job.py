@@ -1,4 +1,6 @@
-"""The packaged job through a real ``spark-submit --master local[2]`` against the moto S3 server.
+"""The packaged job through a real ``spark-submit --master local[2]`` against the moto S3 server,
+on the EMR node twin: the driver and workers run on the nodes' CPython 3.9 with EMR's mxnet and
+numpy and the bootstrap's pins, under Spark 3.5.1 (what the EMR step runs).
 
 One module-scoped run over 500 images (5% bad) is asserted by several tests; the failure cases
 and the ResNet-18 parity check are one small run each (every spark-submit costs a JVM start).
@@ -6,6 +8,7 @@ and the ResNet-18 parity check are one small run each (every spark-submit costs 
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import Counter
 from itertools import pairwise
@@ -36,6 +39,12 @@ TOP_K = 3
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("job")
+
+
+@pytest.fixture(scope="module")
+def submit(node_twin):
+    """``run_job`` on the node twin."""
+    return functools.partial(run_job, twin=node_twin)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +84,7 @@ def job_args(dataset: dict, output: str, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def big_run(s3, dataset, zip_path):
+def big_run(s3, dataset, zip_path, submit):
     """The 500-image run: 3 partitions, batches of 24 (the last ones padded), SSE AES256."""
     output = f"s3://{dataset['bucket']}/staging/run-1/output/"
     args = job_args(
@@ -87,10 +96,17 @@ def big_run(s3, dataset, zip_path):
         "--prefetch-threads", "4",
         "--sse", "AES256",
     )  # fmt: skip
-    process = run_job(zip_path, args, s3.env)
+    process = submit(zip_path, args, s3.env)
     assert process.returncode == 0, process.stderr[-6000:]
     rows, metrics, keys = read_output(dataset["client"], output)
     return {"process": process, "output": output, "rows": rows, "metrics": metrics, "keys": keys}
+
+
+def test_the_driver_and_every_worker_ran_on_the_nodes_python(big_run, node_twin):
+    assert f"job environment {node_twin.python}:" in big_run["process"].stdout
+    assert "Running Spark version 3.5.1" in big_run["process"].stderr
+    environments = [item["worker_environment"] for item in big_run["metrics"]]
+    assert environments == [dict(node_twin.versions)] * PARTITIONS
 
 
 def test_every_key_exactly_once_and_only_contract_objects(dataset, big_run):
@@ -167,29 +183,29 @@ def test_output_is_encrypted_as_requested(dataset, big_run):
         assert head["ServerSideEncryption"] == "AES256"
 
 
-def test_wrong_model_sha256_fails_the_job_saying_so(s3, dataset, zip_path):
+def test_wrong_model_sha256_fails_the_job_saying_so(s3, dataset, zip_path, submit):
     model = {**dataset["model"], "params_sha256": "0" * 64}
     output = f"s3://{dataset['bucket']}/staging/bad-sha/output/"
     args = job_args({**dataset, "model": model}, output, "--partitions", "2")
-    process = run_job(zip_path, args, s3.env)
+    process = submit(zip_path, args, s3.env)
     assert process.returncode != 0
     assert "the model could not be loaded: sha256 mismatch for --model-params" in process.stdout
     assert f"expected {'0' * 64}" in process.stdout
 
 
-def test_error_rate_above_threshold_fails_the_job_saying_so(s3, dataset, zip_path):
+def test_error_rate_above_threshold_fails_the_job_saying_so(s3, dataset, zip_path, submit):
     client, bucket = dataset["client"], dataset["bucket"]
     objects = demo_objects(20, bad_fraction=0.5)
     uris = upload_objects(client, bucket, "images/mostly-bad", objects)
     manifest = write_manifest(client, bucket, "staging/mostly-bad", uris, shard_size=7)
     output = f"s3://{bucket}/staging/mostly-bad/output/"
     args = job_args({**dataset, "manifest": manifest}, output, "--max-error-rate", "0.2")
-    process = run_job(zip_path, args, s3.env)
+    process = submit(zip_path, args, s3.env)
     assert process.returncode != 0
     assert "error rate 50.00% (10 of 20 rows) is above --max-error-rate 20.00%" in process.stdout
 
 
-def test_resnet18_probabilities_match_a_direct_forward(s3, workdir, zip_path):
+def test_resnet18_probabilities_match_a_direct_forward(s3, workdir, zip_path, submit):
     client = s3.client()
     bucket = f"resnet-{uuid.uuid4().hex[:10]}"
     client.create_bucket(Bucket=bucket)
@@ -203,7 +219,7 @@ def test_resnet18_probabilities_match_a_direct_forward(s3, workdir, zip_path):
         "--manifest", manifest, "--output", output, "--run-id", "parity",
         *model_arguments(model), "--batch-size", "8", "--top-k", "10", "--partitions", "2",
     ]  # fmt: skip
-    process = run_job(zip_path, args, s3.env)
+    process = submit(zip_path, args, s3.env)
     assert process.returncode == 0, process.stderr[-6000:]
     rows, _, _ = read_output(client, output)
     assert len(rows) == len(uris)
@@ -220,7 +236,7 @@ def test_resnet18_probabilities_match_a_direct_forward(s3, workdir, zip_path):
         assert row["top_k"][0]["label"] == f"class_{indices[0]:04d}"
 
 
-def test_int8_run_through_spark_submit(s3, dataset, zip_path, big_run):
+def test_int8_run_through_spark_submit(s3, dataset, zip_path, big_run, submit):
     """precision int8: the driver quantizes the trained digits model once, checks it against fp32
     on the run's images, and every task predicts with it; the rows say int8 and agree with the
     fp32 run's rows for nearly every image."""
@@ -231,7 +247,7 @@ def test_int8_run_through_spark_submit(s3, dataset, zip_path, big_run):
         "--precision", "int8", "--int8-cache", cache, "--int8-min-agreement", "0.97",
         "--calibration-images", "64", "--agreement-images", "128",
     )  # fmt: skip
-    process = run_job(zip_path, args, s3.env)
+    process = submit(zip_path, args, s3.env)
     assert process.returncode == 0, process.stderr[-6000:]
     assert "int8: top-1 agreement with fp32" in process.stdout
     rows, metrics, _ = read_output(dataset["client"], output)
