@@ -102,11 +102,12 @@ class NodeTwin:
         return f"{self.release.label} node twin: {packages}"
 
 
-def find_node_python(version: str) -> Path:
-    """A CPython ``version`` (``3.9``): ``$NODE_PYTHON``, else ``python3.9`` on PATH, else the
-    newest pyenv ``3.9.*``; :class:`NodeTwinError` saying how to get one when there is none."""
-    if os.environ.get(NODE_PYTHON_ENV):
-        candidates = [Path(os.environ[NODE_PYTHON_ENV])]
+def find_node_python(version: str, override_env: str | None = NODE_PYTHON_ENV) -> Path:
+    """A CPython ``version`` (``3.9``): ``$NODE_PYTHON`` (``override_env``), else ``python3.9`` on
+    PATH, else the newest pyenv ``3.9.*``; :class:`NodeTwinError` saying how to get one when
+    there is none."""
+    if override_env and os.environ.get(override_env):
+        candidates = [Path(os.environ[override_env])]
     else:
         on_path = shutil.which(f"python{version}")
         pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
