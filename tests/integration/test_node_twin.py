@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from batch_inference.package import PACKAGE_DIR, build_job_zip, package_sources
 
+from tests.conftest import REPO_ROOT
 from tools.node_twin import (
     REQUIREMENTS,
     NodeTwin,
@@ -86,3 +87,12 @@ def test_a_single_urllib3_2_pin_fails_the_bootstrap_on_the_node(tmp_path: Path) 
         raised.value
     )
     assert "ResolutionImpossible" in str(raised.value)
+
+
+def test_make_twin_as_the_readme_writes_it(node_twin: NodeTwin) -> None:
+    result = subprocess.run(
+        ["make", "twin"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"[twin] {node_twin.describe()}" in result.stdout
+    assert f"[twin] {len(package_sources())} job modules import on the twin" in result.stdout
