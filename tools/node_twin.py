@@ -29,6 +29,8 @@ what it holds; ``--check-imports`` also imports every module of the job's zip on
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -36,7 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,7 +252,34 @@ def build_twin(
     base_version = ".".join(interpreter_version(base_python))
     text = requirements.read_text()
     root = under / f"{release.label}-{twin_key(release, text, base_version)}"
-    spark_home = install_spark(release.spark, base_python, log)
+    with build_lock():  # two builds at once (two rehearsals) would write the same folders
+        spark_home = install_spark(release.spark, base_python, log)
+        node = NodeTwin(release, root, spark_home, {})
+        return _built_twin(node, requirements, base_python, base_version, log)
+
+
+@contextlib.contextmanager
+def build_lock() -> Iterator[None]:
+    """Hold ``build/node-twin/.lock`` (an exclusive ``flock``) while building."""
+    TWIN_ROOT.mkdir(parents=True, exist_ok=True)
+    with (TWIN_ROOT / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _built_twin(
+    twin: NodeTwin, requirements: Path, base_python: Path, base_version: str, log: Log
+) -> NodeTwin:
+    """``twin`` with its versions, built unless its ``twin.json`` says it already is."""
+    release, root, spark_home, text = (
+        twin.release,
+        twin.root,
+        twin.spark_home,
+        requirements.read_text(),
+    )
     if (root / MANIFEST).exists():
         versions = json.loads((root / MANIFEST).read_text())["versions"]
         return NodeTwin(release, root, spark_home, versions)
@@ -266,7 +295,6 @@ def build_twin(
     wheelhouse = root / "wheelhouse"
     wheels = download_wheels(requirements, wheelhouse, release.python)
     log(f"wheelhouse: {len(wheels)} wheels for Python {release.python}")
-    twin = NodeTwin(release, root, spark_home, {})
     bootstrap = run(
         ["bash", str(BOOTSTRAP), "--python", str(twin.python), "--base-python",
          str(system_python), "--requirements", str(requirements), "--wheelhouse", str(wheelhouse)],
