@@ -35,6 +35,7 @@ from emr_inference.manifest import (
     validate_manifest,
     write_manifest,
 )
+from emr_inference.ownership import SUCCESS_NAME, read_summary
 from emr_inference.resolved import ResolvedRequest
 from emr_inference.s3 import S3Uri
 
@@ -65,16 +66,9 @@ def published_summary(hook: S3Hook, output: S3Uri) -> dict[str, Any] | None:
     None without ``_SUCCESS``, and without a summary beside it: another writer's output (a Spark
     job writes ``_SUCCESS`` too) is not a publication of this pipeline, and must not fail the
     listing of its date."""
-    from emr_inference.publish import SUCCESS_NAME, SUMMARY_NAME
-
-    summary_uri = output.join(SUMMARY_NAME)
-    if not s3.exists(hook, output.join(SUCCESS_NAME)) or not s3.exists(hook, summary_uri):
+    if not s3.exists(hook, output.join(SUCCESS_NAME)):
         return None
-    try:
-        summary = s3.read_json(hook, summary_uri)
-    except ValueError:
-        return None
-    return summary if isinstance(summary, dict) else None
+    return read_summary(hook, output)
 
 
 def date_status(total: int, request: ResolvedRequest, published: Mapping[str, Any] | None) -> str:

@@ -112,7 +112,7 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         },
     ) as dag:
         validate = ValidateRequestOperator(
-            task_id="validate_request", config=config.model_dump(mode="json"), retries=0
+            task_id="validate_request", config=config.model_dump(mode="json"), retries=0, **aws
         )
         request = validate.output
         artifacts = StageJobArtifactsOperator(task_id="stage_job_artifacts", request=request, **aws)

@@ -3,8 +3,9 @@
 1. :func:`check_complete` refuses output with a missing part or metrics part, partitions that do
    not cover the manifest exactly, or a row count other than the manifest's total.
 2. :func:`replace_publication` deletes ``_SUCCESS`` first (readers stop trusting the prefix),
-   copies the parts into place, deletes objects of any earlier publication that are not part of
-   this one, then writes ``_run_summary.json`` and, last, ``_SUCCESS``.
+   copies the parts into place, deletes the objects of the earlier publication (and only those:
+   :mod:`emr_inference.ownership`) that are not part of this one, then writes
+   ``_run_summary.json`` (listing this publication's objects) and, last, ``_SUCCESS``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from typing import TYPE_CHECKING, Any
 from batch_inference.contract.formats import STAGE_SECONDS, Metric, images_per_task_second
 
 from emr_inference import s3
+from emr_inference.ownership import (
+    PUBLISHED_OBJECTS,
+    SUCCESS_NAME,
+    SUMMARY_NAME,
+    is_owned,
+    owned_names,
+    read_summary,
+)
 from emr_inference.s3 import S3Uri
 from emr_inference.staged_output import StagedOutput
 
@@ -26,9 +35,6 @@ if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 log = logging.getLogger(__name__)
-
-SUCCESS_NAME = "_SUCCESS"
-SUMMARY_NAME = "_run_summary.json"
 
 
 class IncompleteOutputError(RuntimeError):
@@ -167,24 +173,37 @@ def _largest(metrics: Any, name: str) -> int | None:
 def replace_publication(
     hook: S3Hook, checked: CheckedOutput, output: S3Uri, summary: dict[str, Any]
 ) -> S3Uri:
-    """Make ``output`` hold exactly the checked parts, ``_run_summary.json`` and ``_SUCCESS``.
+    """Make ``output`` hold the checked parts, ``_run_summary.json`` and ``_SUCCESS`` in place of
+    its previous publication, and touch nothing else under it.
 
-    Returns the summary's URI. ``output`` must not contain the staged output: the stale-object
-    sweep would delete it.
+    Deletes only what the previous publication owned (:mod:`emr_inference.ownership`: what its
+    summary lists, and the contract's names) and this one does not write; the summary lists this
+    publication's objects (``published_objects``), the next one's to replace. Returns the
+    summary's URI. ``output`` must not contain the staged output.
     """
     check_disjoint(output, {"staged output": checked.staged.prefix})
     success, summary_uri = output.join(SUCCESS_NAME), output.join(SUMMARY_NAME)
+    previous = read_summary(hook, output)
     s3.delete(hook, output.bucket, [success.key])
     source_prefix = checked.staged.prefix.key
-    published = {success.key, summary_uri.key}
     sources = sorted([*checked.staged.parts.values(), *checked.staged.metrics_keys.values()])
+    published = {SUCCESS_NAME, SUMMARY_NAME}
     for key in sources:
-        dest = output.join(key[len(source_prefix) :])
-        s3.copy(hook, S3Uri(checked.staged.prefix.bucket, key), dest)
-        published.add(dest.key)
-    stale = [e["Key"] for e in s3.iter_objects(hook, output) if e["Key"] not in published]
+        relative = key[len(source_prefix) :]
+        s3.copy(hook, S3Uri(checked.staged.prefix.bucket, key), output.join(relative))
+        published.add(relative)
+    listed = owned_names(previous)
+    stale = [
+        entry["Key"]
+        for entry in s3.iter_objects(hook, output)
+        if (relative := entry["Key"][len(output.key) :]) not in published
+        and is_owned(relative, listed)
+    ]
     s3.delete(hook, output.bucket, stale)
-    log.info("Published %d objects to %s, removed %d stale ones", len(sources), output, len(stale))
-    s3.write_json(hook, summary_uri, summary)
+    log.info(
+        "Published %d objects to %s, removed %d of its previous publication", len(sources),
+        output, len(stale),
+    )  # fmt: skip
+    s3.write_json(hook, summary_uri, {**summary, PUBLISHED_OBJECTS: sorted(published)})
     s3.write_bytes(hook, success, b"")
     return summary_uri

@@ -15,7 +15,8 @@ The resolved request (see docs/CONTRACTS.md) is the one dict every later task re
    interval end (a nightly run processes the previous day), else a date must be given.
 5. Per date, URI templates (``{{ partition_date }}``, ``{{ partition_date_nodash }}``,
    ``{{ pipeline }}``, ``{{ dag_id }}``) are rendered, then every URI is strictly validated; two
-   dates may not publish to the same ``output_uri``.
+   dates may not publish to the same ``output_uri``, and no output, input, staging or artifacts
+   prefix of any date may overlap another (:func:`emr_inference.ownership.check_disjoint_prefixes`).
 6. Per date, ``staging_uri`` becomes ``<staging root><pipeline>/<run key>/<date>/`` and
    ``artifacts_uri`` ``<artifacts root><pipeline>/``; both roots default to the output bucket.
 
@@ -42,6 +43,7 @@ from emr_inference.config import (
     check_cluster_fits,
     format_errors,
 )
+from emr_inference.ownership import OwnershipError, check_disjoint_prefixes
 from emr_inference.resolved import ResolvedRequest
 
 _PREFIX_FIELDS = ("input_uri", "output_uri", "staging_uri", "artifacts_uri")
@@ -168,6 +170,13 @@ def resolve_request(
     except S3UriError as error:
         raise ConfigError(f"params: {error}") from None
     _check_distinct_outputs(dates)
+    model_files = {
+        f"model.{name}": values["model"][name] for name in ("symbol", "params", "labels")
+    }
+    try:
+        check_disjoint_prefixes(dates, model_files)
+    except OwnershipError as error:
+        raise ConfigError(f"params: {error}") from None
     return ResolvedRequest.model_validate(
         {
             "dag_id": dag_id,

@@ -222,6 +222,8 @@ def test_replaces_previous_publication_success_last(
         client.get_object(Bucket=bucket, Key=f"{out}_run_summary.json")["Body"].read()
     )
     assert summary["rows"] == 10 and summary["predicted"] == 8 and summary["errors"] == 2
+    # what the next publication of the date may replace: exactly this one's objects
+    assert summary["published_objects"] == sorted(_keys(s3_env, bucket, out))
     assert summary["errors_by_type"] == {"corrupt_image": 2}
     assert summary["partitions"] == 2
     assert summary["model"] == "digits" and summary["run_id"] == "manual__2026-11-22"
@@ -258,6 +260,30 @@ def test_replaces_previous_publication_success_last(
     predictions = context["outlet_events"][PREDICTIONS]
     assert predictions.partition_keys == {"2026-11-22"}
     assert predictions.extra["rows"] == 10 and predictions.extra["partition_date"] == "2026-11-22"
+
+
+def test_publishing_replaces_only_what_the_previous_publication_owned(
+    aws_conn, s3_env, bucket
+) -> None:
+    """Neighbours survive: a file someone put beside the date's objects, another prefix nested
+    in it. What the previous summary listed (extra.bin) and parts by the contract's names go."""
+    out = "predictions/dt=2026-11-22/"
+    client = s3_env.client()
+    previous = {"published_objects": ["_SUCCESS", "_run_summary.json", "extra.bin"]}
+    client.put_object(Bucket=bucket, Key=f"{out}_run_summary.json", Body=json.dumps(previous))
+    old = ["_SUCCESS", "extra.bin", "part-00005.jsonl", "_metrics/part-00005.json"]
+    neighbours = ["notes.txt", "dt=2026-11-21/_SUCCESS", "dt=2026-11-21/part-00000.jsonl"]
+    for name in old + neighbours:
+        client.put_object(Bucket=bucket, Key=out + name, Body=b"x")
+    _stage(s3_env, bucket)
+    _publish(bucket)
+    left = set(_keys(s3_env, bucket, out))
+    assert set(neighbours) <= left  # not ours: untouched
+    assert not {"extra.bin", "part-00005.jsonl", "_metrics/part-00005.json"} & left
+    assert left - set(neighbours) == {
+        "_SUCCESS", "_run_summary.json", "part-00000.jsonl", "part-00001.jsonl",
+        "_metrics/part-00000.json", "_metrics/part-00001.json",
+    }  # fmt: skip
 
 
 def test_operator_declares_the_asset_alias_outlet() -> None:
