@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 PENDING, EMPTY, PUBLISHED = "pending", "empty", "published"
+MODEL_FILES = ("symbol", "params", "labels")
 
 
 #: The config settings the rows depend on (the contract's ``ROW_SETTINGS`` that a pipeline sets:
@@ -51,11 +52,20 @@ PENDING, EMPTY, PUBLISHED = "pending", "empty", "published"
 ROW_SETTINGS = tuple(setting for setting in CONTRACT_ROW_SETTINGS if setting.source == CONFIG)
 
 
-def request_fingerprint(request: ResolvedRequest, keys_sha256: str | None) -> str:
-    """Hex SHA-256 of the date's :data:`ROW_SETTINGS`, its output and its listed keys."""
+def request_fingerprint(
+    request: ResolvedRequest, keys_sha256: str | None, content: Mapping[str, Any] | None = None
+) -> str:
+    """Hex SHA-256 of the date's :data:`ROW_SETTINGS`, its output, its listed keys and
+    ``content``: what identifies the bytes the rows are computed from (:func:`content_identity`),
+    so a fixed image or a model file replaced under the same name makes the date pending again."""
     values = request.as_json()
     settings = {s.name: s.read(values) for s in ROW_SETTINGS}
-    document = {"job": settings, "keys_sha256": keys_sha256, "output_uri": values["output_uri"]}
+    document = {
+        "job": settings,
+        "keys_sha256": keys_sha256,
+        "output_uri": values["output_uri"],
+        **({"content": dict(content)} if content else {}),
+    }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -95,6 +105,7 @@ def stage_date(hook: S3Hook, request: ResolvedRequest, *, write: bool = True) ->
     nothing, ``manifest_uri`` is empty: how ``make plan`` looks), or checks its supplied
     ``manifest_uri``; then gives the date its status.
     """
+    listing = None
     if request.manifest_uri:
         info = validate_manifest(hook, request.manifest_uri.uri)
     else:
@@ -110,10 +121,30 @@ def stage_date(hook: S3Hook, request: ResolvedRequest, *, write: bool = True) ->
         else:
             info = count_keys(keys)
         info = replace(info, bytes=listing.bytes)
-    fingerprint = request_fingerprint(request, info.keys_sha256)
+    content = content_identity(hook, request, listing.content_sha256 if listing else None)
+    fingerprint = request_fingerprint(request, info.keys_sha256, content)
     request = request.model_copy(update={"request_fingerprint": fingerprint})
     status = date_status(info.total, request, published_summary(hook, request.output_uri))
     return {"request": request.as_json(), "manifest": {**info.as_xcom(), "status": status}}
+
+
+def content_identity(
+    hook: S3Hook, request: ResolvedRequest, inputs_sha256: str | None
+) -> dict[str, Any]:
+    """What identifies the bytes a date's rows come from: the listed inputs' keys, sizes and ETags
+    (``inputs_sha256``: None for a supplied manifest, whose objects are not listed), and each
+    model file's ``sha256`` when the pipeline pins it, else its size and ETag (one HeadObject
+    each)."""
+    model: dict[str, str] = {}
+    for part in MODEL_FILES:
+        pinned = getattr(request.model, f"{part}_sha256")
+        if pinned:
+            model[part] = f"sha256:{pinned}"
+            continue
+        uri = S3Uri.parse(getattr(request.model, part), f"model.{part}")
+        head = hook.head_object(key=uri.key, bucket_name=uri.bucket) or {}
+        model[part] = f"{head.get('ContentLength')}:{head.get('ETag')}"
+    return {"inputs_sha256": inputs_sha256, "model": model}
 
 
 def dates_by_status(works: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:

@@ -10,8 +10,8 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from batch_inference.contract.formats import (
     MANIFEST_NAME,
@@ -50,9 +50,23 @@ class ManifestInfo:
 
 @dataclass
 class Listing:
-    """What :func:`matching_keys` has yielded so far: the objects' bytes."""
+    """What :func:`matching_keys` has yielded so far: the objects' bytes, and a digest of each
+    one's key, size and ETag (what the listing returns: a changed object under the same key
+    changes it, at no extra request)."""
 
     bytes: int = 0
+    _content: Any = field(default_factory=hashlib.sha256, repr=False)
+
+    def add(self, key: str, entry: dict[str, Any]) -> None:
+        """Account for the listed object ``key`` (its listing ``entry``)."""
+        size = int(entry.get("Size", 0))
+        self.bytes += size
+        self._content.update(f"{key}\t{size}\t{entry.get('ETag', '')}\n".encode())
+
+    @property
+    def content_sha256(self) -> str:
+        """Hex SHA-256 of the listed objects' keys, sizes and ETags, in order."""
+        return self._content.hexdigest()
 
 
 def matching_keys(
@@ -66,7 +80,7 @@ def matching_keys(
 
     Extensions match case-insensitively (``.JPG`` is a ``.jpg``); an empty list matches every
     object; folder markers (keys ending in ``/``) never match. Stops after ``sample_limit`` keys.
-    ``listing``, when given, adds up the yielded objects' sizes.
+    ``listing``, when given, accounts for the yielded objects (:class:`Listing`).
     """
     suffixes = tuple(ext.lower() for ext in extensions)
     count = 0
@@ -77,9 +91,10 @@ def matching_keys(
         if sample_limit is not None and count >= sample_limit:
             return
         count += 1
+        uri = f"s3://{source.bucket}/{key}"
         if listing is not None:
-            listing.bytes += int(entry.get("Size", 0))
-        yield f"s3://{source.bucket}/{key}"
+            listing.add(uri, entry)
+        yield uri
 
 
 def write_manifest(

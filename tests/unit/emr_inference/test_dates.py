@@ -13,6 +13,7 @@ from emr_inference.dates import (
     EMPTY,
     PENDING,
     PUBLISHED,
+    content_identity,
     date_status,
     dates_by_status,
     published_summary,
@@ -186,7 +187,13 @@ def test_planning_a_date_lists_and_counts_without_writing(aws_conn, bucket, s3_e
         "keys_sha256": hashlib.sha256("".join(f"{k}\n" for k in keys).encode()).hexdigest(),
         "status": "pending",
     }
-    fingerprint = request_fingerprint(date, staged["manifest"]["keys_sha256"])
+    objects = {o["Key"]: o for o in s3_env.client().list_objects_v2(Bucket=bucket)["Contents"]}
+    inputs = "".join(
+        f"{k}\t{objects[k.split('/', 3)[3]]['Size']}\t{objects[k.split('/', 3)[3]]['ETag']}\n"
+        for k in keys
+    )
+    content = content_identity(s3_hook(aws_conn), date, hashlib.sha256(inputs.encode()).hexdigest())
+    fingerprint = request_fingerprint(date, staged["manifest"]["keys_sha256"], content)
     assert (
         staged["request"] == date.model_copy(update={"request_fingerprint": fingerprint}).as_json()
     )
@@ -199,3 +206,60 @@ def test_planning_a_date_lists_and_counts_without_writing(aws_conn, bucket, s3_e
     limited = request(**locations, extensions=[".jpg", ".png", ".txt"], sample_limit=3)
     sample = stage_date(s3_hook(aws_conn), limited, write=False)["manifest"]
     assert (sample["total"], sample["bytes"]) == (3, 9)
+
+
+# --- "published" means the same inputs and the same model bytes, not only the same names
+
+
+@pytest.fixture
+def content_date(aws_conn, bucket, s3_env):
+    """A date with two images and a model whose files are in S3 (no sha256 pinned)."""
+    for name in ("a.jpg", "b.jpg"):
+        put(s3_env, bucket, f"images/dt=2026-11-22/{name}", name.encode())
+    model = {**MODEL, "symbol_sha256": None, "params_sha256": None, "labels_sha256": None}
+    for part in ("symbol", "params", "labels"):
+        model[part] = f"s3://{bucket}/model/{part}"
+        put(s3_env, bucket, f"model/{part}", b"v1")
+    return request(
+        input_uri=f"s3://{bucket}/images/dt=2026-11-22/",
+        output_uri=f"s3://{bucket}/out/dt=2026-11-22/",
+        staging_uri=f"s3://{bucket}/_staging/plan/",
+        extensions=[".jpg"],
+        model=model,
+    )
+
+
+def fingerprint_of(aws_conn, date) -> str:
+    return stage_date(s3_hook(aws_conn), date, write=False)["request"]["request_fingerprint"]
+
+
+def test_an_image_replaced_under_the_same_key_changes_the_fingerprint(
+    aws_conn, bucket, s3_env, content_date
+):
+    before = fingerprint_of(aws_conn, content_date)
+    assert fingerprint_of(aws_conn, content_date) == before  # unchanged inputs: the same
+    put(s3_env, bucket, "images/dt=2026-11-22/b.jpg", b"a fixed image")
+    after = fingerprint_of(aws_conn, content_date)
+    assert after != before
+    # so a publication of the old bytes no longer makes the date "published"
+    published = {"request_fingerprint": before, "run_id": "earlier"}
+    redo = content_date.model_copy(update={"request_fingerprint": after})
+    assert date_status(2, redo, published) == PENDING
+    assert date_status(2, redo, {**published, "request_fingerprint": after}) == PUBLISHED
+
+
+def test_a_model_file_replaced_in_place_changes_the_fingerprint(
+    aws_conn, bucket, s3_env, content_date
+):
+    before = fingerprint_of(aws_conn, content_date)
+    put(s3_env, bucket, "model/params", b"v2: retrained")
+    assert fingerprint_of(aws_conn, content_date) != before
+
+
+def test_a_pinned_model_sha256_stands_for_the_files_bytes(aws_conn, bucket, content_date):
+    model = {**content_date.model.model_dump(mode="json"), "params_sha256": "c" * 64}
+    pinned = content_date.model_copy(update={"model": type(content_date.model)(**model)})
+    content = content_identity(s3_hook(aws_conn), pinned, None)
+    assert content["model"]["params"] == "sha256:" + "c" * 64
+    assert content["model"]["symbol"].startswith("2:")  # size and ETag of the unpinned file
+    assert content["inputs_sha256"] is None  # a supplied manifest's objects are not listed
