@@ -12,8 +12,9 @@ A run names one date (scheduled runs, most manual ones) or several (``partition_
 
 The request fingerprint (:func:`request_fingerprint`) covers what the published rows depend on,
 except the run: the job's settings that shape the rows (model, preprocessing, top-k, precision,
-encryption: :data:`ROW_SETTINGS`), the date's output and what was listed (the keys in order, or
-a supplied manifest's document).
+encryption: :data:`ROW_SETTINGS`), the date's output, what was listed (the keys in order, or
+a supplied manifest's document) and the bytes behind it (:func:`content_identity`: the listed
+objects' sizes and ETags, the model files' checksums).
 """
 
 from __future__ import annotations
