@@ -69,24 +69,23 @@ def merge_params(defaults: Mapping[str, Any], params: Mapping[str, Any]) -> dict
     return merged
 
 
-def closest(name: str, choices: Iterable[str]) -> str:
-    """The choice most similar to ``name`` (difflib's ratio), for "did you mean" hints."""
-    options = sorted(choices)
-    return (difflib.get_close_matches(name, options, n=1, cutoff=0.0) or options)[0]
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'batch_size'?"`` for the choice most similar to ``name`` when one is
+    close (difflib's ratio >= 0.6: a typo), else ``""``: a hint that is always given misleads."""
+    matches = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    return f"; did you mean {matches[0]!r}?" if matches else ""
 
 
 def check_fields(params: Mapping[str, Any]) -> None:
     """Refuse a Param that is not a request field: a DAG setting (not overridable per run), or
-    an unknown key, named with the closest field."""
+    an unknown key, named with the closest field when one is close."""
     known = set(RequestDefaults.model_fields)
     lines = []
     for name in sorted(set(params) - known):
         if name in PipelineConfig.model_fields:
             lines.append(f"params: {name}: a DAG setting: set it in the pipeline file, not per run")
         else:
-            lines.append(
-                f"params: {name}: not a request field; did you mean {closest(name, known)!r}?"
-            )
+            lines.append(f"params: {name}: not a request field{did_you_mean(name, known)}")
     if lines:
         raise ConfigError("\n".join(lines))
 
@@ -112,7 +111,7 @@ def _validation_errors(error: ValidationError) -> str:
     lines = format_errors(error, "params").splitlines()
     for index, item in enumerate(error.errors()):
         if item["type"] == "extra_forbidden" and (fields := _model_fields_at(item["loc"][:-1])):
-            lines[index] += f"; did you mean {closest(str(item['loc'][-1]), fields)!r}?"
+            lines[index] += did_you_mean(str(item["loc"][-1]), fields)
     return "\n".join(lines)
 
 
