@@ -486,8 +486,9 @@ class PipelineConfig(RequestDefaults):
         ge=60,
         le=7 * 24 * 3600,
         description=(
-            "wait_for_inference_step fails after this long (the teardown then terminates the "
-            "cluster): a cap on what a stuck step can cost"
+            "A step running longer than this from its own start is stopped and its date fails "
+            "(the teardown then terminates the cluster): a cap on what a stuck step can cost; "
+            "the wait of a range's date allows this x the dates, for the steps queued before it"
         ),
     )
     retries: int = Field(default=1, ge=0, le=10, description="Task retries (not validate_request)")

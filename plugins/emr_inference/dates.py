@@ -168,5 +168,23 @@ def skip_unless_pending(request: ResolvedRequest, manifest: Mapping[str, Any]) -
 
 def step_timeout(timeout: float, request: ResolvedRequest) -> float:
     """A date's wait timeout: ``timeout`` per date of the run, since a cluster runs its steps
-    one after another and the last date's step may wait for all the others."""
+    one after another and the last date's step may wait for all the others. A step that runs
+    is bounded by ``timeout`` from its own start (:func:`step_overrun`), so this only bounds the
+    queueing."""
     return timeout * request.run_dates
+
+
+def step_overrun(step_id: str, running_seconds: float | None, timeout: float) -> str | None:
+    """Why a step that has been running for ``running_seconds`` (None: not started) must be
+    stopped: more than ``timeout`` (``step_timeout_seconds``) since its own start; else None.
+
+    EMR runs a cluster's steps one at a time and its idle timeout does not fire while a step
+    runs, so a stuck step would hold the cluster (and the dates queued behind it) until the
+    sensor's whole-range timeout; bounded from its own start it holds it one timeout at most.
+    """
+    if running_seconds is None or running_seconds <= timeout:
+        return None
+    return (
+        f"Step {step_id} has been running for {running_seconds:.0f} s, more than "
+        f"step_timeout_seconds ({timeout:.0f} s) from its own start: stopped as stuck"
+    )

@@ -30,9 +30,9 @@ from airflow.providers.amazon.aws.operators.emr import (
 )
 from airflow.providers.amazon.aws.sensors.emr import EmrStepSensor
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
-from emr_inference.dates import skip_unless_pending, step_timeout
+from emr_inference.dates import skip_unless_pending, step_overrun, step_timeout
 from emr_inference.emr.cluster import (
     ENDED_CLUSTER_STATES,
     cancel_step,
@@ -174,13 +174,21 @@ class EmrInferenceStepSensor(UsesRequest, EmrStepSensor):
         self.request = request
         self.manifest = manifest
         self.progress_interval = progress_interval
+        #: step_timeout_seconds: what the step may run from its own start (self.timeout becomes
+        #: the whole wait, queueing behind the other dates' steps included)
+        self.running_timeout = float(self.timeout)
 
     def poke(self, context) -> bool:
         response = self.get_emr_response(context)
         state = self.state_from_response(response)
         self.log.info("Step %s is %s", self.step_id, state)
+        timeline = response["Step"]["Status"].get("Timeline", {})
         if state in ("RUNNING", *self.target_states):
-            self._log_progress(response["Step"]["Status"].get("Timeline", {}))
+            self._log_progress(timeline)
+        if state == "RUNNING" and (overrun := self._overrun(timeline)):
+            self.log.error("%s; cancelling it on %s", overrun, self.job_flow_id)
+            cancel_step(self.hook.conn, self.job_flow_id, self.step_id)
+            raise AirflowFailException(overrun)
         if state in self.target_states:
             return True
         if state in self.failed_states:
@@ -230,6 +238,11 @@ class EmrInferenceStepSensor(UsesRequest, EmrStepSensor):
             kwargs={"deadline": deadline},
             timeout=dt.timedelta(seconds=attempts * self.poke_interval + 60),
         )
+
+    def _overrun(self, timeline: Mapping[str, Any]) -> str | None:
+        started = timeline.get("StartDateTime")
+        running = (dt.datetime.now(dt.UTC) - started).total_seconds() if started else None
+        return step_overrun(self.step_id, running, self.running_timeout)
 
     def _log_progress(self, timeline: Mapping[str, Any]) -> None:
         started = timeline.get("StartDateTime")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from emr_inference.dates import skip_unless_pending, step_timeout
+from emr_inference.dates import skip_unless_pending, step_overrun, step_timeout
 from emr_inference.emr.sizing import executor_plan, omp_threads, spark_properties
 from emr_inference.job_command import job_arguments, step_name
 from emr_inference.local.cluster import (
@@ -245,6 +245,8 @@ class LocalStepSensor(UsesRequest, BaseSensorOperator):
         self.cluster_id = cluster_id
         self.step_id = step_id
         self.aws_conn_id = aws_conn_id
+        #: step_timeout_seconds, from the step's own start (see emr_inference.dates.step_overrun)
+        self.running_timeout = float(self.timeout)
 
     def execute(self, context: Context) -> Any:
         self.timeout = step_timeout(self.timeout, self.run_request)
@@ -255,6 +257,12 @@ class LocalStepSensor(UsesRequest, BaseSensorOperator):
         status = step_status(cluster, self.step_id)
         self._log_progress(cluster)
         if status.state == "RUNNING":
+            record = next(p for p in cluster.processes if p.name == self.step_id)
+            running = time.time() - record.create_time
+            if overrun := step_overrun(self.step_id, running, self.running_timeout):
+                self.log.error("%s; stopping it on %s", overrun, self.cluster_id)
+                stop_step(cluster, self.step_id)
+                raise AirflowFailException(overrun)
             return False
         if status.state == "COMPLETED":
             self.log.info("Step %s completed", self.step_id)

@@ -15,8 +15,14 @@ import re
 import boto3
 import pytest
 from airflow.providers.amazon.aws.triggers.emr import EmrStepSensorTrigger
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    TaskDeferred,
+)
 from botocore.stub import Stubber
+from emr_inference.dates import step_overrun, step_timeout
 from emr_inference.emr.operators import (
     EmrCreateClusterOperator,
     EmrInferenceStepSensor,
@@ -690,3 +696,33 @@ def test_the_runs_cluster_is_found_behind_other_runs_clusters():
     with stubber:
         assert find_run_cluster(client, request["dag_id"], request["run_id"]) == "j-2"
     stubber.assert_no_pending_responses()
+
+
+def test_a_step_running_past_its_own_timeout_is_cancelled_and_fails(aws, context):
+    """A 92-date range waits 92 timeouts in all, but each step only one from its own start."""
+    request = make_request()
+    task = sensor(request, timeout=3600)
+    stubber = stub_pokes(task, step_response("RUNNING"))  # started 100 s ago: within 3600 s
+    assert task.poke(context) is False
+    stubber.deactivate()
+    stuck = step_response("RUNNING")
+    stuck["Step"]["Status"]["Timeline"]["StartDateTime"] -= dt.timedelta(seconds=3600)
+    stubber = stub_pokes(task, stuck)
+    stubber.add_response(
+        "cancel_steps",
+        {"CancelStepsInfoList": [{"StepId": "s-1", "Status": "SUBMITTED"}]},
+        {"ClusterId": "j-1", "StepIds": ["s-1"], "StepCancellationOption": "TERMINATE_PROCESS"},
+    )
+    with pytest.raises(AirflowFailException, match=r"running for 3700 s, more than step_timeout"):
+        task.poke(context)
+    stubber.assert_no_pending_responses()  # the step was cancelled
+
+
+def test_the_whole_wait_scales_with_the_dates_but_a_step_does_not(aws, context):
+    request = {**make_request(), "dates_in_run": 92}
+    task = sensor(request, timeout=43200)
+    assert step_timeout(task.timeout, ResolvedRequest.of(request)) == 43200 * 92
+    assert task.running_timeout == 43200
+    assert step_overrun("s-1", 43201, task.running_timeout)
+    assert step_overrun("s-1", 43200, task.running_timeout) is None
+    assert step_overrun("s-1", None, task.running_timeout) is None  # not started: queued
