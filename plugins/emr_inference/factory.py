@@ -180,6 +180,7 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
             works=manifests.output,
             trigger_rule=TriggerRule.ALL_DONE,
             retries=0,
+            **aws,
         )
         chain(validate, artifacts, manifests, plan, slot, create, dates, terminate)
         dates >> report

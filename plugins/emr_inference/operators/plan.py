@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import BaseOperator, Context, TriggerRule
 from airflow.sdk.bases.skipmixin import SkipMixin
 
 from emr_inference.dates import dates_by_status
@@ -17,8 +17,9 @@ class PlanRunOperator(UsesRequest, BaseOperator, SkipMixin):
     """Plan the run from its dates' listings (:mod:`emr_inference.plan`) and log the plan.
 
     Returns the plan (XCom). Skips every downstream task but the teardown (which then finds no
-    cluster) when the request is a ``dry_run``, or when no date is pending (every date empty or
-    already published): no cluster is created and the run succeeds.
+    cluster) and ``report_dates`` (which reports the plan's dates) when the request is a
+    ``dry_run``, or when no date is pending (every date empty or already published): no cluster
+    is created and the run succeeds.
 
     :param request: the run's resolved request
     :param works: ``stage_manifest``'s per-date work items (a list)
@@ -50,8 +51,14 @@ class PlanRunOperator(UsesRequest, BaseOperator, SkipMixin):
         return result
 
     def _skip_downstream(self, context: Context, result: dict[str, Any], why: str) -> None:
-        """Push the XCom (skipping ends execute early), then skip every non-teardown downstream."""
-        to_skip = [t for t in self.get_flat_relatives(upstream=False) if not t.is_teardown]
+        """Push the XCom (skipping ends execute early), then skip every downstream task but the
+        teardown and those that run whatever happened upstream (``report_dates``: it reports a
+        dry run's plan and the empty dates)."""
+        to_skip = [
+            t
+            for t in self.get_flat_relatives(upstream=False)
+            if not t.is_teardown and t.trigger_rule != TriggerRule.ALL_DONE
+        ]
         self.log.warning("%s: skipping %s", why, sorted(t.task_id for t in to_skip))
         context["ti"].xcom_push(key="return_value", value=result)
         self.skip(ti=context["ti"], tasks=to_skip)
