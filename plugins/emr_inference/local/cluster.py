@@ -247,6 +247,9 @@ def start_cluster(
     try:
         existing = LocalCluster.load(cluster_id)
         if existing.is_running():
+            # a retry after a crash between the workers' start and the watchdog's: adopt it too
+            if idle_timeout:
+                ensure_watchdog(existing, idle_timeout, existing.process_env(env))
             return existing
         stop_cluster(existing)
     except LocalClusterError:
@@ -280,13 +283,21 @@ def start_cluster(
             )  # fmt: skip
         _wait_for(cluster.is_running, timeout, f"{workers} worker(s) registered with the master")
         if idle_timeout:
-            from emr_inference.local.watchdog import watchdog_command
-
-            cluster.launch("watchdog", watchdog_command(cluster, idle_timeout), process_env)
+            ensure_watchdog(cluster, idle_timeout, process_env)
     except BaseException:
         stop_cluster(cluster)
         raise
     return cluster
+
+
+def ensure_watchdog(cluster: LocalCluster, idle_timeout: float, env: Mapping[str, str]) -> None:
+    """Start the cluster's idle watchdog unless one is alive (a cluster must never be left
+    without one: nothing else stops it if its Airflow does not come back)."""
+    if any(p.name == "watchdog" for p in cluster.live_processes()):
+        return
+    from emr_inference.local.watchdog import watchdog_command
+
+    cluster.launch("watchdog", watchdog_command(cluster, idle_timeout), env)
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:
