@@ -263,3 +263,29 @@ def test_a_pinned_model_sha256_stands_for_the_files_bytes(aws_conn, bucket, cont
     assert content["model"]["params"] == "sha256:" + "c" * 64
     assert content["model"]["symbol"].startswith("2:")  # size and ETag of the unpinned file
     assert content["inputs_sha256"] is None  # a supplied manifest's objects are not listed
+
+
+#: Every setting the published rows depend on, written out (not read from the shapes_rows flags
+#: the fingerprint itself uses): dropping one's flag would let a run skip a date whose rows it
+#: would change, and this list says so.
+SHAPES_ROWS = {
+    "sse.mode", "sse.kms_key_id", "model.name", "model.symbol", "model.params", "model.labels",
+    "model.symbol_sha256", "model.params_sha256", "model.labels_sha256", "model.input_name",
+    "model.image_size", "model.scale", "model.mean", "model.std", "top_k", "precision",
+    "int8.min_agreement", "int8.on_disagreement", "int8.calibration_uri",
+    "int8.calibration_images", "int8.agreement_images",
+}  # fmt: skip
+#: How the work is split and run: no effect on the rows, so not in the fingerprint.
+HOW_IT_RUNS = {
+    "batch_size", "partitions", "max_partition_keys", "partition_seconds",
+    "estimate.images_per_task_second", "max_error_rate", "prefetch_threads", "prefetch_depth",
+    "omp_threads", "engine", "int8.cache",
+}  # fmt: skip
+
+
+def test_the_fingerprint_covers_each_row_shaping_setting_named_one_by_one():
+    from emr_inference.dates import ROW_SETTINGS
+
+    names = {setting.name for setting in ROW_SETTINGS}
+    assert names == SHAPES_ROWS
+    assert not names & HOW_IT_RUNS

@@ -193,3 +193,13 @@ def test_sweeper_dag_sweeps_the_backends_the_pipelines_use():
     assert task.emr_conn_ids == ["aws_default"]
     assert task.emr_pipelines == ["cifar10_resnet18"]  # demo is local: swept from the state dir
     assert task.local_state_dir == ""
+
+
+def test_clusters_past_the_first_page_of_list_clusters_are_swept(emr):
+    """ListClusters answers 50 clusters a page: the 60th is ours and its run is over."""
+    ids = [run_cluster(emr, f"other {n}", {}) for n in range(59)]
+    ids.append(run_cluster(emr, "cifar last", tags("cifar", "finished")))
+    assert len(emr.list_clusters()["Clusters"]) == 50  # one page is not all of them
+    assert {r.cluster_id for r in emr_clusters(emr)} == set(ids)
+    stopped = sweep(False, {("cifar", "finished"): "success"})
+    assert [item["cluster_id"] for item in stopped] == [ids[-1]]
