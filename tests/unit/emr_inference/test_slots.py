@@ -44,6 +44,9 @@ def test_a_run_holds_its_slot_from_the_sensor_to_the_end_of_the_teardown():
         "done": {SLOT: "success", RELEASE: "success"},
         "teardown_failed": {SLOT: "success", RELEASE: "failed"},
         "no_input": {SLOT: "skipped", RELEASE: "skipped"},
+        "teardown_skipped": {SLOT: "success", RELEASE: "skipped"},  # no cluster to stop
+        "teardown_upstream_failed": {SLOT: "success", RELEASE: "upstream_failed"},
+        "teardown_removed": {SLOT: "success", RELEASE: "removed"},
     }
     assert runs_holding_slots(states, SLOT, RELEASE) == [
         "creating",
