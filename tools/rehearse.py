@@ -9,6 +9,11 @@ against moto's S3 server. The model's URIs are not reachable here, so a stand-in
 architecture and input size is staged at them (random weights: the memory and time of a real
 forward, not its answers), with realistic photos (~500x375 JPEG) as input.
 
+An EMR pipeline runs on its release's node twin (:mod:`tools.node_twin`): Spark's driver and
+Python workers on the nodes' CPython and packages, built by the bootstrap action itself, under the
+release's Spark version; every job module is imported there first, and the workers' reported
+interpreter and package versions must be the node's.
+
 Before it runs, the pipeline's executor settings are checked as an EMR run checks them
 (:func:`emr_inference.emr.sizing.check_sizing`); ``--skip-sizing-check`` runs them anyway, to see
 what the job would do with them. After the run, the workers' measured memory peaks are compared
@@ -35,7 +40,13 @@ import yaml
 
 from tools.airflow_env import REPO_ROOT, airflow_env
 from tools.local_s3 import LocalS3, start_local_s3
-from tools.node_twin import NodeTwin, NodeTwinError, build_twin
+from tools.node_twin import (
+    REQUIREMENTS,
+    NodeTwin,
+    NodeTwinError,
+    build_twin,
+    check_job_imports,
+)
 
 PIPELINES_DIR = REPO_ROOT / "include" / "pipelines"
 REHEARSAL_DIR = REPO_ROOT / ".rehearsal"
@@ -64,6 +75,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run even when the EMR sizing check refuses the settings",
     )
     parser.add_argument("--home", type=Path, default=REHEARSAL_DIR, help="work folder")
+    parser.add_argument(
+        "--bootstrap-requirements",
+        type=Path,
+        default=REQUIREMENTS,
+        help="the bootstrap's pins to build the node twin from (default: the shipped "
+        "include/bootstrap/requirements-emr.txt): try new pins before shipping them",
+    )
     return parser.parse_args(argv)
 
 
@@ -292,10 +310,14 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
         for line in describe({**request, "local": rehearsed["local"]}):
             log(line)
         try:
-            twin = build_twin(request["cluster"]["release_label"], log=log)
+            twin = build_twin(
+                request["cluster"]["release_label"], args.bootstrap_requirements, log=log
+            )
+            imported = check_job_imports(twin)
         except (NodeTwinError, KeyError) as error:
             log(f"FAILED before any Spark: the EMR node's environment: {error}")
             return 1
+        log(f"all {len(imported)} job modules import on the node's Python")
         log(
             f"Spark driver and Python workers run on the {twin.describe()}; Spark "
             f"{twin.release.spark} ({shown(twin.spark_home)})"

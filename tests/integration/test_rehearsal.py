@@ -10,6 +10,7 @@ Python worker) are refused before Spark, and, run anyway, fail every task as the
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,9 @@ def test_every_shipped_pipeline_rehearses_green(pipeline: str) -> None:
     assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
     assert "[rehearse] PASSED" in out
     assert "published 200 rows (0 errors)" in out
+    if pipeline == "cifar10_resnet18":  # on the node twin: the workers said so themselves
+        assert "Spark driver and Python workers run on the emr-7.2.0 node twin: python 3.9." in out
+        assert re.search(r"the Python workers ran on: .*mxnet 1\.9\.1.*python 3\.9\.\d+", out)
     if pipeline == "cifar10_resnet18":  # the EMR settings reached spark-submit
         assert '"spark.executor.cores": "2"' in out and '"spark.task.cpus": "2"' in out
         work = REPO_ROOT / ".rehearsal" / pipeline
@@ -101,3 +105,23 @@ def test_the_old_settings_fail_every_task_as_on_emr(old_cifar: Path, tmp_path: P
         "can't start new thread",  # a thread of another library, refused the same way
     )
     assert any(sign in result.stdout for sign in signs), result.stdout[-3000:]
+
+
+def test_pins_that_cannot_install_on_the_node_fail_before_any_spark(tmp_path: Path) -> None:
+    """The pins shipped before the node twin: one urllib3 2 pin, which botocore refuses on 3.9."""
+    from tools.node_twin import REQUIREMENTS
+
+    text = REQUIREMENTS.read_text().replace(' ; python_version >= "3.10"', "")
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("urllib3==1."))
+    old = tmp_path / "requirements-emr.txt"
+    old.write_text("\n".join(lines[:start] + lines[start + 2 :]) + "\n")
+    result = rehearse(
+        "cifar10_resnet18", "--bootstrap-requirements", str(old), home=tmp_path / "home"
+    )
+    assert result.returncode == 1
+    assert "FAILED before any Spark: the EMR node's environment: the bootstrap action" in (
+        result.stdout
+    )
+    assert "ResolutionImpossible" in result.stdout
+    assert not (tmp_path / "home" / "cifar10_resnet18" / "airflow").exists()
