@@ -8,7 +8,8 @@ date's input is listed and counted (keys, bytes), each date gets its status (``p
 cluster, the modelled wall time, cluster-hours and cost of the range run and of one run per date
 (:mod:`emr_inference.plan`). S3 is reached through the pipeline's Airflow connection
 (``aws_conn_id``; ``AIRFLOW_CONN_<ID>`` in the environment, or the default AWS credentials).
-Exit code 2 for an invalid request, with the message naming the field.
+Exit code 2 for an invalid request, with the message naming the field; 1 when S3 cannot be read
+(no credentials, no endpoint), saying what to set.
 """
 
 from __future__ import annotations
@@ -51,8 +52,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as error:
         print(f"Invalid request: {error}", file=sys.stderr)
         return 2
+    from botocore.exceptions import BotoCoreError, ClientError
+
     hook = s3_hook(config.aws_conn_id, request.sse.model_dump())
-    works = [stage_date(hook, date, write=False) for date in request.date_requests()]
+    try:
+        works = [stage_date(hook, date, write=False) for date in request.date_requests()]
+    except (BotoCoreError, ClientError) as error:
+        print(
+            f"Cannot read the pipeline's input through the Airflow connection "
+            f"{config.aws_conn_id!r}: {error}. Set AIRFLOW_CONN_{config.aws_conn_id.upper()} "
+            "(or AWS credentials) in this shell, or run `make plan` where Airflow runs "
+            "(docker compose exec airflow-scheduler ...)",
+            file=sys.stderr,
+        )
+        return 1
     plan = plan_run(request.as_json(), works, max_active_runs=config.max_active_runs)
     print(format_plan(plan))
     return 0
