@@ -93,7 +93,9 @@ if ! "$job_python" -m pip --version >/dev/null 2>&1; then
 fi
 
 echo "Installing job dependencies into $venv from $requirements_source"
-"${sudo[@]}" "$job_python" -m pip install --quiet --disable-pip-version-check --no-input \
+# Not --quiet: when the pins conflict, pip names the conflict ("botocore X depends on urllib3<1.27")
+# only at its normal verbosity, and this log is where an operator looks.
+"${sudo[@]}" "$job_python" -m pip install --progress-bar off --disable-pip-version-check --no-input \
     --require-hashes --only-binary=:all: "${source_args[@]}" -r "$requirements" "$@"
 "$job_python" -c '
 import boto3, mxnet, numpy, PIL

@@ -87,6 +87,7 @@ def test_a_single_urllib3_2_pin_fails_the_bootstrap_on_the_node(tmp_path: Path) 
         raised.value
     )
     assert "ResolutionImpossible" in str(raised.value)
+    assert "botocore 1.42.97 depends on urllib3<1.27" in str(raised.value)  # the cause, named
 
 
 def test_make_twin_as_the_readme_writes_it(node_twin: NodeTwin) -> None:

@@ -124,4 +124,5 @@ def test_pins_that_cannot_install_on_the_node_fail_before_any_spark(tmp_path: Pa
         result.stdout
     )
     assert "ResolutionImpossible" in result.stdout
+    assert "botocore 1.42.97 depends on urllib3<1.27" in result.stdout
     assert not (tmp_path / "home" / "cifar10_resnet18" / "airflow").exists()
