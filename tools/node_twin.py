@@ -358,6 +358,24 @@ def check_job_imports(twin: NodeTwin, archive: Path | None = None) -> list[str]:
     return result["imported"]
 
 
+def node_test_tools(twin: NodeTwin, requirements: Path) -> Path:
+    """A folder of the test tools in ``requirements`` for the twin's Python (``--target``, no
+    dependencies resolved: the file pins them all), beside the twin, never in it; built once per
+    file. Put it on ``PYTHONPATH`` to run tests on the twin."""
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    folder = twin.root.parent / f"test-tools-{twin.release.python}-{digest}"
+    if (folder / ".complete").exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    run(
+        [str(twin.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--no-deps", "--only-binary=:all:", "--target", str(folder), "-r", str(requirements)],
+        f"installing the test tools of {requirements.name} for the twin",
+    )  # fmt: skip
+    (folder / ".complete").write_text(digest + "\n")
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--release", default=DEFAULT_RELEASE, help="EMR release label")

@@ -5,6 +5,8 @@ every job module imports there, and the two defects that would have failed every
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 from batch_inference.package import PACKAGE_DIR, build_job_zip, package_sources
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, SHARED_S3_ENV
 from tools.node_twin import (
     REQUIREMENTS,
     NodeTwin,
@@ -20,6 +22,7 @@ from tools.node_twin import (
     build_twin,
     check_job_imports,
     expected_versions,
+    node_test_tools,
 )
 
 pytestmark = pytest.mark.slow
@@ -97,3 +100,24 @@ def test_make_twin_as_the_readme_writes_it(node_twin: NodeTwin) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"[twin] {node_twin.describe()}" in result.stdout
     assert f"[twin] {len(package_sources())} job modules import on the twin" in result.stdout
+
+
+def test_the_jobs_unit_tests_pass_on_the_nodes_python(node_twin: NodeTwin, s3_server) -> None:
+    """tests/unit/batch_inference under CPython 3.9 with the bootstrap's pins and EMR's mxnet and
+    numpy: the job's own behaviour, not only its imports, on the interpreter the nodes run. The
+    S3 server is this session's; the test tools are a folder beside the twin."""
+    tools = node_test_tools(node_twin, REPO_ROOT / "tests" / "support" / "node-test-tools.txt")
+    result = subprocess.run(
+        [str(node_twin.python), "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+         "-m", "not slow", "tests/unit/batch_inference"],
+        cwd=REPO_ROOT,
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
+             "PYTHONPATH": str(tools), SHARED_S3_ENV: s3_server.endpoint_url},
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary
+    # what a node lacks by design is skipped, saying why; nothing else is
+    skipped = re.findall(r"SKIPPED \[\d+\] (.*)", result.stdout)
+    assert skipped and all("EMR nodes lack it" in reason for reason in skipped), skipped

@@ -33,5 +33,5 @@ def setup(bucket, s3_env):
         prefetch_depth=2,
     )
     model_module._CACHE.clear()
-    yield {"client": client, "uris": uris, "objects": dict(zip(uris, objects, strict=True))}, config
+    yield {"client": client, "uris": uris, "objects": dict(zip(uris, objects))}, config
     model_module._CACHE.clear()

@@ -64,8 +64,8 @@ def online(bucket, s3_env, monkeypatch):
         "env": env,
         "labels": labels,
         "weights": weights,
-        "uris": dict(zip(["good", "good2", "corrupt", "missing"], uris, strict=True)),
-        "objects": dict(zip(["good", "good2", "corrupt", "missing"], chosen, strict=True)),
+        "uris": dict(zip(["good", "good2", "corrupt", "missing"], uris)),
+        "objects": dict(zip(["good", "good2", "corrupt", "missing"], chosen)),
     }
     model_module._CACHE.clear()
 
@@ -273,7 +273,7 @@ def test_the_readmes_cli_block_runs_as_written(s3_env):
     image = demo_objects(1, 0.0)[0].body
     client = s3_env.client()
     bodies = [image, symbol.encode(), params, "\n".join(labels).encode()]
-    for uri, body in zip(uris, bodies, strict=True):
+    for uri, body in zip(uris, bodies):
         bucket, key = uri.removeprefix("s3://").split("/", 1)
         client.create_bucket(Bucket=bucket)
         client.put_object(Bucket=bucket, Key=key, Body=body)
