@@ -15,6 +15,7 @@ import pytest
 from batch_inference.package import PACKAGE_DIR, build_job_zip, package_sources
 
 from tests.conftest import REPO_ROOT, SHARED_S3_ENV
+from tests.integration.test_bootstrap import imported_versions
 from tools.node_twin import (
     REQUIREMENTS,
     NodeTwin,
@@ -26,13 +27,6 @@ from tools.node_twin import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def imported_versions(python: Path, modules: list[str]) -> dict[str, str]:
-    code = "import importlib, sys\nfor m in sys.argv[1:]: print(m, importlib.import_module(m)."
-    code += "__version__)"
-    out = subprocess.check_output([str(python), "-c", code, *modules], text=True)
-    return dict(line.split() for line in out.splitlines())
 
 
 def test_the_job_interpreter_is_the_nodes(node_twin: NodeTwin) -> None:
