@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from emr_inference.config import ConfigError, load_pipeline
-    from emr_inference.dates import stage_date
+    from emr_inference.dates import model_identity, stage_date
     from emr_inference.plan import format_plan, plan_run
     from emr_inference.request import resolve_request
     from emr_inference.s3 import s3_hook
@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
 
     hook = s3_hook(config.aws_conn_id, request.sse.model_dump())
     try:
-        works = [stage_date(hook, date, write=False) for date in request.date_requests()]
+        model = model_identity(hook, request)
+        works = [
+            stage_date(hook, date, write=False, model=model) for date in request.date_requests()
+        ]
     except (BotoCoreError, ClientError) as error:
         print(
             f"Cannot read the pipeline's input through the Airflow connection "

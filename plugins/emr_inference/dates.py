@@ -98,7 +98,13 @@ def date_status(total: int, request: ResolvedRequest, published: Mapping[str, An
     return PENDING
 
 
-def stage_date(hook: S3Hook, request: ResolvedRequest, *, write: bool = True) -> dict[str, Any]:
+def stage_date(
+    hook: S3Hook,
+    request: ResolvedRequest,
+    *,
+    write: bool = True,
+    model: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """One date's work item: ``{"request": <its JSON form, with its request_fingerprint>,
     "manifest": {"manifest_uri", "total", "shards", "bytes", "keys_sha256", "status"}}``.
 
@@ -122,20 +128,16 @@ def stage_date(hook: S3Hook, request: ResolvedRequest, *, write: bool = True) ->
         else:
             info = count_keys(keys)
         info = replace(info, bytes=listing.bytes)
-    content = content_identity(hook, request, listing.content_sha256 if listing else None)
+    content = content_identity(hook, request, listing.content_sha256 if listing else None, model)
     fingerprint = request_fingerprint(request, info.keys_sha256, content)
     request = request.model_copy(update={"request_fingerprint": fingerprint})
     status = date_status(info.total, request, published_summary(hook, request.output_uri))
     return {"request": request.as_json(), "manifest": {**info.as_xcom(), "status": status}}
 
 
-def content_identity(
-    hook: S3Hook, request: ResolvedRequest, inputs_sha256: str | None
-) -> dict[str, Any]:
-    """What identifies the bytes a date's rows come from: the listed inputs' keys, sizes and ETags
-    (``inputs_sha256``: None for a supplied manifest, whose objects are not listed), and each
-    model file's ``sha256`` when the pipeline pins it, else its size and ETag (one HeadObject
-    each)."""
+def model_identity(hook: S3Hook, request: ResolvedRequest) -> dict[str, str]:
+    """What identifies the model's bytes: each file's ``sha256`` when the pipeline pins it, else
+    its size and ETag (one HeadObject each). The same for every date of a run: compute it once."""
     model: dict[str, str] = {}
     for part in MODEL_FILES:
         pinned = getattr(request.model, f"{part}_sha256")
@@ -145,7 +147,22 @@ def content_identity(
         uri = S3Uri.parse(getattr(request.model, part), f"model.{part}")
         head = hook.head_object(key=uri.key, bucket_name=uri.bucket) or {}
         model[part] = f"{head.get('ContentLength')}:{head.get('ETag')}"
-    return {"inputs_sha256": inputs_sha256, "model": model}
+    return model
+
+
+def content_identity(
+    hook: S3Hook,
+    request: ResolvedRequest,
+    inputs_sha256: str | None,
+    model: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """What identifies the bytes a date's rows come from: the listed inputs' keys, sizes and ETags
+    (``inputs_sha256``: None for a supplied manifest, whose objects are not listed), and the
+    model's (``model``, the run's :func:`model_identity`, read here when not given)."""
+    return {
+        "inputs_sha256": inputs_sha256,
+        "model": dict(model) if model is not None else model_identity(hook, request),
+    }
 
 
 def dates_by_status(works: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:

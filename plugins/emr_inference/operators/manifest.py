@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import Context
 
-from emr_inference.dates import stage_date
+from emr_inference.dates import model_identity, stage_date
 from emr_inference.operators.base import RequestOperator
 from emr_inference.resolved import ResolvedRequest
 
@@ -25,10 +25,11 @@ class StageManifestOperator(RequestOperator):
     """
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        return [self._stage(request) for request in self.run_request.date_requests()]
+        model = model_identity(self.s3, self.run_request)  # one HeadObject per file, per run
+        return [self._stage(request, model) for request in self.run_request.date_requests()]
 
-    def _stage(self, request: ResolvedRequest) -> dict[str, Any]:
-        work = stage_date(self.s3, request)
+    def _stage(self, request: ResolvedRequest, model: dict[str, str]) -> dict[str, Any]:
+        work = stage_date(self.s3, request, model=model)
         info = work["manifest"]
         self.log.info(
             "%s: manifest %s, %d keys (%s bytes) in %d shards: %s",
