@@ -25,6 +25,7 @@ from emr_inference.ownership import (
     SUCCESS_NAME,
     SUMMARY_NAME,
     is_owned,
+    overlaps,
     owned_names,
     read_summary,
 )
@@ -99,9 +100,7 @@ def check_disjoint(output: S3Uri, others: dict[str, S3Uri]) -> None:
     containing (or inside) the input or the staging area would destroy them.
     """
     for name, other in others.items():
-        if other.bucket == output.bucket and (
-            other.key.startswith(output.key) or output.key.startswith(other.key)
-        ):
+        if overlaps(output, other):
             raise ValueError(f"output_uri: {output} overlaps the {name} at {other}")
 
 
