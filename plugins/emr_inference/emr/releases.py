@@ -12,6 +12,7 @@ run on that interpreter and those packages, so what a release's nodes cannot run
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -36,14 +37,9 @@ class EmrRelease:
 
 def release_version(label: str) -> tuple[int, ...]:
     """``emr-7.10.0`` -> ``(7, 10, 0)``; ``ValueError`` naming the label when it is not one."""
-    if not label.startswith("emr-"):
+    if not re.fullmatch(r"emr-\d+(\.\d+)*", label):
         raise ValueError(f"cluster.release_label: {label!r} is not an EMR label (emr-X.Y.Z)")
-    try:
-        return tuple(int(part) for part in label[len("emr-") :].split("."))
-    except ValueError:
-        raise ValueError(
-            f"cluster.release_label: {label!r} is not an EMR label (emr-X.Y.Z)"
-        ) from None
+    return tuple(int(part) for part in label[len("emr-") :].split("."))
 
 
 EMR_7_2_0 = EmrRelease(
