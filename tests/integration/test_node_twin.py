@@ -16,6 +16,7 @@ from batch_inference.package import PACKAGE_DIR, build_job_zip, package_sources
 
 from tests.conftest import REPO_ROOT, SHARED_S3_ENV
 from tests.integration.test_bootstrap import imported_versions
+from tests.support.old_pins import write_single_urllib3_2_pin
 from tools.node_twin import (
     REQUIREMENTS,
     NodeTwin,
@@ -72,12 +73,7 @@ def test_a_newer_standard_library_name_fails_the_import_naming_the_module(
 
 def test_a_single_urllib3_2_pin_fails_the_bootstrap_on_the_node(tmp_path: Path) -> None:
     """The pins before the twin: botocore on 3.9 needs urllib3 < 1.27."""
-    lines = REQUIREMENTS.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("urllib3==1."))
-    unmarked = [line.replace(' ; python_version >= "3.10"', "") for line in lines]
-    old = tmp_path / "requirements-emr.txt"
-    old.write_text("\n".join(unmarked[:start] + unmarked[start + 2 :]) + "\n")
-    assert "urllib3==2.6.3 \\" in old.read_text() and "urllib3==1.26.20" not in old.read_text()
+    old = write_single_urllib3_2_pin(tmp_path / "requirements-emr.txt")
     with pytest.raises(NodeTwinError) as raised:
         build_twin(requirements=old, log=lambda _: None, under=tmp_path / "twins")
     assert "the bootstrap action (install_job_deps.sh) on the emr-7.2.0 twin failed" in str(

@@ -109,13 +109,9 @@ def test_the_old_settings_fail_every_task_as_on_emr(old_cifar: Path, tmp_path: P
 
 def test_pins_that_cannot_install_on_the_node_fail_before_any_spark(tmp_path: Path) -> None:
     """The pins shipped before the node twin: one urllib3 2 pin, which botocore refuses on 3.9."""
-    from tools.node_twin import REQUIREMENTS
+    from tests.support.old_pins import write_single_urllib3_2_pin
 
-    text = REQUIREMENTS.read_text().replace(' ; python_version >= "3.10"', "")
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("urllib3==1."))
-    old = tmp_path / "requirements-emr.txt"
-    old.write_text("\n".join(lines[:start] + lines[start + 2 :]) + "\n")
+    old = write_single_urllib3_2_pin(tmp_path / "requirements-emr.txt")
     result = rehearse(
         "cifar10_resnet18", "--bootstrap-requirements", str(old), home=tmp_path / "home"
     )
