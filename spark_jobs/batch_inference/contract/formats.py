@@ -125,11 +125,8 @@ class Metric(str, Enum):
     give: the job runs on the EMR nodes' Python 3.9.
     """
 
-    def __str__(self) -> str:
+    def __str__(self) -> str:  # format() and f-strings follow it too
         return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
 
     PARTITION = "partition"
     ROWS = "rows"
