@@ -57,6 +57,7 @@ _CONSTRAINTS = {
     "maxLength": "length ≤ {}",
     "minItems": "items ≥ {}",
     "maxItems": "items ≤ {}",
+    "maxProperties": "entries ≤ {}",
     "pattern": "matches `{}`",
     "format": "format {}",
 }
@@ -125,6 +126,10 @@ def constraints(schema: dict[str, Any]) -> list[str]:
         found.append(f"does not match `{schema['not']['pattern']}`")
     if "items" in schema:
         found += [f"each {item}" for item in constraints(schema["items"])]
+    if "propertyNames" in schema:
+        found += [f"each key {item}" for item in constraints(schema["propertyNames"])]
+    if isinstance(schema.get("additionalProperties"), dict):
+        found += [f"each value {item}" for item in constraints(schema["additionalProperties"])]
     for option in schema.get("anyOf", []):
         found += constraints(option)
     return found

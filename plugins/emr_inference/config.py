@@ -78,7 +78,17 @@ IsoDate = Annotated[
 ]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
 Triple = Annotated[list[float], Field(min_length=3, max_length=3)]
-InstanceType = Annotated[str, Field(pattern=r"^[a-z0-9-]+\.[a-z0-9]+$")]
+InstanceType = Annotated[str, Field(pattern=r"^[a-z0-9-]+\.[a-z0-9]+$", max_length=64)]
+
+# Every free-form string is bounded (a Param's maxLength), so an oversize value is refused at
+# trigger time with a 400. Tags: EMR's limits (50 a cluster, of which we add 3; key 128, value 256).
+SubnetId = Annotated[str, Field(max_length=255)]
+PipArgument = Annotated[str, Field(max_length=1024)]
+SparkProperty = Annotated[str, Field(max_length=256)]
+SparkValue = Annotated[str, Field(max_length=4096)]
+TagKey = Annotated[str, Field(max_length=128)]
+TagValue = Annotated[str, Field(max_length=256)]
+MAX_USER_TAGS = 47
 
 
 def job_field(name: str, **constraints: Any) -> Any:
@@ -188,13 +198,16 @@ class ClusterConfig(_Strict):
         default=None, description="LogUri: where EMR archives cluster, step and container logs"
     )
     job_flow_role: str = Field(
-        default="EMR_EC2_DefaultRole", min_length=1, description="EC2 instance profile of the nodes"
+        default="EMR_EC2_DefaultRole",
+        min_length=1,
+        max_length=2048,
+        description="EC2 instance profile of the nodes",
     )
     service_role: str = Field(
-        default="EMR_DefaultRole", min_length=1, description="EMR service role"
+        default="EMR_DefaultRole", min_length=1, max_length=2048, description="EMR service role"
     )
     security_configuration: str | None = Field(
-        default=None, description="Name of an EMR security configuration to apply"
+        default=None, max_length=10280, description="Name of an EMR security configuration to apply"
     )
     instance_collection: Literal["groups", "fleets"] = Field(
         default="groups", description="Instance groups (one type each) or instance fleets"
@@ -207,12 +220,14 @@ class ClusterConfig(_Strict):
         default_factory=lambda: NodeGroupConfig(instance_types=["c5.9xlarge"], count=4),
         description="Core nodes: run the executors that do the inference",
     )
-    subnet_ids: list[str] = Field(
+    subnet_ids: list[SubnetId] = Field(
         default_factory=list,
         max_length=16,
         description="VPC subnets (groups use the first; fleets let EMR choose); [] = default VPC",
     )
-    ec2_key_name: str | None = Field(default=None, description="EC2 key pair for SSH to the nodes")
+    ec2_key_name: str | None = Field(
+        default=None, max_length=255, description="EC2 key pair for SSH to the nodes"
+    )
     idle_timeout_seconds: int = Field(
         default=3600,
         ge=60,
@@ -227,8 +242,9 @@ class ClusterConfig(_Strict):
             "bootstrap_args' --index-url on every node"
         ),
     )
-    bootstrap_args: list[str] = Field(
+    bootstrap_args: list[PipArgument] = Field(
         default_factory=list,
+        max_length=64,
         description="Extra pip install arguments of the bootstrap action (e.g. --index-url)",
     )
     task: NodeGroupConfig | None = Field(
@@ -261,12 +277,14 @@ class ClusterConfig(_Strict):
         pattern=r"^/[A-Za-z0-9._/-]+$",
         description="The nodes' system Python (EMR's mxnet) that the job's virtualenv extends",
     )
-    spark_defaults: dict[str, str] = Field(
+    spark_defaults: dict[SparkProperty, SparkValue] = Field(
         default_factory=dict,
+        max_length=256,
         description="Extra spark-defaults properties (override ours and the derived ones; checked)",
     )
-    tags: dict[str, str] = Field(
+    tags: dict[TagKey, TagValue] = Field(
         default_factory=dict,
+        max_length=MAX_USER_TAGS,
         description="Cluster tags (cost allocation); dag_id, run_id and pipeline are added",
     )
 
@@ -398,6 +416,7 @@ class RequestDefaults(_Strict):
     extensions: list[Annotated[str, Field(pattern=r"^\.[A-Za-z0-9]{1,10}$")]] = Field(
         default_factory=lambda: [".jpg", ".jpeg", ".png"],
         min_length=1,
+        max_length=32,
         description="Key suffixes listed from input_uri (case-insensitive)",
     )
     sample_limit: int | None = Field(

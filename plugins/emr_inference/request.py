@@ -2,7 +2,8 @@
 
 The resolved request (see docs/CONTRACTS.md) is the one dict every later task reads. Resolution:
 
-1. A Param that is not a request field (a typo: ``{"batchsize": 8}``) is refused, naming the
+1. Params over 64 KiB of JSON are refused, naming the largest (Airflow stores any ``conf``).
+   A Param that is not a request field (a typo: ``{"batchsize": 8}``) is refused, naming the
    closest field. Airflow 3.3 does not check unknown ``conf`` keys at trigger time (it adds them
    as Params without a schema), so this is the first thing ``validate_request`` does.
 2. Params are merged over the pipeline's values; objects (``model``, ``sse``, ``cluster``,
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import json
 import re
 import typing
 from collections.abc import Iterable, Mapping
@@ -74,6 +76,26 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     close (difflib's ratio >= 0.6: a typo), else ``""``: a hint that is always given misleads."""
     matches = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
     return f"; did you mean {matches[0]!r}?" if matches else ""
+
+
+#: The most a run's Params may weigh, as JSON (the pipeline's defaults are a few KiB). Airflow
+#: stores a run's ``conf`` whatever its size before any task runs; per-field limits (the Params'
+#: maxLength and maxItems) refuse oversize known fields at trigger time, this bounds the rest.
+MAX_PARAMS_BYTES = 64 * 1024
+
+
+def check_size(params: Mapping[str, Any]) -> None:
+    """Refuse Params over ``MAX_PARAMS_BYTES`` of JSON, naming the largest ones."""
+    sizes = {name: len(json.dumps(value, default=str)) for name, value in params.items()}
+    total = len(json.dumps(dict(params), default=str))
+    if total <= MAX_PARAMS_BYTES:
+        return
+    largest = sorted(sizes, key=lambda name: (-sizes[name], name))[:3]
+    named = ", ".join(f"{name} ({sizes[name]} bytes)" for name in largest)
+    raise ConfigError(
+        f"params: {total} bytes of JSON, more than the {MAX_PARAMS_BYTES} a run accepts "
+        f"(largest: {named})"
+    )
 
 
 def check_fields(params: Mapping[str, Any]) -> None:
@@ -150,6 +172,7 @@ def resolve_request(
     """
     from emr_inference.s3 import S3Uri, S3UriError
 
+    check_size(params)
     check_fields(params)
     merged = merge_params(config.request_defaults(), params)
     try:

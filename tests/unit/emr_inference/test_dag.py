@@ -210,6 +210,13 @@ def test_trigger_conf_is_validated_by_the_serialized_dag(dags):
         ({"top_k": "five"}, "top_k"),
         ({"model": {"image_size": 100000}}, "model"),
         ({"sse": {"mode": "des"}}, "sse"),
+        # every free-form field is bounded: an oversize value is a 400, not a stored megabyte
+        ({"cluster": {"tags": {"team": "x" * 257}}}, "cluster"),
+        ({"cluster": {"tags": {f"t{n}": "v" for n in range(48)}}}, "cluster"),
+        ({"cluster": {"spark_defaults": {"spark.x": "y" * 4097}}}, "cluster"),
+        ({"cluster": {"bootstrap_args": ["--pre"] * 65}}, "cluster"),
+        ({"cluster": {"ec2_key_name": "k" * 256}}, "cluster"),
+        ({"extensions": [".jpg"] * 33}, "extensions"),
     ],
 )
 def test_bad_trigger_conf_is_rejected_naming_the_field(dags, conf, field):

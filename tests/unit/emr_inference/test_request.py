@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 
 import pytest
 from emr_inference.config import ConfigError
 from emr_inference.request import (
+    MAX_PARAMS_BYTES,
     merge_params,
     resolve_request,
     run_key,
@@ -140,6 +142,20 @@ def test_an_unknown_field_is_refused_before_anything_else_is_checked():
         resolve({"bogus_field": 1, "batch_size": 0}, data_interval_end=None)
     # nothing is close to it: no hint (one naming output_uri would mislead)
     assert str(refused.value) == "params: bogus_field: not a request field"
+
+
+def test_params_over_the_size_limit_are_refused_naming_the_largest():
+    """Airflow stores any conf; validate_request refuses a run carrying more than 64 KiB of it
+    before anything else, naming what weighs."""
+    params = {"notes": "x" * MAX_PARAMS_BYTES, "batch_size": 8}
+    with pytest.raises(ConfigError) as refused:
+        resolve(params)
+    message = str(refused.value)
+    assert message.startswith(f"params: {len(json.dumps(params))} bytes of JSON, more than the ")
+    assert "largest: notes (65538 bytes), batch_size (1 bytes)" in message
+    # just under the limit, the request is judged on its fields
+    with pytest.raises(ConfigError, match="notes: not a request field"):
+        resolve({"notes": "x" * (MAX_PARAMS_BYTES - 100)})
 
 
 @pytest.mark.parametrize(
