@@ -9,7 +9,7 @@ classes of the four cluster tasks::
          -> publish_results
       -> terminate_cluster (teardown of create_cluster: runs whatever happened before it, with
          its own retries)
-      -> report_dates (fails the run naming the dates that failed)
+      -> report_dates (a teardown too: fails the run naming the dates that are not published)
 
 A run processes one date or several (a range) on one cluster; each date has its own manifest,
 step, publication and Asset event, and fails alone (:mod:`emr_inference.dates`).
@@ -178,16 +178,21 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         report = ReportDatesOperator(
             task_id="report_dates",
             works=manifests.output,
-            trigger_rule=TriggerRule.ALL_DONE,
             retries=0,
             **aws,
         )
         chain(validate, artifacts, manifests, plan, slot, create, dates, terminate)
         dates >> report
-        terminate.as_teardown(setups=create)
-        # as_teardown sets ALL_DONE_SETUP_SUCCESS, which skips the teardown when create_cluster
-        # failed; a failed create may still have made a cluster (found by its run tags)
-        terminate.trigger_rule = TriggerRule.ALL_DONE
+        # Both are teardowns, and their failure fails the run: a run marked failed by hand
+        # (which kills running tasks and skips those not started, but not teardowns) still stops
+        # its cluster and reports, so it ends failed with its unpublished dates named, never
+        # success; a teardown that could not stop the cluster fails the run too.
+        for teardown in (terminate, report):
+            teardown.as_teardown(setups=create, on_failure_fail_dagrun=True)
+            # as_teardown sets ALL_DONE_SETUP_SUCCESS, which skips a teardown when
+            # create_cluster failed; a failed create may still have made a cluster (found by its
+            # run tags), and the report must say what happened to the dates
+            teardown.trigger_rule = TriggerRule.ALL_DONE
     return dag
 
 

@@ -323,6 +323,33 @@ def test_operations_kill_stops_the_step_and_the_cluster(
     assert _spark_processes(stack.env["AIRFLOW_HOME"]) == []  # the step and the cluster
 
 
+def test_operations_kill_run_marked_failed_stops_the_cluster_and_ends_failed(
+    stack: AirflowStack, doc_env: dict, s3_server: LocalS3
+):
+    """The whole run marked failed while its step runs: Airflow kills the sensor and skips the
+    tasks not started, the teardowns still run, and the run ends failed (it used to end success:
+    its only leaf, report_dates, was skipped)."""
+    conf = {"partition_date": KILL_DATE, "batch_size": 1, "partitions": 1}
+    run_id = stack.trigger(DAG_ID, conf=conf)["dag_run_id"]
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while stack.task_states(DAG_ID, run_id).get("date.wait_for_inference_step[0]") != "running":
+        assert time.monotonic() < deadline, stack.task_states(DAG_ID, run_id)
+        time.sleep(1)
+
+    run_blocks(doc_env, "kill-run", RUN_ID=run_id)
+
+    assert stack.wait_for_run(DAG_ID, run_id, RUN_TIMEOUT)["state"] == "failed"
+    states = stack.task_states(DAG_ID, run_id)
+    assert states["date.wait_for_inference_step[0]"] == "failed"
+    assert states["date.publish_results[0]"] == "skipped"
+    assert states["terminate_cluster"] == "success"
+    assert states["report_dates"] == "failed"
+    log = task_log_file(stack, run_id, "report_dates").read_text()
+    assert f"1 of 1 dates were not published: {KILL_DATE}" in log
+    assert _published(s3_server, KILL_DATE)[0] == set()
+    assert _spark_processes(stack.env["AIRFLOW_HOME"]) == []  # the step and the cluster
+
+
 def test_the_test_uses_every_variable_the_docs_export(doc_env: dict):
     assert exported_variables() <= set(doc_env) | {"DATE"}
     assert Path(doc_env["AIRFLOW_HOME"], "simple_auth_manager_passwords.json.generated").exists()

@@ -123,7 +123,7 @@ def test_graph_is_the_designed_chain(dags, dag_id):
     assert first.upstream_task_ids == set()
     # the report runs whatever happened to the dates, and fails the run naming the failed ones
     report = dag.get_task("report_dates")
-    assert report.upstream_task_ids == {"date.publish_results", "stage_manifest"}
+    assert report.upstream_task_ids == {"date.publish_results", "stage_manifest", "create_cluster"}
     assert report.trigger_rule == "all_done"
 
 
@@ -151,6 +151,31 @@ def test_terminate_is_the_teardown_of_create(dags, dag_id):
     # runs whatever happened before it, a failed create_cluster included (it may have made a
     # cluster and pushed no id: the teardown finds it by its run tags)
     assert terminate.trigger_rule == "all_done"
+    # a cluster that could not be stopped fails the run
+    assert terminate.on_failure_fail_dagrun
+
+
+@pytest.mark.parametrize("dag_id", ["demo", "cifar10_resnet18"])
+def test_the_run_ends_as_the_report_says_even_when_marked_failed_by_hand(dags, dag_id):
+    """Marking a run failed kills its running tasks and skips the others, teardowns excepted,
+    and then the run's state is that of its leaves. report_dates is a teardown whose failure
+    fails the run: it is not skipped, and it is the leaf the run's state follows (Airflow's own
+    rule, DagRun._tis_for_dagrun_state), so such a run ends failed naming its dates."""
+    from airflow.models.dagrun import DagRun
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = DagSerialization.from_dict(DagSerialization.to_dict(dags[dag_id]))
+    report = dag.get_task("report_dates")
+    assert report.is_teardown and report.on_failure_fail_dagrun
+    assert report.trigger_rule == "all_done"
+
+    class TI:
+        def __init__(self, task_id: str) -> None:
+            self.task_id, self.state = task_id, None
+
+    tis = [TI(task.task_id) for task in dag.tasks]
+    leaves = DagRun._tis_for_dagrun_state(DagRun(), dag=dag, tis=tis)
+    assert {ti.task_id for ti in leaves} == {"report_dates", "terminate_cluster"}
 
 
 @pytest.mark.parametrize("dag_id", ["demo", "cifar10_resnet18"])
