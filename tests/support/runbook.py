@@ -24,6 +24,7 @@ RUNBOOK_BLOCKS = frozenset(
         "python-client",
         "backfill",
         "find-run",
+        "kill-run",
         "rerun-trigger",
         "rerun-clear",
         "backfill-cli",
