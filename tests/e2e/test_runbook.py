@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -58,18 +60,41 @@ def seeded(s3_server: LocalS3, tmp_path_factory: pytest.TempPathFactory) -> None
     upload_objects(s3_server.client(), IMAGES_BUCKET, prefix, demo_objects(600, bad_fraction=0))
 
 
+#: Blocks of ``airflow`` commands, which the docs say to run where Airflow runs (they need the
+#: deployment's database): they run with the stack's environment. Every other block runs with
+#: only what the docs' reader has: a shell's PATH and HOME, and the variables the docs export.
+AIRFLOW_HOST_BLOCKS = frozenset({"rerun-trigger", "rerun-clear", "backfill-cli"})
+READER_BASICS = ("PATH", "HOME", "LANG", "TMPDIR")
+
+
+@dataclass(frozen=True)
+class DocEnv:
+    """The variables the docs export, pointing at the stack, and the stack's own environment."""
+
+    variables: dict[str, str]
+    stack: dict[str, str]
+
+    def for_block(self, name: str) -> dict[str, str]:
+        """The stack's environment for ``airflow`` commands, else the reader's (none of the
+        stack's settings: no AWS variables, no Airflow configuration)."""
+        if name in AIRFLOW_HOST_BLOCKS:
+            return {**self.stack, **self.variables}
+        basics = {key: os.environ[key] for key in READER_BASICS if key in os.environ}
+        return {**basics, **self.variables}
+
+
 @pytest.fixture(scope="module")
-def doc_env(stack: AirflowStack, seeded: None) -> dict[str, str]:
-    """The stack's environment plus the variables the docs export, pointing at the stack."""
+def doc_env(stack: AirflowStack, seeded: None) -> DocEnv:
+    """What the docs' reader has exported, pointing at the stack (DATE: set by each test)."""
     stack.unpause(DAG_ID)
-    env = {
-        **stack.env,
+    variables = {
         "AIRFLOW_URL": stack.base_url,
         "AIRFLOW_HOME": stack.env["AIRFLOW_HOME"],
         "DAG_ID": DAG_ID,
+        "AIRFLOW_CONN_AWS_DEFAULT": stack.env["AIRFLOW_CONN_AWS_DEFAULT"],
     }
-    assert exported_variables() - {"DATE"} <= set(env)  # DATE: set by each test
-    return env
+    assert exported_variables() - {"DATE"} == set(variables)
+    return DocEnv(variables, dict(stack.env))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -79,14 +104,16 @@ def nothing_left_running(stack: AirflowStack):
     assert _spark_processes(stack.env["AIRFLOW_HOME"]) == []
 
 
-def run_blocks(env: dict[str, str], *names: str, **variables: str) -> str:
-    """Run the named doc blocks in one shell (after the README's token block), return stdout."""
+def run_blocks(env: DocEnv, *names: str, **variables: str) -> str:
+    """Run the named doc blocks in one shell (after the README's token block), return stdout;
+    the shell's environment is the one ``env`` gives the blocks (one kind of block a call)."""
     script = "\n".join(
         ["set -euo pipefail", *(runbook_block(name).code for name in ("token", *names))]
     )
+    (shell_env,) = {tuple(sorted(env.for_block(name).items())) for name in names}
     done = subprocess.run(
         ["bash", "-c", script],
-        env={**env, **variables},
+        env={**dict(shell_env), **variables},
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -140,7 +167,7 @@ def assert_published(s3: LocalS3, partition: str, run_id: str) -> list[dict]:
     ],
 )
 def test_bad_dates_and_s3_uris_get_a_400_naming_the_field(
-    stack: AirflowStack, doc_env: dict, conf: dict, field: str, words: str
+    stack: AirflowStack, doc_env: DocEnv, conf: dict, field: str, words: str
 ):
     runs_before = stack.api("GET", f"/dags/{DAG_ID}/dagRuns")["total_entries"]
     with pytest.raises(AirflowApiError) as refused:
@@ -152,7 +179,7 @@ def test_bad_dates_and_s3_uris_get_a_400_naming_the_field(
 
 
 def test_an_unknown_key_fails_the_run_first_thing_naming_the_closest_field(
-    stack: AirflowStack, doc_env: dict
+    stack: AirflowStack, doc_env: DocEnv
 ):
     # Airflow 3.3 accepts unknown conf keys at trigger time: validate_request refuses them
     run = stack.trigger(DAG_ID, conf={"partition_date": "2026-11-22", "bogus_field": 1, "topk": 1})
@@ -172,7 +199,7 @@ def test_an_unknown_key_fails_the_run_first_thing_naming_the_closest_field(
 
 
 def test_readme_trigger_blocks_process_yesterday(
-    stack: AirflowStack, doc_env: dict, s3_server: LocalS3
+    stack: AirflowStack, doc_env: DocEnv, s3_server: LocalS3
 ):
     run = last_json(run_blocks(doc_env, "trigger"))
     assert stack.wait_for_run(DAG_ID, run["dag_run_id"], RUN_TIMEOUT)["state"] == "success"
@@ -180,7 +207,11 @@ def test_readme_trigger_blocks_process_yesterday(
 
     code = runbook_block("python-client").code
     done = subprocess.run(
-        [sys.executable, "-c", code], env=doc_env, cwd=REPO_ROOT, capture_output=True, text=True
+        [sys.executable, "-c", code],
+        env=doc_env.for_block("python-client"),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     run_id, state = done.stdout.split()
@@ -194,7 +225,7 @@ def test_readme_trigger_blocks_process_yesterday(
 
 
 def test_readme_backfill_never_runs_more_clusters_than_the_pipeline_allows(
-    stack: AirflowStack, doc_env: dict, s3_server: LocalS3
+    stack: AirflowStack, doc_env: DocEnv, s3_server: LocalS3
 ):
     backfill = last_json(run_blocks(doc_env, "backfill"))
     assert backfill["max_active_runs"] == 10  # the REST default: both runs start at once
@@ -219,7 +250,7 @@ def test_readme_backfill_never_runs_more_clusters_than_the_pipeline_allows(
 
 
 def test_operations_backfill_cli_runs_each_tick_and_skips_empty_partitions(
-    stack: AirflowStack, doc_env: dict
+    stack: AirflowStack, doc_env: DocEnv
 ):
     run_blocks(doc_env, "backfill-cli")
 
@@ -241,7 +272,7 @@ def test_operations_backfill_cli_runs_each_tick_and_skips_empty_partitions(
 
 
 def test_readme_plan_then_range_run_on_one_cluster(
-    stack: AirflowStack, doc_env: dict, s3_server: LocalS3
+    stack: AirflowStack, doc_env: DocEnv, s3_server: LocalS3
 ):
     plan = run_blocks(doc_env, "plan")
     assert "Plan of a demo run (local backend), 3 date(s):" in plan
@@ -273,7 +304,7 @@ def test_readme_plan_then_range_run_on_one_cluster(
 
 
 def test_operations_rerun_find_and_clear_a_date_whose_images_came_late(
-    stack: AirflowStack, doc_env: dict, s3_server: LocalS3
+    stack: AirflowStack, doc_env: DocEnv, s3_server: LocalS3
 ):
     run_blocks(doc_env, "rerun-trigger", DATE=LATE_DATE)
     (run_id,) = run_blocks(doc_env, "find-run", DATE=LATE_DATE).split()
@@ -302,7 +333,7 @@ def test_operations_rerun_find_and_clear_a_date_whose_images_came_late(
 
 
 def test_operations_kill_stops_the_step_and_the_cluster(
-    stack: AirflowStack, doc_env: dict, s3_server: LocalS3
+    stack: AirflowStack, doc_env: DocEnv, s3_server: LocalS3
 ):
     conf = {"partition_date": KILL_DATE, "batch_size": 1, "partitions": 1}
     run_id = stack.trigger(DAG_ID, conf=conf)["dag_run_id"]
@@ -324,7 +355,7 @@ def test_operations_kill_stops_the_step_and_the_cluster(
 
 
 def test_operations_kill_run_marked_failed_stops_the_cluster_and_ends_failed(
-    stack: AirflowStack, doc_env: dict, s3_server: LocalS3
+    stack: AirflowStack, doc_env: DocEnv, s3_server: LocalS3
 ):
     """The whole run marked failed while its step runs: Airflow kills the sensor and skips the
     tasks not started, the teardowns still run, and the run ends failed (it used to end success:
@@ -350,6 +381,7 @@ def test_operations_kill_run_marked_failed_stops_the_cluster_and_ends_failed(
     assert _spark_processes(stack.env["AIRFLOW_HOME"]) == []  # the step and the cluster
 
 
-def test_the_test_uses_every_variable_the_docs_export(doc_env: dict):
-    assert exported_variables() <= set(doc_env) | {"DATE"}
-    assert Path(doc_env["AIRFLOW_HOME"], "simple_auth_manager_passwords.json.generated").exists()
+def test_the_test_uses_every_variable_the_docs_export(doc_env: DocEnv):
+    assert exported_variables() <= set(doc_env.variables) | {"DATE"}
+    home = Path(doc_env.variables["AIRFLOW_HOME"])
+    assert (home / "simple_auth_manager_passwords.json.generated").exists()

@@ -3,8 +3,13 @@
 Every botocore call is attributed to the side whose code is on the calling thread's stack:
 ``emr_inference`` (the Airflow connection's credentials) or ``batch_inference`` (the EMR nodes'
 instance profile); calls made only by test code (fixtures uploading data) are not recorded. One
-JSON line per call goes to ``$AWS_CALLS_FILE``: side, IAM service prefix, operation, and the
-request parameter names (RunJobFlow's tags and auto-termination policy imply more permissions).
+JSON line per call goes to ``$AWS_CALLS_FILE``: side, IAM service prefix, operation, the
+request parameter names (RunJobFlow's tags and auto-termination policy imply more permissions)
+and the values of those that name resources (bucket, key, copy source, roles).
+
+:func:`install` records in any process: ``tests/support/record_aws/sitecustomize.py`` calls it in
+every Python process started with that folder on ``PYTHONPATH`` and ``$AWS_CALLS_FILE`` set (the
+Spark driver and workers of a local cluster).
 """
 
 from __future__ import annotations
@@ -48,9 +53,22 @@ def _record_thread_side() -> None:
     threading.Thread.start = start
 
 
-def pytest_configure(config) -> None:
-    path = os.environ["AWS_CALLS_FILE"]
+#: Request parameters that name what a call acts on (IAM's resources), recorded by value.
+RESOURCE_PARAMS = ("Bucket", "Key", "CopySource", "JobFlowRole", "ServiceRole")
+
+
+def resource_values(api_params: dict) -> dict:
+    """The parameters of a call that name its resources; ``DeleteObjects``' keys as ``Keys``."""
+    values = {name: api_params[name] for name in RESOURCE_PARAMS if name in api_params}
+    if "Delete" in api_params:
+        values["Keys"] = [item["Key"] for item in api_params["Delete"]["Objects"]]
+    return values
+
+
+def install(path: str):
+    """Record our packages' botocore calls into ``path`` (JSON lines); returns the undo."""
     original = BaseClient._make_api_call
+    original_start = threading.Thread.start
 
     def recording(self, operation_name, api_params):
         side = caller_side()
@@ -60,10 +78,21 @@ def pytest_configure(config) -> None:
                 "service": self.meta.service_model.signing_name,
                 "operation": operation_name,
                 "params": sorted(api_params),
+                "resources": resource_values(api_params),
             }
             with _lock, open(path, "a", encoding="utf-8") as out:
-                out.write(json.dumps(record) + "\n")
+                out.write(json.dumps(record, default=str) + "\n")
         return original(self, operation_name, api_params)
 
     BaseClient._make_api_call = recording
     _record_thread_side()
+
+    def undo() -> None:
+        BaseClient._make_api_call = original
+        threading.Thread.start = original_start
+
+    return undo
+
+
+def pytest_configure(config) -> None:
+    install(os.environ["AWS_CALLS_FILE"])

@@ -12,6 +12,7 @@ from tools.airflow_env import (
     IMPORT_ROOTS,
     REPO_ROOT,
     airflow_env,
+    aws_connection,
     is_healthy,
     simple_auth_passwords_file,
 )
@@ -114,6 +115,18 @@ def test_make_airflow_points_tasks_at_its_own_api_server_and_says_where_things_a
     assert str(password_file) in text
     assert ENDPOINT in text
     assert '"partition_date": "2026-11-22"' in text  # the example trigger names seeded data
+
+
+def test_the_banner_and_the_readme_export_the_demo_connection_make_plan_reads(tmp_path):
+    """make plan, run in another terminal than make airflow, reads S3 through aws_default: the
+    banner prints the export line, and the README's is the one it prints by default."""
+    from tools.demo.run_airflow import DEFAULT_S3_PORT
+
+    default = f"http://127.0.0.1:{DEFAULT_S3_PORT}"
+    line = f"export AIRFLOW_CONN_AWS_DEFAULT='{aws_connection(default)}'"
+    text = banner("http://127.0.0.1:8080", default, simple_auth_passwords_file(tmp_path), DATES)
+    assert line in text
+    assert line in (REPO_ROOT / "README.md").read_text()
 
 
 def test_make_airflow_seeds_the_days_a_nightly_run_and_a_short_backfill_read():

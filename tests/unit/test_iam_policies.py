@@ -2,11 +2,13 @@
 
 The Airflow-side and job tests that call AWS run again in a subprocess with
 :mod:`tests.support.aws_calls` recording each botocore call our packages make (EMR calls through
-botocore's Stubber, S3 calls against the moto server); every call, mapped to its IAM action, must
-be allowed by ``include/iam/airflow-connection-policy.json`` (Airflow side) or
+botocore's Stubber, S3 calls against the moto server); every call, mapped to its IAM actions
+(and, for ``iam:PassRole``, the roles it passes: tests/support/iam.py), must be allowed by
+``include/iam/airflow-connection-policy.json`` (Airflow side) or
 ``include/iam/emr-instance-profile-policy.json`` (the job on the nodes) or
 ``include/iam/online-predictor-policy.json`` (the online predictor's Lambda role). The README shows
-the first and the last file verbatim.
+the first and the last file verbatim. The S3 resources are checked on a deployment's bucket
+layout by tests/integration/test_iam_resources.py.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.support.iam import ACCOUNT, allows, needs, statements
 
 IAM = REPO_ROOT / "include" / "iam"
 POLICIES = {
@@ -44,54 +46,7 @@ RECORDED_TESTS = [
     "tests/unit/batch_inference/test_output_and_cli.py",
     "tests/unit/batch_inference/test_online.py",
 ]
-#: S3 operations -> the IAM action that authorises them (s3 has its own action names).
-S3_ACTIONS = {
-    "ListObjectsV2": ["ListBucket"],
-    "ListObjects": ["ListBucket"],
-    "HeadBucket": ["ListBucket"],
-    "GetObject": ["GetObject"],
-    "HeadObject": ["GetObject"],
-    "PutObject": ["PutObject"],
-    "CreateMultipartUpload": ["PutObject"],
-    "UploadPart": ["PutObject"],
-    "CompleteMultipartUpload": ["PutObject"],
-    "CopyObject": ["GetObject", "PutObject"],
-    "DeleteObject": ["DeleteObject"],
-    "DeleteObjects": ["DeleteObject"],
-    "AbortMultipartUpload": ["AbortMultipartUpload"],
-    "ListMultipartUploads": ["ListBucketMultipartUploads"],
-}
-#: RunJobFlow parameters that need permissions of their own.
-RUN_JOB_FLOW_IMPLIES = {
-    "Tags": ["elasticmapreduce:AddTags"],
-    "AutoTerminationPolicy": ["elasticmapreduce:PutAutoTerminationPolicy"],
-    "JobFlowRole": ["iam:PassRole"],
-    "ServiceRole": ["iam:PassRole"],
-}
-
 pytestmark = pytest.mark.slow
-
-
-def allowed_actions(path: Path) -> set[str]:
-    actions: set[str] = set()
-    for statement in json.loads(path.read_text())["Statement"]:
-        assert statement["Effect"] == "Allow"
-        listed = statement["Action"]
-        actions.update([listed] if isinstance(listed, str) else listed)
-    return actions
-
-
-def iam_actions(call: dict) -> list[str]:
-    """The IAM actions one recorded call needs."""
-    if call["service"] == "s3":
-        mapped = S3_ACTIONS.get(call["operation"])
-        assert mapped, f"map S3 operation {call['operation']} to its IAM action in S3_ACTIONS"
-        return [f"s3:{action}" for action in mapped]
-    needed = [f"{call['service']}:{call['operation']}"]
-    if call["operation"] == "RunJobFlow":
-        for param in call["params"]:
-            needed += RUN_JOB_FLOW_IMPLIES.get(param, [])
-    return needed
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +65,34 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
 
 @pytest.mark.parametrize("side", ["airflow", "job", "online"])
 def test_every_call_is_allowed_by_the_policy(recorded: list[dict], side: str) -> None:
-    calls = [call for call in recorded if call["side"] == side]
-    needed = {action for call in calls for action in iam_actions(call)}
-    missing = needed - allowed_actions(POLICIES[side])
+    """Each call's actions; the roles RunJobFlow passes as resources too. The S3 calls' buckets
+    here are the tests' own (one bucket for everything): their resources are checked against
+    a deployment's layout by tests/integration/test_iam_resources.py."""
+    policy = statements(POLICIES[side])
+    missing = set()
+    for call in (call for call in recorded if call["side"] == side):
+        for action, resource in needs(call):
+            checked = "*" if call["service"] == "s3" else resource
+            if not allows(policy, action, checked):
+                missing.add((action, checked))
     assert not missing, f"{POLICIES[side].name} lacks {sorted(missing)}"
+
+
+def test_run_job_flow_passes_only_the_roles_the_policy_names(recorded: list[dict]) -> None:
+    policy = statements(POLICIES["airflow"])
+    passed = [
+        pair
+        for call in recorded
+        if call["operation"] == "RunJobFlow"
+        for pair in needs(call)
+        if pair[0] == "iam:PassRole"
+    ]
+    assert {role for _, role in passed} == {
+        f"arn:aws:iam::{ACCOUNT}:role/EMR_DefaultRole",
+        f"arn:aws:iam::{ACCOUNT}:role/EMR_EC2_DefaultRole",
+    }
+    assert all(allows(policy, action, role) for action, role in passed)
+    assert not allows(policy, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/AdminRole")
 
 
 def test_the_recording_saw_the_whole_cluster_lifecycle(recorded: list[dict]) -> None:

@@ -24,6 +24,7 @@ from tools.airflow_env import (
     ADMIN_USER,
     DEFAULT_AIRFLOW_HOME,
     airflow_env,
+    aws_connection,
     is_healthy,
     simple_auth_passwords_file,
 )
@@ -113,6 +114,7 @@ Example REST calls:
 
 The command blocks of README.md and docs/OPERATIONS.md use these variables:
   export AIRFLOW_URL={base_url} AIRFLOW_HOME={password_file.parent}
+  export AIRFLOW_CONN_AWS_DEFAULT='{aws_connection(s3_endpoint)}'
 
 Press Ctrl-C to stop Airflow and the S3 server.
 """

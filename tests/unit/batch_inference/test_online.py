@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -265,12 +266,19 @@ def test_the_readmes_cli_block_runs_as_written(s3_env):
     """The README's block, run by bash as written, against the local S3 holding objects at its
     URIs: the tiny model stands for the demo's digits CNN (same files, same flags; 32 px)."""
     from tests.support import runbook
+    from tools.demo.run_demo import IMAGES_BUCKET, MODEL_PREFIX, MODELS_BUCKET
 
     (block,) = [b for b in runbook.blocks("bash") if "-m batch_inference.online" in b.first_line]
-    uris = re.findall(r"s3://\S+", block.code)
+    date = "2026-12-06"
+    uris = [uri.replace("$DATE", date) for uri in re.findall(r"s3://[^\s\"]+", block.code)]
     assert len(uris) == 4  # the image, then symbol, params and labels
+    # the image and the model files are where make airflow (tools.demo.run_demo.seed_demo) puts them
+    first = demo_objects(1, 0.0)[0]
+    assert uris[0] == f"s3://{IMAGES_BUCKET}/images/dt={date}/{first.name}"
+    model_root = f"s3://{MODELS_BUCKET}/{MODEL_PREFIX}/digits-cnn-"
+    assert all(uri.startswith(model_root) for uri in uris[1:])
     symbol, params, labels, _ = tiny_model_files(classes=10, image_size=32)
-    image = demo_objects(1, 0.0)[0].body
+    image = first.body
     client = s3_env.client()
     bodies = [image, symbol.encode(), params, "\n".join(labels).encode()]
     for uri, body in zip(uris, bodies):
@@ -278,7 +286,12 @@ def test_the_readmes_cli_block_runs_as_written(s3_env):
         client.create_bucket(Bucket=bucket)
         client.put_object(Bucket=bucket, Key=key, Body=body)
     process = subprocess.run(
-        ["bash", "-c", block.code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        ["bash", "-c", block.code],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DATE": date},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert process.returncode == 0, process.stderr
     row = json.loads(process.stdout)
