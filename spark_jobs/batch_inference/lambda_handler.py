@@ -8,9 +8,14 @@
   422 (an image that cannot be decoded) or 502 (``download_failed``), and
   ``{"error": {"type": "bad_request", "message": ...}}`` with 400 for a request it cannot read.
   A model that cannot be loaded is a 500 with ``{"error": {"type": "model_unavailable", ...}}``;
-* an S3 event (``ObjectCreated:*``): the row of every record's object, as ``{"rows": [...]}``
-  (S3 invokes asynchronously: give the function an on-success destination to keep them). A model
+* an S3 event: the row of every ``ObjectCreated:*`` record's object, as ``{"rows": [...],
+  "ignored": [...]}`` (other records, ``ObjectRemoved:*`` for one, are listed as ignored; S3
+  invokes asynchronously: give the function an on-success destination to keep them). A model
   that cannot be loaded raises, so that Lambda retries and then uses the on-failure destination.
+
+Lambda refuses a synchronous request over 6 MB before this handler runs (the caller gets API
+Gateway's error, not a row): an image body, base64-encoded, must be under about 4.5 MB; name
+larger images by ``s3_uri``.
 
 The model is configured by environment variables named after the CLI's flags (``MODEL_NAME``,
 ``MODEL_SYMBOL``, ``MODEL_PARAMS``, ``MODEL_LABELS``, ``MODEL_*_SHA256``, ``IMAGE_SIZE``, ``MEAN``,
@@ -69,12 +74,23 @@ def failure(status: int, kind: str, message: str) -> dict:
     return response(status, {"error": {"type": kind, "message": message}})
 
 
-def s3_event_uris(event: dict) -> list[str]:
-    """The ``s3://`` URI of every record of an S3 event (object keys arrive URL-encoded)."""
-    return [
-        f"s3://{record['s3']['bucket']['name']}/{unquote_plus(record['s3']['object']['key'])}"
-        for record in event["Records"]
-    ]
+def record_uri(record: dict) -> str:
+    """The ``s3://`` URI of an S3 event record's object (keys arrive URL-encoded)."""
+    return f"s3://{record['s3']['bucket']['name']}/{unquote_plus(record['s3']['object']['key'])}"
+
+
+def handle_s3_event(event: dict) -> dict:
+    """``{"rows": [...], "ignored": [...]}``: the row of each created object, in record order;
+    records of other events (``ObjectRemoved:*``, ...: no image to read) are listed as ignored."""
+    rows, ignored = [], []
+    for record in event["Records"]:
+        name = str(record.get("eventName", ""))
+        if name.startswith("ObjectCreated:"):
+            rows.append(predictor().predict_uri(record_uri(record)))
+        else:
+            log.info("ignoring %s of %s: not an object creation", name, record_uri(record))
+            ignored.append({"key": record_uri(record), "event": name})
+    return {"rows": rows, "ignored": ignored}
 
 
 def is_s3_event(event: Any) -> bool:
@@ -86,8 +102,13 @@ def is_s3_event(event: Any) -> bool:
 
 
 def is_api_event(event: Any) -> bool:
-    """True for an API Gateway proxy event (REST API v1 or HTTP API v2)."""
-    return isinstance(event, dict) and "requestContext" in event and "body" in event
+    """True for an API Gateway proxy event: REST API v1 (``httpMethod``) or HTTP API v2
+    (``routeKey``; a request without a body has no ``body`` key at all)."""
+    return (
+        isinstance(event, dict)
+        and "requestContext" in event
+        and any(key in event for key in ("httpMethod", "routeKey", "body"))
+    )
 
 
 def read_api_request(event: dict) -> tuple[str, bytes | None]:
@@ -104,7 +125,8 @@ def read_api_request(event: dict) -> tuple[str, bytes | None]:
     else:
         data = body.encode("utf-8")
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    is_json = headers.get("content-type", "").startswith("application/json")
+    # media types are case-insensitive (RFC 9110): Application/JSON is JSON
+    is_json = headers.get("content-type", "").strip().lower().startswith("application/json")
     if not is_json and not data.lstrip().startswith(b"{"):
         if not event.get("isBase64Encoded"):
             raise BadRequest(f"the body is text, not an image: {USAGE}")
@@ -146,8 +168,7 @@ def handle_api(event: dict) -> dict:
 def handler(event: Any, context: Any = None) -> dict:
     """The Lambda entry point (``batch_inference.lambda_handler.handler``)."""
     if is_s3_event(event):
-        served = predictor()
-        return {"rows": [served.predict_uri(uri) for uri in s3_event_uris(event)]}
+        return handle_s3_event(event)
     if not is_api_event(event):
         return failure(400, "bad_request", "not an API Gateway proxy event or an S3 event")
     try:

@@ -187,6 +187,43 @@ def test_an_s3_put_event_gets_the_row_of_its_url_encoded_key(online):
     assert_prediction(online, row, f"s3://{bucket}/uploads/new upload=1.png", image)
 
 
+def test_an_s3_event_reads_only_created_objects(online):
+    """A notification for every event type: a removed object has no image to read, so it is
+    listed as ignored, not answered with a missing_object row."""
+    client, bucket = online["client"], online["bucket"]
+    image = online["objects"]["good"].body
+    client.put_object(Bucket=bucket, Key="uploads/new upload=1.png", Body=image)
+    created = event("s3_put.json", bucket)
+    (record,) = created["Records"]
+    removed = {**record, "eventName": "ObjectRemoved:Delete"}
+    removed = {**removed, "s3": {**record["s3"], "object": {"key": "uploads/gone.png"}}}
+    result = lambda_handler.handler({"Records": [removed, record]}, None)
+    (row,) = result["rows"]
+    assert row["key"] == f"s3://{bucket}/uploads/new upload=1.png" and row["error"] is None
+    assert result["ignored"] == [
+        {"key": f"s3://{bucket}/uploads/gone.png", "event": "ObjectRemoved:Delete"}
+    ]
+
+
+def test_an_http_api_request_without_a_body_is_a_400_saying_so(online):
+    """HTTP API v2 leaves ``body`` out of a request that has none."""
+    request = event("api_gateway_binary.json", online["bucket"])
+    del request["body"]
+    response = lambda_handler.handler(request, None)
+    assert response["statusCode"] == 400
+    assert "has no body" in body_of(response)["error"]["message"]
+
+
+def test_the_media_type_is_matched_whatever_its_case(online):
+    """Application/JSON is JSON: a JSON body that is not an object is told what JSON it needs,
+    not that it is text."""
+    request = api_json(online["bucket"], ["s3://b/k.png"])
+    request["headers"] = {**request["headers"], "Content-Type": "Application/JSON; charset=UTF-8"}
+    response = lambda_handler.handler(request, None)
+    assert response["statusCode"] == 400
+    assert 'no "s3_uri" string' in body_of(response)["error"]["message"]
+
+
 def test_the_model_is_loaded_once_per_container(online, caplog):
     caplog.set_level(logging.INFO, logger="batch_inference.model")
     for which in ("good", "good2", "good"):
