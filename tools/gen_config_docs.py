@@ -18,6 +18,7 @@ from typing import Any
 
 from batch_inference.cli import build_parser
 from emr_inference.config import (
+    AlertsConfig,
     ClusterConfig,
     DateRange,
     EstimateConfig,
@@ -47,6 +48,7 @@ SECTIONS: dict[type[BaseModel], str] = {
     Int8Config: "int8",
     DateRange: "date_range",
     EstimateConfig: "estimate",
+    AlertsConfig: "alerts",
 }
 _CONSTRAINTS = {
     "minimum": "≥ {}",
@@ -240,6 +242,7 @@ def render() -> str:
         model_section("int8", Int8Config),
         model_section("date_range", DateRange),
         model_section("estimate", EstimateConfig),
+        model_section("alerts", AlertsConfig),
         params_section(),
         "## The Spark job's command line\n\n"
         "`validate_request`'s resolved request becomes these arguments "

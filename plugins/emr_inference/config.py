@@ -454,6 +454,31 @@ class RequestDefaults(_Strict):
         return self
 
 
+#: An SNS topic's ARN (any partition; a FIFO topic ends in .fifo).
+SNS_TOPIC_ARN_PATTERN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
+
+
+class AlertsConfig(_Strict):
+    """Who hears what about the pipeline's runs: an SNS topic (Airflow's ``SnsNotifier``, on the
+    pipeline's AWS connection) told when a run fails, optionally when it succeeds, and once when
+    a run has not finished within ``late_after_minutes`` of being queued."""
+
+    sns_topic_arn: str = Field(
+        pattern=SNS_TOPIC_ARN_PATTERN, description="The SNS topic the alerts are published to"
+    )
+    on_failure: bool = Field(default=True, description="Publish the run's digest when it fails")
+    on_success: bool = Field(default=False, description="Publish the run's digest when it succeeds")
+    late_after_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        le=7 * 24 * 60,
+        description=(
+            "Publish one lateness alert when a run has not finished this many minutes after it "
+            "was queued (an Airflow deadline alert); null = none"
+        ),
+    )
+
+
 class PipelineConfig(RequestDefaults):
     """A whole pipeline file: DAG settings plus the request defaults."""
 
@@ -509,6 +534,9 @@ class PipelineConfig(RequestDefaults):
             "(the teardown then terminates the cluster): a cap on what a stuck step can cost; "
             "the wait of a range's date allows this x the dates, for the steps queued before it"
         ),
+    )
+    alerts: AlertsConfig | None = Field(
+        default=None, description="Failure, success and lateness alerts; null = none"
     )
     retries: int = Field(default=1, ge=0, le=10, description="Task retries (not validate_request)")
     retry_delay_seconds: int = Field(

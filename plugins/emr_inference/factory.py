@@ -9,7 +9,8 @@ classes of the four cluster tasks::
          -> publish_results
       -> terminate_cluster (teardown of create_cluster: runs whatever happened before it, with
          its own retries)
-      -> report_dates (a teardown too: fails the run naming the dates that are not published)
+      -> report_dates (a teardown too: fails the run naming the dates that are not published;
+         its digest goes to the pipeline's alerts topic)
 
 A run processes one date or several (a range) on one cluster; each date has its own manifest,
 step, publication and Asset event, and fails alone (:mod:`emr_inference.dates`).
@@ -32,6 +33,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, TriggerRule, chain, task_group
 
+from emr_inference.alerts import lateness_deadline, record_failure
 from emr_inference.config import ConfigError, PipelineConfig, load_pipeline
 from emr_inference.params import build_params
 
@@ -89,11 +91,13 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
     from emr_inference.operators.artifacts import StageJobArtifactsOperator
     from emr_inference.operators.manifest import StageManifestOperator
     from emr_inference.operators.plan import PlanRunOperator
-    from emr_inference.operators.publish import PublishResultsOperator, ReportDatesOperator
+    from emr_inference.operators.publish import PublishResultsOperator
+    from emr_inference.operators.report import ReportDatesOperator
     from emr_inference.operators.slots import WaitForClusterSlotSensor
     from emr_inference.operators.validate import ValidateRequestOperator
 
     backend = backend_for(config)
+    alerts_settings = config.alerts.model_dump(mode="json") if config.alerts else None
     aws = {"aws_conn_id": config.aws_conn_id}
     doc = f"{config.description or ''}\n\nPipeline file: `{source}`" if source else None
     with DAG(
@@ -109,7 +113,9 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         default_args={
             "retries": config.retries,
             "retry_delay": dt.timedelta(seconds=config.retry_delay_seconds),
+            "on_failure_callback": record_failure,  # the digest names each failure's reason
         },
+        deadline=lateness_deadline(alerts_settings, config.aws_conn_id),
     ) as dag:
         validate = ValidateRequestOperator(
             task_id="validate_request", config=config.model_dump(mode="json"), retries=0, **aws
@@ -178,11 +184,13 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
         report = ReportDatesOperator(
             task_id="report_dates",
             works=manifests.output,
+            plan=plan.output,
+            alerts=alerts_settings,
             retries=0,
             **aws,
         )
         chain(validate, artifacts, manifests, plan, slot, create, dates, terminate)
-        dates >> report
+        [dates, terminate] >> report  # after the teardown: the digest says what became of it
         # Both are teardowns, and their failure fails the run: a run marked failed by hand
         # (which kills running tasks and skips those not started, but not teardowns) still stops
         # its cluster and reports, so it ends failed with its unpublished dates named, never

@@ -88,6 +88,30 @@ def test_teardown_runs_when_the_step_fails(demo_dag, staged, capfd):
     logs = capfd.readouterr().out
     assert "failed (exit code" in logs and "driver.log, last lines:" in logs
     assert "sha256" in logs.split("driver.log, last lines:", 1)[1]
+    # the run's digest (report_dates' XCom, what an alert says) names the task and that reason
+    digest = xcom(run, "report_dates", "digest")
+    assert digest["outcome"] == "failed" and digest["dates"]["failed"] == ["2026-11-22"]
+    (sensor, publish) = digest["failed_tasks"]
+    assert (sensor["task"], sensor["date"], sensor["state"]) == (
+        "date.wait_for_inference_step",
+        "2026-11-22",
+        "failed",
+    )
+    assert "failed (exit code" in sensor["reason"] and "sha256" in sensor["reason"]
+    assert publish["state"] == "upstream_failed"
+    assert digest["cluster"] == "stopped by terminate_cluster"
+
+
+def xcom(run, task_id: str, key: str):
+    """An XCom of a finished ``dag.test()`` run, from the metadata database."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = XComModel.get_many(
+            run_id=run.run_id, key=key, task_ids=task_id, dag_ids=run.dag_id, session=session
+        ).first()
+        return XComModel.deserialize_value(row)
 
 
 def test_sensor_timeout_stops_the_step_and_terminates_the_cluster(demo_dag, staged, capfd):

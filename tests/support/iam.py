@@ -76,7 +76,7 @@ def needs(call: Mapping) -> list[tuple[str, str]]:
 
 def statements(path: Path, names: Mapping[str, str] | None = None) -> list[dict]:
     """The policy's statements, its placeholders replaced by ``names`` (``{"IMAGES": bucket}``)."""
-    text = path.read_text().replace("::ACCOUNT:", f"::{ACCOUNT}:")
+    text = path.read_text().replace(":ACCOUNT:", f":{ACCOUNT}:")
     for placeholder, name in (names or {}).items():
         text = text.replace(f":::{placeholder}", f":::{name}")
     found = json.loads(text)["Statement"]

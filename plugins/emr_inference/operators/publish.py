@@ -6,12 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import Asset, AssetAlias, Context
 
-from emr_inference.dates import PENDING, dates_by_status, published_summary
 from emr_inference.operators.base import (
-    DEFAULT_AWS_CONN_ID,
     RequestOperator,
     request_template_fields,
 )
@@ -22,7 +19,6 @@ from emr_inference.publish import (
     replace_publication,
     run_summary,
 )
-from emr_inference.s3 import S3Uri, s3_hook
 from emr_inference.staged_output import list_staged_output
 
 #: The asset alias ``publish_results`` emits to unless told otherwise.
@@ -125,70 +121,3 @@ class PublishResultsOperator(RequestOperator):
         if not self.plan:
             return None
         return date_estimate(self.plan, date)
-
-
-class ReportDatesOperator(BaseOperator):
-    """The run's last word on its dates, read from S3: which were published by this run, which
-    were empty or already published by another run, which were planned only (a dry run), and
-    which were to be processed but hold no publication of this run. Fails the run naming those.
-
-    A date counts as published when its ``output_uri`` holds ``_SUCCESS`` and a
-    ``_run_summary.json`` of this run's id: what readers see, not task states, so a crash that
-    lost a task's state (a retried publication, a marked task) makes a run slower, never wrong.
-
-    Runs whatever happened upstream (``ALL_DONE``; ``plan_run`` does not skip it on a dry run or
-    when no date has keys); a date fails alone (its step or its publication), the others publish,
-    and this task makes the run end failed. As the run's only leaf besides the teardown, it also
-    fails when an earlier task did (no work items), so that such a run never ends ``success``.
-
-    :param works: ``stage_manifest``'s per-date work items
-    :param aws_conn_id: the connection that reads the output prefixes
-    """
-
-    template_fields: Sequence[str] = ("works",)
-
-    def __init__(
-        self, *, works: Any, aws_conn_id: str | None = DEFAULT_AWS_CONN_ID, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.works = works
-        self.aws_conn_id = aws_conn_id
-
-    def execute(self, context: Context) -> dict[str, list[str]]:
-        if self.works is None:  # stage_manifest never ran: an earlier task failed
-            raise AirflowFailException(
-                "The run failed before its dates were listed (see the first failed task): no "
-                "date was processed"
-            )
-        works = list(self.works)
-        grouped = dates_by_status(works)
-        pending = [w["request"] for w in works if w["manifest"]["status"] == PENDING]
-        dry_run = any(request.get("dry_run") for request in pending)
-        published = [] if dry_run else self.published_by_this_run(pending)
-        report = {
-            "published": published,
-            "empty": grouped["empty"],
-            "already_published": grouped["published"],
-            "planned_only": grouped[PENDING] if dry_run else [],
-            "failed": [] if dry_run else sorted(set(grouped[PENDING]) - set(published)),
-        }
-        for name, dates in report.items():
-            self.log.info("%s: %s", name, ", ".join(dates) or "none")
-        if report["failed"]:
-            raise AirflowFailException(
-                f"{len(report['failed'])} of {len(grouped[PENDING])} dates were not published: "
-                + ", ".join(report["failed"])
-                + " (see their date.* task instances); re-run the same request to redo only them"
-            )
-        return report
-
-    def published_by_this_run(self, requests: list[dict[str, Any]]) -> list[str]:
-        """The dates of ``requests`` whose output holds a complete publication of their run."""
-        hook = s3_hook(self.aws_conn_id)
-        dates = []
-        for request in requests:
-            output = S3Uri.parse(request["output_uri"], "output_uri", prefix=True)
-            summary = published_summary(hook, output)
-            if summary is not None and summary.get("run_id") == request["run_id"]:
-                dates.append(request["partition_date"])
-        return sorted(dates)

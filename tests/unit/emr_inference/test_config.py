@@ -61,6 +61,18 @@ def test_demo_pipeline_is_local_and_small():
         ({"estimate": {"images_per_task_second": 0}}, "estimate.images_per_task_second", "greater"),
         ({"engine": "predict_batch_udf"}, "engine", "needs pandas and pyarrow on the nodes"),
         ({"sse": {"mode": "AES256", "kms_key_id": "k"}}, "sse", "only valid with mode"),
+        ({"alerts": {"sns_topic_arn": "inference-alerts"}}, "alerts.sns_topic_arn", "pattern"),
+        ({"alerts": {"on_failure": True}}, "alerts.sns_topic_arn", "Field required"),
+        (
+            {
+                "alerts": {
+                    "sns_topic_arn": "arn:aws:sns:us-east-1:123456789012:a",
+                    "late_after_minutes": 0,
+                }
+            },
+            "alerts.late_after_minutes",
+            "greater than or equal to 1",
+        ),  # fmt: skip
         (
             {"cluster": {"master": {"instance_types": ["m5.xlarge"], "count": 2}}},
             "cluster",

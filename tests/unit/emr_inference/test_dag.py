@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import ParamValidationError
+from emr_inference.alerts import record_failure
 
 REPO = Path(__file__).resolve().parents[3]
 DAGS = REPO / "dags"
@@ -123,7 +124,13 @@ def test_graph_is_the_designed_chain(dags, dag_id):
     assert first.upstream_task_ids == set()
     # the report runs whatever happened to the dates, and fails the run naming the failed ones
     report = dag.get_task("report_dates")
-    assert report.upstream_task_ids == {"date.publish_results", "stage_manifest", "create_cluster"}
+    assert report.upstream_task_ids == {
+        "date.publish_results",
+        "stage_manifest",
+        "plan_run",
+        "create_cluster",
+        "terminate_cluster",  # the digest says what became of the cluster
+    }
     assert report.trigger_rule == "all_done"
 
 
@@ -151,7 +158,7 @@ def test_terminate_is_the_teardown_of_create(dags, dag_id):
     # runs whatever happened before it, a failed create_cluster included (it may have made a
     # cluster and pushed no id: the teardown finds it by its run tags)
     assert terminate.trigger_rule == "all_done"
-    # a cluster that could not be stopped fails the run
+    # a cluster that could not be stopped fails the run (through report_dates, the run's leaf)
     assert terminate.on_failure_fail_dagrun
 
 
@@ -175,7 +182,7 @@ def test_the_run_ends_as_the_report_says_even_when_marked_failed_by_hand(dags, d
 
     tis = [TI(task.task_id) for task in dag.tasks]
     leaves = DagRun._tis_for_dagrun_state(DagRun(), dag=dag, tis=tis)
-    assert {ti.task_id for ti in leaves} == {"report_dates", "terminate_cluster"}
+    assert {ti.task_id for ti in leaves} == {"report_dates"}
 
 
 @pytest.mark.parametrize("dag_id", ["demo", "cifar10_resnet18"])
@@ -186,6 +193,27 @@ def test_teardown_retries_with_backoff_whatever_the_pipeline_retries(dags, dag_i
     assert terminate.retry_delay.total_seconds() == 30
     assert terminate.max_retry_delay.total_seconds() == 600
     assert dags[dag_id].get_task("create_cluster").retries != 6
+
+
+def test_a_pipeline_with_late_after_minutes_has_one_deadline_alert_through_sns(dags):
+    """cifar10_resnet18.yaml: a run not finished 240 minutes after it was queued gets one SNS
+    message, sent by the triggerer with the provider's SnsNotifier (a path: the provider is not
+    imported when the DAG is parsed); the demo pipeline has no alerts, hence no deadline."""
+    from airflow.sdk import DeadlineReference
+
+    (alert,) = dags["cifar10_resnet18"].deadline
+    assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
+    assert alert.interval.total_seconds() == 240 * 60
+    assert alert.callback.path == "airflow.providers.amazon.aws.notifications.sns.SnsNotifier"
+    kwargs = alert.callback.kwargs
+    assert kwargs["target_arn"] == "arn:aws:sns:us-east-1:123456789012:inference-alerts"
+    assert kwargs["aws_conn_id"] == "aws_default"
+    assert "240 minutes after it was queued" in kwargs["message"]
+    assert not dags["demo"].deadline
+    # every task records why it failed, for the digest
+    assert all(
+        task.on_failure_callback == [record_failure] for task in dags["cifar10_resnet18"].tasks
+    )
 
 
 def test_backend_picks_the_operator_classes(dags):

@@ -3,24 +3,21 @@ and the report that names the dates that failed."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 from pathlib import Path
 
 import pytest
 import yaml
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import AirflowFailException, DownstreamTasksSkipped
+from airflow.sdk.exceptions import DownstreamTasksSkipped
 from emr_inference.config import load_pipeline, parse_pipeline
 from emr_inference.emr import prices
 from emr_inference.emr.instance_types import INSTANCE_TYPES
 from emr_inference.operators.plan import PlanRunOperator
-from emr_inference.operators.publish import ReportDatesOperator
+from emr_inference.operators.report import ReportDatesOperator
 from emr_inference.plan import cluster_shape, date_estimate, format_plan, plan_run
 from emr_inference.request import resolve_request
 from emr_inference.resolved import ResolvedRequest
-from emr_inference.s3 import S3Uri
 
 from tests.unit.emr_inference.pipeline_fixtures import pipeline
 
@@ -359,72 +356,3 @@ def test_a_run_with_work_goes_on():
     request = cifar_request()
     result = _plan_dag(request, works(request, [5, 0, 5])).execute({"ti": FakeTI()})
     assert result["range_run"]["clusters"] == 1
-
-
-def publish(s3_env, request: dict, run_id: str | None = None) -> None:
-    """A complete publication of ``request``'s date (``_SUCCESS`` and a summary) by ``run_id``."""
-    output = S3Uri.parse(request["output_uri"], "output_uri", prefix=True)
-    client = s3_env.client()
-    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-        client.create_bucket(Bucket=output.bucket)
-    summary = {"run_id": run_id or request["run_id"], "rows": 5}
-    client.put_object(Bucket=output.bucket, Key=output.key + "_run_summary.json",
-                      Body=json.dumps(summary))  # fmt: skip
-    client.put_object(Bucket=output.bucket, Key=output.key + "_SUCCESS", Body=b"")
-
-
-@pytest.fixture
-def report_works(aws_conn, s3_env, bucket) -> list[dict]:
-    """Three dates (the second empty) whose output is in a fresh bucket."""
-    request = cifar_request()
-    request["output_uri"] = f"s3://{bucket}/predictions/dt=2026-11-01/"
-    request["dates"] = [
-        {**date, "output_uri": f"s3://{bucket}/predictions/dt={date['partition_date']}/"}
-        for date in request["dates"]
-    ]
-    return works(request, [5, 0, 5])
-
-
-def test_the_report_reads_s3_and_fails_the_run_naming_the_dates_not_published(report_works, s3_env):
-    report = ReportDatesOperator(task_id="report_dates", works=report_works)
-    first, _, third = (work["request"] for work in report_works)
-    publish(s3_env, first)
-    publish(s3_env, third, run_id="another_run")  # not this run's publication
-    with pytest.raises(AirflowFailException, match=r"1 of 2 dates were not published: 2026-11-03"):
-        report.execute({"ti": FakeTI()})
-    publish(s3_env, third)
-    assert report.execute({"ti": FakeTI()}) == {
-        "published": ["2026-11-01", "2026-11-03"],
-        "empty": ["2026-11-02"],
-        "already_published": [],
-        "planned_only": [],
-        "failed": [],
-    }
-
-
-def test_a_publication_whose_task_state_was_lost_is_reported_published(report_works, s3_env):
-    """The crash case: publish_results published, then its task was reported failed (no XCom):
-    the report goes by what readers see in S3."""
-    for work in report_works:
-        publish(s3_env, work["request"])
-    result = ReportDatesOperator(task_id="r", works=report_works).execute({"ti": FakeTI(None)})
-    assert result["published"] == ["2026-11-01", "2026-11-03"] and result["failed"] == []
-
-
-def test_a_dry_run_is_reported_as_planned_not_failed(aws_conn):
-    request = cifar_request(dry_run=True)
-    report = ReportDatesOperator(task_id="report_dates", works=works(request, [5, 0, 5]))
-    assert report.execute({"ti": FakeTI()}) == {
-        "published": [],
-        "empty": ["2026-11-02"],
-        "already_published": [],
-        "planned_only": ["2026-11-01", "2026-11-03"],
-        "failed": [],
-    }
-
-
-def test_the_report_fails_a_run_that_failed_before_listing_its_dates():
-    """validate_request failed: stage_manifest pushed nothing; the run must not end success."""
-    report = ReportDatesOperator(task_id="report_dates", works=None)
-    with pytest.raises(AirflowFailException, match="failed before its dates were listed"):
-        report.execute({"ti": FakeTI([])})
