@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,12 +37,37 @@ NO_REASON = "no reason recorded (marked failed by hand, or its process was kille
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
 
 
+def shorten(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` in at most ``limit`` characters: its start and its end (a failure's last lines,
+    the log's, say the most), with `` … `` between them."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return f"{text[:head]} … {text[-(limit - head - 3) :]}"
+
+
+#: Lines of a failure's message that say what went wrong (a driver log's ERROR line, a Python
+#: exception), kept before the rest when a message quotes a log.
+_ERROR_LINE = re.compile(r"\bERROR\b|\w+(Error|Exception): ")
+
+
+def failure_reason(error: BaseException | None) -> str:
+    """A failure in a line: the exception's first line, then the lines of the log it quotes
+    that report errors (else that log's last two lines), shortened."""
+    if error is None:
+        return "failed"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    first, rest = (lines[0], lines[1:]) if lines else ("", [])
+    errors = [line for line in rest if _ERROR_LINE.search(line)]
+    return shorten(" | ".join([f"{type(error).__name__}: {first}", *(errors or rest[-2:])]))
+
+
 def record_failure(context: Mapping[str, Any]) -> None:
     """``on_failure_callback`` of every task: push the exception as ``failure_reason``."""
     try:
-        error = context.get("exception")
-        reason = f"{type(error).__name__}: {error}" if error else "failed"
-        context["ti"].xcom_push(key=FAILURE_KEY, value=reason[:MAX_REASON_CHARS])
+        reason = failure_reason(context.get("exception"))
+        context["ti"].xcom_push(key=FAILURE_KEY, value=reason)
     except Exception:  # a callback must never hide the task's own failure
         log.exception("could not record the failure reason")
 
@@ -54,24 +80,33 @@ def task_label(key: str, mapped_tasks: set[str]) -> tuple[str, int | None]:
     return key, None
 
 
+def _index(map_index: int | None) -> int:
+    return -1 if map_index is None else map_index
+
+
 def failed_tasks(
     states: Mapping[str, str | None],
+    task_order: Sequence[str],
     mapped_tasks: set[str],
     dates: Sequence[str],
     reason_of: Any,
 ) -> list[dict[str, Any]]:
-    """The failed tasks of a run, in task order: ``{"task", "date", "state", "reason"}``.
+    """The failed tasks of a run, by date then in ``task_order``:
+    ``{"task", "date", "state", "reason"}``.
 
     :param states: ``{task key: state}`` of the run (``RuntimeTaskInstance.get_task_states``)
+    :param task_order: the DAG's task ids, in the order they run
     :param mapped_tasks: the task ids mapped per date (``date.*``)
     :param dates: the run's dates, in map-index order
     :param reason_of: ``(task_id, map_index) -> str | None``, the recorded reason
     """
+    rank = {task_id: n for n, task_id in enumerate(task_order)}
+    labelled = [(task_label(key, mapped_tasks), state) for key, state in states.items()]
+    labelled.sort(key=lambda item: (_index(item[0][1]), rank.get(item[0][0], len(rank))))
     found = []
-    for key, state in sorted(states.items()):
+    for (task_id, index), state in labelled:
         if state not in FAILED_STATES:
             continue
-        task_id, index = task_label(key, mapped_tasks)
         date = dates[index] if index is not None and index < len(dates) else None
         reason = "an upstream task failed" if state == "upstream_failed" else None
         if state == "failed":

@@ -107,10 +107,9 @@ def xcom(run, task_id: str, key: str):
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
+    query = XComModel.get_many(run_id=run.run_id, key=key, task_ids=task_id, dag_ids=run.dag_id)
     with create_session() as session:
-        row = XComModel.get_many(
-            run_id=run.run_id, key=key, task_ids=task_id, dag_ids=run.dag_id, session=session
-        ).first()
+        row = session.scalars(query).first()
         return XComModel.deserialize_value(row)
 
 

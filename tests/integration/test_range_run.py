@@ -2,8 +2,10 @@
 
 Three dates on one cluster: one with images, one empty, one whose images are all corrupt (its
 step fails on the error threshold). The good date publishes, the empty one is skipped, the bad
-one fails alone and the run ends failed naming it. After the bad date's images are fixed, a
-re-run of the same range redoes only that date.
+one fails alone and the run ends failed naming it; the pipeline's alerts topic (moto's SNS, an
+SQS queue subscribed) gets the run's digest with every date's outcome. After the bad date's
+images are fixed, a re-run of the same range redoes only that date, and sends nothing (success
+alerts are off).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO_ROOT
 from tests.integration.conftest import spark_processes, stage_demo_run
+from tests.support.sns_inbox import sns_inbox
 from tools.demo.images import DemoObject, corrupt_png, demo_objects, upload_objects
 
 pytestmark = pytest.mark.slow
@@ -53,9 +57,28 @@ def local_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return state
 
 
+@pytest.fixture
+def alerts_topic(s3_env):
+    with sns_inbox(s3_env.endpoint_url) as inbox:
+        yield inbox
+
+
+@pytest.fixture
+def alerting_demo_dag(build_demo_dag, alerts_topic):
+    """The demo pipeline with alerts on failure to ``alerts_topic``."""
+    from emr_inference.config import AlertsConfig, load_pipeline
+    from emr_inference.factory import build_dag
+
+    build_demo_dag()  # the connection to the local servers
+    config = load_pipeline(REPO_ROOT / "include" / "pipelines" / "demo.yaml")
+    alerts = AlertsConfig(sns_topic_arn=alerts_topic.arn)
+    return build_dag(config.model_copy(update={"alerts": alerts}))
+
+
 def test_a_range_runs_on_one_cluster_and_dates_fail_alone(
-    demo_dag, bucket, s3_env, digits_model, local_state
+    alerting_demo_dag, alerts_topic, bucket, s3_env, digits_model, local_state
 ):
+    demo_dag = alerting_demo_dag
     client = s3_env.client()
     good = demo_objects(IMAGES, bad_fraction=0)
     conf = stage_demo_run(client, bucket, digits_model, [])
@@ -90,6 +113,18 @@ def test_a_range_runs_on_one_cluster_and_dates_fail_alone(
     assert _published(client, bucket, EMPTY) is None
     assert _published(client, bucket, BAD) is None
 
+    # the owner heard of it: the digest names every date's outcome and the failure's reason
+    ((subject, message),) = alerts_topic.read()
+    assert subject == f"demo {GOOD}..{BAD}: failed: 1 of 2 dates not published"
+    assert (
+        f"dates: published {GOOD}; empty {EMPTY}; already_published -; planned_only -; failed {BAD}"
+    ) in message
+    (sensor,) = [line for line in message.splitlines() if "date.wait_for_inference_step" in line]
+    assert sensor.startswith(f"  date.wait_for_inference_step ({BAD}) failed: ")
+    assert "error rate 100.00% (4 of 4 rows)" in sensor  # the driver log's last line
+    assert f"images: {IMAGES} rows published, 0 of them error rows" in message
+    assert "cluster: stopped by terminate_cluster" in message
+
     # the bad date's images fixed (same keys), the same range again: only that date is redone
     upload_objects(
         client,
@@ -108,3 +143,4 @@ def test_a_range_runs_on_one_cluster_and_dates_fail_alone(
     assert len(_clusters(local_state)) == 2  # one more cluster, for the one date
     assert os.listdir(local_state)  # state kept for the post-mortem, processes gone
     assert spark_processes() == []
+    assert alerts_topic.read() == []  # a green run, success alerts off

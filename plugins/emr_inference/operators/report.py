@@ -139,7 +139,7 @@ class ReportDatesOperator(BaseOperator):
                 map_indexes=-1 if map_index is None else map_index,
             )
 
-        tasks = alerts.failed_tasks(states, mapped, dates, reason_of)
+        tasks = alerts.failed_tasks(states, self.dag.task_ids, mapped, dates, reason_of)
         cluster = alerts.cluster_outcome(states.get(CREATE_TASK), states.get(TERMINATE_TASK))
         return alerts.run_digest(
             context=context,

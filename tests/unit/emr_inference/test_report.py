@@ -18,6 +18,7 @@ from emr_inference import alerts
 from emr_inference.operators.report import ReportDatesOperator
 from emr_inference.s3 import S3Uri
 
+from tests.support.sns_inbox import sns_inbox
 from tests.unit.emr_inference.test_plan import cifar_request, works
 
 RUN_ID = "manual__plan"
@@ -108,26 +109,9 @@ def report_works(aws_conn, s3_env, bucket) -> list[dict]:
 
 @pytest.fixture
 def topic(s3_env, aws_conn):
-    """An SNS topic on the local server with an SQS queue subscribed; ``read()`` returns the
-    messages delivered so far as ``(subject, message)``."""
-    import boto3
-
-    session = boto3.session.Session(region_name="us-east-1")
-    sns = session.client("sns", endpoint_url=s3_env.endpoint_url)
-    sqs = session.client("sqs", endpoint_url=s3_env.endpoint_url)
-    arn = sns.create_topic(Name="pipeline-alerts")["TopicArn"]
-    queue = sqs.create_queue(QueueName="pipeline-alerts-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
-    sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
-
-    def read() -> list[tuple[str, str]]:
-        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-        bodies = [json.loads(m["Body"]) for m in got.get("Messages", [])]
-        return [(body.get("Subject"), body["Message"]) for body in bodies]
-
-    yield SimpleNamespace(arn=arn, read=read)
-    sns.delete_topic(TopicArn=arn)
-    sqs.delete_queue(QueueUrl=queue)
+    """An SNS topic on the local server with an SQS queue subscribed (tests/support/sns_inbox)."""
+    with sns_inbox(s3_env.endpoint_url) as inbox:
+        yield inbox
 
 
 def alerts_settings(arn: str, **changes) -> dict:
@@ -279,10 +263,29 @@ def test_a_notifier_that_cannot_publish_never_fails_the_run(report_works, s3_env
     assert f"could not publish the run's digest to {missing}" in caplog.text
 
 
+def test_a_failure_reason_keeps_the_error_lines_of_the_log_it_quotes():
+    error = RuntimeError(
+        "Step step-002 on local-1 failed (exit code 1). Driver log /x/driver.log, last lines:\n"
+        "2026-12-07 09:59:44 INFO batch_inference.cli: listing\n"
+        "2026-12-07 09:59:44 ERROR batch_inference.cli: error rate 100.00% is above 10.00%\n"
+        "2026-12-07 09:59:45 INFO ShutdownHookManager: Deleting directory /tmp/spark-1\n"
+    )
+    assert alerts.failure_reason(error) == (
+        "RuntimeError: Step step-002 on local-1 failed (exit code 1). Driver log /x/driver.log, "
+        "last lines: | 2026-12-07 09:59:44 ERROR batch_inference.cli: error rate 100.00% is "
+        "above 10.00%"
+    )
+    quiet = RuntimeError("it failed\nline 1\nline 2\nline 3")
+    assert alerts.failure_reason(quiet) == "RuntimeError: it failed | line 2 | line 3"
+
+
 def test_a_failure_reason_is_recorded_by_the_failing_task():
     pushed = {}
     ti = SimpleNamespace(xcom_push=lambda key, value: pushed.update({key: value}))
-    alerts.record_failure({"ti": ti, "exception": ValueError("x" * 900)})
-    assert pushed[alerts.FAILURE_KEY] == ("ValueError: " + "x" * 900)[: alerts.MAX_REASON_CHARS]
+    alerts.record_failure({"ti": ti, "exception": ValueError("x" * 900 + "\nthe last line")})
+    reason = pushed[alerts.FAILURE_KEY]
+    assert len(reason) == alerts.MAX_REASON_CHARS
+    assert reason.startswith("ValueError: xxx") and reason.endswith("x | the last line")
+    assert " … " in reason
     broken = SimpleNamespace(xcom_push=lambda key, value: 1 / 0)
     alerts.record_failure({"ti": broken, "exception": None})  # logged, never raised
