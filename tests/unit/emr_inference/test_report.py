@@ -263,6 +263,25 @@ def test_a_notifier_that_cannot_publish_never_fails_the_run(report_works, s3_env
     assert f"could not publish the run's digest to {missing}" in caplog.text
 
 
+def test_an_sns_endpoint_that_is_down_is_a_warning_not_an_error(monkeypatch, caplog):
+    """Nothing listens where the connection points: publish_digest says so and returns."""
+    from tools.airflow_env import aws_connection
+    from tools.local_s3 import free_port
+
+    down = aws_connection(f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DOWN", down)
+    digest = {
+        "pipeline": "demo", "dag_id": "demo", "run_id": RUN_ID, "backend": "local",
+        "outcome": "failed", "dates": {"failed": ["2026-11-01"]}, "failed_tasks": [],
+        "images": 0, "error_rows": 0, "run_seconds": 1,
+        "modelled": {"cluster_hours": None, "cost_usd": None},
+        "outputs": {"2026-11-01": "s3://b/p/"}, "logs": {}, "cluster": "stopped",
+    }  # fmt: skip
+    arn = "arn:aws:sns:us-east-1:123456789012:alerts"
+    assert alerts.publish_digest(digest, arn, "aws_down") is False
+    assert f"could not publish the run's digest to {arn}" in caplog.text
+
+
 def test_a_failure_reason_keeps_the_error_lines_of_the_log_it_quotes():
     error = RuntimeError(
         "Step step-002 on local-1 failed (exit code 1). Driver log /x/driver.log, last lines:\n"
