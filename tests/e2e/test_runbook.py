@@ -332,15 +332,21 @@ def test_operations_rerun_find_and_clear_a_date_whose_images_came_late(
 # -- OPERATIONS: kill a run ---------------------------------------------------------------------
 
 
-def test_operations_kill_stops_the_step_and_the_cluster(
-    stack: AirflowStack, doc_env: DocEnv, s3_server: LocalS3
-):
+def run_with_its_step_running(stack: AirflowStack) -> str:
+    """A run of KILL_DATE (slow: one image a batch, one partition) once its step runs."""
     conf = {"partition_date": KILL_DATE, "batch_size": 1, "partitions": 1}
     run_id = stack.trigger(DAG_ID, conf=conf)["dag_run_id"]
     deadline = time.monotonic() + RUN_TIMEOUT
     while stack.task_states(DAG_ID, run_id).get("date.wait_for_inference_step[0]") != "running":
         assert time.monotonic() < deadline, stack.task_states(DAG_ID, run_id)
         time.sleep(1)
+    return run_id
+
+
+def test_operations_kill_stops_the_step_and_the_cluster(
+    stack: AirflowStack, doc_env: DocEnv, s3_server: LocalS3
+):
+    run_id = run_with_its_step_running(stack)
 
     run_blocks(doc_env, "kill", RUN_ID=run_id)
 
@@ -360,12 +366,7 @@ def test_operations_kill_run_marked_failed_stops_the_cluster_and_ends_failed(
     """The whole run marked failed while its step runs: Airflow kills the sensor and skips the
     tasks not started, the teardowns still run, and the run ends failed (it used to end success:
     its only leaf, report_dates, was skipped)."""
-    conf = {"partition_date": KILL_DATE, "batch_size": 1, "partitions": 1}
-    run_id = stack.trigger(DAG_ID, conf=conf)["dag_run_id"]
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while stack.task_states(DAG_ID, run_id).get("date.wait_for_inference_step[0]") != "running":
-        assert time.monotonic() < deadline, stack.task_states(DAG_ID, run_id)
-        time.sleep(1)
+    run_id = run_with_its_step_running(stack)
 
     run_blocks(doc_env, "kill-run", RUN_ID=run_id)
 
