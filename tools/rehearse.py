@@ -106,20 +106,30 @@ def rehearsal_pipeline(data: dict[str, Any], request: dict[str, Any]) -> dict[st
     """The pipeline file to rehearse: the original, on the local backend, emulating its cluster.
 
     Only what cannot apply here changes: the backend, the local workers (sized to hold at least
-    one of its executors), a manual schedule, no retries, fast polls.
+    one of its executors), a manual schedule, no retries, fast polls, no alerts (see
+    :func:`without_alerts`).
     """
     from emr_inference.emr.sizing import executor_plan
 
     plan = executor_plan(request)
-    return {
-        **data,
-        "backend": "local",
-        "schedule": None,
-        "catchup": False,
-        "retries": 0,
-        "poke_interval_seconds": 2,
-        "local": local_shape(plan.executor_cores, plan.heap_mb),
-    }
+    return without_alerts(
+        {
+            **data,
+            "backend": "local",
+            "schedule": None,
+            "catchup": False,
+            "retries": 0,
+            "poke_interval_seconds": 2,
+            "local": local_shape(plan.executor_cores, plan.heap_mb),
+        }
+    )
+
+
+def without_alerts(data: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline without ``alerts``: a rehearsal tells no one, and ``airflow dags test``
+    cannot finish a run of a DAG with deadline alerts (Airflow 3.3.2's ``DagRun.update_state``
+    looks them up by ids that ``dags test`` never stored)."""
+    return {**data, "alerts": None}
 
 
 StandIn = Callable[[Path, dict[str, Any]], Any]
@@ -304,7 +314,9 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
             if not args.skip_sizing_check:
                 log("FAILED before any Spark (run with --skip-sizing-check to see the job fail)")
                 return 1
-    rehearsed = rehearsal_pipeline(data, request) if emr else {**data, "schedule": None}
+    rehearsed = (
+        rehearsal_pipeline(data, request) if emr else without_alerts({**data, "schedule": None})
+    )
     twin = None
     if emr:
         for line in describe({**request, "local": rehearsed["local"]}):

@@ -12,7 +12,7 @@ from emr_inference.emr.releases import EMR_7_2_0
 
 from tools import node_twin
 from tools.node_twin import NodeTwin, NodeTwinError, expected_versions, find_node_python, twin_key
-from tools.rehearse import environment_verdict
+from tools.rehearse import environment_verdict, rehearsal_pipeline
 
 REQUIREMENTS = node_twin.REQUIREMENTS.read_text()
 
@@ -99,3 +99,14 @@ def test_the_local_backend_runs_the_spark_it_is_pointed_at(monkeypatch, tmp_path
     assert spark_submit() == tmp_path / "spark-3.5.1" / "bin" / "spark-submit"
     cluster = LocalCluster("local-x", str(tmp_path / "state"))
     assert cluster.process_env()["SPARK_HOME"] == str(tmp_path / "spark-3.5.1")
+
+
+def test_the_rehearsal_leaves_the_pipelines_alerts_out():
+    """A rehearsal tells no one, and airflow dags test cannot end a run of a DAG with a deadline
+    alert (Airflow 3.3.2): the rehearsed pipeline has no alerts, whatever the file says."""
+    from tests.unit.emr_inference.test_plan import cifar_request
+
+    alerts = {"sns_topic_arn": "arn:aws:sns:us-east-1:123456789012:a", "late_after_minutes": 5}
+    rehearsed = rehearsal_pipeline({"pipeline": "p", "alerts": alerts}, cifar_request())
+    assert rehearsed["alerts"] is None
+    assert rehearsed["backend"] == "local" and rehearsed["pipeline"] == "p"

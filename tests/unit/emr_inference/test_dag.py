@@ -12,6 +12,8 @@ import pytest
 from airflow.sdk.exceptions import ParamValidationError
 from emr_inference.alerts import record_failure
 
+from tests.conftest import REPO_ROOT
+
 REPO = Path(__file__).resolve().parents[3]
 DAGS = REPO / "dags"
 HEAVY_MODULES = ("mxnet", "pyspark", "numpy", "pandas")
@@ -196,12 +198,16 @@ def test_teardown_retries_with_backoff_whatever_the_pipeline_retries(dags, dag_i
 
 
 def test_a_pipeline_with_late_after_minutes_has_one_deadline_alert_through_sns(dags):
-    """cifar10_resnet18.yaml: a run not finished 240 minutes after it was queued gets one SNS
-    message, sent by the triggerer with the provider's SnsNotifier (a path: the provider is not
-    imported when the DAG is parsed); the demo pipeline has no alerts, hence no deadline."""
+    """A run not finished 240 minutes after it was queued gets one SNS message, sent by the
+    triggerer with the provider's SnsNotifier (a path: the provider is not imported when the DAG
+    is parsed); the demo pipeline has no alerts, hence no deadline."""
     from airflow.sdk import DeadlineReference
+    from emr_inference.config import AlertsConfig, load_pipeline
+    from emr_inference.factory import build_dag
 
-    (alert,) = dags["cifar10_resnet18"].deadline
+    config = load_pipeline(REPO_ROOT / "include" / "pipelines" / "cifar10_resnet18.yaml")
+    alerts = AlertsConfig(sns_topic_arn=config.alerts.sns_topic_arn, late_after_minutes=240)
+    (alert,) = build_dag(config.model_copy(update={"alerts": alerts})).deadline
     assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
     assert alert.interval.total_seconds() == 240 * 60
     assert alert.callback.path == "airflow.providers.amazon.aws.notifications.sns.SnsNotifier"
@@ -209,6 +215,7 @@ def test_a_pipeline_with_late_after_minutes_has_one_deadline_alert_through_sns(d
     assert kwargs["target_arn"] == "arn:aws:sns:us-east-1:123456789012:inference-alerts"
     assert kwargs["aws_conn_id"] == "aws_default"
     assert "240 minutes after it was queued" in kwargs["message"]
+    assert not dags["cifar10_resnet18"].deadline  # its file sets no late_after_minutes
     assert not dags["demo"].deadline
     # every task records why it failed, for the digest
     assert all(
