@@ -101,12 +101,14 @@ def failed_tasks(
     :param reason_of: ``(task_id, map_index) -> str | None``, the recorded reason
     """
     rank = {task_id: n for n, task_id in enumerate(task_order)}
-    labelled = [(task_label(key, mapped_tasks), state) for key, state in states.items()]
+    labelled = [
+        (task_label(key, mapped_tasks), state)
+        for key, state in states.items()
+        if state in FAILED_STATES
+    ]
     labelled.sort(key=lambda item: (_index(item[0][1]), rank.get(item[0][0], len(rank))))
     found = []
     for (task_id, index), state in labelled:
-        if state not in FAILED_STATES:
-            continue
         date = dates[index] if index is not None and index < len(dates) else None
         reason = "an upstream task failed" if state == "upstream_failed" else None
         if state == "failed":
