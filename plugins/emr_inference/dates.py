@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from batch_inference.contract.settings import CONFIG
+from batch_inference.contract.settings import CONFIG, fingerprinted
 from batch_inference.contract.settings import ROW_SETTINGS as CONTRACT_ROW_SETTINGS
 
 from emr_inference import s3
@@ -60,7 +60,7 @@ def request_fingerprint(
     ``content``: what identifies the bytes the rows are computed from (:func:`content_identity`),
     so a fixed image or a model file replaced under the same name makes the date pending again."""
     values = request.as_json()
-    settings = {s.name: s.read(values) for s in ROW_SETTINGS}
+    settings = fingerprinted(ROW_SETTINGS, lambda setting: setting.read(values))
     document = {
         "job": settings,
         "keys_sha256": keys_sha256,

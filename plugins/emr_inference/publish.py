@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -142,16 +142,25 @@ def run_summary(checked: CheckedOutput, **context: Any) -> dict[str, Any]:
         "worker_peak_address_space_mb": _largest(metrics, Metric.WORKER_PEAK_ADDRESS_SPACE_MB),
         # what the Python workers ran on, as they reported it (one entry per distinct environment)
         "worker_environments": worker_environments(metrics),
-        "precision": "/".join(sorted({m.get(Metric.PRECISION, "fp32") for m in metrics})) or None,
-        "int8_top1_agreement": next(
-            (
-                m[Metric.INT8_TOP1_AGREEMENT]
-                for m in metrics
-                if m.get(Metric.INT8_TOP1_AGREEMENT) is not None
-            ),
-            None,
-        ),
+        # what produced the rows: each a value, or "a/b" when a resumed run mixed two
+        "runtime": _distinct(metrics, Metric.RUNTIME, "mxnet"),
+        "precision": _distinct(metrics, Metric.PRECISION, "fp32"),
+        "engine": _distinct(metrics, Metric.ENGINE, None),
+        "int8_top1_agreement": _first(metrics, Metric.INT8_TOP1_AGREEMENT),
+        "conversion_top1_agreement": _first(metrics, Metric.CONVERSION_TOP1_AGREEMENT),
     }
+
+
+def _distinct(metrics: Sequence[Mapping[str, Any]], field: Metric, default: str | None):
+    """The metrics' distinct values of ``field`` joined with "/" (``default`` for a part written
+    before the field existed); ``None`` when there is none."""
+    values = {m.get(field, default) for m in metrics} - {None}
+    return "/".join(sorted(values)) or None
+
+
+def _first(metrics: Sequence[Mapping[str, Any]], field: Metric) -> Any:
+    """The first set value of ``field`` among the metrics, else ``None``."""
+    return next((m[field] for m in metrics if m.get(field) is not None), None)
 
 
 def worker_environments(metrics: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -8,7 +8,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from batch_inference.config import Encryption, Int8Settings, JobConfig, ModelSpec, Preprocess
+from batch_inference.config import (
+    ConversionSettings,
+    Encryption,
+    Int8Settings,
+    JobConfig,
+    ModelSpec,
+    Preprocess,
+)
 from batch_inference.contract.settings import MODEL, PREPROCESSING, SETTINGS, groups
 from batch_inference.errors import JobFailed
 
@@ -55,11 +62,13 @@ def _section(values: Mapping[str, Any], section: str) -> dict[str, Any]:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model and preprocessing settings' options (shared with :mod:`batch_inference.online`)."""
+    """The model and preprocessing settings' options (shared with :mod:`batch_inference.online`,
+    which runs the MXNet model itself: no ``--runtime``)."""
     for title in (MODEL, PREPROCESSING):
         group = parser.add_argument_group(title)
         for setting in groups()[title]:
-            setting.add_to(group)
+            if setting.name != "model.runtime":
+                setting.add_to(group)
 
 
 def model_spec(args: argparse.Namespace) -> ModelSpec:
@@ -75,14 +84,17 @@ def preprocess(args: argparse.Namespace) -> Preprocess:
 
 def job_config(values: Mapping[str, Any]) -> JobConfig:
     """The :class:`JobConfig` of parsed arguments (setting name -> value): each value goes to its
-    setting's ``job`` path; ``int8`` is set only when ``--int8-cache`` is given."""
+    setting's ``job`` path; ``int8`` is set only when ``--int8-cache`` is given, ``conversion``
+    only when ``--conversion-cache`` is."""
     int8 = _section(values, "int8")
+    conversion = _section(values, "conversion")
     return JobConfig(
         **_section(values, ""),
         model=ModelSpec(**_section(values, "model")),
         preprocess=Preprocess(**_section(values, "preprocess")),
         encryption=Encryption(**_section(values, "encryption")),
         int8=Int8Settings(**int8) if int8["cache_uri"] else None,
+        conversion=ConversionSettings(**conversion) if conversion["cache_uri"] else None,
     )
 
 
@@ -106,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     config = parse_config(argv)
     try:
-        versions = check_environment(config.requirements, config.engine)
+        versions = check_environment(config.requirements, config.engine, config.model.runtime)
         log.info("job environment %s: %s", sys.executable, versions)
         run_job(config)
     except JobFailed as exc:

@@ -12,6 +12,7 @@ from batch_inference.contract.settings import (
     ENGINES,
     KEYS_PER_PARTITION_MIN,
     PRECISIONS,
+    RUNTIMES,
     derived_partition_keys,
     job_default,
 )
@@ -50,6 +51,15 @@ class ModelSpec:
     params_sha256: str | None = job_default("model.params_sha256")
     labels_sha256: str | None = job_default("model.labels_sha256")
     input_name: str = job_default("model.input_name")
+    #: what runs the forward (one of ``RUNTIMES``)
+    runtime: str = job_default("model.runtime")
+    #: the ONNX file the runtime loads (set by the driver: :mod:`batch_inference.convert`)
+    onnx_uri: str | None = None
+    onnx_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"invalid runtime: {self.runtime!r} (one of {RUNTIMES})")
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,21 @@ class Int8Settings:
 
 
 @dataclass(frozen=True)
+class ConversionSettings:
+    """Where converted models are cached, and when one may be used
+    (:mod:`batch_inference.convert`)."""
+
+    cache_uri: str
+    min_agreement: float = job_default("conversion.min_agreement")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError(
+                f"conversion min agreement must be in [0, 1], got {self.min_agreement}"
+            )
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """Everything a partition needs; built from the command line by :mod:`batch_inference.cli`."""
 
@@ -118,6 +143,9 @@ class JobConfig:
     engine: str = job_default("engine")
     #: the measured top-1 agreement of int8 with fp32 (set by the driver), written into metrics
     int8_agreement: float | None = None
+    conversion: ConversionSettings | None = None
+    #: the converted model's top-1 agreement with MXNet, as measured when it was converted
+    conversion_agreement: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -141,6 +169,10 @@ class JobConfig:
             raise ValueError(f"invalid engine: {self.engine!r} (one of {ENGINES})")
         if self.precision == "int8" and self.int8 is None:
             raise ValueError("precision int8 needs --int8-cache")
+        if self.model.runtime != "mxnet" and self.conversion is None:
+            raise ValueError(f"runtime {self.model.runtime} needs --conversion-cache")
+        if self.model.runtime != "mxnet" and self.precision == "int8":
+            raise ValueError(f"precision int8 needs runtime mxnet (not {self.model.runtime})")
 
     def partition_keys(self) -> tuple[int, str]:
         """The most keys a partition holds, and where that bound comes from (for the log)."""

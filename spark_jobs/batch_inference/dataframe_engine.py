@@ -120,7 +120,7 @@ def make_predict_fn(config: JobConfig) -> Callable[[], Callable[..., dict]]:
     """``make_predict_fn`` of ``predict_batch_udf``: binds the model once per Python worker.
 
     The returned function takes the batch's tensors ``(n, 3, S, S)`` and its ``ok`` flags and
-    runs only the rows with an image through :meth:`batch_inference.model.LoadedModel.predict`.
+    runs only the rows with an image through :meth:`batch_inference.runtime.BoundModel.predict`.
     """
 
     def make() -> Callable[..., dict]:
@@ -214,7 +214,7 @@ def write_partition(
                 metrics.count_row(row)
             part.add(rows)
     metrics.wall_seconds = time.time() - started
-    return report_partition(client, output, config, metrics, "predict_batch_udf")
+    return report_partition(client, output, config, metrics)
 
 
 def write_parts(

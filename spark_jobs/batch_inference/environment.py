@@ -15,8 +15,13 @@ from collections.abc import Sequence
 
 from batch_inference.errors import JobFailed
 
-#: distribution name -> module the job imports
-JOB_PACKAGES = {"mxnet": "mxnet", "numpy": "numpy", "pillow": "PIL", "boto3": "boto3"}
+#: distribution name -> module the job imports, whatever runs the model
+BASE_PACKAGES = {"numpy": "numpy", "pillow": "PIL", "boto3": "boto3"}
+#: what each ``--runtime`` needs besides
+RUNTIME_PACKAGES = {"mxnet": {"mxnet": "mxnet"}, "onnxruntime": {"onnxruntime": "onnxruntime"}}
+#: every package a worker reports (the runtimes' too: what ran, and what was there)
+JOB_PACKAGES = {name: module for p in RUNTIME_PACKAGES.values() for name, module in p.items()}
+JOB_PACKAGES.update(BASE_PACKAGES)
 #: what ``--engine predict_batch_udf`` needs besides (Spark's Arrow path)
 UDF_PACKAGES = {"pandas": "pandas", "pyarrow": "pyarrow"}
 
@@ -50,17 +55,21 @@ def same_release(have: str, wanted: str) -> bool:
     return have == wanted or re.match(re.escape(wanted) + r"[^0-9]", have) is not None
 
 
-def check_environment(requirements: Sequence[str] = (), engine: str = "rdd") -> dict[str, str]:
-    """Versions of the job's packages (and ``engine``'s); :class:`JobFailed` naming every missing
-    package and every ``NAME==VERSION`` of ``requirements`` that this interpreter does not have."""
+def check_environment(
+    requirements: Sequence[str] = (), engine: str = "rdd", runtime: str = "mxnet"
+) -> dict[str, str]:
+    """Versions of the job's packages (and ``engine``'s and ``runtime``'s); :class:`JobFailed`
+    naming every missing package and every ``NAME==VERSION`` of ``requirements`` that this
+    interpreter does not have."""
     found: dict[str, str] = {}
     problems = []
-    needed = [*JOB_PACKAGES, *(UDF_PACKAGES if engine == "predict_batch_udf" else ())]
-    for distribution in needed:
+    why = {name: f" (needed by --runtime {runtime})" for name in RUNTIME_PACKAGES[runtime]}
+    if engine == "predict_batch_udf":
+        why.update({name: " (needed by --engine predict_batch_udf)" for name in UDF_PACKAGES})
+    for distribution in [*BASE_PACKAGES, *why]:
         version = installed_version(distribution)
         if version is None:
-            why = " (needed by --engine predict_batch_udf)" if distribution in UDF_PACKAGES else ""
-            problems.append(f"{distribution} is missing{why}")
+            problems.append(f"{distribution} is missing{why.get(distribution, '')}")
         else:
             found[distribution] = version
     for requirement in requirements:

@@ -15,7 +15,7 @@ import hashlib
 import json
 
 from batch_inference.config import JobConfig, ModelSpec
-from batch_inference.contract.settings import ROW_SETTINGS
+from batch_inference.contract.settings import ROW_SETTINGS, fingerprinted
 from batch_inference.errors import ModelLoadError
 from batch_inference.s3io import parse_s3_uri
 
@@ -26,7 +26,8 @@ def model_identity(client, spec: ModelSpec) -> dict[str, str]:
     One ``HeadObject`` per file without a digest, on the driver.
     """
     identity = {}
-    for part in ("symbol", "params", "labels"):
+    parts = ("symbol", "params", "labels") + (("onnx",) if spec.onnx_uri else ())
+    for part in parts:
         uri, digest = getattr(spec, f"{part}_uri"), getattr(spec, f"{part}_sha256")
         if digest:
             identity[part] = f"sha256:{digest.strip().lower()}"
@@ -46,7 +47,7 @@ def run_fingerprint(config: JobConfig, manifest_sha256: str, model: dict[str, st
     document = {
         "manifest_sha256": manifest_sha256,
         "model_files": model,
-        "settings": {setting.name: setting.job_value(config) for setting in ROW_SETTINGS},
+        "settings": fingerprinted(ROW_SETTINGS, lambda setting: setting.job_value(config)),
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -183,6 +183,13 @@ def run_job(config: JobConfig) -> dict:
             config = prepare_int8(client, config, manifest)
         except ModelLoadError as exc:
             raise JobFailed(f"the model could not be loaded: {exc}") from None
+    if config.model.runtime != "mxnet":
+        from batch_inference.convert import prepare_runtime
+
+        try:
+            config = prepare_runtime(client, config, manifest)
+        except ModelLoadError as exc:
+            raise JobFailed(f"the model could not be loaded: {exc}") from None
     try:
         fingerprint = run_fingerprint(config, manifest.sha256, model_identity(client, config.model))
     except ModelLoadError as exc:
@@ -199,8 +206,8 @@ def run_job(config: JobConfig) -> dict:
             config.partitions, manifest.total, context.defaultParallelism, max_keys
         )
         log.info(
-            "run %s: %d keys from %s in %d partitions of at most %d keys (%s), model %r (%s), "
-            "batch size %d, output %s, run fingerprint %s (resume %s, engine %s)",
+            "run %s: %d keys from %s in %d partitions of at most %d keys (%s), model %r (%s, "
+            "%s), batch size %d, output %s, run fingerprint %s (resume %s, engine %s)",
             config.run_id,
             manifest.total,
             config.manifest_uri,
@@ -208,6 +215,7 @@ def run_job(config: JobConfig) -> dict:
             max_keys,
             bound_source,
             config.model.name,
+            config.model.runtime,
             config.precision,
             config.batch_size,
             config.output_uri,

@@ -1,9 +1,11 @@
-"""The MXNet model: downloaded, verified and bound once per Python worker, then called per batch.
+"""The model: downloaded, verified and bound once per Python worker, then called per batch.
 
 Spark reuses Python workers (``spark.python.worker.reuse``), so the module-level cache below keeps a
-loaded model alive across the tasks a worker runs: the symbol, params and labels are fetched from
-S3 and bound once per worker, not once per partition. ``mxnet`` is imported lazily, after
-:func:`set_omp_threads` has fixed ``OMP_NUM_THREADS`` (MXNet's engine reads it at import time).
+loaded model alive across the tasks a worker runs: its files are fetched from S3 and bound once per
+worker, not once per partition. :func:`load_model` binds the spec's runtime
+(:mod:`batch_inference.runtime`): the MXNet symbol and params here (:class:`LoadedModel`), or the
+converted ONNX file in ONNX Runtime. ``mxnet`` is imported lazily, after :func:`set_omp_threads`
+has fixed ``OMP_NUM_THREADS`` (MXNet's engine reads it at import time).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from batch_inference.config import ModelSpec
 from batch_inference.errors import ModelLoadError
+from batch_inference.runtime import BoundModel, bind_onnx, check_batch, softmax
 from batch_inference.s3io import get_bytes, parse_s3_uri
 
 log = logging.getLogger(__name__)
@@ -29,7 +32,7 @@ log = logging.getLogger(__name__)
 # Output operators whose result already is a probability distribution.
 _PROBABILITY_OPS = {"SoftmaxOutput", "softmax", "SoftmaxActivation"}
 
-_CACHE: dict[tuple[ModelSpec, int, int], LoadedModel] = {}
+_CACHE: dict[tuple[ModelSpec, int, int], BoundModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -75,13 +78,6 @@ def fetch_verified(client, uri: str, expected_sha256: str | None, what: str) -> 
     return data
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, computed in float64 for stability."""
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def parse_labels(data: bytes, uri: str) -> list[str]:
     """One label per line (UTF-8); trailing blank lines ignored."""
     try:
@@ -121,8 +117,7 @@ class LoadedModel:
         A short batch is padded with zeros to the bound batch size and the padding's rows dropped.
         """
         count = batch.shape[0]
-        if not 0 < count <= self.batch_size:
-            raise ValueError(f"batch of {count} images for a model bound to {self.batch_size}")
+        check_batch(count, self.batch_size)
         data = self.executor.arg_dict[self.spec.input_name]
         data[:count] = batch
         if count < self.batch_size:
@@ -132,10 +127,11 @@ class LoadedModel:
         return outputs.astype(np.float64) if self.outputs_probabilities else softmax(outputs)
 
 
-def _output_op(symbol_json: str) -> str:
+def outputs_probabilities(symbol_json: str) -> bool:
+    """Whether the symbol's output operator already gives a probability distribution."""
     graph = json.loads(symbol_json)
     node_id = graph["heads"][0][0]
-    return graph["nodes"][node_id]["op"]
+    return graph["nodes"][node_id]["op"] in _PROBABILITY_OPS
 
 
 def split_params(symbol, loaded: dict) -> tuple[dict, dict]:
@@ -195,11 +191,11 @@ def bind_model(
         batch_size=batch_size,
         image_size=image_size,
         executor=executor,
-        outputs_probabilities=_output_op(symbol_json) in _PROBABILITY_OPS,
+        outputs_probabilities=outputs_probabilities(symbol_json),
     )
 
 
-def load_model(client, spec: ModelSpec, batch_size: int, image_size: int) -> LoadedModel:
+def load_model(client, spec: ModelSpec, batch_size: int, image_size: int) -> BoundModel:
     """The model for ``spec``, from this worker's cache or downloaded, verified and bound now."""
     key = (spec, batch_size, image_size)
     with _CACHE_LOCK:
@@ -207,22 +203,33 @@ def load_model(client, spec: ModelSpec, batch_size: int, image_size: int) -> Loa
         if cached is not None:
             return cached
         started = time.monotonic()
-        symbol = fetch_verified(client, spec.symbol_uri, spec.symbol_sha256, "--model-symbol")
-        params = fetch_verified(client, spec.params_uri, spec.params_sha256, "--model-params")
         labels_data = fetch_verified(client, spec.labels_uri, spec.labels_sha256, "--model-labels")
-        try:
-            symbol_json = symbol.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ModelLoadError(f"--model-symbol {spec.symbol_uri} is not UTF-8: {exc}") from None
         labels = parse_labels(labels_data, spec.labels_uri)
-        model = bind_model(spec, symbol_json, params, labels, batch_size, image_size)
+        if spec.runtime == "mxnet":
+            symbol = fetch_verified(client, spec.symbol_uri, spec.symbol_sha256, "--model-symbol")
+            weights = fetch_verified(client, spec.params_uri, spec.params_sha256, "--model-params")
+            try:
+                symbol_json = symbol.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ModelLoadError(
+                    f"--model-symbol {spec.symbol_uri} is not UTF-8: {exc}"
+                ) from None
+            model: BoundModel = bind_model(
+                spec, symbol_json, weights, labels, batch_size, image_size
+            )
+        else:
+            if spec.onnx_uri is None:
+                raise ModelLoadError(f"runtime {spec.runtime} has no converted model to load")
+            weights = fetch_verified(client, spec.onnx_uri, spec.onnx_sha256, "the ONNX model")
+            model = bind_onnx(spec, weights, labels, batch_size, image_size)
         _CACHE.clear()  # one model per worker: a new job's model replaces the old one
         _CACHE[key] = model
         log.info(
-            "loaded model %r (%d classes, %.1f MB params) in %.2fs in worker pid %d",
+            "loaded model %r (%s, %d classes, %.1f MB weights) in %.2fs in worker pid %d",
             spec.name,
+            spec.runtime,
             model.num_classes,
-            len(params) / 1e6,
+            len(weights) / 1e6,
             time.monotonic() - started,
             os.getpid(),
         )

@@ -26,9 +26,10 @@ from pathlib import Path
 from batch_inference.batching import top_k
 from batch_inference.cli import add_model_arguments, model_spec, preprocess
 from batch_inference.config import ModelSpec, Preprocess
-from batch_inference.model import LoadedModel, load_model
+from batch_inference.model import load_model
 from batch_inference.output import error_row, prediction_row
 from batch_inference.partition import Prepared, decode_prepared, prepare
+from batch_inference.runtime import BoundModel
 from batch_inference.s3io import make_client
 
 #: ``run_id`` of online rows unless ``--run-id`` (``RUN_ID``) says otherwise
@@ -119,7 +120,7 @@ class Predictor:
         self.settings = settings
         self.client = client or make_client()
 
-    def model(self) -> LoadedModel:
+    def model(self) -> BoundModel:
         """The bound model (:func:`batch_inference.model.load_model` keeps it per process);
         raises :class:`~batch_inference.errors.ModelLoadError` when it cannot be loaded."""
         spec = self.settings

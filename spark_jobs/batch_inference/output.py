@@ -62,6 +62,9 @@ class PartitionMetrics:
     worker_peak_address_space_mb: int | None = None
     precision: str = "fp32"
     int8_top1_agreement: float | None = None
+    runtime: str = "mxnet"
+    conversion_top1_agreement: float | None = None
+    engine: str = "rdd"
     worker_environment: dict[str, str | None] | None = None
 
     def count_row(self, row: dict) -> None:
@@ -91,6 +94,9 @@ class PartitionMetrics:
             Metric.WORKER_PEAK_ADDRESS_SPACE_MB: self.worker_peak_address_space_mb,
             Metric.PRECISION: self.precision,
             Metric.INT8_TOP1_AGREEMENT: self.int8_top1_agreement,
+            Metric.RUNTIME: self.runtime,
+            Metric.CONVERSION_TOP1_AGREEMENT: self.conversion_top1_agreement,
+            Metric.ENGINE: self.engine,
             Metric.FIRST_INDEX: self.first_index,
             Metric.END_INDEX: self.end_index,
             Metric.FINGERPRINT: self.fingerprint,

@@ -38,7 +38,7 @@ from batch_inference.errors import (
 )
 from batch_inference.images import decode_image
 from batch_inference.manifest import Manifest, iter_keys, partition_range
-from batch_inference.model import LoadedModel, load_model, set_omp_threads
+from batch_inference.model import load_model, set_omp_threads
 from batch_inference.output import (
     PartitionMetrics,
     RowsPart,
@@ -48,6 +48,7 @@ from batch_inference.output import (
     prediction_row,
     write_metrics,
 )
+from batch_inference.runtime import BoundModel
 from batch_inference.s3io import get_bytes, is_missing_key, make_client, parse_s3_uri
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def _since(start: float) -> float:
 
 def classify_batch(
     prepared: list[Prepared],
-    model: LoadedModel,
+    model: BoundModel,
     config: JobConfig,
     inputs: np.ndarray | None = None,
 ) -> tuple[list[dict], float]:
@@ -283,7 +284,7 @@ def process_partition(
             classify_range(client, manifest, (start, end), config, metrics, part, index)
     metrics.wall_seconds = _since(started)
     metrics.worker_peak_rss_mb, metrics.worker_peak_address_space_mb = memory_peaks()
-    return report_partition(client, output, config, metrics, "rdd")
+    return report_partition(client, output, config, metrics)
 
 
 def new_metrics(
@@ -298,6 +299,9 @@ def new_metrics(
         fingerprint=fingerprint,
         precision=config.precision,
         int8_top1_agreement=config.int8_agreement,
+        runtime=config.model.runtime,
+        conversion_top1_agreement=config.conversion_agreement,
+        engine=config.engine,
         worker_environment=worker_environment(),
     )
 
@@ -325,9 +329,7 @@ def staged_rows(
         raise
 
 
-def report_partition(
-    client, output: S3Uri, config: JobConfig, metrics: PartitionMetrics, engine: str
-) -> dict:
+def report_partition(client, output: S3Uri, config: JobConfig, metrics: PartitionMetrics) -> dict:
     """Write the partition's metrics part (after its rows part) and log it; returns the metrics."""
     result = metrics.as_dict()
     write_metrics(client, output, metrics.partition, result, config.encryption)
@@ -340,6 +342,6 @@ def report_partition(
         metrics.errors,
         result["errors_by_type"],
         metrics.wall_seconds,
-        engine,
+        metrics.engine,
     )
     return result

@@ -28,15 +28,14 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable
 
 import numpy as np
 
+from batch_inference.agreement import decode_sample, middle_keys, top1_agreement
 from batch_inference.config import JobConfig
 from batch_inference.errors import JobFailed
 from batch_inference.manifest import Manifest, iter_keys
 from batch_inference.model import (
-    LoadedModel,
     bind_model,
     fetch_verified,
     parse_labels,
@@ -51,17 +50,6 @@ MARKER = "quantization.json"
 #: Bump when the way a model is quantized changes: it is part of the cache key.
 QUANTIZATION_SETTINGS = {"calib_mode": "naive", "quantized_dtype": "auto", "fp32_ops": ["FC"]}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-def decode_sample(client, keys: Iterable[str], config: JobConfig) -> np.ndarray:
-    """The images at ``keys`` decoded as the job decodes them; bad ones are skipped."""
-    from batch_inference.partition import prepare
-
-    tensors = [prepare(client, key, config.preprocess).tensor for key in keys]
-    good = [tensor for tensor in tensors if tensor is not None]
-    if not good:
-        raise JobFailed("int8: none of the sample images could be decoded")
-    return np.stack(good)
 
 
 def calibration_keys(client, config: JobConfig, manifest: Manifest) -> list[str]:
@@ -84,13 +72,6 @@ def calibration_keys(client, config: JobConfig, manifest: Manifest) -> list[str]
     if not keys:
         raise JobFailed(f"--calibration-uri {settings.calibration_uri} holds no image")
     return keys
-
-
-def agreement_keys(client, config: JobConfig, manifest: Manifest) -> list[str]:
-    """``--agreement-images`` keys of this run, from the middle of its manifest."""
-    count = min(config.int8.agreement_images, manifest.total)
-    start = (manifest.total - count) // 2
-    return list(iter_keys(client, manifest, start, start + count))
 
 
 def cache_key(symbol: bytes, params: bytes, config: JobConfig) -> str:
@@ -142,15 +123,6 @@ def quantize(symbol_json: str, params: bytes, calibration: np.ndarray, input_nam
             return qsym.tojson(), handle.read()
 
 
-def top1_agreement(fp32: LoadedModel, int8: LoadedModel, tensors: np.ndarray) -> float:
-    """Share of images whose top-1 class is the same in both models."""
-    same = 0
-    for start in range(0, len(tensors), fp32.batch_size):
-        batch = tensors[start : start + fp32.batch_size]
-        same += int((fp32.predict(batch).argmax(1) == int8.predict(batch).argmax(1)).sum())
-    return same / len(tensors)
-
-
 def _cached(client, folder) -> dict | None:
     try:
         return json.loads(get_bytes(client, folder.join(MARKER)))
@@ -168,7 +140,7 @@ def int8_model(client, config: JobConfig, manifest: Manifest, symbol: bytes, par
     if record is None:
         started = time.monotonic()
         keys = calibration_keys(client, config, manifest)
-        calibration = decode_sample(client, keys, config)
+        calibration = decode_sample(client, keys, config, "int8")
         qsymbol_text, qparams = quantize(
             symbol.decode("utf-8"), params, calibration, config.model.input_name
         )
@@ -216,7 +188,8 @@ def prepare_int8(client, config: JobConfig, manifest: Manifest) -> JobConfig:
         spec.labels_uri,
     )
     int8_spec, int8_symbol, int8_params = int8_model(client, config, manifest, symbol, params)
-    tensors = decode_sample(client, agreement_keys(client, config, manifest), config)
+    keys = middle_keys(client, manifest, config.int8.agreement_images)
+    tensors = decode_sample(client, keys, config, "int8")
     batch, size = min(config.batch_size, len(tensors)), config.preprocess.image_size
     fp32 = bind_model(spec, symbol.decode("utf-8"), params, labels, batch, size)
     int8 = bind_model(int8_spec, int8_symbol.decode("utf-8"), int8_params, labels, batch, size)

@@ -28,6 +28,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SSE_MODES = ("none", "AES256", "aws:kms")
 PRECISIONS = ("fp32", "int8")
+#: What runs the model's forward (:mod:`batch_inference.runtime`): MXNet itself, or ONNX Runtime
+#: on the MXNet model converted once (:mod:`batch_inference.convert`).
+RUNTIMES = ("mxnet", "onnxruntime")
 #: ``rdd``: :mod:`batch_inference.job`'s mapPartitions; ``predict_batch_udf``:
 #: :mod:`batch_inference.dataframe_engine`. Same input, same output contract.
 ENGINES = ("rdd", "predict_batch_udf")
@@ -46,6 +49,7 @@ REPEAT = "repeat"  # the flag once per item of a list (append)
 
 IO, MODEL, PREPROCESSING, EXECUTION = "input and output", "model", "preprocessing", "execution"
 INT8 = "int8 (batch_inference.quantize)"
+CONVERSION = "conversion (batch_inference.convert)"
 
 #: The fewest keys a derived partition holds (the partition count is also at most one per this
 #: many keys), and the least ``max_partition_keys`` a pipeline may set.
@@ -110,6 +114,9 @@ class JobSetting:
     #: the rows depend on it: the job's run fingerprint (a resumable partition) and, for a config
     #: setting, the request fingerprint (a published date) cover it (:data:`ROW_SETTINGS`)
     shapes_rows: bool = False
+    #: a row setting added after dates were published: unset or at its default it is left out of
+    #: the fingerprints (:func:`fingerprinted`), so those dates stay current and are not run again
+    added_later: bool = False
 
     @property
     def job_default(self) -> Any:
@@ -211,6 +218,10 @@ SETTINGS: tuple[JobSetting, ...] = (
                shapes_rows=True),
     JobSetting("model.input_name", "--input-name", "model.input_name",
                "Name of the symbol's data input", MODEL, default="data", shapes_rows=True),
+    JobSetting("model.runtime", "--runtime", "model.runtime",
+               "What runs the forward: mxnet, or onnxruntime on the MXNet model converted once to "
+               "ONNX and gated by top-1 agreement with MXNet (batch_inference.convert)", MODEL,
+               default="mxnet", choices=RUNTIMES, shapes_rows=True, added_later=True),
     JobSetting("model.image_size", "--image-size", "preprocess.image_size",
                "Square input side in pixels", PREPROCESSING, kind=INT, default=224,
                shapes_rows=True),
@@ -291,12 +302,33 @@ SETTINGS: tuple[JobSetting, ...] = (
     JobSetting("int8.agreement_images", "--agreement-images", "int8.agreement_images",
                "Images of each run the agreement is measured on", INT8, kind=INT, default=256,
                shapes_rows=True),
+    JobSetting("conversion.cache", "--conversion-cache", "conversion.cache_uri",
+               "Prefix of the converted models (required for a runtime other than mxnet)",
+               CONVERSION, source=STEP, metavar="URI"),
+    JobSetting("conversion.min_agreement", "--conversion-min-agreement",
+               "conversion.min_agreement",
+               "Top-1 agreement with the MXNet forward, on images of the run that converts, "
+               "below which the converted model is refused", CONVERSION, kind=FLOAT,
+               default=0.99, shapes_rows=True, added_later=True),
 )  # fmt: skip
 
 #: The settings the rows depend on (``shapes_rows``): what the model is and how it is fed, top-k,
 #: precision and the int8 gate, the encryption, the run id. Not how the work is split and run
 #: (batch size, partitions, threads, engine, error budget, the rate estimate).
 ROW_SETTINGS: tuple[JobSetting, ...] = tuple(setting for setting in SETTINGS if setting.shapes_rows)
+
+
+def fingerprinted(settings: tuple[JobSetting, ...], value_of: Callable[[JobSetting], Any]) -> dict:
+    """``{name: value}`` of ``settings`` for a fingerprint, without the ``added_later`` ones that
+    are unset or hold their default: a fingerprint made before such a setting existed stays the
+    same, so a date published then is not run again."""
+    document = {}
+    for setting in settings:
+        value = value_of(setting)
+        if not (setting.added_later and value in (None, setting.job_default)):
+            document[setting.name] = value
+    return document
+
 
 #: The settings by name.
 SETTING: dict[str, JobSetting] = {setting.name: setting for setting in SETTINGS}

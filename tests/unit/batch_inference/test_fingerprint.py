@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 
 import pytest
-from batch_inference.config import Encryption, Int8Settings, JobConfig, ModelSpec, Preprocess
-from batch_inference.contract.settings import FLOAT, FLOATS3, INT, REPEAT, SETTINGS, JobSetting
+from batch_inference.config import (
+    ConversionSettings,
+    Encryption,
+    Int8Settings,
+    JobConfig,
+    ModelSpec,
+    Preprocess,
+)
+from batch_inference.contract.settings import (
+    CONVERSION,
+    FLOAT,
+    FLOATS3,
+    INT,
+    REPEAT,
+    ROW_SETTINGS,
+    SETTINGS,
+    JobSetting,
+)
 from batch_inference.errors import ModelLoadError
 from batch_inference.fingerprint import model_identity, run_fingerprint
 from batch_inference.manifest import parse_manifest
@@ -59,6 +77,14 @@ FULL = replace(
     int8=Int8Settings("s3://b/int8-cache/"),
     encryption=Encryption("aws:kms", "alias/a"),
 )
+#: the same for the runtime settings (int8 is MXNet's own)
+CONVERTED = replace(
+    FULL,
+    precision="fp32",
+    int8=None,
+    model=replace(MODEL, runtime="onnxruntime"),
+    conversion=ConversionSettings("s3://b/converted/"),
+)
 
 
 def changed(config, setting: JobSetting):
@@ -91,9 +117,24 @@ def changed(config, setting: JobSetting):
 def test_exactly_the_settings_that_shape_the_rows_change_the_fingerprint(setting):
     """One list (the contract's ``shapes_rows``) decides it for the job and for the request
     fingerprint of a published date."""
-    other = changed(FULL, setting)
-    assert setting.job_value(other) != setting.job_value(FULL)
-    assert (fingerprint(other) != fingerprint(FULL)) == setting.shapes_rows
+    base = CONVERTED if setting.name == "model.runtime" or setting.group == CONVERSION else FULL
+    other = changed(base, setting)
+    assert setting.job_value(other) != setting.job_value(base)
+    assert (fingerprint(other) != fingerprint(base)) == setting.shapes_rows
+
+
+@pytest.mark.parametrize("config", [CONFIG, FULL], ids=["fp32", "int8"])
+def test_settings_added_later_leave_earlier_fingerprints_as_they_were(config):
+    """A run resumed across the deploy that added the runtime settings, with those at their
+    defaults, has the fingerprint it had before they existed: its partitions are reused."""
+    before = {
+        "manifest_sha256": "0" * 64,
+        "model_files": IDENTITY,
+        "settings": {s.name: s.job_value(config) for s in ROW_SETTINGS if not s.added_later},
+    }
+    canonical = json.dumps(before, sort_keys=True, separators=(",", ":")).encode()
+    assert fingerprint(config) == hashlib.sha256(canonical).hexdigest()
+    assert fingerprint(CONVERTED) != fingerprint(replace(CONVERTED, model=MODEL, conversion=None))
 
 
 def test_the_manifest_digest_is_that_of_its_bytes():

@@ -10,7 +10,8 @@ from batch_inference import model as model_module
 from batch_inference.batching import chunked, top_k
 from batch_inference.config import ModelSpec
 from batch_inference.errors import ModelLoadError
-from batch_inference.model import bind_model, load_model, sha256_hex, softmax
+from batch_inference.model import bind_model, load_model, sha256_hex
+from batch_inference.runtime import softmax
 
 from tests.support.tiny_model import reference_logits, tiny_model_files
 

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from batch_inference import lambda_handler
 from batch_inference import model as model_module
-from batch_inference.model import sha256_hex, softmax
+from batch_inference.model import sha256_hex
+from batch_inference.runtime import softmax
 
 from tests.conftest import REPO_ROOT
 from tests.support.tiny_model import reference_logits, tiny_model_files

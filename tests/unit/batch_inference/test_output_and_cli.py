@@ -365,6 +365,29 @@ def test_the_udf_engine_also_needs_pandas_and_pyarrow(monkeypatch):
         environment.check_environment(engine="predict_batch_udf")
 
 
+def test_each_runtime_needs_its_own_package_and_only_that(monkeypatch):
+    from batch_inference import environment
+    from batch_inference.errors import JobFailed
+
+    real = environment.importlib.util.find_spec
+    monkeypatch.setattr(
+        environment.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("mxnet", "onnxruntime") else real(name, *a),
+    )
+    for runtime in ("mxnet", "onnxruntime"):  # the other runtime's absence is no problem
+        with pytest.raises(
+            JobFailed,
+            match=r"lacks what the job needs: " + runtime + r" is "
+            r"missing \(needed by --runtime " + runtime + r"\) \(check",
+        ):
+            environment.check_environment(runtime=runtime)  # fmt: skip
+    monkeypatch.setattr(environment.importlib.util, "find_spec", real)
+    pytest.importorskip("onnxruntime", reason="the emr-7.2.0 node twin runs MXNet only")
+    found = environment.check_environment(runtime="onnxruntime")
+    assert set(found) == {"onnxruntime", "numpy", "pillow", "boto3"}
+
+
 def test_require_is_repeatable():
     config = parse_config([*REQUIRED, "--require", "mxnet==1.9.1", "--require", "boto3==1.42.97"])
     assert config.requirements == ("mxnet==1.9.1", "boto3==1.42.97")
@@ -477,6 +500,9 @@ def test_partition_metrics_count_rows_by_outcome_and_round_seconds_to_millisecon
         "worker_peak_address_space_mb": None,
         "precision": "fp32",
         "int8_top1_agreement": None,
+        "runtime": "mxnet",
+        "conversion_top1_agreement": None,
+        "engine": "rdd",
         "first_index": 10,
         "end_index": 14,
         "fingerprint": "f" * 64,

@@ -4,6 +4,7 @@ bounded prefetch overlapping the model, failures that must stop the job, and res
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import platform
 import threading
@@ -36,13 +37,18 @@ def test_a_partition_writes_one_row_per_key_and_its_metrics(setup):
         "partition", "rows", "predicted", "errors", "errors_by_type", "download_seconds",
         "decode_seconds", "inference_seconds", "wall_seconds", "first_index", "end_index",
         "fingerprint", "resumed", "worker_peak_rss_mb", "worker_peak_address_space_mb",
-        "precision", "int8_top1_agreement", "worker_environment",
+        "precision", "int8_top1_agreement", "worker_environment", "runtime",
+        "conversion_top1_agreement", "engine",
     }  # fmt: skip
     assert (metrics["precision"], metrics["int8_top1_agreement"]) == ("fp32", None)
+    assert (metrics["runtime"], metrics["engine"]) == ("mxnet", "rdd")
     # what this worker (this process) really runs, read here, not configured
     assert metrics["worker_environment"] == {
         "python": platform.python_version(),
         "mxnet": importlib.metadata.version("mxnet"),
+        # None on the emr-7.2.0 node twin (MXNet only)
+        "onnxruntime": importlib.util.find_spec("onnxruntime")
+        and importlib.metadata.version("onnxruntime"),
         "numpy": np.__version__,
         "pillow": PIL.__version__,
         "boto3": boto3.__version__,

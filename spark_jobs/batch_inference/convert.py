@@ -1,0 +1,256 @@
+"""A runtime other than MXNet: the pipeline's MXNet model converted once to ONNX, gated by top-1
+agreement with the MXNet forward, cached by content.
+
+On the driver, before any task (:func:`prepare_runtime`):
+
+1. The converted model is looked up in the cache, ``<--conversion-cache><key>/``, where the key
+   is the SHA-256 of the MXNet files' digests, the input (name and image size) and
+   :data:`CONVERSION_SETTINGS` (the converter, its opset, MXNet's last release). The key needs no
+   MXNet to compute, so a node without MXNet finds a model converted elsewhere.
+   ``conversion.json``, the record of the conversion, is written last: a half-written entry is
+   never found.
+2. On a miss it is made where MXNet is installed (the local backend, an emr-7.2.0 node):
+   ``mxnet.onnx.export_model`` with a dynamic batch axis, the weights kept out of the graph's
+   inputs (so ONNX Runtime folds them as constants), and a metadata flag saying whether the graph
+   ends in a softmax. Its top-1 agreement with MXNet's fp32 forward is measured on
+   :data:`AGREEMENT_IMAGES` of this run's own images (from the middle of the manifest); below
+   ``--conversion-min-agreement`` the job fails naming the agreement and nothing is cached. A
+   conversion that changes answers is a converter bug, not a precision trade-off: there is no
+   fallback.
+3. On a hit, where MXNet is installed, the agreement is measured again on this run's images (the
+   same gate); without MXNet the record's agreement, measured on the run that converted, stands
+   and the log says so.
+
+The tasks load the ONNX file like any model file (URI and SHA-256 from the record); every run's
+summary says the runtime and the agreement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+import time
+
+from batch_inference.agreement import decode_sample, middle_keys, top1_agreement
+from batch_inference.config import JobConfig, ModelSpec
+from batch_inference.errors import JobFailed
+from batch_inference.manifest import Manifest
+from batch_inference.model import (
+    bind_model,
+    fetch_verified,
+    outputs_probabilities,
+    parse_labels,
+    sha256_hex,
+)
+from batch_inference.runtime import PROBABILITIES_KEY, bind_onnx
+from batch_inference.s3io import S3Uri, get_bytes, parse_s3_uri, put_bytes
+
+log = logging.getLogger(__name__)
+
+MARKER = "conversion.json"
+MODEL_FILE = "model.onnx"
+#: How a model is converted; part of the cache key: change it and every model is converted again.
+CONVERSION_SETTINGS = {
+    "converter": "mxnet.onnx.export_model",
+    "mxnet": "1.9.1",  # MXNet's last release (the project is archived): the key never needs it
+    "opset": 13,
+    "dynamic_batch": True,
+}
+#: Images of the run the converted model's agreement with MXNet is measured on.
+AGREEMENT_IMAGES = 256
+
+
+def mxnet_installed() -> bool:
+    """Whether this interpreter can import MXNet (to convert, and to measure the agreement)."""
+    return importlib.util.find_spec("mxnet") is not None
+
+
+def cache_key(spec: ModelSpec, symbol: bytes, params: bytes, image_size: int) -> str:
+    """What the converted model depends on: the MXNet files, the input and the settings."""
+    document = {
+        "symbol_sha256": sha256_hex(symbol),
+        "params_sha256": sha256_hex(params),
+        "input_name": spec.input_name,
+        "image_size": image_size,
+        "settings": CONVERSION_SETTINGS,
+    }
+    return sha256_hex(json.dumps(document, sort_keys=True).encode())
+
+
+def export_onnx(symbol_json: str, params: bytes, input_name: str, image_size: int) -> bytes:
+    """The ONNX file of an MXNet model: batch axis dynamic, weights as initializers only."""
+    import numpy as np
+    import onnx
+    from mxnet import onnx as mx_onnx
+
+    with tempfile.TemporaryDirectory() as folder:
+        symbol_path, params_path = (os.path.join(folder, n) for n in ("m-symbol.json", "m.params"))
+        onnx_path = os.path.join(folder, MODEL_FILE)
+        with open(symbol_path, "w", encoding="utf-8") as handle:
+            handle.write(symbol_json)
+        with open(params_path, "wb") as handle:
+            handle.write(params)
+        mx_onnx.export_model(
+            symbol_path,
+            params_path,
+            in_shapes=[(1, 3, image_size, image_size)],
+            in_types=[np.float32],
+            onnx_file_path=onnx_path,
+            opset_version=CONVERSION_SETTINGS["opset"],
+            dynamic=True,
+            dynamic_input_shapes=[("batch", 3, image_size, image_size)],
+        )
+        model = onnx.load(onnx_path)
+    weights = {initializer.name for initializer in model.graph.initializer}
+    inputs = [item for item in model.graph.input if item.name not in weights]
+    if [item.name for item in inputs] != [input_name]:
+        raise JobFailed(f"conversion: the ONNX graph's inputs are {[i.name for i in inputs]}")
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    flag = model.metadata_props.add()
+    flag.key = PROBABILITIES_KEY
+    flag.value = "true" if outputs_probabilities(symbol_json) else "false"
+    return model.SerializeToString()
+
+
+def read_record(client, folder: S3Uri) -> dict | None:
+    """The cache entry's record, or ``None`` when there is none (a miss)."""
+    try:
+        return json.loads(get_bytes(client, folder.join(MARKER)))
+    except Exception:
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class MxnetModel:
+    """The pipeline's MXNet model as downloaded and verified on the driver."""
+
+    spec: ModelSpec
+    symbol: bytes
+    params: bytes
+    labels: list[str]
+
+    @classmethod
+    def fetch(cls, client, spec: ModelSpec) -> MxnetModel:
+        """Download the three files and check their digests."""
+        labels = fetch_verified(client, spec.labels_uri, spec.labels_sha256, "--model-labels")
+        return cls(
+            spec=spec,
+            symbol=fetch_verified(client, spec.symbol_uri, spec.symbol_sha256, "--model-symbol"),
+            params=fetch_verified(client, spec.params_uri, spec.params_sha256, "--model-params"),
+            labels=parse_labels(labels, spec.labels_uri),
+        )
+
+
+def measure(client, config: JobConfig, manifest: Manifest, source: MxnetModel, onnx: bytes):
+    """``(agreement, images)``: top-1 agreement of the ONNX model with MXNet on this run."""
+    tensors = decode_sample(
+        client, middle_keys(client, manifest, AGREEMENT_IMAGES), config, "conversion"
+    )
+    batch, size = min(config.batch_size, len(tensors)), config.preprocess.image_size
+    spec = source.spec
+    reference = bind_model(
+        dataclasses.replace(spec, runtime="mxnet"),
+        source.symbol.decode("utf-8"),
+        source.params,
+        source.labels,
+        batch,
+        size,
+    )
+    candidate = bind_onnx(spec, onnx, source.labels, batch, size)
+    return top1_agreement(reference, candidate, tensors), len(tensors)
+
+
+def gate(config: JobConfig, agreement: float, images: int, where: str) -> None:
+    """Log the agreement; :class:`JobFailed` below ``--conversion-min-agreement``."""
+    minimum = config.conversion.min_agreement
+    log.info(
+        "conversion: %s top-1 agreement with MXNet %.2f%% on %d images %s (minimum %.2f%%)",
+        config.model.runtime,
+        agreement * 100,
+        images,
+        where,
+        minimum * 100,
+    )
+    if agreement < minimum:
+        raise JobFailed(
+            f"the model converted for {config.model.runtime} agrees with MXNet's top-1 on "
+            f"{agreement:.2%} of {images} images {where}, below --conversion-min-agreement "
+            f"{minimum:.2%}"
+        )
+
+
+def convert(client, config: JobConfig, manifest: Manifest, source: MxnetModel, folder: S3Uri):
+    """Convert, gate on this run's images and cache; returns the record."""
+    started = time.monotonic()
+    onnx = export_onnx(
+        source.symbol.decode("utf-8"),
+        source.params,
+        source.spec.input_name,
+        config.preprocess.image_size,
+    )
+    spec = dataclasses.replace(source.spec, onnx_uri=str(folder.join(MODEL_FILE)))
+    agreement, images = measure(
+        client, dataclasses.replace(config, model=spec), manifest, source, onnx
+    )
+    gate(config, agreement, images, "of this run")
+    import onnx as onnx_package
+
+    extra = config.encryption.put_object_args()
+    put_bytes(client, folder.join(MODEL_FILE), onnx, "application/octet-stream", extra)
+    record = {
+        "onnx_sha256": sha256_hex(onnx),
+        "mxnet_symbol": source.spec.symbol_uri,
+        "mxnet_params": source.spec.params_uri,
+        "symbol_sha256": sha256_hex(source.symbol),
+        "params_sha256": sha256_hex(source.params),
+        "settings": CONVERSION_SETTINGS,
+        "onnx": onnx_package.__version__,
+        "agreement": agreement,
+        "agreement_images": images,
+        "measured_on": config.manifest_uri,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    put_bytes(client, folder.join(MARKER), json.dumps(record).encode(), "application/json", extra)
+    log.info("conversion: converted %s in %.1fs into %s", spec.name, record["seconds"], folder)
+    return record
+
+
+def prepare_runtime(client, config: JobConfig, manifest: Manifest) -> JobConfig:
+    """The config the tasks run with: the model converted for ``config.model.runtime`` (from the
+    cache, or converted now), its agreement with MXNet gated (see the module docstring)."""
+    source = MxnetModel.fetch(client, config.model)
+    cache = parse_s3_uri(config.conversion.cache_uri, "--conversion-cache", prefix=True)
+    key = cache_key(config.model, source.symbol, source.params, config.preprocess.image_size)
+    folder = cache.join(key, "")  # "": a prefix, "<key>/"
+    record = read_record(client, folder)
+    can_measure = mxnet_installed()
+    fresh = record is None
+    if record is None:
+        if not can_measure:
+            raise JobFailed(
+                f"runtime {config.model.runtime}: no converted model for {config.model.symbol_uri} "
+                f"in {folder}, and MXNet is not installed here to convert it: run one date of "
+                "this pipeline where MXNet is (the local backend, or a release with MXNet) first"
+            )
+        record = convert(client, config, manifest, source, folder)  # gated on this run
+    else:
+        log.info("conversion: reusing the converted model in %s", folder)
+    spec = dataclasses.replace(
+        config.model, onnx_uri=str(folder.join(MODEL_FILE)), onnx_sha256=record["onnx_sha256"]
+    )
+    agreement = record["agreement"]
+    if not fresh and can_measure:
+        onnx = fetch_verified(client, spec.onnx_uri, spec.onnx_sha256, "the ONNX model")
+        agreement, images = measure(
+            client, dataclasses.replace(config, model=spec), manifest, source, onnx
+        )
+        gate(config, agreement, images, "of this run")
+    elif not fresh:
+        where = f"of {record['measured_on']} (measured when converted; no MXNet here)"
+        gate(config, agreement, record["agreement_images"], where)
+    return dataclasses.replace(config, model=spec, conversion_agreement=agreement)
