@@ -5,7 +5,8 @@ On the driver, before any task (:func:`prepare_runtime`):
 
 1. The converted model is looked up in the cache, ``<--conversion-cache><key>/``, where the key
    is the SHA-256 of the MXNet files' digests, the input (name and image size) and
-   :data:`CONVERSION_SETTINGS` (the converter, its opset, MXNet's last release). The key needs no
+   :data:`CONVERSION_SETTINGS` (the converter: MXNet's last release and the onnx release its
+   operator tables target, which decides the opset). The key needs no
    MXNet to compute, so a node without MXNet finds a model converted elsewhere.
    ``conversion.json``, the record of the conversion, is written last: a half-written entry is
    never found.
@@ -56,8 +57,8 @@ MODEL_FILE = "model.onnx"
 #: How a model is converted; part of the cache key: change it and every model is converted again.
 CONVERSION_SETTINGS = {
     "converter": "mxnet.onnx.export_model",
-    "mxnet": "1.9.1",  # MXNet's last release (the project is archived): the key never needs it
-    "opset": 13,
+    "mxnet": "1.9.1",  # MXNet's last release (the project is archived)
+    "onnx": "1.16.2",  # requirements-job.txt's pin (a test holds them equal)
     "dynamic_batch": True,
 }
 #: Images of the run the converted model's agreement with MXNet is measured on.
@@ -88,7 +89,7 @@ def export_onnx(symbol_json: str, params: bytes, input_name: str, image_size: in
     from mxnet import onnx as mx_onnx
 
     with tempfile.TemporaryDirectory() as folder:
-        symbol_path, params_path = (os.path.join(folder, n) for n in ("m-symbol.json", "m.params"))
+        symbol_path, params_path = (os.path.join(folder, n) for n in ("m-symbol.json", "m-0000.params"))
         onnx_path = os.path.join(folder, MODEL_FILE)
         with open(symbol_path, "w", encoding="utf-8") as handle:
             handle.write(symbol_json)
@@ -100,7 +101,6 @@ def export_onnx(symbol_json: str, params: bytes, input_name: str, image_size: in
             in_shapes=[(1, 3, image_size, image_size)],
             in_types=[np.float32],
             onnx_file_path=onnx_path,
-            opset_version=CONVERSION_SETTINGS["opset"],
             dynamic=True,
             dynamic_input_shapes=[("batch", 3, image_size, image_size)],
         )
@@ -210,6 +210,7 @@ def convert(client, config: JobConfig, manifest: Manifest, source: MxnetModel, f
         "params_sha256": sha256_hex(source.params),
         "settings": CONVERSION_SETTINGS,
         "onnx": onnx_package.__version__,
+        "opset": max(item.version for item in onnx_package.load_from_string(onnx).opset_import),
         "agreement": agreement,
         "agreement_images": images,
         "measured_on": config.manifest_uri,

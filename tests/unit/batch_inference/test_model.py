@@ -171,3 +171,14 @@ def _ndarray_file(arrays: dict) -> bytes:
         path = Path(tmp) / "model.params"
         mx.nd.save(str(path), arrays)
         return path.read_bytes()
+
+
+def test_the_conversion_cache_key_names_the_pinned_converter():
+    """A new onnx pin may convert differently: the cache key must change with it."""
+    from batch_inference.convert import CONVERSION_SETTINGS
+    from emr_inference.pins import pinned_versions
+
+    text = (Path(__file__).parents[3] / "requirements-job.txt").read_text(encoding="utf-8")
+    pins = pinned_versions(text, "3.11")
+    assert CONVERSION_SETTINGS["onnx"] == pins["onnx"]
+    assert CONVERSION_SETTINGS["mxnet"] == pins["mxnet"]

@@ -383,7 +383,7 @@ def test_each_runtime_needs_its_own_package_and_only_that(monkeypatch):
         ):
             environment.check_environment(runtime=runtime)  # fmt: skip
     monkeypatch.setattr(environment.importlib.util, "find_spec", real)
-    pytest.importorskip("onnxruntime", reason="the emr-7.2.0 node twin runs MXNet only")
+    pytest.importorskip("onnxruntime", reason="emr-7.2.0 EMR nodes lack it")
     found = environment.check_environment(runtime="onnxruntime")
     assert set(found) == {"onnxruntime", "numpy", "pillow", "boto3"}
 

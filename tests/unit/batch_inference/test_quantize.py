@@ -8,7 +8,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import tempfile
 
 import pytest
 from batch_inference import quantize
@@ -18,6 +17,7 @@ from batch_inference.manifest import iter_keys, read_manifest
 from PIL import Image
 
 from tests.support.job import write_manifest
+from tests.support.noisy_model import noisy_params
 from tools.demo.images import demo_objects, upload_objects
 from tools.demo.models import train_digits_classifier, upload_model
 
@@ -97,27 +97,15 @@ def test_int8_is_made_once_and_used_when_it_agrees_with_fp32(run, monkeypatch):
 
 def plant_disagreeing_int8(client, config: JobConfig, bucket: str) -> None:
     """Cache, as the int8 model of ``config``, one that disagrees with fp32 (noisy weights)."""
-    import mxnet as mx
-    import numpy as np
-
     symbol = client.get_object(Bucket=bucket, Key="model/digits-cnn-symbol.json")["Body"].read()
     params = client.get_object(Bucket=bucket, Key="model/digits-cnn-0000.params")["Body"].read()
-    rng = np.random.default_rng(0)
-    noisy = {
-        name: mx.nd.array(value.asnumpy() + rng.normal(0, 0.5, value.shape).astype(np.float32))
-        for name, value in mx.nd.load_frombuffer(params).items()
-    }
-    with tempfile.TemporaryDirectory() as folder:
-        path = f"{folder}/noisy.params"
-        mx.nd.save(path, noisy)
-        with open(path, "rb") as handle:
-            noisy_params = handle.read()
+    noisy = noisy_params(params)
     folder = f"artifacts/int8/{quantize.cache_key(symbol, params, config)}/"
     client.put_object(Bucket=bucket, Key=folder + "int8-symbol.json", Body=symbol)
-    client.put_object(Bucket=bucket, Key=folder + "int8-0000.params", Body=noisy_params)
+    client.put_object(Bucket=bucket, Key=folder + "int8-0000.params", Body=noisy)
     record = {
         "symbol_sha256": hashlib.sha256(symbol).hexdigest(),
-        "params_sha256": hashlib.sha256(noisy_params).hexdigest(),
+        "params_sha256": hashlib.sha256(noisy).hexdigest(),
     }
     client.put_object(Bucket=bucket, Key=folder + "quantization.json", Body=json.dumps(record))
 

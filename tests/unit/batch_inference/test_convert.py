@@ -1,0 +1,183 @@
+"""Runtime onnxruntime on the driver: the trained demo digits CNN converted once from MXNet to ONNX,
+cached by content, and used only when its top-1 agreement with MXNet on the run's own images is
+high enough (batch_inference.convert)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from batch_inference import convert
+from batch_inference.agreement import decode_sample, middle_keys
+from batch_inference.config import ConversionSettings, JobConfig, ModelSpec
+from batch_inference.errors import JobFailed
+from batch_inference.manifest import read_manifest
+from batch_inference.model import bind_model, load_model
+
+from tests.support.job import write_manifest
+from tests.support.noisy_model import noisy_params
+from tools.demo.images import demo_objects, upload_objects
+from tools.demo.models import train_digits_classifier, upload_model
+
+pytest.importorskip("onnxruntime", reason="emr-7.2.0 EMR nodes lack it")
+pytestmark = pytest.mark.slow  # trains a model and converts it (~15 s)
+
+CACHE = "artifacts/converted/"
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return train_digits_classifier(tmp_path_factory.mktemp("digits"), epochs=3)
+
+
+@pytest.fixture
+def run(bucket, s3_env, digits):
+    """The digits model and 120 held-out digits in S3; an onnxruntime config for them."""
+    client = s3_env.client()
+    model = upload_model(client, digits, bucket, "model")
+    uris = upload_objects(client, bucket, "images", demo_objects(120, bad_fraction=0.02))
+    manifest_uri = write_manifest(client, bucket, "run", uris, shard_size=64)
+    config = JobConfig(
+        manifest_uri=manifest_uri,
+        output_uri=f"s3://{bucket}/run/output/",
+        run_id="run-1",
+        model=ModelSpec(
+            name=model["name"],
+            symbol_uri=model["symbol"],
+            params_uri=model["params"],
+            labels_uri=model["labels"],
+            params_sha256=model["params_sha256"],
+            runtime="onnxruntime",
+        ),
+        preprocess=digits.preprocess(),
+        batch_size=32,
+        conversion=ConversionSettings(cache_uri=f"s3://{bucket}/{CACHE}"),
+    )
+    return client, config, read_manifest(client, manifest_uri), bucket
+
+
+def cache_entries(client, bucket: str) -> list[str]:
+    listing = client.list_objects_v2(Bucket=bucket, Prefix=CACHE)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_the_model_is_converted_once_and_answers_as_mxnet_does(run, monkeypatch):
+    client, config, manifest, bucket = run
+    ready = convert.prepare_runtime(client, config, manifest)
+
+    assert ready.conversion_agreement == 1.0
+    assert ready.model.runtime == "onnxruntime" and ready.model.onnx_uri.endswith("/model.onnx")
+    entries = cache_entries(client, bucket)
+    assert [entry.split("/")[-1] for entry in entries] == ["conversion.json", "model.onnx"]
+    record = json.loads(client.get_object(Bucket=bucket, Key=entries[0])["Body"].read())
+    onnx_file = client.get_object(Bucket=bucket, Key=entries[1])["Body"].read()
+    assert record["onnx_sha256"] == hashlib.sha256(onnx_file).hexdigest() == ready.model.onnx_sha256
+    assert (record["agreement"], record["measured_on"]) == (1.0, config.manifest_uri)
+    assert record["agreement_images"] >= 115  # the run's 120 keys, the bad images skipped
+
+    # what the tasks load: the same probabilities as MXNet's forward, every image
+    tensors = decode_sample(client, middle_keys(client, manifest, 120), config, "test")
+    onnx_model = load_model(client, ready.model, 32, config.preprocess.image_size)
+    source = convert.MxnetModel.fetch(client, dataclasses.replace(config.model, runtime="mxnet"))
+    mxnet_model = bind_model(
+        source.spec, source.symbol.decode(), source.params, source.labels, 32, 32
+    )
+    for start in range(0, len(tensors), 32):
+        batch = tensors[start : start + 32]
+        np.testing.assert_allclose(onnx_model.predict(batch), mxnet_model.predict(batch), atol=1e-5)
+
+    def must_not_convert(*args, **kwargs):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(convert, "export_onnx", must_not_convert)
+    again = convert.prepare_runtime(client, config, manifest)  # found in the cache
+    assert again.model == ready.model and again.conversion_agreement == 1.0
+
+
+def test_the_converted_graph_takes_only_the_images_and_any_batch(run):
+    import onnx
+
+    client, config, manifest, bucket = run
+    ready = convert.prepare_runtime(client, config, manifest)
+    graph = onnx.load_from_string(
+        client.get_object(Bucket=bucket, Key=cache_entries(client, bucket)[1])["Body"].read()
+    )
+    # weights are initializers only (ONNX Runtime folds them), the batch axis is dynamic
+    assert [item.name for item in graph.graph.input] == ["data"]
+    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert {p.key: p.value for p in graph.metadata_props} == {
+        "batch_inference.outputs_probabilities": "false"  # the digits CNN ends in a dense layer
+    }
+    model = load_model(client, ready.model, 32, 32)
+    assert model.predict(np.zeros((3, 3, 32, 32), np.float32)).shape == (3, 10)
+
+
+def plant_disagreeing_conversion(client, config: JobConfig, bucket: str) -> None:
+    """Cache, as the converted model of ``config``, one that disagrees with MXNet."""
+    source = convert.MxnetModel.fetch(client, config.model)
+    onnx_file = convert.export_onnx(source.symbol.decode(), noisy_params(source.params), "data", 32)
+    key = convert.cache_key(config.model, source.symbol, source.params, 32)
+    client.put_object(Bucket=bucket, Key=f"{CACHE}{key}/model.onnx", Body=onnx_file)
+    record = {
+        "onnx_sha256": hashlib.sha256(onnx_file).hexdigest(),
+        "agreement": 1.0,  # as recorded where it was converted: every run measures again
+        "agreement_images": 256,
+        "measured_on": "s3://elsewhere/manifest.json",
+    }
+    client.put_object(Bucket=bucket, Key=f"{CACHE}{key}/conversion.json", Body=json.dumps(record))
+
+
+def test_a_converted_model_that_disagrees_is_refused_naming_the_agreement(run):
+    client, config, manifest, bucket = run
+    plant_disagreeing_conversion(client, config, bucket)
+    with pytest.raises(
+        JobFailed,
+        match=r"converted for onnxruntime agrees with MXNet's top-1 on \d+\.\d+% of 1\d\d "
+        r"images of this run, below --conversion-min-agreement 99\.00%",
+    ):
+        convert.prepare_runtime(client, config, manifest)
+
+
+def test_a_converted_model_that_disagrees_is_never_cached(run, monkeypatch):
+    client, config, manifest, bucket = run
+    real_export = convert.export_onnx
+
+    def export_noisy(symbol_json, params, input_name, image_size):
+        return real_export(symbol_json, noisy_params(params), input_name, image_size)
+
+    monkeypatch.setattr(convert, "export_onnx", export_noisy)
+    with pytest.raises(JobFailed, match="below --conversion-min-agreement"):
+        convert.prepare_runtime(client, config, manifest)
+    assert cache_entries(client, bucket) == []
+
+
+def test_without_mxnet_a_cached_conversion_is_used_and_a_missing_one_is_named(run, monkeypatch):
+    """A node of a release without MXNet: the cache key needs no MXNet, the agreement is the one
+    recorded when the model was converted."""
+    client, config, manifest, bucket = run
+    monkeypatch.setattr(convert, "mxnet_installed", lambda: False)
+    with pytest.raises(
+        JobFailed,
+        match=r"runtime onnxruntime: no converted model for s3://.*/digits-cnn-symbol\.json in "
+        r"s3://.*/artifacts/converted/[0-9a-f]{64}/, and MXNet is not installed here",
+    ):
+        convert.prepare_runtime(client, config, manifest)
+    assert cache_entries(client, bucket) == []
+
+    monkeypatch.setattr(convert, "mxnet_installed", lambda: True)
+    converted = convert.prepare_runtime(client, config, manifest)
+    monkeypatch.setattr(convert, "mxnet_installed", lambda: False)
+    monkeypatch.setattr(convert, "bind_model", None)  # no MXNet forward without MXNet
+    ready = convert.prepare_runtime(client, config, manifest)
+    assert ready.model == converted.model and ready.conversion_agreement == 1.0
+
+    plant_disagreeing_conversion(client, config, bucket)
+    key = cache_entries(client, bucket)[0]
+    record = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    record["agreement"] = 0.5
+    client.put_object(Bucket=bucket, Key=key, Body=json.dumps(record))
+    with pytest.raises(JobFailed, match=r"on 50\.00% of 256 images of s3://elsewhere/manifest"):
+        convert.prepare_runtime(client, config, manifest)
