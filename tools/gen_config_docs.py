@@ -20,6 +20,7 @@ from batch_inference.cli import build_parser
 from emr_inference.config import (
     AlertsConfig,
     ClusterConfig,
+    ConversionConfig,
     DateRange,
     EstimateConfig,
     Int8Config,
@@ -46,6 +47,7 @@ SECTIONS: dict[type[BaseModel], str] = {
     NodeGroupConfig: "clustermaster-clustercore-and-clustertask",
     LocalConfig: "local",
     Int8Config: "int8",
+    ConversionConfig: "conversion",
     DateRange: "date_range",
     EstimateConfig: "estimate",
     AlertsConfig: "alerts",
@@ -240,6 +242,7 @@ def render() -> str:
         model_section("cluster.master, cluster.core and cluster.task", NodeGroupConfig),
         model_section("local", LocalConfig),
         model_section("int8", Int8Config),
+        model_section("conversion", ConversionConfig),
         model_section("date_range", DateRange),
         model_section("estimate", EstimateConfig),
         model_section("alerts", AlertsConfig),

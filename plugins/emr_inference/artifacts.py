@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emr_inference import project_root, s3
+from emr_inference.emr.releases import DEFAULT_RELEASE, supported_release
 from emr_inference.s3 import S3Uri
 
 if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
@@ -25,12 +26,13 @@ if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
 log = logging.getLogger(__name__)
 
 
-def bootstrap_files() -> dict[str, Path]:
-    """The EMR bootstrap action and the hashed requirements file it installs."""
+def bootstrap_files(release_label: str = DEFAULT_RELEASE) -> dict[str, Path]:
+    """The EMR bootstrap action and the hashed requirements file it installs on the nodes of
+    ``release_label``."""
     folder = project_root() / "include" / "bootstrap"
     return {
         "bootstrap": folder / "install_job_deps.sh",
-        "bootstrap_requirements": folder / "requirements-emr.txt",
+        "bootstrap_requirements": folder / supported_release(release_label).requirements,
     }
 
 
@@ -41,13 +43,14 @@ def import_job_package():
     return package
 
 
-def build_artifacts(build_dir: Path) -> dict[str, Path]:
-    """Build the job zip in ``build_dir``; return every artifact's local path by XCom name."""
+def build_artifacts(build_dir: Path, release_label: str = DEFAULT_RELEASE) -> dict[str, Path]:
+    """Build the job zip in ``build_dir``; return every artifact's local path by XCom name (the
+    bootstrap files of ``release_label``)."""
     package = import_job_package()
     return {
         "job_zip": package.build_job_zip(build_dir / "batch_inference.zip"),
         "entry_point": package.ENTRY_POINT,
-        **bootstrap_files(),
+        **bootstrap_files(release_label),
     }
 
 

@@ -114,7 +114,7 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    """The MXNet model the job loads: symbol JSON, params and labels in S3."""
+    """The MXNet model the job loads (symbol JSON, params and labels in S3), and what runs it."""
 
     name: str = job_field("model.name", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     symbol: S3Uri = job_field("model.symbol")
@@ -128,6 +128,7 @@ class ModelConfig(_Strict):
     mean: Triple = job_field("model.mean")
     std: Triple = job_field("model.std")
     scale: float = job_field("model.scale", gt=0, le=1)
+    runtime: Literal["mxnet", "onnxruntime"] = job_field("model.runtime")
     worker_memory_mb: int = Field(
         default=1024,
         ge=64,
@@ -171,6 +172,12 @@ class Int8Config(_Strict):
     agreement_images: int = job_field("int8.agreement_images", ge=16, le=10000)
 
 
+class ConversionConfig(_Strict):
+    """When the model converted for a runtime other than mxnet may be used (``model.runtime``)."""
+
+    min_agreement: float = job_field("conversion.min_agreement", ge=0, le=1)
+
+
 class NodeGroupConfig(_Strict):
     """One EMR node type (master or core): instance types, count and purchase option."""
 
@@ -192,7 +199,11 @@ class ClusterConfig(_Strict):
     release_label: str = Field(
         default="emr-7.2.0",
         pattern=r"^emr-\d+\.\d+\.\d+$",
-        description="EMR release; it must ship the MXNet application (emr-7.2.0 is the newest)",
+        description=(
+            "EMR release, one the package describes (emr_inference/emr/releases.py): emr-7.2.0 "
+            "(Python 3.9, EMR's MXNet: model.runtime mxnet) or emr-7.13.0 (Python 3.11, no "
+            "MXNet: model.runtime onnxruntime)"
+        ),
     )
     log_uri: S3Uri | None = Field(
         default=None, description="LogUri: where EMR archives cluster, step and container logs"
@@ -272,10 +283,13 @@ class ClusterConfig(_Strict):
             "there that sees EMR's mxnet and numpy, and installs the job's packages into it"
         ),
     )
-    base_python: str = Field(
-        default="/usr/bin/python3",
+    base_python: str | None = Field(
+        default=None,
         pattern=r"^/[A-Za-z0-9._/-]+$",
-        description="The nodes' system Python (EMR's mxnet) that the job's virtualenv extends",
+        description=(
+            "The nodes' system Python that the job's virtualenv extends; default: the release's "
+            "(emr-7.2.0: /usr/bin/python3, with EMR's mxnet; emr-7.13.0: /usr/bin/python3.11)"
+        ),
     )
     spark_defaults: dict[SparkProperty, SparkValue] = Field(
         default_factory=dict,
@@ -437,6 +451,10 @@ class RequestDefaults(_Strict):
     omp_threads: int = job_field("omp_threads", ge=0, le=256)
     precision: Literal["fp32", "int8"] = job_field("precision")
     int8: Int8Config = Field(default_factory=Int8Config, description="int8 settings")
+    conversion: ConversionConfig = Field(
+        default_factory=ConversionConfig,
+        description="The converted model's gate (model.runtime other than mxnet)",
+    )
     engine: Literal["rdd", "predict_batch_udf"] = job_field("engine")
     sse: SseConfig = Field(default_factory=SseConfig, description="Server-side encryption")
     cluster: ClusterConfig = Field(
@@ -451,6 +469,11 @@ class RequestDefaults(_Strict):
         """One of input_uri or manifest_uri is required; manifest_uri wins when both are given."""
         if not self.input_uri and not self.manifest_uri:
             raise ValueError("one of input_uri or manifest_uri is required")
+        if self.precision == "int8" and self.model.runtime != "mxnet":
+            raise ValueError(
+                f"precision int8 is MXNet's own quantization: it needs model.runtime mxnet, "
+                f"not {self.model.runtime}"
+            )
         return self
 
 
@@ -604,8 +627,20 @@ def check_cluster_fits(values: dict[str, Any], source: str) -> None:
     """ConfigError naming the field when the executors cannot run on the EMR cluster's nodes or
     their Python workers cannot hold the model (:mod:`emr_inference.emr.sizing`), or the engine
     needs packages the EMR bootstrap does not install."""
+    from emr_inference.emr.releases import releases_with_runtime, supported_release
     from emr_inference.emr.sizing import SizingError, check_sizing
 
+    label, runtime = values["cluster"]["release_label"], values["model"]["runtime"]
+    try:
+        release = supported_release(label)
+    except KeyError as error:
+        raise ConfigError(f"{source}: {error.args[0]}") from None
+    if runtime not in release.runtimes:
+        raise ConfigError(
+            f"{source}: model.runtime: {release.label}'s nodes run {', '.join(release.runtimes)}, "
+            f"not {runtime} (releases that run {runtime}: "
+            f"{', '.join(releases_with_runtime(runtime))})"
+        )
     if values.get("engine") == "predict_batch_udf":
         raise ConfigError(
             f"{source}: engine: predict_batch_udf needs pandas and pyarrow on the nodes, which "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from batch_inference.contract.settings import INT8, JOB, SETTINGS, STEP
+from batch_inference.contract.settings import CONVERSION, INT8, JOB, SETTINGS, STEP
 
 from emr_inference.resolved import ResolvedRequest
 
@@ -31,16 +31,22 @@ def job_arguments(request: ResolvedRequest, manifest_uri: str) -> list[str]:
 
     Every setting of :data:`batch_inference.contract.settings.SETTINGS` that the Airflow side
     passes, read from the request by its name; the int8 settings only in an int8 run, whose
-    quantized models are cached under ``<artifacts_uri>int8/``.
+    quantized models are cached under ``<artifacts_uri>int8/``, and the conversion settings only
+    with a runtime other than mxnet, whose converted models are cached under
+    ``<artifacts_uri>converted/``.
     """
     int8 = request.precision == "int8"
+    converted = request.model.runtime != "mxnet"
     derived = {"manifest": manifest_uri, "output": request.job_output_uri.uri}
     if int8:
         derived["int8.cache"] = request.artifacts_uri.uri + "int8/"
+    if converted:
+        derived["conversion.cache"] = request.artifacts_uri.uri + "converted/"
+    skipped = {JOB} | ({INT8} if not int8 else set()) | ({CONVERSION} if not converted else set())
     values = request.as_json()
     args: list[str] = []
     for setting in SETTINGS:
-        if setting.source == JOB or (setting.group == INT8 and not int8):
+        if setting.source in skipped or setting.group in skipped:
             continue
         value = derived[setting.name] if setting.source == STEP else setting.read(values)
         args += setting.arguments(value)

@@ -30,8 +30,9 @@ if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
 
 log = logging.getLogger(__name__)
 
-#: The interpreter of EMR 7 nodes (Amazon Linux 2023's python3) and the wheel platforms their
-#: glibc 2.34 runs (pip does not expand a manylinux tag to the older ones: each is listed).
+#: The interpreter of the default release's nodes (Amazon Linux 2023's python3) and the wheel
+#: platforms EMR 7's glibc 2.34 runs (pip does not expand a manylinux tag to the older ones: each
+#: is listed).
 NODE_PYTHON_VERSION = supported_release(DEFAULT_RELEASE).python
 NODE_PLATFORMS = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux2014_x86_64")
 NODE_MACHINE = "x86_64"
@@ -69,8 +70,11 @@ def download_wheels(
     return sorted(dest.glob("*.whl"))
 
 
-def stage_wheelhouse(hook: S3Hook, requirements: Path, artifacts_uri: str) -> str:
-    """The staged wheelhouse prefix for ``requirements``, downloading and uploading it once."""
+def stage_wheelhouse(
+    hook: S3Hook, requirements: Path, artifacts_uri: str, python_version: str = NODE_PYTHON_VERSION
+) -> str:
+    """The staged wheelhouse prefix for ``requirements`` (the wheels of the nodes' Python
+    ``python_version``), downloading and uploading it once."""
     artifacts = S3Uri.parse(artifacts_uri, "artifacts_uri", prefix=True)
     prefix = artifacts.join("wheelhouse", sha256_file(requirements)).uri + "/"
     root = S3Uri.parse(prefix, "artifacts_uri", prefix=True)
@@ -79,7 +83,7 @@ def stage_wheelhouse(hook: S3Hook, requirements: Path, artifacts_uri: str) -> st
         log.info("Wheelhouse already staged: %s", prefix)
         return prefix
     with tempfile.TemporaryDirectory(prefix="wheelhouse-") as folder:
-        wheels = download_wheels(requirements, Path(folder))
+        wheels = download_wheels(requirements, Path(folder), python_version)
         for wheel in wheels:
             dest = root.join(wheel.name)
             hook.load_file(wheel, key=dest.key, bucket_name=dest.bucket, replace=True)

@@ -89,7 +89,9 @@ def export_onnx(symbol_json: str, params: bytes, input_name: str, image_size: in
     from mxnet import onnx as mx_onnx
 
     with tempfile.TemporaryDirectory() as folder:
-        symbol_path, params_path = (os.path.join(folder, n) for n in ("m-symbol.json", "m-0000.params"))
+        # mxnet.onnx finds the params beside the symbol by MXNet's own naming
+        symbol_path = os.path.join(folder, "model-symbol.json")
+        params_path = os.path.join(folder, "model-0000.params")
         onnx_path = os.path.join(folder, MODEL_FILE)
         with open(symbol_path, "w", encoding="utf-8") as handle:
             handle.write(symbol_json)

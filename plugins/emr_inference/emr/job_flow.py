@@ -1,9 +1,10 @@
 """The RunJobFlow request for one inference run (a pure function of the resolved request).
 
-The cluster runs Spark and EMR's MXNet application, installs the job's Python dependencies with a
-bootstrap action (the script ``stage_job_artifacts`` staged), stays alive between steps
-(``KeepJobFlowAliveWhenNoSteps``) so the DAG's teardown task decides when it ends, and carries an
-``AutoTerminationPolicy`` idle timeout as a second guard against leaked clusters.
+The cluster runs its release's applications (Spark, and EMR's MXNet on emr-7.2.0), installs the
+job's Python dependencies with a bootstrap action (the script ``stage_job_artifacts`` staged),
+stays alive between steps (``KeepJobFlowAliveWhenNoSteps``) so the DAG's teardown task decides
+when it ends, and carries an ``AutoTerminationPolicy`` idle timeout as a second guard against
+leaked clusters.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from emr_inference.emr.releases import release_version
+from emr_inference.emr.releases import release_version, supported_release
 from emr_inference.emr.sizing import omp_threads, spark_properties
 
-APPLICATIONS = ("Spark", "MXNet")
 #: Tags that identify the run a cluster belongs to (used to find it again on retry).
 RUN_TAG_KEYS = ("dag_id", "run_id", "pipeline")
 SPOT_TIMEOUT_MINUTES = 10
@@ -154,9 +154,10 @@ def bootstrap_arguments(cluster: Mapping[str, Any], artifacts: Mapping[str, str]
     """The bootstrap script's arguments: the job's interpreter (a virtualenv made from the nodes'
     system Python), the staged hashed requirements, the staged wheelhouse when there is one, then
     the cluster's extra ``pip install`` arguments."""
+    base_python = cluster["base_python"] or supported_release(cluster["release_label"]).base_python
     args = [
         "--python", cluster["python"],
-        "--base-python", cluster["base_python"],
+        "--base-python", base_python,
         "--requirements", artifacts["bootstrap_requirements"],
     ]  # fmt: skip
     if artifacts.get("wheelhouse"):
@@ -176,7 +177,9 @@ def build_job_flow(request: Mapping[str, Any], artifacts: Mapping[str, str]) -> 
     job_flow: dict[str, Any] = {
         "Name": cluster_name(request["dag_id"], request["run_id"]),
         "ReleaseLabel": cluster["release_label"],
-        "Applications": [{"Name": name} for name in APPLICATIONS],
+        "Applications": [
+            {"Name": name} for name in supported_release(cluster["release_label"]).applications
+        ],
         "BootstrapActions": [
             {
                 "Name": "install-job-dependencies",

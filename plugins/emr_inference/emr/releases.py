@@ -1,10 +1,12 @@
 """The EMR releases this package supports, and what their nodes give the job.
 
-One row per release label: the nodes' ``python3`` (the interpreter the bootstrap builds the job's
-virtualenv over), the Spark version its build is based on, the Python packages EMR's applications
-install into that interpreter (the job sees them through the virtualenv's system site-packages),
-and the Amazon Linux ``python3-*`` packages that interpreter already owns (RPMs: our pins must win
-over them in the virtualenv, and must never be installed over them). Each row names its sources.
+One row per release label: the nodes' Python the job runs on (the interpreter the bootstrap builds
+the job's virtualenv over, and its path), the Spark version its build is based on, the EMR
+applications the cluster installs, the Python packages they put into that interpreter (the job
+sees them through the virtualenv's system site-packages), the Amazon Linux ``python3-*`` packages
+that interpreter already owns (RPMs: our pins must win over them in the virtualenv, and must never
+be installed over them), the model runtimes its nodes can run and the bootstrap's hash-pinned
+requirements file for them. Each row names its sources.
 
 The node twin (``tools/node_twin.py``) is built from a row: the rehearsal and the job's tests then
 run on that interpreter and those packages, so what a release's nodes cannot run fails here.
@@ -27,6 +29,14 @@ class EmrRelease:
     spark: str
     application_packages: Mapping[str, str]
     system_packages: Mapping[str, str]
+    #: the nodes' interpreter of version ``python`` (cluster.base_python's default)
+    base_python: str = "/usr/bin/python3"
+    #: the EMR applications a cluster of this release installs (RunJobFlow's Applications)
+    applications: tuple[str, ...] = ("Spark",)
+    #: the model runtimes the nodes can run (``model.runtime``)
+    runtimes: tuple[str, ...] = ("mxnet",)
+    #: the bootstrap's hash-pinned requirements, a file of include/bootstrap/
+    requirements: str = "requirements-emr.txt"
     sources: tuple[str, ...] = field(default=())
 
     @property
@@ -64,6 +74,9 @@ EMR_7_2_0 = EmrRelease(
             "certifi": "2020.6.20",
         }  # fmt: skip
     ),
+    applications=("Spark", "MXNet"),
+    runtimes=("mxnet",),
+    requirements="requirements-emr.txt",
     sources=(
         "EMR Release Guide, 'Application versions in Amazon EMR 7.x releases': emr-7.2.0 "
         "Python 3.9, 3.11 (python3 is 3.9), Spark 3.5.1-amzn-0",
@@ -75,9 +88,37 @@ EMR_7_2_0 = EmrRelease(
     ),
 )
 
+EMR_7_13_0 = EmrRelease(
+    label="emr-7.13.0",
+    python="3.11",
+    spark="3.5.6",
+    # No MXNet application (EMR's last is emr-7.2.0's): the job runs ONNX Runtime from its own pins.
+    application_packages=MappingProxyType({}),
+    # Amazon Linux 2023's python3.11 RPM: the interpreter alone (its python3.11-* packages are not
+    # installed on EMR nodes), so nothing of it competes with the job's pins.
+    system_packages=MappingProxyType({}),
+    base_python="/usr/bin/python3.11",
+    applications=("Spark",),
+    runtimes=("onnxruntime",),
+    requirements="requirements-emr-7.13.0.txt",
+    sources=(
+        "EMR Release Guide, 'Spark release history': emr-7.13.0 Spark 3.5.6-amzn-2",
+        "EMR Release Guide, 'Amazon EMR release 7.13.0': Python 3.9, 3.11; released 2026-04-21, "
+        "standard support until 2028-04-21",
+        "EMR Release Guide, 'MXNet release history': no MXNet after emr-7.2.0",
+    ),
+)
+
 #: label -> release, for every release the EMR backend supports.
-SUPPORTED_RELEASES: Mapping[str, EmrRelease] = MappingProxyType({EMR_7_2_0.label: EMR_7_2_0})
+SUPPORTED_RELEASES: Mapping[str, EmrRelease] = MappingProxyType(
+    {release.label: release for release in (EMR_7_2_0, EMR_7_13_0)}
+)
 DEFAULT_RELEASE = EMR_7_2_0.label
+
+
+def releases_with_runtime(runtime: str) -> list[str]:
+    """The supported labels whose nodes run ``runtime``."""
+    return [label for label, release in SUPPORTED_RELEASES.items() if runtime in release.runtimes]
 
 
 def supported_release(label: str) -> EmrRelease:

@@ -13,30 +13,30 @@ from typing import Any
 
 from batch_inference.contract.settings import SETTING
 
-from emr_inference.emr.releases import DEFAULT_RELEASE, supported_release
+from emr_inference.emr.releases import EmrRelease, supported_release
 from emr_inference.job_command import job_arguments, step_name
 from emr_inference.pins import pinned_versions
 from emr_inference.resolved import ResolvedRequest
 
 COMMAND_RUNNER_JAR = "command-runner.jar"
-#: The mxnet of EMR's MXNet application (emr-7.2.0); the other pins are the bootstrap's.
-NODE = supported_release(DEFAULT_RELEASE)
-EMR_MXNET = f"mxnet=={NODE.application_packages['mxnet']}"
 
 
-def required_packages(requirements: str) -> list[str]:
-    """``--require`` arguments: EMR's mxnet and the bootstrap's pillow and boto3 pins (from the
-    text of requirements-emr.txt), so the driver refuses an interpreter the bootstrap missed."""
-    pins = pinned_versions(requirements, NODE.python)
-    return [EMR_MXNET, *(f"{name}=={pins[name]}" for name in ("pillow", "boto3"))]
+def required_packages(release: EmrRelease, requirements: str, runtime: str) -> list[str]:
+    """``--require`` arguments: the runtime's package (EMR's mxnet where its application brings
+    it, else the bootstrap's pin) and the bootstrap's pillow and boto3 pins (from the text of the
+    release's requirements file), so the driver refuses an interpreter the bootstrap missed."""
+    pins = {**pinned_versions(requirements, release.python), **release.application_packages}
+    return [f"{name}=={pins[name]}" for name in (runtime, "pillow", "boto3")]
 
 
 def emr_job_arguments(request: ResolvedRequest, manifest_uri: str) -> list[str]:
     """:func:`job_arguments` plus the package versions the bootstrap installed on the nodes."""
     from emr_inference.artifacts import bootstrap_files
 
-    pins = bootstrap_files()["bootstrap_requirements"].read_text()
-    requires = SETTING["requirements"].arguments(required_packages(pins))
+    label = request.cluster.release_label
+    pins = bootstrap_files(label)["bootstrap_requirements"].read_text()
+    packages = required_packages(supported_release(label), pins, request.model.runtime)
+    requires = SETTING["requirements"].arguments(packages)
     return [*job_arguments(request, manifest_uri), *requires]
 
 

@@ -25,12 +25,15 @@ class StageJobArtifactsOperator(RequestOperator):
 
         request = self.run_request
         artifacts_uri = request.artifacts_uri.uri
+        release = request.cluster.release_label
         with tempfile.TemporaryDirectory(prefix="job-artifacts-") as build_dir:
-            files = build_artifacts(Path(build_dir))
+            files = build_artifacts(Path(build_dir), release)
             staged = stage_artifacts(self.s3, files, artifacts_uri)
         if request.backend == "emr" and request.cluster.bootstrap_source == "wheelhouse":
+            from emr_inference.emr.releases import supported_release
             from emr_inference.wheelhouse import stage_wheelhouse
 
             requirements = files["bootstrap_requirements"]
-            staged["wheelhouse"] = stage_wheelhouse(self.s3, requirements, artifacts_uri)
+            python = supported_release(release).python
+            staged["wheelhouse"] = stage_wheelhouse(self.s3, requirements, artifacts_uri, python)
         return staged

@@ -273,13 +273,14 @@ SHAPES_ROWS = {
     "model.symbol_sha256", "model.params_sha256", "model.labels_sha256", "model.input_name",
     "model.image_size", "model.scale", "model.mean", "model.std", "top_k", "precision",
     "int8.min_agreement", "int8.on_disagreement", "int8.calibration_uri",
-    "int8.calibration_images", "int8.agreement_images",
+    "int8.calibration_images", "int8.agreement_images", "model.runtime",
+    "conversion.min_agreement",
 }  # fmt: skip
 #: How the work is split and run: no effect on the rows, so not in the fingerprint.
 HOW_IT_RUNS = {
     "batch_size", "partitions", "max_partition_keys", "partition_seconds",
     "estimate.images_per_task_second", "max_error_rate", "prefetch_threads", "prefetch_depth",
-    "omp_threads", "engine", "int8.cache",
+    "omp_threads", "engine", "int8.cache", "conversion.cache",
 }  # fmt: skip
 
 

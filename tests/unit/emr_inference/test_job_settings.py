@@ -74,16 +74,27 @@ def test_a_request_of_defaults_gives_the_jobs_defaults():
 
 
 def test_every_config_setting_is_a_request_field_the_step_passes():
-    request = date_request(
+    """Each section's settings where they apply: int8 with MXNet, conversion with another
+    runtime (int8 is MXNet's own, so no one request has both)."""
+    common = {
+        "sse": {"mode": "aws:kms", "kms_key_id": "alias/k"},
+        "max_partition_keys": 20_000,  # unset by default: derived by the job
+    }
+    digests = {"symbol_sha256": "1" * 64, "params_sha256": "2" * 64, "labels_sha256": "3" * 64}
+    int8 = date_request(
         precision="int8",
-        sse={"mode": "aws:kms", "kms_key_id": "alias/k"},
-        model={"symbol_sha256": "1" * 64, "params_sha256": "2" * 64, "labels_sha256": "3" * 64},
+        model=digests,
         int8={"calibration_uri": "s3://calib/x/", "on_disagreement": "fp32"},
-        max_partition_keys=20_000,  # unset by default: derived by the job
+        **common,
     )
-    request = ResolvedRequest.of(request)
-    flags = {arg for arg in job_arguments(request, MANIFEST) if arg.startswith("--")}
-    assert flags == {setting.flag for setting in SETTINGS if setting.source != contract.JOB}
+    converted = date_request(model={**digests, "runtime": "onnxruntime"}, **common)
+    passed = set()
+    for request in (int8, converted):
+        arguments = job_arguments(ResolvedRequest.of(request), MANIFEST)
+        passed |= {arg for arg in arguments if arg.startswith("--")}
+    assert passed == {setting.flag for setting in SETTINGS if setting.source != contract.JOB}
+    assert "--conversion-cache" not in job_arguments(ResolvedRequest.of(int8), MANIFEST)
+    assert "--int8-cache" not in job_arguments(ResolvedRequest.of(converted), MANIFEST)
 
 
 def test_the_jobs_help_shows_every_settings_flag_help_and_default():

@@ -28,6 +28,7 @@ CONTRACT_KEYS = {
     "prefetch_depth", "omp_threads", "sse", "cluster", "local", "precision", "int8",
     "max_partition_keys", "partition_dates", "date_range", "dry_run", "estimate", "dates",
     "republish", "engine", "partition_seconds", "dates_in_run", "request_fingerprint",
+    "conversion",
 }  # fmt: skip
 
 

@@ -58,12 +58,15 @@ def test_summary_adds_up_and_defaults_missing_fields_to_zero():
             "inference": 2.5,
             "wall": 7.25,
         },
-        # metrics parts without them (an older job): nothing measured, fp32
+        # metrics parts without them (an older job): nothing measured, MXNet fp32, engine unknown
         "worker_peak_rss_mb": None,
         "worker_peak_address_space_mb": None,
         "worker_environments": [],
+        "runtime": "mxnet",
         "precision": "fp32",
+        "engine": None,
         "int8_top1_agreement": None,
+        "conversion_top1_agreement": None,
     }
     assert summary["job_seconds"] == 9.123 and summary["images_per_second"] == 1.1
 

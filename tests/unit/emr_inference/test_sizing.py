@@ -186,8 +186,6 @@ def test_task_instance_groups_are_valid():
     [
         {},  # no task nodes
         {"task": {"instance_types": ["c5.9xlarge"], "count": 2}},  # on-demand task nodes
-        {"task": {"instance_types": ["c5.9xlarge"], "count": 2, "market": "SPOT"},
-         "release_label": "emr-7.1.0"},  # before EMR's AM label awareness
     ],
 )  # fmt: skip
 def test_no_node_labels_without_spot_task_nodes_on_a_release_that_has_them(fields):
