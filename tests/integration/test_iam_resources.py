@@ -131,11 +131,13 @@ def test_every_call_stays_inside_the_resources_its_policy_grants(
 
 
 def test_the_check_refuses_a_call_outside_the_granted_prefixes() -> None:
-    """The checker can fail: the job may write its staging area and int8 cache only."""
+    """The checker can fail: the job may write its staging area and model caches only."""
     names = {"IMAGES": "img", "PREDICTIONS": "pred", "MODELS": "mod"}
     job = statements(POLICIES["job"], names)
     assert allows(job, "s3:PutObject", "arn:aws:s3:::pred/_staging/demo/run/2026-11-22/x")
     assert allows(job, "s3:PutObject", "arn:aws:s3:::pred/artifacts/demo/int8/abc/m.params")
+    assert allows(job, "s3:PutObject", "arn:aws:s3:::pred/artifacts/demo/converted/abc/model.onnx")
+    assert not allows(job, "s3:PutObject", "arn:aws:s3:::pred/artifacts/demo/wheelhouse/x.whl")
     assert not allows(job, "s3:PutObject", "arn:aws:s3:::pred/predictions/dt=2026-11-22/x")
     assert not allows(job, "s3:PutObject", "arn:aws:s3:::img/images/x.png")
     assert not allows(job, "s3:DeleteObject", "arn:aws:s3:::pred/predictions/_SUCCESS")

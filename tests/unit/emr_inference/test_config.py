@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from emr_inference.config import ConfigError, load_pipeline, parse_pipeline
 
-from tests.unit.emr_inference.pipeline_fixtures import pipeline, pipeline_data
+from tests.unit.emr_inference.pipeline_fixtures import MINIMAL, pipeline, pipeline_data
 
 PIPELINES = Path(__file__).resolve().parents[3] / "include" / "pipelines"
 
@@ -60,6 +60,29 @@ def test_demo_pipeline_is_local_and_small():
         ({"partition_seconds": 86400}, "partition_seconds", "less than or equal to 3600"),
         ({"estimate": {"images_per_task_second": 0}}, "estimate.images_per_task_second", "greater"),
         ({"engine": "predict_batch_udf"}, "engine", "needs pandas and pyarrow on the nodes"),
+        # MXNet only where EMR ships it; a release the package does not describe is refused
+        (
+            {"cluster": {"release_label": "emr-7.13.0"}},
+            "model.runtime",
+            "emr-7.13.0's nodes run onnxruntime, not mxnet (releases that run mxnet: emr-7.2.0)",
+        ),
+        (
+            {"model": {**MINIMAL["model"], "runtime": "onnxruntime"}},
+            "model.runtime",
+            "emr-7.2.0's nodes run mxnet, not onnxruntime (releases that run onnxruntime: "
+            "emr-7.13.0)",
+        ),
+        (
+            {"cluster": {"release_label": "emr-7.3.0"}},
+            "cluster.release_label",
+            "no node description for 'emr-7.3.0' (supported: emr-7.2.0, emr-7.13.0;",
+        ),
+        (
+            {"precision": "int8", "model": {**MINIMAL["model"], "runtime": "onnxruntime"}},
+            "",
+            "precision int8 is MXNet's own quantization: it needs model.runtime mxnet",
+        ),
+        ({"conversion": {"min_agreement": 1.5}}, "conversion.min_agreement", "less than or equal"),
         ({"sse": {"mode": "AES256", "kms_key_id": "k"}}, "sse", "only valid with mode"),
         ({"alerts": {"sns_topic_arn": "inference-alerts"}}, "alerts.sns_topic_arn", "pattern"),
         ({"alerts": {"on_failure": True}}, "alerts.sns_topic_arn", "Field required"),

@@ -75,6 +75,24 @@ def test_job_flow_is_a_valid_run_job_flow_request():
     assert (groups["CORE"]["InstanceType"], groups["CORE"]["InstanceCount"]) == ("c5.9xlarge", 4)
 
 
+def test_a_current_release_cluster_has_no_mxnet_and_builds_on_python_3_11():
+    request = request_for(
+        cluster={"release_label": "emr-7.13.0"},
+        model={**MINIMAL["model"], "runtime": "onnxruntime"},
+    )
+    job_flow = build_job_flow(request.as_json(), ARTIFACTS)
+    assert_valid("RunJobFlow", job_flow)
+    assert job_flow["ReleaseLabel"] == "emr-7.13.0"
+    assert [app["Name"] for app in job_flow["Applications"]] == ["Spark"]
+    args = job_flow["BootstrapActions"][0]["ScriptBootstrapAction"]["Args"]
+    assert args[args.index("--base-python") + 1] == "/usr/bin/python3.11"
+    step = inference_step(request, ARTIFACTS, MANIFEST)["HadoopJarStep"]["Args"]
+    assert step[step.index("--runtime") + 1] == "onnxruntime"
+    assert step[step.index("--conversion-cache") + 1] == (request.artifacts_uri.uri + "converted/")
+    requires = [step[i + 1] for i, arg in enumerate(step) if arg == "--require"]
+    assert requires == ["onnxruntime==1.32.0", "pillow==13.0.0", "boto3==1.43.117"]
+
+
 def test_spark_configuration_sets_python_and_threads():
     request = request_for(
         cluster={"task_cpus": 6, "python": "/opt/job/bin/python3", "base_python": "/usr/bin/py3"}
