@@ -1,9 +1,10 @@
 """The node twin: the job's Python environment built here exactly as an EMR node builds it.
 
-An EMR release's nodes run their own CPython (emr-7.2.0: 3.9) with packages EMR's applications
-installed (MXNet and numpy) and Amazon Linux's ``python3-*`` RPMs, and our bootstrap action
-(``include/bootstrap/install_job_deps.sh``) makes the job's virtualenv over that interpreter from
-the hash-pinned ``requirements-emr.txt`` and the staged wheelhouse. The twin is that, here:
+An EMR release's nodes run their own CPython (emr-7.2.0: 3.9; emr-7.13.0: 3.11) with packages
+EMR's applications installed (emr-7.2.0's MXNet and numpy) and Amazon Linux's ``python3-*`` RPMs,
+and our bootstrap action (``include/bootstrap/install_job_deps.sh``) makes the job's virtualenv
+over that interpreter from the release's hash-pinned requirements (``requirements-emr.txt``,
+``requirements-emr-7.13.0.txt``) and the staged wheelhouse. The twin is that, here:
 
 1. ``usr/``: a copy of a CPython of the release's version (``NODE_PYTHON``, else found on PATH or
    in pyenv), a real prefix that stands for the node's ``/usr/bin/python3``, with the release's
@@ -42,6 +43,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from batch_inference.environment import BASE_PACKAGES, RUNTIME_PACKAGES
+from emr_inference.artifacts import bootstrap_files
 from emr_inference.emr.releases import DEFAULT_RELEASE, EmrRelease, supported_release
 from emr_inference.local.cluster import SPARK_HOME_ENV
 from emr_inference.pins import pinned_versions
@@ -51,13 +54,10 @@ from tools.airflow_env import REPO_ROOT
 
 TWIN_ROOT = REPO_ROOT / "build" / "node-twin"
 BOOTSTRAP = REPO_ROOT / "include" / "bootstrap" / "install_job_deps.sh"
-REQUIREMENTS = REPO_ROOT / "include" / "bootstrap" / "requirements-emr.txt"
 NODE_PYTHON_ENV = "NODE_PYTHON"
 #: Changes to how a twin is built (this module) that must rebuild existing twins.
 RECIPE = "1"
 MANIFEST = "twin.json"
-#: The modules whose versions a twin reports: the job's packages and what the bootstrap pins.
-REPORTED = {"mxnet": "mxnet", "numpy": "numpy", "pillow": "PIL", "boto3": "boto3"}
 
 Log = Callable[[str], None]
 
@@ -98,10 +98,31 @@ class NodeTwin:
             SPARK_HOME_ENV: str(self.spark_home),
         }
 
+    @property
+    def requirements(self) -> Path:
+        """The release's bootstrap requirements (what a twin is built from by default)."""
+        return release_requirements(self.release)
+
     def describe(self) -> str:
         """``emr-7.2.0 node twin: Python 3.9.18, Spark 3.5.1, mxnet 1.9.1, ...``."""
         packages = ", ".join(f"{name} {version}" for name, version in self.versions.items())
         return f"{self.release.label} node twin: {packages}"
+
+
+def release_requirements(release: EmrRelease) -> Path:
+    """The hash-pinned requirements file the bootstrap installs on ``release``'s nodes."""
+    return bootstrap_files(release.label)["bootstrap_requirements"]
+
+
+def reported(release: EmrRelease) -> dict[str, str]:
+    """distribution -> module of what a twin of ``release`` reports: the runtimes its nodes run
+    and the job's other packages."""
+    runtimes = {
+        name: module
+        for runtime in release.runtimes
+        for name, module in RUNTIME_PACKAGES[runtime].items()
+    }
+    return {**runtimes, **BASE_PACKAGES}
 
 
 def find_node_python(version: str, override_env: str | None = NODE_PYTHON_ENV) -> Path:
@@ -156,7 +177,7 @@ def expected_versions(release: EmrRelease, requirements: str) -> dict[str, str]:
     the node's Python installs (markers evaluated for it)."""
     pins = pinned_versions(requirements, release.python)
     wanted = {**pins, **release.application_packages}
-    return {name: wanted[name] for name in REPORTED}
+    return {name: wanted[name] for name in reported(release)}
 
 
 def copy_interpreter(python: Path, prefix: Path) -> Path:
@@ -184,6 +205,8 @@ def site_packages(python: Path) -> Path:
 def rpm_install(python: Path, base_python: Path, packages: Mapping[str, str]) -> None:
     """Install ``packages`` into ``python``'s site-packages as an RPM does: real wheels (pip of
     ``base_python``, no dependencies), then ``INSTALLER`` = rpm and no ``RECORD`` file."""
+    if not packages:  # a release whose applications and RPMs add nothing to this interpreter
+        return
     site = site_packages(python)
     specs = [f"{name}=={version}" for name, version in packages.items()]
     run(
@@ -226,8 +249,9 @@ def run(command: list[str], what: str, env: Mapping[str, str] | None = None) -> 
     return result.stdout
 
 
-def job_versions(python: Path) -> dict[str, str]:
-    """The Python version and the job's package versions as ``python`` imports them."""
+def job_versions(python: Path, packages: Mapping[str, str]) -> dict[str, str]:
+    """The Python version and the versions of ``packages`` (distribution -> module) as
+    ``python`` imports them."""
     code = (
         "import importlib, json, platform, sys\n"
         "found = {'python': platform.python_version()}\n"
@@ -235,19 +259,20 @@ def job_versions(python: Path) -> dict[str, str]:
         "    found[dist] = importlib.import_module(module).__version__\n"
         "print(json.dumps(found))\n"
     )
-    return json.loads(run([str(python), "-c", code, json.dumps(REPORTED)], "reading versions"))
+    return json.loads(run([str(python), "-c", code, json.dumps(packages)], "reading versions"))
 
 
 def build_twin(
     release_label: str = DEFAULT_RELEASE,
-    requirements: Path = REQUIREMENTS,
+    requirements: Path | None = None,
     *,
     log: Log = print,
     under: Path = TWIN_ROOT,
 ) -> NodeTwin:
-    """The twin of ``release_label`` with ``requirements``: built, or found already built, in a
-    folder of ``under`` (Spark is always shared, in :data:`TWIN_ROOT`)."""
+    """The twin of ``release_label`` with ``requirements`` (default: the release's): built, or
+    found already built, in a folder of ``under`` (Spark is always shared, in :data:`TWIN_ROOT`)."""
     release = supported_release(release_label)
+    requirements = requirements or release_requirements(release)
     base_python = find_node_python(release.python)
     base_version = ".".join(interpreter_version(base_python))
     text = requirements.read_text()
@@ -309,7 +334,7 @@ def _built_twin(
 
 def check_versions(python: Path, release: EmrRelease, requirements: str) -> dict[str, str]:
     """The versions ``python`` reports, :class:`NodeTwinError` if any is not the node's."""
-    versions = job_versions(python)
+    versions = job_versions(python, reported(release))
     expected = {"python": release.python, **expected_versions(release, requirements)}
     wrong = [
         f"{name} {versions.get(name)} (expected {wanted})"
@@ -379,7 +404,9 @@ def node_test_tools(twin: NodeTwin, requirements: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--release", default=DEFAULT_RELEASE, help="EMR release label")
-    parser.add_argument("--requirements", type=Path, default=REQUIREMENTS)
+    parser.add_argument(
+        "--requirements", type=Path, default=None, help="default: the release's bootstrap pins"
+    )
     parser.add_argument(
         "--check-imports", action="store_true", help="import every job module on the twin"
     )

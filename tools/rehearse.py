@@ -41,7 +41,6 @@ import yaml
 from tools.airflow_env import REPO_ROOT, airflow_env
 from tools.local_s3 import LocalS3, start_local_s3
 from tools.node_twin import (
-    REQUIREMENTS,
     NodeTwin,
     NodeTwinError,
     build_twin,
@@ -78,9 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--bootstrap-requirements",
         type=Path,
-        default=REQUIREMENTS,
-        help="the bootstrap's pins to build the node twin from (default: the shipped "
-        "include/bootstrap/requirements-emr.txt): try new pins before shipping them",
+        default=None,
+        help="the bootstrap's pins to build the node twin from (default: the release's "
+        "shipped include/bootstrap/requirements-emr*.txt): try new pins before shipping them",
     )
     return parser.parse_args(argv)
 

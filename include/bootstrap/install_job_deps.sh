@@ -6,8 +6,9 @@
 #   --python        the job's interpreter, <venv>/bin/python3 (cluster.python; the step's
 #                   PYSPARK_PYTHON): the virtualenv is created there
 #   --requirements  the hashed requirements file (requirements-emr.txt): s3:// URI or local path
-#   --base-python   the node's system interpreter (cluster.base_python, default /usr/bin/python3),
-#                   where EMR's MXNet application installed mxnet and numpy
+#   --base-python   the node's system interpreter (cluster.base_python; the release's: emr-7.2.0
+#                   /usr/bin/python3, where EMR's MXNet application installed mxnet and numpy,
+#                   emr-7.13.0 /usr/bin/python3.11)
 #   --wheelhouse    a folder of the pinned wheels (s3:// prefix or local path): install from it
 #                   with no package index, for nodes without PyPI
 #   PIP ARGS        passed to `pip install` (e.g. --index-url for a private mirror)
@@ -97,7 +98,17 @@ echo "Installing job dependencies into $venv from $requirements_source"
 # only at its normal verbosity, and this log is where an operator looks.
 "${sudo[@]}" "$job_python" -m pip install --progress-bar off --disable-pip-version-check --no-input \
     --require-hashes --only-binary=:all: "${source_args[@]}" -r "$requirements" "$@"
+# The job's packages must import; its model runtime is EMR's mxnet (emr-7.2.0) or the pinned
+# onnxruntime (emr-7.13.0): at least one of them.
 "$job_python" -c '
-import boto3, mxnet, numpy, PIL
-print("job environment:", "mxnet", mxnet.__version__, "numpy", numpy.__version__,
+import importlib, boto3, numpy, PIL
+runtimes = []
+for name in ("mxnet", "onnxruntime"):
+    try:
+        runtimes.append(f"{name} {importlib.import_module(name).__version__}")
+    except ImportError:
+        pass
+if not runtimes:
+    raise SystemExit("job environment: neither mxnet nor onnxruntime imports")
+print("job environment:", ", ".join(runtimes), "numpy", numpy.__version__,
       "pillow", PIL.__version__, "boto3", boto3.__version__)'

@@ -18,7 +18,6 @@ from tests.conftest import REPO_ROOT, SHARED_S3_ENV
 from tests.integration.test_bootstrap import imported_versions
 from tests.support.old_pins import write_single_urllib3_2_pin
 from tools.node_twin import (
-    REQUIREMENTS,
     NodeTwin,
     NodeTwinError,
     build_twin,
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 def test_the_job_interpreter_is_the_nodes(node_twin: NodeTwin) -> None:
     assert node_twin.versions["python"].startswith("3.9.")
-    wanted = expected_versions(node_twin.release, REQUIREMENTS.read_text())
+    wanted = expected_versions(node_twin.release, node_twin.requirements.read_text())
     assert {k: v for k, v in node_twin.versions.items() if k != "python"} == wanted
     # our pins win in the virtualenv; the system interpreter is as its RPMs left it
     assert imported_versions(node_twin.python, ["urllib3", "six"]) == {

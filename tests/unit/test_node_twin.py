@@ -8,13 +8,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from emr_inference.emr.releases import EMR_7_2_0
+from emr_inference.emr.releases import EMR_7_2_0, EMR_7_13_0
 
 from tools import node_twin
 from tools.node_twin import NodeTwin, NodeTwinError, expected_versions, find_node_python, twin_key
 from tools.rehearse import environment_verdict, rehearsal_pipeline
 
-REQUIREMENTS = node_twin.REQUIREMENTS.read_text()
+REQUIREMENTS = node_twin.release_requirements(EMR_7_2_0).read_text()
 
 
 def test_a_node_python_of_another_version_is_refused_saying_how_to_get_one(monkeypatch):
@@ -62,6 +62,17 @@ def test_the_job_interpreter_must_report_emr_packages_and_the_node_pins():
         "numpy": "1.23.5",
         "pillow": "11.3.0",  # the bootstrap's pins for 3.9
         "boto3": "1.42.97",
+    }
+
+
+def test_a_current_release_twin_reports_its_runtime_at_the_bootstrap_pins():
+    text = node_twin.release_requirements(EMR_7_13_0).read_text()
+    assert node_twin.release_requirements(EMR_7_13_0).name == "requirements-emr-7.13.0.txt"
+    assert expected_versions(EMR_7_13_0, text) == {
+        "onnxruntime": "1.32.0",  # no MXNet application: every package is the bootstrap's pin
+        "numpy": "2.4.6",
+        "pillow": "13.0.0",
+        "boto3": "1.43.117",
     }
 
 
