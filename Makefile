@@ -11,7 +11,7 @@ ifdef NODE_PYTHON
 export NODE_PYTHON
 endif
 
-.PHONY: venv test test-fast lint mutate package twin demo airflow rehearse plan bench docs constraints clean
+.PHONY: venv test test-fast lint mutate package twin demo airflow rehearse convert plan bench docs constraints clean
 
 venv: $(STAMP)
 
@@ -60,6 +60,12 @@ PIPELINE ?= cifar10_resnet18
 REHEARSE_ARGS ?=
 rehearse: $(STAMP)
 	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.rehearse $(PIPELINE) $(REHEARSE_ARGS)
+
+# Convert a pipeline's MXNet model for its runtime here (MXNet is in this venv), before its first run
+# on a release whose nodes have no MXNet: make convert PIPELINE=cifar10_resnet18_onnx DATE=2026-11-22
+DATE ?=
+convert: $(STAMP)
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.convert $(PIPELINE) --date $(DATE)
 
 # What a run of a range of dates would do and cost: make plan PIPELINE=demo FROM=2026-11-20 TO=2026-11-22
 FROM ?=

@@ -245,6 +245,16 @@ def run_dag(env: dict[str, str], pipeline: str, conf: dict[str, Any], log_file: 
         ).returncode
 
 
+def convert_first(env: dict[str, str], pipeline: Path, partition_date: str) -> int:
+    """``make convert`` for the rehearsed pipeline, as the runbook tells an operator to before the
+    first run on a release without MXNet (:mod:`tools.convert`, on this machine's MXNet)."""
+    command = [sys.executable, "-m", "tools.convert", str(pipeline), "--date", partition_date]
+    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    for line in (result.stdout + result.stderr).strip().splitlines()[-3:]:
+        log(f"  {line}")
+    return result.returncode
+
+
 def job_errors(airflow_home: Path) -> list[str]:
     """The distinct Python exceptions in the rehearsal's driver logs (executor tracebacks
     included), in order of first appearance."""
@@ -351,6 +361,12 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
         home=work / "airflow",
         extra={"EMR_INFERENCE_PIPELINES_DIR": str(pipelines), **(twin.spark_env() if twin else {})},
     )
+    if twin is not None and request["model"]["runtime"] not in twin.release.application_packages:
+        log(f"{twin.release.label}'s nodes have no MXNet: converting the model here first")
+        code = convert_first(env, pipelines / f"{config.pipeline}.yaml", args.partition_date)
+        if code != 0:
+            log("FAILED before the DAG: the model could not be converted")
+            return 1
     log_file = work / "dags-test.log"
     log(f"running the DAG (airflow dags test; log {shown(log_file)})")
     started = time.monotonic()

@@ -35,6 +35,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 
 from batch_inference.agreement import decode_sample, middle_keys, top1_agreement
 from batch_inference.config import JobConfig, ModelSpec
@@ -148,11 +149,13 @@ class MxnetModel:
         )
 
 
-def measure(client, config: JobConfig, manifest: Manifest, source: MxnetModel, onnx: bytes):
-    """``(agreement, images)``: top-1 agreement of the ONNX model with MXNet on this run."""
-    tensors = decode_sample(
-        client, middle_keys(client, manifest, AGREEMENT_IMAGES), config, "conversion"
-    )
+#: The image keys the agreement is measured on (listed only when it is measured).
+Sample = Callable[[], list[str]]
+
+
+def measure(client, config: JobConfig, sample: Sample, source: MxnetModel, onnx: bytes):
+    """``(agreement, images)``: top-1 agreement of the ONNX model with MXNet on ``sample``."""
+    tensors = decode_sample(client, sample(), config, "conversion")
     batch, size = min(config.batch_size, len(tensors)), config.preprocess.image_size
     spec = source.spec
     reference = bind_model(
@@ -186,8 +189,16 @@ def gate(config: JobConfig, agreement: float, images: int, where: str) -> None:
         )
 
 
-def convert(client, config: JobConfig, manifest: Manifest, source: MxnetModel, folder: S3Uri):
-    """Convert, gate on this run's images and cache; returns the record."""
+def convert(
+    client,
+    config: JobConfig,
+    sample: Sample,
+    measured_on: str,
+    source: MxnetModel,
+    folder: S3Uri,
+) -> dict:
+    """Convert, gate on the images of ``sample`` (from ``measured_on``) and cache; returns the
+    record."""
     started = time.monotonic()
     onnx = export_onnx(
         source.symbol.decode("utf-8"),
@@ -195,11 +206,11 @@ def convert(client, config: JobConfig, manifest: Manifest, source: MxnetModel, f
         source.spec.input_name,
         config.preprocess.image_size,
     )
-    spec = dataclasses.replace(source.spec, onnx_uri=str(folder.join(MODEL_FILE)))
-    agreement, images = measure(
-        client, dataclasses.replace(config, model=spec), manifest, source, onnx
+    candidate = dataclasses.replace(
+        config, model=dataclasses.replace(source.spec, onnx_uri=str(folder.join(MODEL_FILE)))
     )
-    gate(config, agreement, images, "of this run")
+    agreement, images = measure(client, candidate, sample, source, onnx)
+    gate(config, agreement, images, f"of {measured_on}")
     import onnx as onnx_package
 
     extra = config.encryption.put_object_args()
@@ -215,17 +226,22 @@ def convert(client, config: JobConfig, manifest: Manifest, source: MxnetModel, f
         "opset": max(item.version for item in onnx_package.load_from_string(onnx).opset_import),
         "agreement": agreement,
         "agreement_images": images,
-        "measured_on": config.manifest_uri,
+        "measured_on": measured_on,
         "seconds": round(time.monotonic() - started, 3),
     }
     put_bytes(client, folder.join(MARKER), json.dumps(record).encode(), "application/json", extra)
-    log.info("conversion: converted %s in %.1fs into %s", spec.name, record["seconds"], folder)
+    name, seconds = source.spec.name, record["seconds"]
+    log.info("conversion: converted %s in %.1fs into %s", name, seconds, folder)
     return record
 
 
-def prepare_runtime(client, config: JobConfig, manifest: Manifest) -> JobConfig:
-    """The config the tasks run with: the model converted for ``config.model.runtime`` (from the
-    cache, or converted now), its agreement with MXNet gated (see the module docstring)."""
+def converted_model(
+    client, config: JobConfig, sample: Sample, measured_on: str
+) -> tuple[ModelSpec, float]:
+    """``(spec, agreement)``: the model converted for ``config.model.runtime`` (from the cache, or
+    converted now and cached) and its gated top-1 agreement with MXNet, measured on the images of
+    ``sample`` (from ``measured_on``: a run's manifest, or an input prefix) where MXNet is
+    installed, else as recorded when it was converted (see the module docstring)."""
     source = MxnetModel.fetch(client, config.model)
     cache = parse_s3_uri(config.conversion.cache_uri, "--conversion-cache", prefix=True)
     key = cache_key(config.model, source.symbol, source.params, config.preprocess.image_size)
@@ -237,10 +253,10 @@ def prepare_runtime(client, config: JobConfig, manifest: Manifest) -> JobConfig:
         if not can_measure:
             raise JobFailed(
                 f"runtime {config.model.runtime}: no converted model for {config.model.symbol_uri} "
-                f"in {folder}, and MXNet is not installed here to convert it: run one date of "
-                "this pipeline where MXNet is (the local backend, or a release with MXNet) first"
+                f"in {folder}, and MXNet is not installed here to convert it: convert it first "
+                "where MXNet is (make convert PIPELINE=<pipeline> DATE=<a date of its input>)"
             )
-        record = convert(client, config, manifest, source, folder)  # gated on this run
+        record = convert(client, config, sample, measured_on, source, folder)  # gated
     else:
         log.info("conversion: reusing the converted model in %s", folder)
     spec = dataclasses.replace(
@@ -249,11 +265,22 @@ def prepare_runtime(client, config: JobConfig, manifest: Manifest) -> JobConfig:
     agreement = record["agreement"]
     if not fresh and can_measure:
         onnx = fetch_verified(client, spec.onnx_uri, spec.onnx_sha256, "the ONNX model")
-        agreement, images = measure(
-            client, dataclasses.replace(config, model=spec), manifest, source, onnx
-        )
-        gate(config, agreement, images, "of this run")
+        candidate = dataclasses.replace(config, model=spec)
+        agreement, images = measure(client, candidate, sample, source, onnx)
+        gate(config, agreement, images, f"of {measured_on}")
     elif not fresh:
         where = f"of {record['measured_on']} (measured when converted; no MXNet here)"
         gate(config, agreement, record["agreement_images"], where)
+    return spec, agreement
+
+
+def prepare_runtime(client, config: JobConfig, manifest: Manifest) -> JobConfig:
+    """The config the tasks run with: the converted model of :func:`converted_model`, gated on
+    :data:`AGREEMENT_IMAGES` of this run's own images (from the middle of its manifest)."""
+    spec, agreement = converted_model(
+        client,
+        config,
+        lambda: middle_keys(client, manifest, AGREEMENT_IMAGES),
+        config.manifest_uri,
+    )
     return dataclasses.replace(config, model=spec, conversion_agreement=agreement)

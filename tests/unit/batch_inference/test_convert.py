@@ -136,7 +136,7 @@ def test_a_converted_model_that_disagrees_is_refused_naming_the_agreement(run):
     with pytest.raises(
         JobFailed,
         match=r"converted for onnxruntime agrees with MXNet's top-1 on \d+\.\d+% of 1\d\d "
-        r"images of this run, below --conversion-min-agreement 99\.00%",
+        r"images of s3://.*/run/manifest\.json, below --conversion-min-agreement 99\.00%",
     ):
         convert.prepare_runtime(client, config, manifest)
 
@@ -162,7 +162,8 @@ def test_without_mxnet_a_cached_conversion_is_used_and_a_missing_one_is_named(ru
     with pytest.raises(
         JobFailed,
         match=r"runtime onnxruntime: no converted model for s3://.*/digits-cnn-symbol\.json in "
-        r"s3://.*/artifacts/converted/[0-9a-f]{64}/, and MXNet is not installed here",
+        r"s3://.*/artifacts/converted/[0-9a-f]{64}/, and MXNet is not installed here to convert "
+        r"it: convert it first where MXNet is \(make convert PIPELINE=<pipeline> DATE=",
     ):
         convert.prepare_runtime(client, config, manifest)
     assert cache_entries(client, bucket) == []
