@@ -384,6 +384,12 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
         f"worker: {summary.get('worker_peak_rss_mb')} MiB resident, "
         f"{summary.get('worker_peak_address_space_mb')} MiB address space"
     )
+    agreement = summary.get("conversion_top1_agreement")
+    log(
+        f"the rows were made by {summary.get('runtime')} {summary.get('precision')} on engine "
+        f"{summary.get('engine')}"
+        + (f", top-1 agreement with MXNet {agreement:.2%}" if agreement is not None else "")
+    )
     problems = memory_verdict(summary, request["model"])
     if twin is not None:
         ran = summary.get("worker_environments") or []

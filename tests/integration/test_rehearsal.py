@@ -60,6 +60,13 @@ def test_every_shipped_pipeline_rehearses_green(pipeline: str) -> None:
     if pipeline == "cifar10_resnet18":  # on the node twin: the workers said so themselves
         assert "Spark driver and Python workers run on the emr-7.2.0 node twin: python 3.9." in out
         assert re.search(r"the Python workers ran on: .*mxnet 1\.9\.1.*python 3\.9\.\d+", out)
+        assert "the rows were made by mxnet fp32 on engine rdd" in out
+    if pipeline == "cifar10_resnet18_onnx":  # Python 3.11, no MXNet: converted here first
+        assert "run on the emr-7.13.0 node twin: python 3.11." in out
+        assert "emr-7.13.0's nodes have no MXNet: converting the model here first" in out
+        assert re.search(r"the Python workers ran on: .*mxnet None, numpy 2\.\d+\.\d+, "
+                         r"onnxruntime 1\.32\.0, .*python 3\.11\.\d+", out)  # fmt: skip
+        assert "the rows were made by onnxruntime fp32 on engine rdd, top-1 agreement with " in out
     if pipeline == "cifar10_resnet18":  # the EMR settings reached spark-submit
         assert '"spark.executor.cores": "2"' in out and '"spark.task.cpus": "2"' in out
         work = REPO_ROOT / ".rehearsal" / pipeline
