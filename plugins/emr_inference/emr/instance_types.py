@@ -10,11 +10,16 @@ Sources:
   configuration settings" (``emr-hadoop-task-config``; copy read from the awsdocs
   amazon-emr-release-guide repository, revision of 2022-01-24, the last one published there).
   The values have not changed for these families since; EMR 7.x uses the same defaults.
-* vCPUs and memory: Amazon EC2 instance type specifications (compute optimized C5/C5d/C5n,
-  general purpose M5/M5d, memory optimized R5/R5d).
+* vCPUs and memory: Amazon EC2 instance type specifications (compute optimized C5/C5d/C5n/C7i,
+  general purpose M5/M5d/M7i, memory optimized R5/R5d).
+* The 7th generation (c7i, m7i: 4th-generation Xeon with AMX): the current "Task configuration"
+  page's "c7i instances" and "m7i instances" tables, and the EC2 Instance Types Guide's compute
+  optimized and general purpose pages, read 2026-12-07.
 
-Only x86_64 types are listed: EMR's MXNet application and the bootstrap's wheels are built for
-them. A type missing here is a config error naming the field; add it with its source.
+Only x86_64 types are listed: EMR's MXNet application and the staged wheelhouse are built for
+them (Graviton types would need an aarch64 wheelhouse; the emr-7.13.0 pins have aarch64 hashes
+for ``bootstrap_source: index``). A type missing here is a config error naming the field; add it
+with its source.
 """
 
 from __future__ import annotations
@@ -80,6 +85,21 @@ _R5 = {
     "24xlarge": (96, 768, 778240),
 }
 
+_C7I = {
+    "xlarge": (4, 8, 5632),
+    "2xlarge": (8, 16, 11712),
+    "4xlarge": (16, 32, 23424),
+    "8xlarge": (32, 64, 54272),
+    "12xlarge": (48, 96, 85504),
+    "16xlarge": (64, 128, 116736),
+}
+_M7I = {
+    "xlarge": (4, 16, 11712),
+    "2xlarge": (8, 32, 23424),
+    "4xlarge": (16, 64, 54272),
+    "8xlarge": (32, 128, 116736),
+}
+
 INSTANCE_TYPES: dict[str, InstanceType] = {
     **_family("c5", _C5),
     **_family("c5d", _C5D),
@@ -88,6 +108,8 @@ INSTANCE_TYPES: dict[str, InstanceType] = {
     **_family("m5d", _M5),
     **_family("r5", _R5),
     **_family("r5d", _R5),
+    **_family("c7i", _C7I),
+    **_family("m7i", _M7I),
 }
 
 

@@ -4,6 +4,9 @@ One region (``REGION``), on-demand Linux EC2 plus EMR's per-instance uplift, in 
 Estimates only: Spot nodes are priced here at on-demand (an upper bound: Spot saves money, the
 plan does not count on it), EBS volumes, S3 requests and data transfer are not included.
 
+The 7th-generation types of the instance table (c7i, m7i) are not priced: their EMR uplift could
+not be sourced here, and a plan of a cluster using one says "no price" rather than guess.
+
 Source: AWS's public price list for ``REGION`` (Amazon EC2 On-Demand pricing, Linux; Amazon EMR
 pricing, "Amazon EC2 instances" table), as of ``PRICED_ON``. This machine has no network: the
 table was written by hand from those pages and is not refreshed automatically. To check or

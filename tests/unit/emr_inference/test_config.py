@@ -23,7 +23,7 @@ def test_defaults_follow_the_design():
     assert config.aws_conn_id == "aws_default"
 
 
-@pytest.mark.parametrize("name", ["demo", "cifar10_resnet18"])
+@pytest.mark.parametrize("name", ["demo", "cifar10_resnet18", "cifar10_resnet18_onnx"])
 def test_shipped_pipelines_load(name):
     config = load_pipeline(PIPELINES / f"{name}.yaml")
     assert config.pipeline == name
