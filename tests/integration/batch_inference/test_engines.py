@@ -233,3 +233,43 @@ def test_both_engines_agree_in_int8(s3, data, zip_path, tmp_path_factory):
     assert [m["int8_top1_agreement"] for m in udf_metrics] == [
         m["int8_top1_agreement"] for m in rdd_metrics
     ]
+
+
+def test_onnxruntime_rows_answer_as_mxnets_do(s3, data, zip_path, tmp_path_factory):
+    """runtime onnxruntime: the driver converts the trained digits CNN once and the rows (here
+    through the DataFrame engine; the rdd engine in make rehearse) have MXNet's top-k labels, in
+    order, with probabilities within 1e-5; error rows are the same rows."""
+    pytest.importorskip("onnxruntime")
+    from emr_inference.job_command import model_arguments
+
+    from tools.demo.models import train_digits_classifier, upload_model
+
+    client, bucket = data["client"], data["bucket"]
+    exported = train_digits_classifier(tmp_path_factory.mktemp("digits-onnx"), epochs=1)
+    model = upload_model(client, exported, bucket, "digits-onnx")
+    uris = upload_objects(client, bucket, "onnx-images", demo_objects(48, 0.1))
+    manifest = write_manifest(client, bucket, "onnx-manifest", uris, shard_size=16)
+    outputs = {}
+    for runtime, engine in (("mxnet", "rdd"), ("onnxruntime", "predict_batch_udf")):
+        output = f"s3://{bucket}/{runtime}/output/"
+        args = [
+            "--manifest", manifest, "--output", output, "--run-id", "manual__onnx",
+            *model_arguments(model), "--batch-size", "8", "--top-k", "3", "--partitions", "2",
+            "--runtime", runtime, "--conversion-cache", f"s3://{bucket}/converted/",
+            "--max-error-rate", "0.5", "--engine", engine,
+        ]  # fmt: skip
+        process = run_job(zip_path, args, s3.env)
+        assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-6000:]
+        outputs[runtime] = read_output(client, output)
+    (mxnet_rows, _, _), (onnx_rows, onnx_metrics, _) = outputs.values()
+    assert [row["key"] for row in onnx_rows] == [row["key"] for row in mxnet_rows]
+    assert len(onnx_rows) == 48 and any(row["error"] for row in onnx_rows)
+    for mine, theirs in zip(onnx_rows, mxnet_rows, strict=True):
+        assert mine["error"] == theirs["error"]
+        assert [p["label"] for p in mine["top_k"]] == [p["label"] for p in theirs["top_k"]]
+        for ours, reference in zip(mine["top_k"], theirs["top_k"], strict=True):
+            assert abs(ours["probability"] - reference["probability"]) < 1e-5
+    assert {(m["runtime"], m["engine"]) for m in onnx_metrics} == {
+        ("onnxruntime", "predict_batch_udf")
+    }
+    assert {m["conversion_top1_agreement"] for m in onnx_metrics} == {1.0}
