@@ -2,7 +2,9 @@
 
 Each worker is a fresh process (``OMP_NUM_THREADS`` must be set before MXNet is imported) that
 binds the model with the job's own code (:func:`batch_inference.model.bind_model`, so softmax and
-the bound batch shape are the job's), feeds a fixed random batch and counts images per second.
+the bound batch shape are the job's; with ``--runtime onnxruntime`` the model converted by
+:func:`batch_inference.convert.export_onnx` in an ONNX Runtime session, as the job's tasks run it),
+feeds a fixed random batch and counts images per second.
 Running ``workers`` of them at once with ``threads`` each reproduces the job's layout on this
 machine: ``local[2]`` runs two tasks at a time, each with ``spark.task.cpus`` (1) MXNet threads.
 
@@ -23,7 +25,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(
-    symbol: Path, params: Path, batch_size: int, image_size: int, seconds: float
+    symbol: Path,
+    params: Path,
+    batch_size: int,
+    image_size: int,
+    seconds: float,
+    runtime: str = "mxnet",
 ) -> dict[str, float]:
     """Images/s of back-to-back ``predict`` calls for ``seconds`` (after two warm-up batches)."""
     import numpy as np
@@ -32,9 +39,16 @@ def measure(
 
     symbol_json = symbol.read_text()
     classes = _num_classes(symbol_json, batch_size, image_size)
-    spec = ModelSpec(name="bench", symbol_uri="", params_uri="", labels_uri="")
+    spec = ModelSpec(name="bench", symbol_uri="", params_uri="", labels_uri="", runtime=runtime)
     labels = [str(index) for index in range(classes)]
-    model = bind_model(spec, symbol_json, params.read_bytes(), labels, batch_size, image_size)
+    if runtime == "mxnet":
+        model = bind_model(spec, symbol_json, params.read_bytes(), labels, batch_size, image_size)
+    else:
+        from batch_inference.convert import export_onnx
+        from batch_inference.runtime import bind_onnx
+
+        onnx = export_onnx(symbol_json, params.read_bytes(), "data", image_size)
+        model = bind_onnx(spec, onnx, labels, batch_size, image_size)
     batch = np.random.default_rng(0).random((batch_size, 3, image_size, image_size), np.float32)
     for _ in range(2):
         model.predict(batch)
@@ -61,8 +75,9 @@ def run_workers(
     batch_size: int,
     image_size: int = 224,
     seconds: float = 20.0,
+    runtime: str = "mxnet",
 ) -> float:
-    """Total images/s of ``workers`` concurrent processes with ``threads`` MXNet threads each."""
+    """Total images/s of ``workers`` concurrent processes with ``threads`` runtime threads each."""
     command = [
         sys.executable,
         "-m",
@@ -72,6 +87,7 @@ def run_workers(
         f"--batch-size={batch_size}",
         f"--image-size={image_size}",
         f"--seconds={seconds}",
+        f"--runtime={runtime}",
     ]
     env = {
         **os.environ,
@@ -99,8 +115,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--runtime", choices=("mxnet", "onnxruntime"), default="mxnet")
     args = parser.parse_args(argv)
-    result = measure(args.symbol, args.params, args.batch_size, args.image_size, args.seconds)
+    result = measure(
+        args.symbol, args.params, args.batch_size, args.image_size, args.seconds, args.runtime
+    )
     print(json.dumps(result))
 
 

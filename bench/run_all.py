@@ -28,7 +28,9 @@
    issue #12 against now, on the same photos in the same run;
 10. engines (:mod:`bench.engines`): ``--engine rdd`` and ``--engine predict_batch_udf`` on the
    same photos, model, latency and master, against the bare model, checking that their rows match;
-   and the online predictor's cold start, latency and memory.
+   and the online predictor's cold start, latency and memory;
+11. runtimes (:mod:`bench.runtimes`): ``--runtime onnxruntime`` against ``--runtime mxnet`` in fp32,
+   bare forward and whole job on the same photos, and their top-1 agreement on the trained digits.
 
 Logs (one per spark-submit) stay in the work directory printed at the start.
 """
@@ -685,12 +687,18 @@ class Bench:
 
         self.rows += [Row(name, value) for name, value in compare_engines(self)]
 
+    def bench_runtimes(self) -> None:
+        """Benchmark 11: the model runtimes side by side (:mod:`bench.runtimes`)."""
+        from bench.runtimes import compare_runtimes
+
+        self.rows += [Row(name, value) for name, value in compare_runtimes(self)]
+
 
 #: Every benchmark, in the order they run (later ones reuse figures of earlier ones).
 BENCHMARKS = [
     "bench_throughput", "bench_isolated", "bench_blog", "bench_high_latency", "bench_memory",
     "bench_listing", "bench_parse", "bench_image_path", "bench_int8", "bench_backfill",
-    "bench_engines",
+    "bench_engines", "bench_runtimes",
 ]  # fmt: skip
 #: Benchmarks that compare with the figures of bench_throughput (it runs first when they run).
 NEED_THROUGHPUT = {"bench_isolated", "bench_blog", "bench_high_latency"}
