@@ -1,0 +1,72 @@
+"""`make convert`, as the README writes it: the onnx pipeline's MXNet model converted here, gated
+on the date's images, cached where its emr-7.13.0 nodes look for it; once, then found again.
+
+The pipeline's own buckets live in a moto server of this test, reached through the
+``aws_default`` connection the README exports (``AIRFLOW_CONN_AWS_DEFAULT``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tools.airflow_env import aws_connection
+from tools.local_s3 import start_local_s3
+from tools.rehearse import create_buckets, resolve, stage_stand_in_model, upload_photos
+
+pytestmark = pytest.mark.slow
+
+PIPELINE = "cifar10_resnet18_onnx"
+DATE = "2026-11-22"
+COMMAND = ["make", "convert", f"PIPELINE={PIPELINE}", f"DATE={DATE}"]
+
+
+@pytest.fixture(scope="module")
+def pipeline_s3(tmp_path_factory):
+    """A moto server holding the pipeline's buckets, its stand-in ResNet-18 and 24 photos."""
+    server = start_local_s3()
+    try:
+        _, _, request = resolve(REPO_ROOT / "include" / "pipelines" / f"{PIPELINE}.yaml", DATE)
+        client = server.client()
+        create_buckets(client, request)
+        stage_stand_in_model(client, request["model"], tmp_path_factory.mktemp("model"))
+        upload_photos(client, request["input_uri"], 24)
+        yield server, request
+    finally:
+        server.stop()
+
+
+def make_convert(server, *command: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(server.endpoint_url)}
+    return subprocess.run(
+        list(command or COMMAND), cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+
+
+def test_make_convert_converts_once_and_the_cache_answers_after(pipeline_s3):
+    server, request = pipeline_s3
+    first = make_convert(server)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    line = first.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(
+        rf"{PIPELINE}: onnxruntime model (s3://\S+/converted/[0-9a-f]{{64}}/model\.onnx) "
+        r"\(sha256 ([0-9a-f]{64})\), top-1 agreement with MXNet 100\.00%",
+        line,
+    )
+    assert match, line
+    assert match.group(1).startswith(request["artifacts_uri"])  # where the nodes look for it
+    again = make_convert(server)
+    assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == line
+    assert "reusing the converted model" in again.stdout + again.stderr
+
+
+def test_make_convert_refuses_a_pipeline_that_runs_mxnet(pipeline_s3):
+    server, _ = pipeline_s3
+    result = make_convert(server, "make", "convert", "PIPELINE=cifar10_resnet18", f"DATE={DATE}")
+    assert result.returncode != 0
+    assert "cifar10_resnet18: nothing to convert: the pipeline runs MXNet itself" in result.stderr
