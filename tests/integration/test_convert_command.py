@@ -49,6 +49,7 @@ def make_convert(server, *command: str) -> subprocess.CompletedProcess:
 
 
 def test_make_convert_converts_once_and_the_cache_answers_after(pipeline_s3):
+    assert f"\n{' '.join(COMMAND)}\n" in (REPO_ROOT / "README.md").read_text()  # as written
     server, request = pipeline_s3
     first = make_convert(server)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

@@ -44,6 +44,9 @@ NOT_RUN = {
     "aws emr list-clusters": "needs a real EMR",
     'ls "${EMR_INFERENCE_LOCAL_STATE': "needs a leaked local cluster",
     "make rehearse PIPELINE=cifar10_resnet18": "run as written by test_rehearsal.py (integration)",
+    "make convert PIPELINE=cifar10_resnet18_onnx": (
+        "run as written by test_convert_command.py (integration), the pipeline's buckets in moto"
+    ),
     "PYTHONPATH=spark_jobs .venv/bin/python -m batch_inference.online": (
         "run as written by tests/unit/batch_inference/test_online.py"
     ),
