@@ -10,12 +10,18 @@ row format (:mod:`batch_inference.output`).
 Probabilities equal the batch job's bit for bit when the model is bound for the pipeline's batch
 size (``--batch-size``); the default, 1, costs one image's compute and agrees to about 1e-7
 (float32 kernels of another shape), with the same classes in the same order.
+
+``--runtime onnxruntime --model-onnx URI --model-onnx-sha256 HEX`` runs the model the batch job
+converted (``make convert`` prints both) in ONNX Runtime instead: MXNet is then neither imported
+nor needed (``--model-symbol`` and ``--model-params`` name the MXNet model it was converted from
+and are not downloaded).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import sys
@@ -26,6 +32,7 @@ from pathlib import Path
 from batch_inference.batching import top_k
 from batch_inference.cli import add_model_arguments, model_spec, preprocess
 from batch_inference.config import ModelSpec, Preprocess
+from batch_inference.contract.settings import RUNTIMES
 from batch_inference.model import load_model
 from batch_inference.output import error_row, prediction_row
 from batch_inference.partition import Prepared, decode_prepared, prepare
@@ -61,6 +68,20 @@ def build_parser(with_image: bool = True) -> argparse.ArgumentParser:
     if with_image:
         parser.add_argument("image", help="s3://bucket/key or a local file")
     add_model_arguments(parser)
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="mxnet",
+        help="mxnet: the symbol and params; onnxruntime: the converted model of --model-onnx "
+        "(default: mxnet)",
+    )
+    runtime.add_argument(
+        "--model-onnx", metavar="URI", help="s3:// URI of the converted model (runtime onnxruntime)"
+    )
+    runtime.add_argument(
+        "--model-onnx-sha256", metavar="HEX", help="Hex SHA-256 the converted model must have"
+    )
     parser.add_argument("--top-k", type=int, default=5, help="classes kept (default: 5)")
     parser.add_argument(
         "--batch-size",
@@ -77,8 +98,16 @@ def build_parser(with_image: bool = True) -> argparse.ArgumentParser:
 
 def settings_of(args: argparse.Namespace) -> OnlineSettings:
     """The settings of parsed arguments (``ValueError`` when inconsistent)."""
+    if (args.runtime == "onnxruntime") != (args.model_onnx is not None):
+        raise ValueError("--model-onnx is needed with --runtime onnxruntime, and only with it")
+    spec = dataclasses.replace(
+        model_spec(args),
+        runtime=args.runtime,
+        onnx_uri=args.model_onnx,
+        onnx_sha256=args.model_onnx_sha256,
+    )
     return OnlineSettings(
-        model=model_spec(args),
+        model=spec,
         preprocess=preprocess(args),
         top_k=args.top_k,
         batch_size=args.batch_size,

@@ -260,7 +260,8 @@ def test_a_missing_setting_is_a_500_naming_the_variable(online, monkeypatch):
     assert "IMAGE_SIZE" in message or "MODEL_SYMBOL" in message
 
 
-def cli(online: dict, *args: str) -> subprocess.CompletedProcess:
+def cli(online: dict, *args: str, python: list[str] | None = None) -> subprocess.CompletedProcess:
+    """The CLI (``python -m batch_inference.online``, or ``python`` given) on the tiny model."""
     model = [
         "--model-name", "tiny", "--image-size", str(SIZE), "--top-k", "3",
         "--run-id", "spot-check",
@@ -269,7 +270,7 @@ def cli(online: dict, *args: str) -> subprocess.CompletedProcess:
         model += [f"--model-{part}", online["env"][f"MODEL_{part.upper()}"]]
         model += [f"--model-{part}-sha256", online["env"][f"MODEL_{part.upper()}_SHA256"]]
     return subprocess.run(
-        [sys.executable, "-m", "batch_inference.online", *args, *model],
+        [sys.executable, *(python or ["-m", "batch_inference.online"]), *args, *model],
         cwd=REPO_ROOT / "spark_jobs",
         capture_output=True,
         text=True,
@@ -335,3 +336,37 @@ def test_the_readmes_cli_block_runs_as_written(s3_env):
     row = json.loads(process.stdout)
     assert (row["key"], row["model"], row["error"]) == (uris[0], "digits-cnn", None)
     assert len(row["top_k"]) == 3
+
+
+def converted_tiny_model(online: dict) -> tuple[str, str]:
+    """The tiny model converted as the batch job converts it, in S3: (URI, sha256)."""
+    from batch_inference.convert import export_onnx
+
+    client, bucket = online["client"], online["bucket"]
+    symbol = client.get_object(Bucket=bucket, Key="model/symbol")["Body"].read().decode()
+    params = client.get_object(Bucket=bucket, Key="model/params")["Body"].read()
+    onnx = export_onnx(symbol, params, "data", SIZE)
+    client.put_object(Bucket=bucket, Key="converted/model.onnx", Body=onnx)
+    return f"s3://{bucket}/converted/model.onnx", sha256_hex(onnx)
+
+
+def test_the_converted_model_answers_online_without_mxnet(online):
+    """--runtime onnxruntime: the row of the MXNet model, computed with MXNet unimportable (as in
+    a Lambda image that ships ONNX Runtime alone)."""
+    pytest.importorskip("onnxruntime", reason="emr-7.2.0 EMR nodes lack it")
+    uri, digest = converted_tiny_model(online)
+    args = [online["uris"]["good"], "--runtime", "onnxruntime", "--model-onnx", uri,
+            "--model-onnx-sha256", digest]  # fmt: skip
+    code = (
+        "import sys; sys.modules['mxnet'] = None  # import mxnet now raises ImportError\n"
+        "from batch_inference.online import main; sys.exit(main(sys.argv[1:]))"
+    )
+    process = cli(online, *args, python=["-c", code])
+    assert process.returncode == 0, process.stderr
+    assert_prediction(online, json.loads(process.stdout), args[0], online["objects"]["good"].body)
+
+    wrong = cli(online, *args[:-1], "0" * 64)
+    assert wrong.returncode == 1 and "sha256 mismatch for the ONNX model" in wrong.stderr
+    lacking = cli(online, args[0], "--runtime", "onnxruntime")
+    assert lacking.returncode == 2
+    assert "--model-onnx is needed with --runtime onnxruntime, and only with it" in lacking.stderr
