@@ -43,9 +43,14 @@ def rows_of(bench: Any, name: str) -> list[dict]:
     return [{key: value for key, value in row.items() if key != "run_id"} for row in rows]
 
 
-def probe_online(model: dict, image_uri: str, batch_size: int, repeats: int) -> dict:
+def probe_online(
+    model: dict, image_uri: str, batch_size: int, repeats: int, onnx: list | None = None
+) -> dict:
     """In a fresh process (:func:`online_figures`): the online predictor's cold start (model
-    download, checks and bind), its warm per-image latency (median) and the process's peak RSS."""
+    download, checks and bind), its warm per-image latency (median) and the process's peak RSS;
+    with ``onnx`` (``[uri, sha256]`` of the converted model), in ONNX Runtime."""
+    import dataclasses
+
     from batch_inference.config import ModelSpec, Preprocess
     from batch_inference.online import OnlineSettings, Predictor
     from batch_inference.partition import memory_peaks
@@ -59,6 +64,10 @@ def probe_online(model: dict, image_uri: str, batch_size: int, repeats: int) -> 
         params_sha256=model["params_sha256"],
         labels_sha256=model["labels_sha256"],
     )
+    if onnx:
+        spec = dataclasses.replace(
+            spec, runtime="onnxruntime", onnx_uri=onnx[0], onnx_sha256=onnx[1]
+        )
     settings = OnlineSettings(spec, Preprocess(image_size=model["image_size"]), 5, batch_size)
     started = time.perf_counter()
     predictor = Predictor(settings)
@@ -76,13 +85,15 @@ def probe_online(model: dict, image_uri: str, batch_size: int, repeats: int) -> 
     }
 
 
-def online_figures(bench: Any, image_uri: str, batch_size: int) -> dict:
-    """:func:`probe_online` in a fresh interpreter with one MXNet thread (one Lambda vCPU)."""
+def online_figures(
+    bench: Any, image_uri: str, batch_size: int, onnx: tuple[str, str] | None = None
+) -> dict:
+    """:func:`probe_online` in a fresh interpreter with one runtime thread (one Lambda vCPU)."""
     code = (
         "import json, sys; from bench.engines import probe_online; "
         "print(json.dumps(probe_online(*json.loads(sys.argv[1]))))"
     )
-    arguments = json.dumps([bench.resnet_args, image_uri, batch_size, 20])
+    arguments = json.dumps([bench.resnet_args, image_uri, batch_size, 20, onnx])
     env = {**os.environ, **bench.s3.env, "OMP_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])
     process = subprocess.run(

@@ -15,10 +15,34 @@ from typing import Any
 
 import numpy as np
 
+from bench.engines import online_figures, rows_of
 from bench.latency_proxy import LatencyProxy
 from bench.model_throughput import run_workers
 
 RUNTIMES = ("mxnet", "onnxruntime")
+#: the distribution of each runtime, whose installed size an image carries
+DISTRIBUTIONS = {"mxnet": "mxnet", "onnxruntime": "onnxruntime"}
+
+
+def installed_mb(distribution: str) -> float:
+    """MiB of the files ``distribution`` installed (what a Lambda image carries for it)."""
+    import importlib.metadata
+
+    files = importlib.metadata.distribution(distribution).files or []
+    return sum(path.locate().stat().st_size for path in files if path.locate().is_file()) / 2**20
+
+
+def converted(bench: Any) -> tuple[str, str]:
+    """``(uri, sha256)`` of the model the onnxruntime job run converted (its cache record)."""
+    import json
+
+    from bench.run_all import OUTPUT_BUCKET
+
+    client = bench.s3.client()
+    listing = client.list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="converted/")
+    (record,) = [item["Key"] for item in listing["Contents"] if item["Key"].endswith(".json")]
+    body = json.loads(client.get_object(Bucket=OUTPUT_BUCKET, Key=record)["Body"].read())
+    return f"s3://{OUTPUT_BUCKET}/{record.rsplit('/', 1)[0]}/model.onnx", body["onnx_sha256"]
 
 
 def digits_runtime_agreement(workdir: Path, held_out: int = 1000) -> dict[str, float]:
@@ -87,6 +111,21 @@ def compare_runtimes(bench: Any) -> list[tuple[str, str]]:
             )
             tasks[runtime] = n / bench.task_seconds(f"runtime-{runtime}")
     digits = digits_runtime_agreement(bench.workdir)
+    image_uri = rows_of(bench, "runtime-mxnet")[0]["key"]
+    online = {
+        "mxnet": online_figures(bench, image_uri, 1),
+        "onnxruntime": online_figures(bench, image_uri, 1, converted(bench)),
+    }
+    size = {runtime: installed_mb(DISTRIBUTIONS[runtime]) for runtime in RUNTIMES}
+    lines = []
+    for runtime in RUNTIMES:
+        cold, warm = online[runtime]["cold_seconds"], online[runtime]["warm_seconds"] * 1000
+        lines.append(
+            (f"  online predictor ({runtime}), ResNet-18, batch 1, 1 thread: cold start / warm "
+             "latency / peak RSS / the runtime's installed size",
+             f"{cold:.1f} s / {warm:.0f} ms / {online[runtime]['peak_rss_mb']} MiB / "
+             f"{size[runtime]:.0f} MiB")
+        )  # fmt: skip
     return [
         ("11 bare forward onnxruntime / mxnet, fp32, job layout (ResNet-18)",
          f"{bare['onnxruntime'] / bare['mxnet']:.2f}x ({bare['onnxruntime']:.1f} vs "
@@ -97,4 +136,5 @@ def compare_runtimes(bench: Any) -> list[tuple[str, str]]:
         (f"  digits CNN trained here, {digits['images']} held-out digits: top-1 agreement "
          "onnxruntime / mxnet", f"{digits['agreement']:.1%} (accuracy mxnet "
          f"{digits['mxnet_accuracy']:.1%}, onnxruntime {digits['onnxruntime_accuracy']:.1%})"),
+        *lines,
     ]  # fmt: skip
