@@ -84,3 +84,19 @@ def test_a_changed_file_gets_a_new_key(
 def test_rejects_a_bad_artifacts_uri(aws_conn: str, tmp_path) -> None:
     with pytest.raises(ValueError, match="artifacts_uri: .* must be a prefix"):
         artifacts.stage_artifacts(S3Hook(aws_conn_id=aws_conn), {}, "s3://bucket/artifacts")
+
+
+def test_the_bootstrap_pins_are_the_releases(aws_conn: str, bucket: str, s3_env) -> None:
+    """emr-7.13.0's nodes get their own pins (Python 3.11, onnxruntime): a cluster of that release
+    bootstrapped with emr-7.2.0's would have no runtime."""
+    request = date_request(
+        backend="local",
+        artifacts_uri=f"s3://{bucket}/artifacts/onnx/",
+        cluster={"release_label": "emr-7.13.0"},
+        model={"runtime": "onnxruntime"},
+    )
+    staged = StageJobArtifactsOperator(task_id="stage_job_artifacts", request=request).execute({})
+    assert staged["bootstrap_requirements"].endswith("/requirements-emr-7.13.0.txt")
+    body = _get(s3_env, staged["bootstrap_requirements"])["Body"].read().decode()
+    pinned = [line.split("==")[0] for line in body.splitlines() if "==" in line and line[0] != "#"]
+    assert "onnxruntime" in pinned and "mxnet" not in pinned
