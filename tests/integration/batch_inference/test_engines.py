@@ -202,32 +202,47 @@ def test_the_online_predictor_returns_the_batch_jobs_row(data, runs, monkeypatch
     model_module._CACHE.clear()
 
 
-def test_both_engines_agree_in_int8(s3, data, zip_path, tmp_path_factory):
-    """precision int8: the driver quantizes the trained digits CNN once (the first run) and both
-    engines run the same int8 model from the cache: the same int8 rows."""
-    from emr_inference.job_command import model_arguments
-
+@pytest.fixture(scope="module")
+def digits(data, tmp_path_factory):
+    """The trained digits CNN and 48 held-out digits (10 % bad) in the module's bucket."""
     from tools.demo.models import train_digits_classifier, upload_model
 
     client, bucket = data["client"], data["bucket"]
     exported = train_digits_classifier(tmp_path_factory.mktemp("digits"), epochs=1)
-    model = upload_model(client, exported, bucket, "digits")
     uris = upload_objects(client, bucket, "digits-images", demo_objects(48, 0.1))
-    manifest = write_manifest(client, bucket, "digits-manifest", uris, shard_size=16)
-    outputs = {}
-    for engine in ("rdd", "predict_batch_udf"):
-        output = f"s3://{bucket}/int8-{engine}/output/"
-        args = [
-            "--manifest", manifest, "--output", output, "--run-id", "manual__int8",
-            *model_arguments(model), "--batch-size", "8", "--top-k", "3", "--partitions", "2",
-            "--precision", "int8", "--int8-cache", f"s3://{bucket}/int8-cache/",
-            "--int8-min-agreement", "0", "--calibration-images", "16", "--agreement-images", "16",
-            "--max-error-rate", "0.5", "--engine", engine,
-        ]  # fmt: skip
-        process = run_job(zip_path, args, s3.env)
-        assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-6000:]
-        outputs[engine] = read_output(client, output)
-    (rdd_rows, rdd_metrics, _), (udf_rows, udf_metrics, _) = outputs.values()
+    return {
+        "model": upload_model(client, exported, bucket, "digits"),
+        "manifest": write_manifest(client, bucket, "digits-manifest", uris, shard_size=16),
+    }
+
+
+def run_digits(s3, data, digits, zip_path, name: str, *extra: str):
+    """The job over the digits into ``<bucket>/<name>/output/``: its rows, metrics and keys."""
+    from emr_inference.job_command import model_arguments
+
+    output = f"s3://{data['bucket']}/{name}/output/"
+    args = [
+        "--manifest", digits["manifest"], "--output", output, "--run-id", "manual__digits",
+        *model_arguments(digits["model"]), "--batch-size", "8", "--top-k", "3",
+        "--partitions", "2", "--max-error-rate", "0.5", *extra,
+    ]  # fmt: skip
+    process = run_job(zip_path, args, s3.env)
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-6000:]
+    return read_output(data["client"], output)
+
+
+def test_both_engines_agree_in_int8(s3, data, digits, zip_path):
+    """precision int8: the driver quantizes the trained digits CNN once (the first run) and both
+    engines run the same int8 model from the cache: the same int8 rows."""
+    int8 = (
+        "--precision", "int8", "--int8-cache", f"s3://{data['bucket']}/int8-cache/",
+        "--int8-min-agreement", "0", "--calibration-images", "16", "--agreement-images", "16",
+    )  # fmt: skip
+    outputs = [
+        run_digits(s3, data, digits, zip_path, f"int8-{engine}", *int8, "--engine", engine)
+        for engine in ("rdd", "predict_batch_udf")
+    ]
+    (rdd_rows, rdd_metrics, _), (udf_rows, udf_metrics, _) = outputs
     assert udf_rows == rdd_rows and len(rdd_rows) == 48
     assert {row["precision"] for row in udf_rows} == {"int8"}
     assert [m["int8_top1_agreement"] for m in udf_metrics] == [
@@ -235,33 +250,17 @@ def test_both_engines_agree_in_int8(s3, data, zip_path, tmp_path_factory):
     ]
 
 
-def test_onnxruntime_rows_answer_as_mxnets_do(s3, data, zip_path, tmp_path_factory):
+def test_onnxruntime_rows_answer_as_mxnets_do(s3, data, digits, zip_path):
     """runtime onnxruntime: the driver converts the trained digits CNN once and the rows (here
     through the DataFrame engine; the rdd engine in make rehearse) have MXNet's top-k labels, in
     order, with probabilities within 1e-5; error rows are the same rows."""
     pytest.importorskip("onnxruntime")
-    from emr_inference.job_command import model_arguments
-
-    from tools.demo.models import train_digits_classifier, upload_model
-
-    client, bucket = data["client"], data["bucket"]
-    exported = train_digits_classifier(tmp_path_factory.mktemp("digits-onnx"), epochs=1)
-    model = upload_model(client, exported, bucket, "digits-onnx")
-    uris = upload_objects(client, bucket, "onnx-images", demo_objects(48, 0.1))
-    manifest = write_manifest(client, bucket, "onnx-manifest", uris, shard_size=16)
-    outputs = {}
-    for runtime, engine in (("mxnet", "rdd"), ("onnxruntime", "predict_batch_udf")):
-        output = f"s3://{bucket}/{runtime}/output/"
-        args = [
-            "--manifest", manifest, "--output", output, "--run-id", "manual__onnx",
-            *model_arguments(model), "--batch-size", "8", "--top-k", "3", "--partitions", "2",
-            "--runtime", runtime, "--conversion-cache", f"s3://{bucket}/converted/",
-            "--max-error-rate", "0.5", "--engine", engine,
-        ]  # fmt: skip
-        process = run_job(zip_path, args, s3.env)
-        assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-6000:]
-        outputs[runtime] = read_output(client, output)
-    (mxnet_rows, _, _), (onnx_rows, onnx_metrics, _) = outputs.values()
+    cache = f"--conversion-cache=s3://{data['bucket']}/converted/"
+    mxnet_rows, _, _ = run_digits(s3, data, digits, zip_path, "mxnet", "--engine", "rdd")
+    onnx_rows, onnx_metrics, _ = run_digits(
+        s3, data, digits, zip_path, "onnx", "--runtime", "onnxruntime", cache,
+        "--engine", "predict_batch_udf",
+    )  # fmt: skip
     assert [row["key"] for row in onnx_rows] == [row["key"] for row in mxnet_rows]
     assert len(onnx_rows) == 48 and any(row["error"] for row in onnx_rows)
     for mine, theirs in zip(onnx_rows, mxnet_rows, strict=True):

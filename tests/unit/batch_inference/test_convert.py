@@ -12,15 +12,13 @@ import numpy as np
 import pytest
 from batch_inference import convert
 from batch_inference.agreement import decode_sample, middle_keys
-from batch_inference.config import ConversionSettings, JobConfig, ModelSpec
+from batch_inference.config import ConversionSettings, JobConfig
 from batch_inference.errors import JobFailed
-from batch_inference.manifest import read_manifest
 from batch_inference.model import bind_model, load_model
 
-from tests.support.job import write_manifest
+from tests.support.digits_run import digits_run
 from tests.support.noisy_model import noisy_params
-from tools.demo.images import demo_objects, upload_objects
-from tools.demo.models import train_digits_classifier, upload_model
+from tools.demo.models import train_digits_classifier
 
 pytest.importorskip("onnxruntime", reason="emr-7.2.0 EMR nodes lack it")
 pytestmark = pytest.mark.slow  # trains a model and converts it (~15 s)
@@ -37,26 +35,11 @@ def digits(tmp_path_factory):
 def run(bucket, s3_env, digits):
     """The digits model and 120 held-out digits in S3; an onnxruntime config for them."""
     client = s3_env.client()
-    model = upload_model(client, digits, bucket, "model")
-    uris = upload_objects(client, bucket, "images", demo_objects(120, bad_fraction=0.02))
-    manifest_uri = write_manifest(client, bucket, "run", uris, shard_size=64)
-    config = JobConfig(
-        manifest_uri=manifest_uri,
-        output_uri=f"s3://{bucket}/run/output/",
-        run_id="run-1",
-        model=ModelSpec(
-            name=model["name"],
-            symbol_uri=model["symbol"],
-            params_uri=model["params"],
-            labels_uri=model["labels"],
-            params_sha256=model["params_sha256"],
-            runtime="onnxruntime",
-        ),
-        preprocess=digits.preprocess(),
-        batch_size=32,
+    config, manifest = digits_run(
+        client, bucket, digits, 120, {"runtime": "onnxruntime"},
         conversion=ConversionSettings(cache_uri=f"s3://{bucket}/{CACHE}"),
-    )
-    return client, config, read_manifest(client, manifest_uri), bucket
+    )  # fmt: skip
+    return client, config, manifest, bucket
 
 
 def cache_entries(client, bucket: str) -> list[str]:

@@ -11,15 +11,14 @@ import json
 
 import pytest
 from batch_inference import quantize
-from batch_inference.config import Int8Settings, JobConfig, ModelSpec
+from batch_inference.config import Int8Settings, JobConfig
 from batch_inference.errors import JobFailed
-from batch_inference.manifest import iter_keys, read_manifest
+from batch_inference.manifest import iter_keys
 from PIL import Image
 
-from tests.support.job import write_manifest
+from tests.support.digits_run import digits_run
 from tests.support.noisy_model import noisy_params
-from tools.demo.images import demo_objects, upload_objects
-from tools.demo.models import train_digits_classifier, upload_model
+from tools.demo.models import train_digits_classifier
 
 pytestmark = pytest.mark.slow  # trains a model and quantizes it (~20 s)
 
@@ -33,22 +32,8 @@ def digits(tmp_path_factory):
 def run(bucket, s3_env, digits):
     """The digits model and 200 held-out digits in S3; an int8 config for them."""
     client = s3_env.client()
-    model = upload_model(client, digits, bucket, "model")
-    uris = upload_objects(client, bucket, "images", demo_objects(200, bad_fraction=0.02))
-    manifest_uri = write_manifest(client, bucket, "run", uris, shard_size=64)
-    config = JobConfig(
-        manifest_uri=manifest_uri,
-        output_uri=f"s3://{bucket}/run/output/",
-        run_id="run-1",
-        model=ModelSpec(
-            name=model["name"],
-            symbol_uri=model["symbol"],
-            params_uri=model["params"],
-            labels_uri=model["labels"],
-            params_sha256=model["params_sha256"],
-        ),
-        preprocess=digits.preprocess(),
-        batch_size=32,
+    config, manifest = digits_run(
+        client, bucket, digits, 200, {},
         precision="int8",
         int8=Int8Settings(
             cache_uri=f"s3://{bucket}/artifacts/int8/",
@@ -56,8 +41,8 @@ def run(bucket, s3_env, digits):
             calibration_images=64,
             agreement_images=100,
         ),
-    )
-    return client, config, read_manifest(client, manifest_uri), bucket
+    )  # fmt: skip
+    return client, config, manifest, bucket
 
 
 def cache_entries(client, bucket: str) -> list[str]:
