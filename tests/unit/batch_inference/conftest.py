@@ -1,4 +1,5 @@
-"""Fixtures of the job's unit tests: a tiny model, a small manifest and a config, in moto S3."""
+"""Fixtures of the job's unit tests: a tiny model, a small manifest and a config, in moto S3; the
+demo's digits CNN trained once for the driver-side gates' tests."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ from tests.support.tiny_model import upload_tiny_model
 from tools.demo.images import demo_objects, upload_objects
 
 SIZE = 8
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory):
+    """The demo digits CNN, trained here (3 epochs) and exported (tools.demo.models)."""
+    from tools.demo.models import train_digits_classifier
+
+    return train_digits_classifier(tmp_path_factory.mktemp("digits"), epochs=3)
 
 
 @pytest.fixture

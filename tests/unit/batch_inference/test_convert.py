@@ -18,7 +18,6 @@ from batch_inference.model import bind_model, load_model
 
 from tests.support.digits_run import digits_run
 from tests.support.noisy_model import noisy_params
-from tools.demo.models import train_digits_classifier
 
 pytest.importorskip("onnxruntime", reason="emr-7.2.0 EMR nodes lack it")
 pytestmark = pytest.mark.slow  # trains a model and converts it (~15 s)
@@ -26,17 +25,12 @@ pytestmark = pytest.mark.slow  # trains a model and converts it (~15 s)
 CACHE = "artifacts/converted/"
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    return train_digits_classifier(tmp_path_factory.mktemp("digits"), epochs=3)
-
-
 @pytest.fixture
-def run(bucket, s3_env, digits):
+def run(bucket, s3_env, trained_digits):
     """The digits model and 120 held-out digits in S3; an onnxruntime config for them."""
     client = s3_env.client()
     config, manifest = digits_run(
-        client, bucket, digits, 120, {"runtime": "onnxruntime"},
+        client, bucket, trained_digits, 120, {"runtime": "onnxruntime"},
         conversion=ConversionSettings(cache_uri=f"s3://{bucket}/{CACHE}"),
     )  # fmt: skip
     return client, config, manifest, bucket

@@ -18,22 +18,16 @@ from PIL import Image
 
 from tests.support.digits_run import digits_run
 from tests.support.noisy_model import noisy_params
-from tools.demo.models import train_digits_classifier
 
 pytestmark = pytest.mark.slow  # trains a model and quantizes it (~20 s)
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    return train_digits_classifier(tmp_path_factory.mktemp("digits"), epochs=3)
-
-
 @pytest.fixture
-def run(bucket, s3_env, digits):
+def run(bucket, s3_env, trained_digits):
     """The digits model and 200 held-out digits in S3; an int8 config for them."""
     client = s3_env.client()
     config, manifest = digits_run(
-        client, bucket, digits, 200, {},
+        client, bucket, trained_digits, 200, {},
         precision="int8",
         int8=Int8Settings(
             cache_uri=f"s3://{bucket}/artifacts/int8/",
