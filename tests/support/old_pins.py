@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.node_twin import REQUIREMENTS
+from emr_inference.emr.releases import EMR_7_2_0
+
+from tools.node_twin import release_requirements
+
+REQUIREMENTS = release_requirements(EMR_7_2_0)
 
 
 def write_single_urllib3_2_pin(dest: Path) -> Path:
