@@ -83,11 +83,28 @@ def cache_key(spec: ModelSpec, symbol: bytes, params: bytes, image_size: int) ->
     return sha256_hex(json.dumps(document, sort_keys=True).encode())
 
 
+def inference_head(symbol_json: str) -> str:
+    """The symbol with a ``SoftmaxOutput`` head (the training head classic Module-trained models
+    end in, with a label input that ``mxnet.onnx`` cannot export) replaced by the softmax it
+    computes at inference; any other symbol as it is."""
+    import mxnet as mx
+
+    graph = json.loads(symbol_json)
+    head = graph["nodes"][graph["heads"][0][0]]
+    if head["op"] != "SoftmaxOutput":
+        return symbol_json
+    scores = mx.sym.load_json(symbol_json).get_children()[0]  # its inputs: scores, label
+    return mx.sym.softmax(scores, axis=1, name=head["name"]).tojson()
+
+
 def export_onnx(symbol_json: str, params: bytes, input_name: str, image_size: int) -> bytes:
-    """The ONNX file of an MXNet model: batch axis dynamic, weights as initializers only."""
+    """The ONNX file of an MXNet model: batch axis dynamic, weights as initializers only, a
+    training softmax head exported as its inference softmax."""
     import numpy as np
     import onnx
     from mxnet import onnx as mx_onnx
+
+    symbol_json = inference_head(symbol_json)
 
     with tempfile.TemporaryDirectory() as folder:
         # mxnet.onnx finds the params beside the symbol by MXNet's own naming

@@ -182,3 +182,22 @@ def test_the_conversion_cache_key_names_the_pinned_converter():
     pins = pinned_versions(text, "3.11")
     assert CONVERSION_SETTINGS["onnx"] == pins["onnx"]
     assert CONVERSION_SETTINGS["mxnet"] == pins["mxnet"]
+
+
+@pytest.mark.parametrize("softmax_output", [False, True], ids=["logits", "SoftmaxOutput"])
+def test_the_converted_model_gives_mxnets_probabilities_whatever_its_head(softmax_output):
+    """Gluon exports end in logits; classic Module-trained models in SoftmaxOutput, whose label
+    input mxnet.onnx cannot export: both convert, and softmax is applied exactly once."""
+    pytest.importorskip("onnxruntime", reason="emr-7.2.0 EMR nodes lack it")
+    from batch_inference.config import ModelSpec
+    from batch_inference.convert import export_onnx
+    from batch_inference.runtime import bind_onnx
+
+    symbol, params, labels, weights = tiny_model_files(softmax_output=softmax_output)
+    spec = ModelSpec("tiny", "", "", "", runtime="onnxruntime")
+    model = bind_onnx(spec, export_onnx(symbol, params, "data", 8), labels, 4, 8)
+    batch = np.random.default_rng(1).random((3, 3, 8, 8), np.float32)
+    assert model.outputs_probabilities == softmax_output
+    np.testing.assert_allclose(
+        model.predict(batch), softmax(reference_logits(weights, batch)), atol=1e-6
+    )
