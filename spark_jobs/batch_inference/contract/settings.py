@@ -266,7 +266,8 @@ SETTINGS: tuple[JobSetting, ...] = (
                "Batches decoded ahead of the model (bounded queue)", EXECUTION, kind=INT,
                default=2),
     JobSetting("omp_threads", "--omp-threads", "omp_threads",
-               "MXNet/OpenMP threads per Python worker; 0 = spark.task.cpus", EXECUTION,
+               "Model runtime threads per Python worker (MXNet's OpenMP, ONNX Runtime's "
+               "intra-op); 0 = spark.task.cpus", EXECUTION,
                kind=INT, default=0),
     JobSetting("engine", "--engine", "engine",
                "rdd: mapPartitions; predict_batch_udf: a DataFrame with Spark's predict_batch_udf "
