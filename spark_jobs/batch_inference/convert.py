@@ -4,7 +4,9 @@ agreement with the MXNet forward, cached by content.
 On the driver, before any task (:func:`prepare_runtime`):
 
 1. The converted model is looked up in the cache, ``<--conversion-cache><key>/``, where the key
-   is the SHA-256 of the MXNet files' digests, the input (name and image size) and
+   is the SHA-256 of the MXNet files' digests (the pipeline's ``symbol_sha256`` and
+   ``params_sha256`` when it gives them: a node without MXNet then downloads neither file), the
+   input (name and image size) and
    :data:`CONVERSION_SETTINGS` (the converter: MXNet's last release and the onnx release its
    operator tables target, which decides the opset). The key needs no
    MXNet to compute, so a node without MXNet finds a model converted elsewhere.
@@ -71,11 +73,12 @@ def mxnet_installed() -> bool:
     return importlib.util.find_spec("mxnet") is not None
 
 
-def cache_key(spec: ModelSpec, symbol: bytes, params: bytes, image_size: int) -> str:
-    """What the converted model depends on: the MXNet files, the input and the settings."""
+def cache_key(spec: ModelSpec, symbol_sha256: str, params_sha256: str, image_size: int) -> str:
+    """What the converted model depends on: the MXNet files (their SHA-256), the input and the
+    settings."""
     document = {
-        "symbol_sha256": sha256_hex(symbol),
-        "params_sha256": sha256_hex(params),
+        "symbol_sha256": symbol_sha256,
+        "params_sha256": params_sha256,
         "input_name": spec.input_name,
         "image_size": image_size,
         "settings": CONVERSION_SETTINGS,
@@ -259,13 +262,21 @@ def converted_model(
     converted now and cached) and its gated top-1 agreement with MXNet, measured on the images of
     ``sample`` (from ``measured_on``: a run's manifest, or an input prefix) where MXNet is
     installed, else as recorded when it was converted (see the module docstring)."""
-    source = MxnetModel.fetch(client, config.model)
+    spec = config.model
+    source = None
+    if spec.symbol_sha256 and spec.params_sha256:  # the pipeline's digests: no download to key
+        digests = spec.symbol_sha256.strip().lower(), spec.params_sha256.strip().lower()
+    else:
+        source = MxnetModel.fetch(client, spec)
+        digests = sha256_hex(source.symbol), sha256_hex(source.params)
     cache = parse_s3_uri(config.conversion.cache_uri, "--conversion-cache", prefix=True)
-    key = cache_key(config.model, source.symbol, source.params, config.preprocess.image_size)
+    key = cache_key(spec, *digests, config.preprocess.image_size)
     folder = cache.join(key, "")  # "": a prefix, "<key>/"
     record = read_record(client, folder)
     can_measure = mxnet_installed()
     fresh = record is None
+    if can_measure and source is None:  # converting or measuring: MXNet's forward needs them
+        source = MxnetModel.fetch(client, spec)
     if record is None:
         if not can_measure:
             raise JobFailed(
@@ -277,7 +288,7 @@ def converted_model(
     else:
         log.info("conversion: reusing the converted model in %s", folder)
     spec = dataclasses.replace(
-        config.model, onnx_uri=str(folder.join(MODEL_FILE)), onnx_sha256=record["onnx_sha256"]
+        spec, onnx_uri=str(folder.join(MODEL_FILE)), onnx_sha256=record["onnx_sha256"]
     )
     agreement = record["agreement"]
     if not fresh and can_measure:

@@ -96,7 +96,8 @@ def plant_disagreeing_conversion(client, config: JobConfig, bucket: str) -> None
     """Cache, as the converted model of ``config``, one that disagrees with MXNet."""
     source = convert.MxnetModel.fetch(client, config.model)
     onnx_file = convert.export_onnx(source.symbol.decode(), noisy_params(source.params), "data", 32)
-    key = convert.cache_key(config.model, source.symbol, source.params, 32)
+    digests = hashlib.sha256(source.symbol).hexdigest(), hashlib.sha256(source.params).hexdigest()
+    key = convert.cache_key(config.model, *digests, 32)
     client.put_object(Bucket=bucket, Key=f"{CACHE}{key}/model.onnx", Body=onnx_file)
     record = {
         "onnx_sha256": hashlib.sha256(onnx_file).hexdigest(),
@@ -151,6 +152,23 @@ def test_without_mxnet_a_cached_conversion_is_used_and_a_missing_one_is_named(ru
     monkeypatch.setattr(convert, "bind_model", None)  # no MXNet forward without MXNet
     ready = convert.prepare_runtime(client, config, manifest)
     assert ready.model == converted.model and ready.conversion_agreement == 1.0
+
+    # with the pipeline's digests the node downloads no MXNet file: the same entry is found
+    source = convert.MxnetModel.fetch(client, config.model)
+    declared = dataclasses.replace(
+        config,
+        model=dataclasses.replace(
+            config.model,
+            symbol_sha256=hashlib.sha256(source.symbol).hexdigest().upper(),
+            params_sha256=hashlib.sha256(source.params).hexdigest(),
+        ),
+    )
+    monkeypatch.setattr(convert.MxnetModel, "fetch", None)  # a download would fail the test
+    assert (
+        convert.prepare_runtime(client, declared, manifest).model.onnx_uri == ready.model.onnx_uri
+    )
+    monkeypatch.undo()
+    monkeypatch.setattr(convert, "mxnet_installed", lambda: False)
 
     plant_disagreeing_conversion(client, config, bucket)
     key = cache_entries(client, bucket)[0]
