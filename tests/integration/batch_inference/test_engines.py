@@ -97,10 +97,15 @@ def test_both_engines_write_the_same_rows_in_the_same_parts(data, runs):
 
 def test_both_engines_write_the_same_metrics_but_timings(runs):
     def without_timings(metrics: list[dict]) -> list[dict]:
-        return [{k: v for k, v in item.items() if k not in TIMINGS} for item in metrics]
+        return [
+            {k: v for k, v in item.items() if k not in {*TIMINGS, "engine"}} for item in metrics
+        ]
 
     rdd, udf = runs["rdd"]["metrics"], runs["predict_batch_udf"]["metrics"]
     assert without_timings(udf) == without_timings(rdd)
+    assert {m["engine"] for m in rdd} == {"rdd"} and {m["engine"] for m in udf} == {
+        "predict_batch_udf"
+    }
     for item in udf:
         assert item["inference_seconds"] > 0 and item["wall_seconds"] > 0
         assert item["worker_peak_rss_mb"] > 0  # the model worker's, from /proc/self/status

@@ -16,6 +16,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 from batch_inference.config import Preprocess
+from batch_inference.environment import JOB_PACKAGES
 from batch_inference.images import decode_image
 from emr_inference.job_command import model_arguments
 
@@ -106,7 +107,9 @@ def test_the_driver_and_every_worker_ran_on_the_nodes_python(big_run, node_twin)
     assert f"job environment {node_twin.python}:" in big_run["process"].stdout
     assert "Running Spark version 3.5.1" in big_run["process"].stderr
     environments = [item["worker_environment"] for item in big_run["metrics"]]
-    assert environments == [dict(node_twin.versions)] * PARTITIONS
+    # every package the job knows, the twin's versions; the runtime the release lacks: None
+    expected = {**dict.fromkeys(JOB_PACKAGES), **node_twin.versions}
+    assert environments == [expected] * PARTITIONS
 
 
 def test_every_key_exactly_once_and_only_contract_objects(dataset, big_run):
