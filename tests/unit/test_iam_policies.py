@@ -44,7 +44,6 @@ RECORDED_TESTS = [
     "tests/unit/batch_inference/test_partition.py",
     "tests/unit/batch_inference/test_manifest.py",
     "tests/unit/batch_inference/test_quantize.py",
-    "tests/unit/batch_inference/test_convert.py",
     "tests/unit/batch_inference/test_output_and_cli.py",
     "tests/unit/batch_inference/test_online.py",
 ]

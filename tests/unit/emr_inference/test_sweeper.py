@@ -191,7 +191,8 @@ def test_sweeper_dag_sweeps_the_backends_the_pipelines_use():
     assert dag.schedule == "*/15 * * * *" and dag.max_active_runs == 1
     assert dag.params["dry_run"] is False
     assert task.emr_conn_ids == ["aws_default"]
-    assert task.emr_pipelines == ["cifar10_resnet18"]  # demo is local: swept from the state dir
+    # demo is local: swept from the state dir
+    assert task.emr_pipelines == ["cifar10_resnet18", "cifar10_resnet18_onnx"]
     assert task.local_state_dir == ""
 
 
