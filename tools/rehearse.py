@@ -361,7 +361,8 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
         home=work / "airflow",
         extra={"EMR_INFERENCE_PIPELINES_DIR": str(pipelines), **(twin.spark_env() if twin else {})},
     )
-    if twin is not None and request["model"]["runtime"] not in twin.release.application_packages:
+    runtime = request["model"]["runtime"]
+    if twin is not None and runtime != "mxnet" and "mxnet" not in twin.release.application_packages:
         log(f"{twin.release.label}'s nodes have no MXNet: converting the model here first")
         code = convert_first(env, pipelines / f"{config.pipeline}.yaml", args.partition_date)
         if code != 0:
