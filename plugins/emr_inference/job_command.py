@@ -42,11 +42,11 @@ def job_arguments(request: ResolvedRequest, manifest_uri: str) -> list[str]:
         derived["int8.cache"] = request.artifacts_uri.uri + "int8/"
     if converted:
         derived["conversion.cache"] = request.artifacts_uri.uri + "converted/"
-    skipped = {JOB} | ({INT8} if not int8 else set()) | ({CONVERSION} if not converted else set())
+    unused_groups = {group for group, used in ((INT8, int8), (CONVERSION, converted)) if not used}
     values = request.as_json()
     args: list[str] = []
     for setting in SETTINGS:
-        if setting.source in skipped or setting.group in skipped:
+        if setting.source == JOB or setting.group in unused_groups:
             continue
         value = derived[setting.name] if setting.source == STEP else setting.read(values)
         args += setting.arguments(value)
