@@ -173,20 +173,17 @@ class MxnetModel:
 Sample = Callable[[], list[str]]
 
 
-def measure(client, config: JobConfig, sample: Sample, source: MxnetModel, onnx: bytes):
-    """``(agreement, images)``: top-1 agreement of the ONNX model with MXNet on ``sample``."""
+def measure(
+    client, config: JobConfig, sample: Sample, source: MxnetModel, onnx: bytes, onnx_uri: str
+):
+    """``(agreement, images)``: top-1 agreement of the ONNX model (``onnx``, the file at
+    ``onnx_uri``) with MXNet on ``sample``."""
     tensors = decode_sample(client, sample(), config, "conversion")
     batch, size = min(config.batch_size, len(tensors)), config.preprocess.image_size
-    spec = source.spec
-    reference = bind_model(
-        dataclasses.replace(spec, runtime="mxnet"),
-        source.symbol.decode("utf-8"),
-        source.params,
-        source.labels,
-        batch,
-        size,
-    )
-    candidate = bind_onnx(spec, onnx, source.labels, batch, size)
+    symbol_json, labels = source.symbol.decode("utf-8"), source.labels
+    reference = bind_model(source.spec, symbol_json, source.params, labels, batch, size)
+    spec = dataclasses.replace(source.spec, onnx_uri=onnx_uri)
+    candidate = bind_onnx(spec, onnx, labels, batch, size)
     return top1_agreement(reference, candidate, tensors), len(tensors)
 
 
@@ -226,10 +223,8 @@ def convert(
         source.spec.input_name,
         config.preprocess.image_size,
     )
-    candidate = dataclasses.replace(
-        config, model=dataclasses.replace(source.spec, onnx_uri=str(folder.join(MODEL_FILE)))
-    )
-    agreement, images = measure(client, candidate, sample, source, onnx)
+    onnx_uri = str(folder.join(MODEL_FILE))
+    agreement, images = measure(client, config, sample, source, onnx, onnx_uri)
     gate(config, agreement, images, f"of {measured_on}")
     import onnx as onnx_package
 
@@ -293,8 +288,7 @@ def converted_model(
     agreement = record["agreement"]
     if not fresh and can_measure:
         onnx = fetch_verified(client, spec.onnx_uri, spec.onnx_sha256, "the ONNX model")
-        candidate = dataclasses.replace(config, model=spec)
-        agreement, images = measure(client, candidate, sample, source, onnx)
+        agreement, images = measure(client, config, sample, source, onnx, spec.onnx_uri)
         gate(config, agreement, images, f"of {measured_on}")
     elif not fresh:
         where = f"of {record['measured_on']} (measured when converted; no MXNet here)"
