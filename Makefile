@@ -56,16 +56,19 @@ airflow: $(STAMP)
 
 # Run a pipeline here with its own EMR Spark settings, on its release's node twin (an EMR pipeline's
 # driver and workers run on the node's Python and packages): make rehearse PIPELINE=cifar10_resnet18
+# PRECISION=int8 rehearses (and converts for) runs that ask for int8 in their conf.
 PIPELINE ?= cifar10_resnet18
+PRECISION ?=
 REHEARSE_ARGS ?=
 rehearse: $(STAMP)
-	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.rehearse $(PIPELINE) $(REHEARSE_ARGS)
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.rehearse $(PIPELINE) $(if $(PRECISION),--precision $(PRECISION)) $(REHEARSE_ARGS)
 
 # Convert a pipeline's MXNet model for its runtime here (MXNet is in this venv), before its first run
 # on a release whose nodes have no MXNet: make convert PIPELINE=cifar10_resnet18_onnx DATE=2026-11-22
+# (PRECISION=int8: quantize it too, for int8 runs)
 DATE ?=
 convert: $(STAMP)
-	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.convert $(PIPELINE) --date $(DATE)
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.convert $(PIPELINE) --date $(DATE) $(if $(PRECISION),--precision $(PRECISION))
 
 # What a run of a range of dates would do and cost: make plan PIPELINE=demo FROM=2026-11-20 TO=2026-11-22
 FROM ?=

@@ -469,11 +469,6 @@ class RequestDefaults(_Strict):
         """One of input_uri or manifest_uri is required; manifest_uri wins when both are given."""
         if not self.input_uri and not self.manifest_uri:
             raise ValueError("one of input_uri or manifest_uri is required")
-        if self.precision == "int8" and self.model.runtime != "mxnet":
-            raise ValueError(
-                f"precision int8 is MXNet's own quantization: it needs model.runtime mxnet, "
-                f"not {self.model.runtime}"
-            )
         return self
 
 

@@ -171,8 +171,6 @@ class JobConfig:
             raise ValueError("precision int8 needs --int8-cache")
         if self.model.runtime != "mxnet" and self.conversion is None:
             raise ValueError(f"runtime {self.model.runtime} needs --conversion-cache")
-        if self.model.runtime != "mxnet" and self.precision == "int8":
-            raise ValueError(f"precision int8 needs runtime mxnet (not {self.model.runtime})")
 
     def partition_keys(self) -> tuple[int, str]:
         """The most keys a partition holds, and where that bound comes from (for the log)."""

@@ -176,18 +176,18 @@ def run_job(config: JobConfig) -> dict:
         manifest = read_manifest(client, config.manifest_uri)
     except ManifestError as exc:
         raise JobFailed(f"the manifest could not be read: {exc}") from None
-    if config.precision == "int8":
-        from batch_inference.quantize import prepare_int8
-
-        try:
-            config = prepare_int8(client, config, manifest)
-        except ModelLoadError as exc:
-            raise JobFailed(f"the model could not be loaded: {exc}") from None
     if config.model.runtime != "mxnet":
         from batch_inference.convert import prepare_runtime
 
         try:
             config = prepare_runtime(client, config, manifest)
+        except ModelLoadError as exc:
+            raise JobFailed(f"the model could not be loaded: {exc}") from None
+    if config.precision == "int8":
+        from batch_inference.quantize import prepare_int8
+
+        try:
+            config = prepare_int8(client, config, manifest)
         except ModelLoadError as exc:
             raise JobFailed(f"the model could not be loaded: {exc}") from None
     try:

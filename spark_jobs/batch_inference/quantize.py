@@ -1,20 +1,24 @@
-"""int8 inference: the model quantized once with MXNet's own oneDNN quantization, gated by
-measured top-1 agreement with fp32.
+"""int8 inference: the model quantized once, gated by measured top-1 agreement with fp32.
 
 On the driver, before any task (:func:`prepare_int8`):
 
 1. The int8 model is looked up in the cache, ``<--int8-cache><key>/``, where the key is the
-   SHA-256 of the fp32 model's file digests, the calibration source and size, the quantization
-   settings and MXNet's version. ``quantization.json`` is written last, so a half-written entry is
-   never found.
-2. On a miss it is made: ``mxnet.contrib.quantization.quantize_model_mkldnn``, naive calibration
-   on ``--calibration-images`` decoded images (from ``--calibration-uri``, else the first images
-   of this run's manifest: the first int8 run calibrates and later runs reuse its model), with
-   FullyConnected layers kept in fp32 (MXNet 1.9.1 cannot bind a quantized fused dense layer:
-   "Type inconsistent, Provided = float32, inferred type = int8").
-3. Every run then measures the top-1 agreement of int8 with fp32 on ``--agreement-images`` of its
-   own images (from the middle of the manifest) and refuses int8 below ``--int8-min-agreement``:
-   the job fails naming the agreement, or with ``--int8-fallback`` runs in fp32.
+   SHA-256 of what the int8 model depends on: the fp32 model's digests, the calibration source
+   and size, the quantization settings and the quantizer's version. ``quantization.json`` is
+   written last, so a half-written entry is never found.
+2. On a miss it is made by the runtime's own quantizer, calibrated on ``--calibration-images``
+   decoded images (from ``--calibration-uri``, else the first images of this run's manifest: the
+   first int8 run calibrates and later runs reuse its model):
+
+   * ``--runtime mxnet``: ``mxnet.contrib.quantization.quantize_model_mkldnn`` (oneDNN), naive
+     calibration, with FullyConnected layers kept in fp32 (MXNet 1.9.1 cannot bind a quantized
+     fused dense layer: "Type inconsistent, Provided = float32, inferred type = int8");
+   * ``--runtime onnxruntime``: ONNX Runtime's static quantizer on the converted model
+     (:mod:`batch_inference.quantize_onnx`).
+3. Every run then measures the top-1 agreement of int8 with fp32 (the same runtime's fp32 model)
+   on ``--agreement-images`` of its own images (from the middle of the manifest) and refuses int8
+   below ``--int8-min-agreement``: the job fails naming the agreement, or with ``--int8-fallback``
+   runs in fp32.
 
 The tasks load the int8 model like any other model (its cached URIs and digests); every row says
 which precision produced it.
@@ -28,11 +32,12 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from batch_inference.agreement import decode_sample, middle_keys, top1_agreement
-from batch_inference.config import JobConfig
+from batch_inference.config import Int8Settings, JobConfig, ModelSpec
 from batch_inference.errors import JobFailed
 from batch_inference.manifest import Manifest, iter_keys
 from batch_inference.model import (
@@ -42,7 +47,8 @@ from batch_inference.model import (
     sha256_hex,
     split_params,
 )
-from batch_inference.s3io import get_bytes, parse_s3_uri, put_bytes
+from batch_inference.runtime import BoundModel
+from batch_inference.s3io import S3Uri, get_bytes, parse_s3_uri, put_bytes
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +58,15 @@ QUANTIZATION_SETTINGS = {"calib_mode": "naive", "quantized_dtype": "auto", "fp32
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def calibration_keys(client, config: JobConfig, manifest: Manifest) -> list[str]:
-    """``--calibration-images`` keys: listed under ``--calibration-uri``, else the run's first."""
-    settings = config.int8
+#: The first ``n`` image keys of what int8 is made for (a run's manifest, an input prefix).
+FirstKeys = Callable[[int], list[str]]
+
+
+def calibration_keys(client, settings: Int8Settings, first_keys: FirstKeys) -> list[str]:
+    """``--calibration-images`` keys: listed under ``--calibration-uri``, else the first of what
+    int8 is made for (``first_keys``)."""
     if settings.calibration_uri is None:
-        return list(
-            iter_keys(client, manifest, 0, min(settings.calibration_images, manifest.total))
-        )
+        return first_keys(settings.calibration_images)
     prefix = parse_s3_uri(settings.calibration_uri, "--calibration-uri")
     keys: list[str] = []
     for page in client.get_paginator("list_objects_v2").paginate(
@@ -72,6 +80,11 @@ def calibration_keys(client, config: JobConfig, manifest: Manifest) -> list[str]
     if not keys:
         raise JobFailed(f"--calibration-uri {settings.calibration_uri} holds no image")
     return keys
+
+
+def manifest_keys(client, manifest: Manifest) -> FirstKeys:
+    """The first ``n`` keys of a run's manifest (all when it has fewer)."""
+    return lambda count: list(iter_keys(client, manifest, 0, min(count, manifest.total)))
 
 
 def cache_key(symbol: bytes, params: bytes, config: JobConfig) -> str:
@@ -123,24 +136,42 @@ def quantize(symbol_json: str, params: bytes, calibration: np.ndarray, input_nam
             return qsym.tojson(), handle.read()
 
 
-def _cached(client, folder) -> dict | None:
+def read_record(client, folder: S3Uri) -> dict | None:
+    """The cache entry's ``quantization.json``, or ``None`` when there is none (a miss)."""
     try:
         return json.loads(get_bytes(client, folder.join(MARKER)))
     except Exception:
         return None
 
 
-def int8_model(client, config: JobConfig, manifest: Manifest, symbol: bytes, params: bytes):
-    """``(ModelSpec of the cached int8 model, its symbol, its params)``: read from the cache (the
-    digests its record gives checked), or quantized and cached now on a miss."""
+def calibration_source(config: JobConfig, made_for: str) -> str:
+    """What the record says the int8 model was calibrated on."""
+    return config.int8.calibration_uri or f"{made_for} (first keys)"
+
+
+#: ``(batch_size, image_size) -> (fp32, int8)``: both models bound for the agreement gate.
+BindBoth = Callable[[int, int], tuple[BoundModel, BoundModel]]
+
+
+def mxnet_int8(client, config: JobConfig, first_keys: FirstKeys) -> tuple[ModelSpec, BindBoth]:
+    """The int8 model of MXNet's oneDNN quantization: read from the cache (the digests its record
+    gives checked), or quantized and cached now on a miss."""
+    spec = config.model
+    symbol = fetch_verified(client, spec.symbol_uri, spec.symbol_sha256, "--model-symbol")
+    params = fetch_verified(client, spec.params_uri, spec.params_sha256, "--model-params")
+    labels = parse_labels(
+        fetch_verified(client, spec.labels_uri, spec.labels_sha256, "--model-labels"),
+        spec.labels_uri,
+    )
     cache = parse_s3_uri(config.int8.cache_uri, "--int8-cache", prefix=True)
     folder = cache.join(cache_key(symbol, params, config), "")  # "": a prefix, "<key>/"
     symbol_uri, params_uri = folder.join("int8-symbol.json"), folder.join("int8-0000.params")
-    record = _cached(client, folder)
+    record = read_record(client, folder)
     if record is None:
         started = time.monotonic()
-        keys = calibration_keys(client, config, manifest)
-        calibration = decode_sample(client, keys, config, "int8")
+        calibration = decode_sample(
+            client, calibration_keys(client, config.int8, first_keys), config, "int8"
+        )
         qsymbol_text, qparams = quantize(
             symbol.decode("utf-8"), params, calibration, config.model.input_name
         )
@@ -154,7 +185,7 @@ def int8_model(client, config: JobConfig, manifest: Manifest, symbol: bytes, par
             "fp32_symbol": config.model.symbol_uri,
             "fp32_params": config.model.params_uri,
             "calibration_images": len(calibration),
-            "calibration": config.int8.calibration_uri or f"{config.manifest_uri} (first keys)",
+            "calibration": calibration_source(config, config.manifest_uri),
             "settings": QUANTIZATION_SETTINGS,
             "seconds": round(time.monotonic() - started, 3),
         }
@@ -167,38 +198,49 @@ def int8_model(client, config: JobConfig, manifest: Manifest, symbol: bytes, par
         log.info("int8: reusing the quantized model in %s", folder)
         qsymbol = fetch_verified(client, str(symbol_uri), record["symbol_sha256"], "int8 symbol")
         qparams = fetch_verified(client, str(params_uri), record["params_sha256"], "int8 params")
-    spec = dataclasses.replace(
+    int8_spec = dataclasses.replace(
         config.model,
         symbol_uri=str(symbol_uri),
         params_uri=str(params_uri),
         symbol_sha256=record["symbol_sha256"],
         params_sha256=record["params_sha256"],
     )
-    return spec, qsymbol, qparams
+
+    def bind_both(batch: int, size: int) -> tuple[BoundModel, BoundModel]:
+        fp32 = bind_model(spec, symbol.decode("utf-8"), params, labels, batch, size)
+        int8 = bind_model(int8_spec, qsymbol.decode("utf-8"), qparams, labels, batch, size)
+        return fp32, int8
+
+    return int8_spec, bind_both
 
 
 def prepare_int8(client, config: JobConfig, manifest: Manifest) -> JobConfig:
-    """The config the tasks run with: the int8 model when it agrees with fp32 often enough on
-    this run's images, else fp32 (``--int8-fallback``) or :class:`JobFailed`."""
-    spec = config.model
-    symbol = fetch_verified(client, spec.symbol_uri, spec.symbol_sha256, "--model-symbol")
-    params = fetch_verified(client, spec.params_uri, spec.params_sha256, "--model-params")
-    labels = parse_labels(
-        fetch_verified(client, spec.labels_uri, spec.labels_sha256, "--model-labels"),
-        spec.labels_uri,
-    )
-    int8_spec, int8_symbol, int8_params = int8_model(client, config, manifest, symbol, params)
+    """The config the tasks run with: the int8 model of the run's runtime when it agrees with fp32
+    often enough on this run's images, else fp32 (``--int8-fallback``) or :class:`JobFailed`.
+    With a runtime other than MXNet, ``config.model`` is the converted fp32 model
+    (:func:`batch_inference.convert.prepare_runtime` runs first)."""
+    first_keys = manifest_keys(client, manifest)
+    if config.model.runtime == "mxnet":
+        int8_spec, bind_both = mxnet_int8(client, config, first_keys)
+    else:
+        from batch_inference.quantize_onnx import onnx_int8
+
+        int8_spec, bind_both = onnx_int8(client, config, first_keys, config.manifest_uri)
     keys = middle_keys(client, manifest, config.int8.agreement_images)
     tensors = decode_sample(client, keys, config, "int8")
-    batch, size = min(config.batch_size, len(tensors)), config.preprocess.image_size
-    fp32 = bind_model(spec, symbol.decode("utf-8"), params, labels, batch, size)
-    int8 = bind_model(int8_spec, int8_symbol.decode("utf-8"), int8_params, labels, batch, size)
-    agreement = top1_agreement(fp32, int8, tensors)
+    fp32, int8 = bind_both(min(config.batch_size, len(tensors)), config.preprocess.image_size)
+    return int8_gate(config, int8_spec, top1_agreement(fp32, int8, tensors), len(tensors))
+
+
+def int8_gate(config: JobConfig, int8_spec: ModelSpec, agreement: float, images: int) -> JobConfig:
+    """``config`` with the int8 model when ``agreement`` (on ``images`` of this run) reaches
+    ``--int8-min-agreement``; else in fp32 with ``--int8-fallback``, or :class:`JobFailed`."""
     settings = config.int8
     log.info(
-        "int8: top-1 agreement with fp32 %.2f%% on %d images of this run (minimum %.2f%%)",
+        "int8: %s top-1 agreement with fp32 %.2f%% on %d images of this run (minimum %.2f%%)",
+        config.model.runtime,
         agreement * 100,
-        len(tensors),
+        images,
         settings.min_agreement * 100,
     )
     if agreement >= settings.min_agreement:
@@ -206,7 +248,7 @@ def prepare_int8(client, config: JobConfig, manifest: Manifest) -> JobConfig:
             config, model=int8_spec, precision="int8", int8_agreement=agreement
         )
     message = (
-        f"int8 top-1 agreement with fp32 is {agreement:.2%} on {len(tensors)} images of this run, "
+        f"int8 top-1 agreement with fp32 is {agreement:.2%} on {images} images of this run, "
         f"below --int8-min-agreement {settings.min_agreement:.2%}"
     )
     if not settings.fallback:

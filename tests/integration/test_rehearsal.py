@@ -93,6 +93,27 @@ def test_the_old_settings_are_refused_before_any_spark(old_cifar: Path, tmp_path
     assert not (tmp_path / "home" / "cifar10_resnet18" / "airflow").exists()
 
 
+def test_the_onnx_pipeline_rehearses_int8_on_its_node_twin() -> None:
+    """The README's int8 command, as written: converted and quantized here (no onnx on the
+    nodes), then the nodes' ONNX Runtime runs the int8 model behind its gate; every row int8."""
+    command = "make rehearse PIPELINE=cifar10_resnet18_onnx PRECISION=int8"
+    assert f"\n{command}\n" in (REPO_ROOT / "README.md").read_text()
+    result = subprocess.run(
+        command.split(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=900
+    )
+    out = result.stdout
+    assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
+    assert "[rehearse] PASSED" in out and "published 200 rows (0 errors)" in out
+    assert "so the rehearsal gates at 50%" in out
+    made_by = re.search(
+        r"the rows were made by onnxruntime int8 on engine rdd, top-1 agreement with MXNet "
+        r"100\.00%, int8 with fp32 (\d+\.\d\d)%",
+        out,
+    )
+    assert made_by and 50 <= float(made_by.group(1)) < 100, out[-3000:]
+    assert "onnxruntime 1.32.0, pillow 13.0.0, python 3.11." in out  # the node twin's workers
+
+
 def test_the_old_settings_fail_every_task_as_on_emr(old_cifar: Path, tmp_path: Path) -> None:
     result = rehearse(str(old_cifar), "--skip-sizing-check", "--images", "32", home=tmp_path)
     assert result.returncode == 1, result.stdout[-3000:]

@@ -12,7 +12,7 @@ from emr_inference.emr.releases import EMR_7_2_0, EMR_7_13_0
 
 from tools import node_twin
 from tools.node_twin import NodeTwin, NodeTwinError, expected_versions, find_node_python, twin_key
-from tools.rehearse import environment_verdict, rehearsal_pipeline
+from tools.rehearse import environment_verdict, int8_gate_for_stand_in, rehearsal_pipeline
 
 REQUIREMENTS = node_twin.release_requirements(EMR_7_2_0).read_text()
 
@@ -121,3 +121,12 @@ def test_the_rehearsal_leaves_the_pipelines_alerts_out():
     rehearsed = rehearsal_pipeline({"pipeline": "p", "alerts": alerts}, cifar_request())
     assert rehearsed["alerts"] is None
     assert rehearsed["backend"] == "local" and rehearsed["pipeline"] == "p"
+
+
+def test_only_an_int8_rehearsal_of_a_random_stand_in_gets_the_lenient_int8_gate():
+    rehearsed = {"pipeline": "p", "int8": {"calibration_images": 64}}
+    random, trained = {"name": "resnet18_v1"}, {"name": "digits-cnn"}
+    lenient = int8_gate_for_stand_in(rehearsed, random, "int8")
+    assert lenient["int8"] == {"calibration_images": 64, "min_agreement": 0.5}
+    assert int8_gate_for_stand_in(rehearsed, random, "fp32") == rehearsed
+    assert int8_gate_for_stand_in(rehearsed, trained, "int8") == rehearsed  # a trained stand-in

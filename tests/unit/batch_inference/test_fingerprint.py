@@ -77,11 +77,9 @@ FULL = replace(
     int8=Int8Settings("s3://b/int8-cache/"),
     encryption=Encryption("aws:kms", "alias/a"),
 )
-#: the same for the runtime settings (int8 is MXNet's own)
+#: the same on a runtime other than MXNet (its conversion settings set too)
 CONVERTED = replace(
     FULL,
-    precision="fp32",
-    int8=None,
     model=replace(MODEL, runtime="onnxruntime"),
     conversion=ConversionSettings("s3://b/converted/"),
 )

@@ -109,9 +109,10 @@ def test_calibration_images_come_from_the_named_prefix(run):
         client.put_object(Bucket=bucket, Key=f"calib/{index}.png", Body=buffer.getvalue())
     client.put_object(Bucket=bucket, Key="calib/notes.txt", Body=b"not an image")
     settings = dataclasses.replace(config.int8, calibration_uri=f"s3://{bucket}/calib/")
-    keys = quantize.calibration_keys(client, dataclasses.replace(config, int8=settings), manifest)
+    first_keys = quantize.manifest_keys(client, manifest)
+    keys = quantize.calibration_keys(client, settings, first_keys)
     assert keys == [f"s3://{bucket}/calib/{index}.png" for index in range(5)]
     # without one, the run's own first images
-    assert quantize.calibration_keys(client, config, manifest)[:2] == list(
-        iter_keys(client, manifest, 0, 2)
+    assert quantize.calibration_keys(client, config.int8, first_keys) == list(
+        iter_keys(client, manifest, 0, config.int8.calibration_images)
     )

@@ -77,11 +77,6 @@ def test_demo_pipeline_is_local_and_small():
             "cluster.release_label",
             "no node description for 'emr-7.3.0' (supported: emr-7.2.0, emr-7.13.0;",
         ),
-        (
-            {"precision": "int8", "model": {**MINIMAL["model"], "runtime": "onnxruntime"}},
-            "",
-            "precision int8 is MXNet's own quantization: it needs model.runtime mxnet",
-        ),
         ({"conversion": {"min_agreement": 1.5}}, "conversion.min_agreement", "less than or equal"),
         ({"sse": {"mode": "AES256", "kms_key_id": "k"}}, "sse", "only valid with mode"),
         ({"alerts": {"sns_topic_arn": "inference-alerts"}}, "alerts.sns_topic_arn", "pattern"),

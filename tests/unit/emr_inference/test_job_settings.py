@@ -74,8 +74,8 @@ def test_a_request_of_defaults_gives_the_jobs_defaults():
 
 
 def test_every_config_setting_is_a_request_field_the_step_passes():
-    """Each section's settings where they apply: int8 with MXNet, conversion with another
-    runtime (int8 is MXNet's own, so no one request has both)."""
+    """Each section's settings where they apply: int8 with int8, conversion with a runtime
+    other than MXNet."""
     common = {
         "sse": {"mode": "aws:kms", "kms_key_id": "alias/k"},
         "max_partition_keys": 20_000,  # unset by default: derived by the job
@@ -88,6 +88,10 @@ def test_every_config_setting_is_a_request_field_the_step_passes():
         **common,
     )
     converted = date_request(model={**digests, "runtime": "onnxruntime"}, **common)
+    both = date_request(precision="int8", model={**digests, "runtime": "onnxruntime"}, **common)
+    assert {"--int8-cache", "--conversion-cache"} <= set(
+        job_arguments(ResolvedRequest.of(both), MANIFEST)
+    )
     passed = set()
     for request in (int8, converted):
         arguments = job_arguments(ResolvedRequest.of(request), MANIFEST)
