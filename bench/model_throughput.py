@@ -31,8 +31,10 @@ def measure(
     image_size: int,
     seconds: float,
     runtime: str = "mxnet",
+    onnx: Path | None = None,
 ) -> dict[str, float]:
-    """Images/s of back-to-back ``predict`` calls for ``seconds`` (after two warm-up batches)."""
+    """Images/s of back-to-back ``predict`` calls for ``seconds`` (after two warm-up batches);
+    ``onnx``: the ONNX file to run (e.g. an int8 one) instead of converting the MXNet files."""
     import numpy as np
     from batch_inference.config import ModelSpec
     from batch_inference.model import bind_model
@@ -47,8 +49,11 @@ def measure(
         from batch_inference.convert import export_onnx
         from batch_inference.runtime import bind_onnx
 
-        onnx = export_onnx(symbol_json, params.read_bytes(), "data", image_size)
-        model = bind_onnx(spec, onnx, labels, batch_size, image_size)
+        if onnx is not None:
+            graph = onnx.read_bytes()
+        else:
+            graph = export_onnx(symbol_json, params.read_bytes(), "data", image_size)
+        model = bind_onnx(spec, graph, labels, batch_size, image_size)
     batch = np.random.default_rng(0).random((batch_size, 3, image_size, image_size), np.float32)
     for _ in range(2):
         model.predict(batch)
@@ -76,8 +81,10 @@ def run_workers(
     image_size: int = 224,
     seconds: float = 20.0,
     runtime: str = "mxnet",
+    onnx: Path | None = None,
 ) -> float:
-    """Total images/s of ``workers`` concurrent processes with ``threads`` runtime threads each."""
+    """Total images/s of ``workers`` concurrent processes with ``threads`` runtime threads each
+    (``onnx``: see :func:`measure`)."""
     command = [
         sys.executable,
         "-m",
@@ -88,6 +95,7 @@ def run_workers(
         f"--image-size={image_size}",
         f"--seconds={seconds}",
         f"--runtime={runtime}",
+        *([f"--onnx={onnx}"] if onnx is not None else []),
     ]
     env = {
         **os.environ,
@@ -116,9 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--runtime", choices=("mxnet", "onnxruntime"), default="mxnet")
+    parser.add_argument("--onnx", type=Path, help="an ONNX file to run (onnxruntime)")
     args = parser.parse_args(argv)
     result = measure(
-        args.symbol, args.params, args.batch_size, args.image_size, args.seconds, args.runtime
+        args.symbol,
+        args.params,
+        args.batch_size,
+        args.image_size,
+        args.seconds,
+        args.runtime,
+        args.onnx,
     )
     print(json.dumps(result))
 

@@ -1,9 +1,9 @@
 """Benchmark 11: the model runtimes side by side (``--runtime mxnet`` and ``--runtime
-onnxruntime``, fp32): the bare forward of ResNet-18 (random weights, 224 px) in the job's layout,
-the whole job on the same photos, S3 latency and master, and the top-1 agreement of the converted
-model with MXNet on the demo digits CNN trained here (1,000 held-out digits; never on random
-weights). Every figure is a ratio within this run; the CPU and its int8 flags are printed by the
-table's header (:func:`bench.int8.cpu_description`).
+onnxruntime``, fp32 and int8): the bare forward of ResNet-18 (random weights, 224 px; int8
+calibrated on 64 of the photos) in the job's layout, the whole job on the same photos, S3 latency
+and master, and the top-1 agreement of each with MXNet fp32 on the demo digits CNN trained here
+(1,000 held-out digits; never on random weights). Every figure is a ratio within this run; the
+CPU and its int8 flags are printed by the table's header (:func:`bench.int8.cpu_description`).
 
 Run it alone with ``python -m bench.run_all --only runtimes``.
 """
@@ -45,73 +45,114 @@ def converted(bench: Any) -> tuple[str, str]:
     return f"s3://{OUTPUT_BUCKET}/{record.rsplit('/', 1)[0]}/model.onnx", body["onnx_sha256"]
 
 
+def onnx_int8_file(symbol: Path, params: Path, calibration: np.ndarray, out: Path) -> Path:
+    """The MXNet model converted and quantized with the job's code (``batch_inference.convert``,
+    ``batch_inference.quantize_onnx``), written to ``out``."""
+    from batch_inference.convert import export_onnx
+    from batch_inference.quantize_onnx import quantize
+
+    fp32 = export_onnx(symbol.read_text(), params.read_bytes(), "data", calibration.shape[-1])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(quantize(fp32, calibration, "data"))
+    return out
+
+
 def digits_runtime_agreement(workdir: Path, held_out: int = 1000) -> dict[str, float]:
-    """Accuracy of the trained digits CNN under each runtime on held-out digits, and the share of
-    them whose top-1 class is the same in both (the job's conversion, the job's sessions)."""
+    """Accuracy of the trained digits CNN in each runtime and precision on held-out digits, and
+    the share of them whose top-1 class is MXNet fp32's (the job's conversion and quantizers, int8
+    calibrated on 128 training digits as benchmark 7 does)."""
     from batch_inference.config import ModelSpec
     from batch_inference.convert import export_onnx
     from batch_inference.model import bind_model
     from batch_inference.runtime import bind_onnx
 
+    from bench.int8 import quantized_files
     from tools.demo.images import TRAIN_COUNT
     from tools.demo.models import digits_tensors, train_digits_classifier
 
     model = train_digits_classifier(workdir / "digits-runtimes")
     preprocess = model.preprocess()
     tensors, labels = digits_tensors(range(TRAIN_COUNT, TRAIN_COUNT + held_out // 2), preprocess)
+    calibration, _ = digits_tensors(range(128), preprocess)
     names, size = model.labels(), preprocess.image_size
-    symbol, params = model.symbol_path.read_text(), model.params_path.read_bytes()
-    mxnet = bind_model(ModelSpec("d", "", "", ""), symbol, params, names, 50, size)
-    onnx = bind_onnx(
-        ModelSpec("d", "", "", "", runtime="onnxruntime"),
-        export_onnx(symbol, params, "data", size),
-        names,
-        50,
-        size,
+    symbol_path, params_path = model.symbol_path, model.params_path
+    mxnet_spec = ModelSpec("d", "", "", "")
+    onnx_spec = ModelSpec("d", "", "", "", runtime="onnxruntime")
+    int8_symbol, int8_params = quantized_files(
+        symbol_path, params_path, calibration, workdir / "digits-runtimes-int8"
     )
-
-    def top1(bound) -> np.ndarray:
-        return np.concatenate(
-            [bound.predict(tensors[i : i + 50]).argmax(1) for i in range(0, len(tensors), 50)]
+    int8_onnx = onnx_int8_file(
+        symbol_path, params_path, calibration, workdir / "digits-runtimes-int8" / "int8.onnx"
+    )
+    bound = {
+        "mxnet fp32": bind_model(
+            mxnet_spec, symbol_path.read_text(), params_path.read_bytes(), names, 50, size
+        ),
+        "mxnet int8": bind_model(
+            mxnet_spec, int8_symbol.read_text(), int8_params.read_bytes(), names, 50, size
+        ),
+        "onnxruntime fp32": bind_onnx(
+            onnx_spec,
+            export_onnx(symbol_path.read_text(), params_path.read_bytes(), "data", size),
+            names,
+            50,
+            size,
+        ),
+        "onnxruntime int8": bind_onnx(onnx_spec, int8_onnx.read_bytes(), names, 50, size),
+    }
+    top1 = {
+        name: np.concatenate(
+            [model.predict(tensors[i : i + 50]).argmax(1) for i in range(0, len(tensors), 50)]
         )
-
-    ours, theirs = top1(onnx), top1(mxnet)
+        for name, model in bound.items()
+    }
+    reference = top1["mxnet fp32"]
     return {
         "images": len(tensors),
-        "agreement": float((ours == theirs).mean()),
-        "mxnet_accuracy": float((theirs == labels).mean()),
-        "onnxruntime_accuracy": float((ours == labels).mean()),
+        **{f"{name} agreement": float((top == reference).mean()) for name, top in top1.items()},
+        **{f"{name} accuracy": float((top == labels).mean()) for name, top in top1.items()},
     }
 
 
 def compare_runtimes(bench: Any) -> list[tuple[str, str]]:
     """(row name, value) of benchmark 11 (``bench`` is :class:`bench.run_all.Bench`)."""
+    from bench.int8 import decoded_photos, quantized_files
     from bench.run_all import BATCH_SIZE, LATENCY_SECONDS, OUTPUT_BUCKET, TASK_THREADS, WORKERS
 
     resnet, seconds = bench.resnet, bench.sizes.model_seconds
     files = (resnet.symbol_path, resnet.params_path)
+    calibration = decoded_photos(64, resnet.preprocess())
+    int8_files = quantized_files(*files, calibration, bench.workdir / "runtimes-mxnet-int8")
+    int8_onnx = onnx_int8_file(*files, calibration, bench.workdir / "runtimes-int8.onnx")
+    layout = (WORKERS, TASK_THREADS, BATCH_SIZE)
     bare = {
-        runtime: run_workers(
-            *files, WORKERS, TASK_THREADS, BATCH_SIZE, seconds=seconds, runtime=runtime
-        )
-        for runtime in RUNTIMES
+        ("mxnet", "fp32"): run_workers(*files, *layout, seconds=seconds),
+        ("onnxruntime", "fp32"): run_workers(
+            *files, *layout, seconds=seconds, runtime="onnxruntime"
+        ),
+        ("mxnet", "int8"): run_workers(*int8_files, *layout, seconds=seconds),
+        ("onnxruntime", "int8"): run_workers(
+            *files, *layout, seconds=seconds, runtime="onnxruntime", onnx=int8_onnx
+        ),
     }
     n = bench.sizes.photos
     bench.photos_manifest = bench.photos_manifest or bench.manifest(bench.photos, "photos")
     tasks = {}
+    int8_args = (
+        "--precision=int8",
+        f"--int8-cache=s3://{OUTPUT_BUCKET}/runtimes-int8/",
+        "--int8-min-agreement=0",  # random weights: agreement is measured on the digits below
+    )
     with LatencyProxy(bench.s3.endpoint_url, LATENCY_SECONDS) as proxy:
-        for runtime in RUNTIMES:
+        for runtime, precision in bare:
+            name = f"runtime-{runtime}-{precision}"
             extra = (f"--runtime={runtime}", f"--conversion-cache=s3://{OUTPUT_BUCKET}/converted/")
-            bench.run_job(
-                f"runtime-{runtime}",
-                bench.photos_manifest,
-                bench.resnet_args,
-                proxy.endpoint_url,
-                extra=extra,
-            )
-            tasks[runtime] = n / bench.task_seconds(f"runtime-{runtime}")
+            extra += int8_args if precision == "int8" else ()
+            bench.run_job(name, bench.photos_manifest, bench.resnet_args, proxy.endpoint_url,
+                          extra=extra)  # fmt: skip
+            tasks[runtime, precision] = n / bench.task_seconds(name)
     digits = digits_runtime_agreement(bench.workdir)
-    image_uri = rows_of(bench, "runtime-mxnet")[0]["key"]
+    image_uri = rows_of(bench, "runtime-mxnet-fp32")[0]["key"]
     online = {
         "mxnet": online_figures(bench, image_uri, 1),
         "onnxruntime": online_figures(bench, image_uri, 1, converted(bench)),
@@ -126,15 +167,29 @@ def compare_runtimes(bench: Any) -> list[tuple[str, str]]:
              f"{cold:.1f} s / {warm:.0f} ms / {online[runtime]['peak_rss_mb']} MiB / "
              f"{size[runtime]:.0f} MiB")
         )  # fmt: skip
+
+    def ratio(figures: dict, a: tuple[str, str], b: tuple[str, str]) -> str:
+        return f"{figures[a] / figures[b]:.2f}x ({figures[a]:.1f} vs {figures[b]:.1f} img/s)"
+
+    ort, mx = "onnxruntime", "mxnet"
+    job = f"{n} JPEGs, +{LATENCY_SECONDS * 1000:.0f} ms/request"
+    digit_rows = [
+        (f"  digits CNN trained here, {digits['images']} held-out digits: top-1 agreement with "
+         f"mxnet fp32, {name}", f"{digits[f'{name} agreement']:.1%} (accuracy "
+         f"{digits[f'{name} accuracy']:.1%}; mxnet fp32 {digits['mxnet fp32 accuracy']:.1%})")
+        for name in ("onnxruntime fp32", "onnxruntime int8", "mxnet int8")
+    ]  # fmt: skip
     return [
         ("11 bare forward onnxruntime / mxnet, fp32, job layout (ResNet-18)",
-         f"{bare['onnxruntime'] / bare['mxnet']:.2f}x ({bare['onnxruntime']:.1f} vs "
-         f"{bare['mxnet']:.1f} img/s)"),
-        (f"  our job, onnxruntime / mxnet, {n} JPEGs, +{LATENCY_SECONDS * 1000:.0f} ms/request",
-         f"{tasks['onnxruntime'] / tasks['mxnet']:.2f}x ({tasks['onnxruntime']:.1f} vs "
-         f"{tasks['mxnet']:.1f} img/s in the tasks)"),
-        (f"  digits CNN trained here, {digits['images']} held-out digits: top-1 agreement "
-         "onnxruntime / mxnet", f"{digits['agreement']:.1%} (accuracy mxnet "
-         f"{digits['mxnet_accuracy']:.1%}, onnxruntime {digits['onnxruntime_accuracy']:.1%})"),
+         ratio(bare, (ort, "fp32"), (mx, "fp32"))),
+        ("  bare forward onnxruntime / mxnet, int8", ratio(bare, (ort, "int8"), (mx, "int8"))),
+        ("  bare forward onnxruntime int8 / onnxruntime fp32",
+         ratio(bare, (ort, "int8"), (ort, "fp32"))),
+        (f"  our job, onnxruntime / mxnet, fp32, {job}",
+         ratio(tasks, (ort, "fp32"), (mx, "fp32")) + " in the tasks"),
+        (f"  our job, onnxruntime / mxnet, int8, {job}",
+         ratio(tasks, (ort, "int8"), (mx, "int8")) + " in the tasks"),
+        ("  our job, onnxruntime int8 / mxnet fp32", ratio(tasks, (ort, "int8"), (mx, "fp32"))),
+        *digit_rows,
         *lines,
     ]  # fmt: skip

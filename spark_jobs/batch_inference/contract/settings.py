@@ -282,8 +282,8 @@ SETTINGS: tuple[JobSetting, ...] = (
                "(manifest, model, preprocessing, top-k, precision, run id, encryption)", EXECUTION,
                source=JOB, kind=OFF_FLAG),
     JobSetting("precision", "--precision", "precision",
-               "The model's arithmetic; int8: the model quantized once (MXNet oneDNN), gated by "
-               "agreement with fp32", INT8, default="fp32", choices=PRECISIONS, shapes_rows=True),
+               "The model's arithmetic; int8: the model quantized once (by the runtime's own "
+               "quantizer), gated by agreement with fp32", INT8, default="fp32", choices=PRECISIONS, shapes_rows=True),
     JobSetting("int8.cache", "--int8-cache", "int8.cache_uri",
                "Prefix of the quantized models (required for int8)", INT8, source=STEP,
                metavar="URI"),
