@@ -53,6 +53,10 @@ NOT_RUN = {
     "docker build -f docker/lambda/Dockerfile": (
         "needs Docker; tests/unit/test_lambda_image.py checks the Dockerfile statically"
     ),
+    "docker build -f docker/lambda-onnxruntime/Dockerfile": (
+        "needs Docker; tests/unit/test_lambda_image.py checks the Dockerfile statically, and "
+        "tests/integration/test_lambda_pins.py runs the handler on its pins and Python"
+    ),
     "   airflow dags trigger emr_inference_sweeper": (
         "the sweeper DAG runs under a real Airflow in tests/e2e/test_crash_recovery.py (triggered "
         "through the REST API); the CLI writes to the metadata database, locked under make airflow"
