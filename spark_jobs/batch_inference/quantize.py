@@ -91,17 +91,24 @@ def cache_key(symbol: bytes, params: bytes, config: JobConfig) -> str:
     """What the quantized model depends on: the fp32 files, the calibration and the settings."""
     import mxnet as mx
 
-    settings = config.int8
     document = {
         "symbol_sha256": sha256_hex(symbol),
         "params_sha256": sha256_hex(params),
-        "calibration": settings.calibration_uri or "run",
-        "calibration_images": settings.calibration_images,
-        "preprocess": dataclasses.asdict(config.preprocess),
+        **calibration_identity(config),
         "settings": QUANTIZATION_SETTINGS,
         "mxnet": mx.__version__,
     }
     return sha256_hex(json.dumps(document, sort_keys=True).encode())
+
+
+def calibration_identity(config: JobConfig) -> dict:
+    """What an int8 model's calibration depends on (every runtime's cache key has it): the source
+    and count of the images, and how they are decoded."""
+    return {
+        "calibration": config.int8.calibration_uri or "run",
+        "calibration_images": config.int8.calibration_images,
+        "preprocess": dataclasses.asdict(config.preprocess),
+    }
 
 
 def quantize(symbol_json: str, params: bytes, calibration: np.ndarray, input_name: str):

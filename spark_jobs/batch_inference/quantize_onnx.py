@@ -33,6 +33,7 @@ from batch_inference.quantize import (
     MARKER,
     BindBoth,
     FirstKeys,
+    calibration_identity,
     calibration_keys,
     calibration_source,
     read_record,
@@ -67,12 +68,9 @@ def cache_key(onnx_sha256: str, config: JobConfig) -> str:
     quantizer."""
     import onnxruntime
 
-    settings = config.int8
     document = {
         "onnx_sha256": onnx_sha256,
-        "calibration": settings.calibration_uri or "run",
-        "calibration_images": settings.calibration_images,
-        "preprocess": dataclasses.asdict(config.preprocess),
+        **calibration_identity(config),
         "settings": QUANTIZATION_SETTINGS,
         "onnxruntime": onnxruntime.__version__,
     }

@@ -283,7 +283,8 @@ SETTINGS: tuple[JobSetting, ...] = (
                source=JOB, kind=OFF_FLAG),
     JobSetting("precision", "--precision", "precision",
                "The model's arithmetic; int8: the model quantized once (by the runtime's own "
-               "quantizer), gated by agreement with fp32", INT8, default="fp32", choices=PRECISIONS, shapes_rows=True),
+               "quantizer), gated by agreement with fp32", INT8, default="fp32",
+               choices=PRECISIONS, shapes_rows=True),
     JobSetting("int8.cache", "--int8-cache", "int8.cache_uri",
                "Prefix of the quantized models (required for int8)", INT8, source=STEP,
                metavar="URI"),

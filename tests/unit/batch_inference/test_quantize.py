@@ -89,9 +89,9 @@ def plant_disagreeing_int8(client, config: JobConfig, bucket: str) -> None:
     client.put_object(Bucket=bucket, Key=folder + "quantization.json", Body=json.dumps(record))
 
 
-def test_an_int8_model_that_disagrees_is_refused_naming_the_agreement(run):
-    client, config, manifest, bucket = run
-    plant_disagreeing_int8(client, config, bucket)
+def assert_refused_then_run_in_fp32(client, config: JobConfig, manifest) -> None:
+    """With a disagreeing int8 model cached: the run fails naming the agreement, or, with
+    ``--int8-fallback``, runs its fp32 model (``config.model``)."""
     with pytest.raises(JobFailed, match=r"int8 top-1 agreement with fp32 is \d+\.\d+% on 98 "):
         quantize.prepare_int8(client, config, manifest)
 
@@ -99,6 +99,12 @@ def test_an_int8_model_that_disagrees_is_refused_naming_the_agreement(run):
     ready = quantize.prepare_int8(client, fallback, manifest)
     assert ready.precision == "fp32" and ready.model == config.model
     assert ready.int8_agreement < 0.97
+
+
+def test_an_int8_model_that_disagrees_is_refused_naming_the_agreement(run):
+    client, config, manifest, bucket = run
+    plant_disagreeing_int8(client, config, bucket)
+    assert_refused_then_run_in_fp32(client, config, manifest)
 
 
 def test_calibration_images_come_from_the_named_prefix(run):

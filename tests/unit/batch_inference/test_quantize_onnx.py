@@ -5,7 +5,6 @@ batch_inference.quantize.prepare_int8)."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 
@@ -16,6 +15,7 @@ from batch_inference.errors import JobFailed
 
 from tests.support.digits_run import digits_run
 from tests.support.noisy_model import noisy_params
+from tests.unit.batch_inference.test_quantize import assert_refused_then_run_in_fp32
 
 pytest.importorskip("onnxruntime", reason="emr-7.2.0 EMR nodes lack it")
 pytestmark = pytest.mark.slow  # trains a model, converts and quantizes it (~20 s)
@@ -91,13 +91,7 @@ def plant_disagreeing_int8(client, config: JobConfig, bucket: str) -> None:
 def test_an_int8_model_that_disagrees_is_refused_or_falls_back_to_the_converted_fp32(run):
     client, config, manifest, bucket = run
     plant_disagreeing_int8(client, config, bucket)
-    with pytest.raises(JobFailed, match=r"int8 top-1 agreement with fp32 is \d+\.\d+% on 98 "):
-        quantize.prepare_int8(client, config, manifest)
-
-    fallback = dataclasses.replace(config, int8=dataclasses.replace(config.int8, fallback=True))
-    ready = quantize.prepare_int8(client, fallback, manifest)
-    assert ready.precision == "fp32" and ready.model == config.model  # the converted fp32 model
-    assert ready.int8_agreement < 0.97
+    assert_refused_then_run_in_fp32(client, config, manifest)  # config.model: the converted one
 
 
 def test_without_the_quantizer_a_cached_int8_is_used_and_a_missing_one_is_named(run, monkeypatch):
