@@ -128,7 +128,7 @@ class ModelConfig(_Strict):
     mean: Triple = job_field("model.mean")
     std: Triple = job_field("model.std")
     scale: float = job_field("model.scale", gt=0, le=1)
-    runtime: Literal["mxnet", "onnxruntime"] = job_field("model.runtime")
+    runtime: Literal["mxnet", "onnxruntime", "openvino"] = job_field("model.runtime")
     worker_memory_mb: int = Field(
         default=1024,
         ge=64,
@@ -202,7 +202,7 @@ class ClusterConfig(_Strict):
         description=(
             "EMR release, one the package describes (emr_inference/emr/releases.py): emr-7.2.0 "
             "(Python 3.9, EMR's MXNet: model.runtime mxnet) or emr-7.13.0 (Python 3.11, no "
-            "MXNet: model.runtime onnxruntime)"
+            "MXNet: model.runtime onnxruntime or openvino)"
         ),
     )
     log_uri: S3Uri | None = Field(

@@ -50,7 +50,7 @@ from batch_inference.model import (
     parse_labels,
     sha256_hex,
 )
-from batch_inference.runtime import PROBABILITIES_KEY, bind_onnx
+from batch_inference.runtime import PROBABILITIES_KEY, bind_converted
 from batch_inference.s3io import S3Uri, get_bytes, parse_s3_uri, put_bytes
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def measure(
     symbol_json, labels = source.symbol.decode("utf-8"), source.labels
     reference = bind_model(source.spec, symbol_json, source.params, labels, batch, size)
     spec = dataclasses.replace(source.spec, onnx_uri=onnx_uri)
-    candidate = bind_onnx(spec, onnx, labels, batch, size)
+    candidate = bind_converted(spec, onnx, labels, batch, size)
     return top1_agreement(reference, candidate, tensors), len(tensors)
 
 

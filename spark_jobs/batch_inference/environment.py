@@ -18,7 +18,11 @@ from batch_inference.errors import JobFailed
 #: distribution name -> module the job imports, whatever runs the model
 BASE_PACKAGES = {"numpy": "numpy", "pillow": "PIL", "boto3": "boto3"}
 #: what each ``--runtime`` needs besides
-RUNTIME_PACKAGES = {"mxnet": {"mxnet": "mxnet"}, "onnxruntime": {"onnxruntime": "onnxruntime"}}
+RUNTIME_PACKAGES = {
+    "mxnet": {"mxnet": "mxnet"},
+    "onnxruntime": {"onnxruntime": "onnxruntime"},
+    "openvino": {"openvino": "openvino"},
+}
 #: every package a worker reports (the runtimes' too: what ran, and what was there)
 JOB_PACKAGES = {name: module for p in RUNTIME_PACKAGES.values() for name, module in p.items()}
 JOB_PACKAGES.update(BASE_PACKAGES)

@@ -24,7 +24,7 @@ import numpy as np
 
 from batch_inference.config import ModelSpec
 from batch_inference.errors import ModelLoadError
-from batch_inference.runtime import BoundModel, bind_onnx, check_batch, softmax
+from batch_inference.runtime import BoundModel, bind_converted, check_batch, softmax
 from batch_inference.s3io import get_bytes, parse_s3_uri
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def load_model(client, spec: ModelSpec, batch_size: int, image_size: int) -> Bou
             if spec.onnx_uri is None:
                 raise ModelLoadError(f"runtime {spec.runtime} has no converted model to load")
             weights = fetch_verified(client, spec.onnx_uri, spec.onnx_sha256, "the ONNX model")
-            model = bind_onnx(spec, weights, labels, batch_size, image_size)
+            model = bind_converted(spec, weights, labels, batch_size, image_size)
         _CACHE.clear()  # one model per worker: a new job's model replaces the old one
         _CACHE[key] = model
         log.info(

@@ -73,11 +73,11 @@ def build_parser(with_image: bool = True) -> argparse.ArgumentParser:
         "--runtime",
         choices=RUNTIMES,
         default="mxnet",
-        help="mxnet: the symbol and params; onnxruntime: the converted model of --model-onnx "
-        "(default: mxnet)",
+        help="mxnet: the symbol and params; onnxruntime or openvino: the converted model of "
+        "--model-onnx (default: mxnet)",
     )
     runtime.add_argument(
-        "--model-onnx", metavar="URI", help="s3:// URI of the converted model (runtime onnxruntime)"
+        "--model-onnx", metavar="URI", help="s3:// URI of the converted model (runtime onnxruntime, openvino)"
     )
     runtime.add_argument(
         "--model-onnx-sha256", metavar="HEX", help="Hex SHA-256 the converted model must have"
@@ -98,8 +98,11 @@ def build_parser(with_image: bool = True) -> argparse.ArgumentParser:
 
 def settings_of(args: argparse.Namespace) -> OnlineSettings:
     """The settings of parsed arguments (``ValueError`` when inconsistent)."""
-    if (args.runtime == "onnxruntime") != (args.model_onnx is not None):
-        raise ValueError("--model-onnx is needed with --runtime onnxruntime, and only with it")
+    if (args.runtime != "mxnet") != (args.model_onnx is not None):
+        raise ValueError(
+            f"--model-onnx is needed with --runtime {args.runtime}, and only with a runtime other "
+            "than mxnet"
+        )
     spec = dataclasses.replace(
         model_spec(args),
         runtime=args.runtime,

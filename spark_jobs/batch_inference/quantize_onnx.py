@@ -38,7 +38,7 @@ from batch_inference.quantize import (
     calibration_source,
     read_record,
 )
-from batch_inference.runtime import BoundModel, bind_onnx
+from batch_inference.runtime import BoundModel, bind_converted
 from batch_inference.s3io import parse_s3_uri, put_bytes
 
 log = logging.getLogger(__name__)
@@ -168,8 +168,8 @@ def onnx_int8(
 
     def bind_both(batch: int, size: int) -> tuple[BoundModel, BoundModel]:
         return (
-            bind_onnx(spec, fp32, labels, batch, size),
-            bind_onnx(int8_spec, int8, labels, batch, size),
+            bind_converted(spec, fp32, labels, batch, size),
+            bind_converted(int8_spec, int8, labels, batch, size),
         )
 
     return int8_spec, bind_both

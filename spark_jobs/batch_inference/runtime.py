@@ -7,9 +7,15 @@ load_model` returns one for a :class:`~batch_inference.config.ModelSpec` whateve
 
 * ``mxnet``: the symbol and params bound by MXNet (:class:`batch_inference.model.LoadedModel`);
 * ``onnxruntime``: the MXNet model converted once to ONNX (:mod:`batch_inference.convert`) and run
-  by ONNX Runtime's CPU execution provider (:class:`OnnxModel`). Its threads are the job's
-  ``--omp-threads`` (``OMP_NUM_THREADS``, which :func:`batch_inference.model.set_omp_threads`
-  fixes), as MXNet's are.
+  by ONNX Runtime's CPU execution provider (:class:`OnnxModel`);
+* ``openvino``: the same ONNX file compiled by OpenVINO for the CPU (:class:`OpenVinoModel`), in
+  fp32 arithmetic (OpenVINO would otherwise run bf16 on CPUs that have it: a precision trade-off
+  no agreement gate has measured).
+
+The converted runtimes take an int8 model the same way: the converted model quantized by ONNX
+Runtime's static quantizer (QDQ, :mod:`batch_inference.quantize_onnx`), which OpenVINO runs with
+its own int8 kernels. Their threads are the job's ``--omp-threads`` (``OMP_NUM_THREADS``, which
+:func:`batch_inference.model.set_omp_threads` fixes), as MXNet's are.
 """
 
 from __future__ import annotations
@@ -124,3 +130,84 @@ def bind_onnx(
         session=session,
         outputs_probabilities=metadata.get(PROBABILITIES_KEY) == "true",
     )
+
+
+@dataclass
+class OpenVinoModel:
+    """An ONNX model compiled by OpenVINO for the CPU, called like the MXNet one."""
+
+    spec: ModelSpec
+    labels: list[str]
+    batch_size: int
+    image_size: int
+    compiled: Any
+    outputs_probabilities: bool
+
+    @property
+    def num_classes(self) -> int:
+        """Number of output classes (equals the number of labels)."""
+        return len(self.labels)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, classes)`` for ``n <= batch_size`` images ``(n, 3, S, S)``
+        (the batch axis stays dynamic: a short batch is not padded)."""
+        check_batch(batch.shape[0], self.batch_size)
+        outputs = self.compiled(np.ascontiguousarray(batch, dtype=np.float32))[0]
+        return outputs.astype(np.float64) if self.outputs_probabilities else softmax(outputs)
+
+
+def bind_openvino(
+    spec: ModelSpec, model: bytes, labels: list[str], batch_size: int, image_size: int
+) -> OpenVinoModel:
+    """The ONNX file ``model`` read and compiled by OpenVINO for the CPU, checked against the labels
+    and the input the job feeds (no S3 access)."""
+    import openvino as ov
+
+    core = ov.Core()
+    try:
+        graph = core.read_model(model=model, weights=b"")  # ONNX bytes: read_model infers it
+        inputs = {port.get_any_name(): port for port in graph.inputs}
+        if spec.input_name not in inputs:
+            raise ModelLoadError(
+                f"--input-name {spec.input_name!r} is not an input of the ONNX model "
+                f"{spec.onnx_uri} (inputs: {', '.join(inputs)})"
+            )
+        classes = graph.outputs[0].get_partial_shape()[-1]
+        if classes.is_static and classes.get_length() != len(labels):
+            raise ModelLoadError(
+                f"--model-labels {spec.labels_uri} has {len(labels)} labels "
+                f"but the ONNX model outputs {classes.get_length()} classes"
+            )
+        path = ["framework", PROBABILITIES_KEY]  # where OpenVINO keeps ONNX's metadata_props
+        probabilities = graph.has_rt_info(path) and graph.get_rt_info(path).astype(str) == "true"
+        config = {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+        }
+        if omp_threads():
+            config["INFERENCE_NUM_THREADS"] = omp_threads()
+        compiled = core.compile_model(graph, "CPU", config)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the ONNX model {spec.onnx_uri}: {exc}") from None
+    return OpenVinoModel(
+        spec=spec,
+        labels=labels,
+        batch_size=batch_size,
+        image_size=image_size,
+        compiled=compiled,
+        outputs_probabilities=probabilities,
+    )
+
+
+#: runtime -> the function that binds a converted (ONNX) model for it
+CONVERTED_BINDERS = {"onnxruntime": bind_onnx, "openvino": bind_openvino}
+
+
+def bind_converted(
+    spec: ModelSpec, model: bytes, labels: list[str], batch_size: int, image_size: int
+) -> BoundModel:
+    """The converted model ``model`` (ONNX bytes) bound by ``spec.runtime``."""
+    return CONVERTED_BINDERS[spec.runtime](spec, model, labels, batch_size, image_size)

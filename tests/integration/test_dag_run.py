@@ -37,10 +37,10 @@ def staged(bucket, s3_env, digits_model) -> dict:
     return {"conf": conf, "objects": objects, "bucket": bucket}
 
 
-@pytest.mark.parametrize(("runtime", "days"), [("mxnet", 0), ("onnxruntime", 3)])
+@pytest.mark.parametrize(("runtime", "days"), [("mxnet", 0), ("onnxruntime", 3), ("openvino", 4)])
 def test_demo_dag_publishes_one_row_per_image(demo_dag, staged, s3_env, runtime, days):
-    """With either runtime (onnxruntime: the driver converts the MXNet model and gates it on the
-    run's images first, and the summary says so)."""
+    """With each runtime (onnxruntime, openvino: the driver converts the MXNet model and gates it
+    on the run's images first, and the summary says so)."""
     conf = {**staged["conf"], "model": {**staged["conf"]["model"], "runtime": runtime}}
     run = demo_dag.test(logical_date=LOGICAL_DATE + dt.timedelta(days=days), run_conf=conf)
     states = task_states(run)
@@ -75,8 +75,8 @@ def test_demo_dag_publishes_one_row_per_image(demo_dag, staged, s3_env, runtime,
     assert summary["errors"] == 1
     assert summary["run_id"] == run.run_id
     assert (summary["runtime"], summary["precision"], summary["engine"]) == (runtime, "fp32", "rdd")
-    # onnxruntime: the converted model's top-1 equals MXNet's on this run's images
-    assert summary["conversion_top1_agreement"] == (1.0 if runtime == "onnxruntime" else None)
+    # a converted runtime: the converted model's top-1 equals MXNet's on this run's images
+    assert summary["conversion_top1_agreement"] == (None if runtime == "mxnet" else 1.0)
     assert spark_processes() == []
 
 

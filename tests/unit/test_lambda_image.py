@@ -80,7 +80,8 @@ def test_the_mxnet_image_installs_the_jobs_pins():
     image, constraints = pins(requirements), pins(REPO_ROOT / "constraints.txt")
     job = pins(REPO_ROOT / "requirements-job.txt")
     # the udf engine's, and the other runtime's and its quantizer's: not used online
-    assert set(job) - set(image) == {"pandas", "pyarrow", "onnx", "onnxruntime", "ml_dtypes"}
+    converted = {"onnx", "onnxruntime", "ml_dtypes", "openvino", "openvino-telemetry"}
+    assert set(job) - set(image) == {"pandas", "pyarrow", *converted}
     for name, version in image.items():
         if name in OLDER_IN_IMAGE:
             assert version != constraints[name] and f"{name}: {version}" in requirements.read_text()
@@ -92,10 +93,12 @@ def test_the_mxnet_image_installs_the_jobs_pins():
 
 def test_the_onnxruntime_image_installs_the_emr_7_13_nodes_pins_and_no_mxnet():
     """The same runtime as the batch job on emr-7.13.0, at the same versions (what the nodes
-    install, the twin tests); no MXNet, and no converter (the model comes converted)."""
+    install, the twin tests); no MXNet, no other runtime, and no converter (the model comes
+    converted)."""
     image = pins(installed_requirements("onnxruntime"))
     nodes = pins(REPO_ROOT / "include" / "bootstrap" / "requirements-emr-7.13.0.txt")
-    assert image == {name: version for name, version in nodes.items() if name != "pip"}
+    others = {"pip", "openvino", "openvino-telemetry"}
+    assert image == {name: version for name, version in nodes.items() if name not in others}
     assert not {"mxnet", "onnx", "ml_dtypes"} & set(image)
     assert instructions("onnxruntime", "ENV") == ["RUNTIME=onnxruntime"]
 

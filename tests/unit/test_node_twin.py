@@ -70,6 +70,7 @@ def test_a_current_release_twin_reports_its_runtime_at_the_bootstrap_pins():
     assert node_twin.release_requirements(EMR_7_13_0).name == "requirements-emr-7.13.0.txt"
     assert expected_versions(EMR_7_13_0, text) == {
         "onnxruntime": "1.32.0",  # no MXNet application: every package is the bootstrap's pin
+        "openvino": "2026.4.1",  # x86_64, as this machine and the priced instance types
         "numpy": "2.4.6",
         "pillow": "13.0.0",
         "boto3": "1.43.117",

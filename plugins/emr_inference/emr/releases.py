@@ -92,14 +92,16 @@ EMR_7_13_0 = EmrRelease(
     label="emr-7.13.0",
     python="3.11",
     spark="3.5.6",
-    # No MXNet application (EMR's last is emr-7.2.0's): the job runs ONNX Runtime from its own pins.
+    # No MXNet application (EMR's last is emr-7.2.0's): the job runs ONNX Runtime or OpenVINO from
+    # its own pins (OpenVINO on x86_64 only: its aarch64 wheels need glibc 2.35, Amazon Linux 2023
+    # has 2.34).
     application_packages=MappingProxyType({}),
     # Amazon Linux 2023's python3.11 RPM: the interpreter alone (its python3.11-* packages are not
     # installed on EMR nodes), so nothing of it competes with the job's pins.
     system_packages=MappingProxyType({}),
     base_python="/usr/bin/python3.11",
     applications=("Spark",),
-    runtimes=("onnxruntime",),
+    runtimes=("onnxruntime", "openvino"),
     requirements="requirements-emr-7.13.0.txt",
     sources=(
         "EMR Release Guide, 'Spark release history': emr-7.13.0 Spark 3.5.6-amzn-2",

@@ -30,7 +30,7 @@ SSE_MODES = ("none", "AES256", "aws:kms")
 PRECISIONS = ("fp32", "int8")
 #: What runs the model's forward (:mod:`batch_inference.runtime`): MXNet itself, or ONNX Runtime
 #: on the MXNet model converted once (:mod:`batch_inference.convert`).
-RUNTIMES = ("mxnet", "onnxruntime")
+RUNTIMES = ("mxnet", "onnxruntime", "openvino")
 #: ``rdd``: :mod:`batch_inference.job`'s mapPartitions; ``predict_batch_udf``:
 #: :mod:`batch_inference.dataframe_engine`. Same input, same output contract.
 ENGINES = ("rdd", "predict_batch_udf")
@@ -219,8 +219,9 @@ SETTINGS: tuple[JobSetting, ...] = (
     JobSetting("model.input_name", "--input-name", "model.input_name",
                "Name of the symbol's data input", MODEL, default="data", shapes_rows=True),
     JobSetting("model.runtime", "--runtime", "model.runtime",
-               "What runs the forward: mxnet, or onnxruntime on the MXNet model converted once to "
-               "ONNX and gated by top-1 agreement with MXNet (batch_inference.convert)", MODEL,
+               "What runs the forward: mxnet, or onnxruntime or openvino on the MXNet model "
+               "converted once to ONNX and gated by top-1 agreement with MXNet "
+               "(batch_inference.convert)", MODEL,
                default="mxnet", choices=RUNTIMES, shapes_rows=True, added_later=True),
     JobSetting("model.image_size", "--image-size", "preprocess.image_size",
                "Square input side in pixels", PREPROCESSING, kind=INT, default=224,

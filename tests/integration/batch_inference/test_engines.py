@@ -255,25 +255,24 @@ def test_both_engines_agree_in_int8(s3, data, digits, zip_path):
     ]
 
 
-def test_onnxruntime_rows_answer_as_mxnets_do(s3, data, digits, zip_path):
-    """runtime onnxruntime: the driver converts the trained digits CNN once and the rows (here
-    through the DataFrame engine; the rdd engine in make rehearse) have MXNet's top-k labels, in
-    order, with probabilities within 1e-5; error rows are the same rows."""
+def test_the_converted_runtimes_rows_answer_as_mxnets_do(s3, data, digits, zip_path):
+    """runtime onnxruntime (through the DataFrame engine) and openvino (the rdd engine): the
+    driver converts the trained digits CNN once and the rows have MXNet's top-k labels, in order,
+    with probabilities within 1e-5; error rows are the same rows."""
     pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
     cache = f"--conversion-cache=s3://{data['bucket']}/converted/"
     mxnet_rows, _, _ = run_digits(s3, data, digits, zip_path, "mxnet", "--engine", "rdd")
-    onnx_rows, onnx_metrics, _ = run_digits(
-        s3, data, digits, zip_path, "onnx", "--runtime", "onnxruntime", cache,
-        "--engine", "predict_batch_udf",
-    )  # fmt: skip
-    assert [row["key"] for row in onnx_rows] == [row["key"] for row in mxnet_rows]
-    assert len(onnx_rows) == 48 and any(row["error"] for row in onnx_rows)
-    for mine, theirs in zip(onnx_rows, mxnet_rows, strict=True):
-        assert mine["error"] == theirs["error"]
-        assert [p["label"] for p in mine["top_k"]] == [p["label"] for p in theirs["top_k"]]
-        for ours, reference in zip(mine["top_k"], theirs["top_k"], strict=True):
-            assert abs(ours["probability"] - reference["probability"]) < 1e-5
-    assert {(m["runtime"], m["engine"]) for m in onnx_metrics} == {
-        ("onnxruntime", "predict_batch_udf")
-    }
-    assert {m["conversion_top1_agreement"] for m in onnx_metrics} == {1.0}
+    for runtime, engine in (("onnxruntime", "predict_batch_udf"), ("openvino", "rdd")):
+        rows, metrics, _ = run_digits(
+            s3, data, digits, zip_path, runtime, "--runtime", runtime, cache, "--engine", engine
+        )
+        assert [row["key"] for row in rows] == [row["key"] for row in mxnet_rows]
+        assert len(rows) == 48 and any(row["error"] for row in rows)
+        for mine, theirs in zip(rows, mxnet_rows, strict=True):
+            assert mine["error"] == theirs["error"]
+            assert [p["label"] for p in mine["top_k"]] == [p["label"] for p in theirs["top_k"]]
+            for ours, reference in zip(mine["top_k"], theirs["top_k"], strict=True):
+                assert abs(ours["probability"] - reference["probability"]) < 1e-5
+        assert {(m["runtime"], m["engine"]) for m in metrics} == {(runtime, engine)}
+        assert {m["conversion_top1_agreement"] for m in metrics} == {1.0}

@@ -177,3 +177,32 @@ def test_without_mxnet_a_cached_conversion_is_used_and_a_missing_one_is_named(ru
     client.put_object(Bucket=bucket, Key=key, Body=json.dumps(record))
     with pytest.raises(JobFailed, match=r"on 50\.00% of 256 images of s3://elsewhere/manifest"):
         convert.prepare_runtime(client, config, manifest)
+
+
+def test_openvino_runs_the_same_converted_model_and_answers_as_mxnet_does(run):
+    """runtime openvino: the one conversion both converted runtimes share (the key has no
+    runtime), gated again with OpenVINO's own forward; in fp32, MXNet's probabilities."""
+    pytest.importorskip("openvino", reason="emr-7.2.0 EMR nodes lack it")
+    from batch_inference.runtime import OpenVinoModel
+
+    client, config, manifest, bucket = run
+    onnx_ready = convert.prepare_runtime(client, config, manifest)
+    openvino = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, runtime="openvino")
+    )
+    ready = convert.prepare_runtime(client, openvino, manifest)
+    assert ready.conversion_agreement == 1.0 and ready.model.runtime == "openvino"
+    assert ready.model.onnx_uri == onnx_ready.model.onnx_uri  # converted once
+    assert len(cache_entries(client, bucket)) == 2  # conversion.json, model.onnx
+
+    model = load_model(client, ready.model, 32, config.preprocess.image_size)
+    assert isinstance(model, OpenVinoModel)
+    tensors = decode_sample(client, middle_keys(client, manifest, 64), config, "test")
+    source = convert.MxnetModel.fetch(client, dataclasses.replace(config.model, runtime="mxnet"))
+    mxnet_model = bind_model(
+        source.spec, source.symbol.decode(), source.params, source.labels, 32, 32
+    )
+    for start in range(0, len(tensors), 32):
+        batch = tensors[start : start + 32]
+        np.testing.assert_allclose(model.predict(batch), mxnet_model.predict(batch), atol=1e-5)
+    assert model.predict(tensors[:3]).shape == (3, 10)  # a short batch, not padded

@@ -350,12 +350,13 @@ def converted_tiny_model(online: dict) -> tuple[str, str]:
     return f"s3://{bucket}/converted/model.onnx", sha256_hex(onnx)
 
 
-def test_the_converted_model_answers_online_without_mxnet(online):
-    """--runtime onnxruntime: the row of the MXNet model, computed with MXNet unimportable (as in
-    a Lambda image that ships ONNX Runtime alone)."""
-    pytest.importorskip("onnxruntime", reason="emr-7.2.0 EMR nodes lack it")
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_the_converted_model_answers_online_without_mxnet(online, runtime):
+    """--runtime onnxruntime or openvino: the row of the MXNet model, computed with MXNet
+    unimportable (as in a Lambda image that ships ONNX Runtime alone)."""
+    pytest.importorskip(runtime, reason="emr-7.2.0 EMR nodes lack it")
     uri, digest = converted_tiny_model(online)
-    args = [online["uris"]["good"], "--runtime", "onnxruntime", "--model-onnx", uri,
+    args = [online["uris"]["good"], "--runtime", runtime, "--model-onnx", uri,
             "--model-onnx-sha256", digest]  # fmt: skip
     code = (
         "import sys; sys.modules['mxnet'] = None  # import mxnet now raises ImportError\n"
@@ -367,6 +368,9 @@ def test_the_converted_model_answers_online_without_mxnet(online):
 
     wrong = cli(online, *args[:-1], "0" * 64)
     assert wrong.returncode == 1 and "sha256 mismatch for the ONNX model" in wrong.stderr
-    lacking = cli(online, args[0], "--runtime", "onnxruntime")
+    lacking = cli(online, args[0], "--runtime", runtime)
     assert lacking.returncode == 2
-    assert "--model-onnx is needed with --runtime onnxruntime, and only with it" in lacking.stderr
+    assert (
+        f"--model-onnx is needed with --runtime {runtime}, and only with a runtime other than "
+        "mxnet" in lacking.stderr
+    )

@@ -49,6 +49,7 @@ def test_a_partition_writes_one_row_per_key_and_its_metrics(setup):
         # None on the emr-7.2.0 node twin (MXNet only)
         "onnxruntime": importlib.util.find_spec("onnxruntime")
         and importlib.metadata.version("onnxruntime"),
+        "openvino": importlib.util.find_spec("openvino") and importlib.metadata.version("openvino"),
         "numpy": np.__version__,
         "pillow": PIL.__version__,
         "boto3": boto3.__version__,

@@ -5,6 +5,7 @@ batch_inference.quantize.prepare_int8)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -111,3 +112,23 @@ def test_without_the_quantizer_a_cached_int8_is_used_and_a_missing_one_is_named(
     monkeypatch.setattr(quantize_onnx, "quantizer_installed", lambda: False)
     found = quantize.prepare_int8(client, config, manifest)
     assert found.model == made.model and found.precision == "int8"
+
+
+def test_openvino_runs_the_same_int8_model_behind_its_own_gate(run):
+    """runtime openvino, precision int8: the one int8 file (ONNX Runtime's QDQ quantization of
+    the shared converted model) run by OpenVINO's int8 kernels, gated on OpenVINO's agreement."""
+    pytest.importorskip("openvino", reason="emr-7.2.0 EMR nodes lack it")
+    from batch_inference.model import load_model
+    from batch_inference.runtime import OpenVinoModel
+
+    client, config, manifest, bucket = run
+    onnx_ready = quantize.prepare_int8(client, config, manifest)
+    openvino = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, runtime="openvino")
+    )
+    ready = quantize.prepare_int8(client, openvino, manifest)
+    assert ready.precision == "int8" and ready.int8_agreement >= 0.97
+    assert ready.model.onnx_uri == onnx_ready.model.onnx_uri  # quantized once
+    assert len(cache_entries(client, bucket)) == 2
+    model = load_model(client, ready.model, 32, config.preprocess.image_size)
+    assert isinstance(model, OpenVinoModel)

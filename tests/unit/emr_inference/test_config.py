@@ -64,13 +64,19 @@ def test_demo_pipeline_is_local_and_small():
         (
             {"cluster": {"release_label": "emr-7.13.0"}},
             "model.runtime",
-            "emr-7.13.0's nodes run onnxruntime, not mxnet (releases that run mxnet: emr-7.2.0)",
+            "emr-7.13.0's nodes run onnxruntime, openvino, not mxnet (releases that run mxnet: "
+            "emr-7.2.0)",
         ),
         (
             {"model": {**MINIMAL["model"], "runtime": "onnxruntime"}},
             "model.runtime",
             "emr-7.2.0's nodes run mxnet, not onnxruntime (releases that run onnxruntime: "
             "emr-7.13.0)",
+        ),
+        (
+            {"model": {**MINIMAL["model"], "runtime": "openvino"}},
+            "model.runtime",
+            "emr-7.2.0's nodes run mxnet, not openvino (releases that run openvino: emr-7.13.0)",
         ),
         (
             {"cluster": {"release_label": "emr-7.3.0"}},

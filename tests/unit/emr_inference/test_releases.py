@@ -60,6 +60,7 @@ def test_the_driver_is_told_the_versions_the_release_installed() -> None:
     assert required_packages(current, new_pins, "onnxruntime") == [
         "onnxruntime==1.32.0", "pillow==13.0.0", "boto3==1.43.117",
     ]  # fmt: skip
+    assert required_packages(current, new_pins, "openvino")[0] == "openvino==2026.4.1"
 
 
 def test_a_current_release_runs_a_maintained_runtime_on_python_3_11() -> None:
@@ -68,7 +69,9 @@ def test_a_current_release_runs_a_maintained_runtime_on_python_3_11() -> None:
     assert (current.python, current.spark, current.base_python) == (
         "3.11", "3.5.6", "/usr/bin/python3.11",
     )  # fmt: skip
-    assert "MXNet" not in current.applications and current.runtimes == ("onnxruntime",)
+    assert "MXNet" not in current.applications
+    assert current.runtimes == ("onnxruntime", "openvino")
+    assert releases_with_runtime("openvino") == ["emr-7.13.0"]
 
 
 def test_the_application_master_label_applies_from_7_2_including_7_10() -> None:
