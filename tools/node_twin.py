@@ -251,12 +251,18 @@ def run(command: list[str], what: str, env: Mapping[str, str] | None = None) -> 
 
 def job_versions(python: Path, packages: Mapping[str, str]) -> dict[str, str]:
     """The Python version and the versions of ``packages`` (distribution -> module) as
-    ``python`` imports them."""
+    ``python`` imports them: each module imported, its version read as a worker reports it
+    (the distribution's metadata, else the module's ``__version__``; OpenVINO's ``__version__``
+    carries its build, ``2026.4.1-22982-...``)."""
     code = (
-        "import importlib, json, platform, sys\n"
+        "import importlib, importlib.metadata as metadata, json, platform, sys\n"
         "found = {'python': platform.python_version()}\n"
         "for dist, module in json.loads(sys.argv[1]).items():\n"
-        "    found[dist] = importlib.import_module(module).__version__\n"
+        "    imported = importlib.import_module(module)\n"
+        "    try:\n"
+        "        found[dist] = metadata.version(dist)\n"
+        "    except metadata.PackageNotFoundError:\n"
+        "        found[dist] = imported.__version__\n"
         "print(json.dumps(found))\n"
     )
     return json.loads(run([str(python), "-c", code, json.dumps(packages)], "reading versions"))
