@@ -2,8 +2,8 @@
 
 Each worker is a fresh process (``OMP_NUM_THREADS`` must be set before MXNet is imported) that
 binds the model with the job's own code (:func:`batch_inference.model.bind_model`, so softmax and
-the bound batch shape are the job's; with ``--runtime onnxruntime`` the model converted by
-:func:`batch_inference.convert.export_onnx` in an ONNX Runtime session, as the job's tasks run it),
+the bound batch shape are the job's; with ``--runtime onnxruntime`` or ``openvino`` the model
+converted by :func:`batch_inference.convert.export_onnx`, bound as the job's tasks bind it),
 feeds a fixed random batch and counts images per second.
 Running ``workers`` of them at once with ``threads`` each reproduces the job's layout on this
 machine: ``local[2]`` runs two tasks at a time, each with ``spark.task.cpus`` (1) MXNet threads.
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+RUNTIMES = ("mxnet", "onnxruntime", "openvino")
 
 
 def measure(
@@ -47,13 +48,13 @@ def measure(
         model = bind_model(spec, symbol_json, params.read_bytes(), labels, batch_size, image_size)
     else:
         from batch_inference.convert import export_onnx
-        from batch_inference.runtime import bind_onnx
+        from batch_inference.runtime import bind_converted
 
         if onnx is not None:
             graph = onnx.read_bytes()
         else:
             graph = export_onnx(symbol_json, params.read_bytes(), "data", image_size)
-        model = bind_onnx(spec, graph, labels, batch_size, image_size)
+        model = bind_converted(spec, graph, labels, batch_size, image_size)
     batch = np.random.default_rng(0).random((batch_size, 3, image_size, image_size), np.float32)
     for _ in range(2):
         model.predict(batch)
@@ -123,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--runtime", choices=("mxnet", "onnxruntime"), default="mxnet")
-    parser.add_argument("--onnx", type=Path, help="an ONNX file to run (onnxruntime)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="mxnet")
+    parser.add_argument("--onnx", type=Path, help="an ONNX file to run (a converted runtime)")
     args = parser.parse_args(argv)
     result = measure(
         args.symbol,

@@ -29,8 +29,9 @@
 10. engines (:mod:`bench.engines`): ``--engine rdd`` and ``--engine predict_batch_udf`` on the
    same photos, model, latency and master, against the bare model, checking that their rows match;
    and the online predictor's cold start, latency and memory;
-11. runtimes (:mod:`bench.runtimes`): ``--runtime onnxruntime`` against ``--runtime mxnet`` in fp32,
-   bare forward and whole job on the same photos, and their top-1 agreement on the trained digits.
+11. runtimes (:mod:`bench.runtimes`): ``--runtime onnxruntime`` and ``openvino`` against
+   ``--runtime mxnet`` in fp32 and int8, bare forward and whole job on the same photos, and their
+   top-1 agreement with MXNet fp32 on the trained digits.
 
 Logs (one per spark-submit) stay in the work directory printed at the start.
 """

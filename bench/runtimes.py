@@ -19,9 +19,12 @@ from bench.engines import online_figures, rows_of
 from bench.latency_proxy import LatencyProxy
 from bench.model_throughput import run_workers
 
-RUNTIMES = ("mxnet", "onnxruntime")
+RUNTIMES = ("mxnet", "onnxruntime", "openvino")
+#: the runtimes with an online predictor image (docker/lambda*/)
+ONLINE = ("mxnet", "onnxruntime")
 #: the distribution of each runtime, whose installed size an image carries
-DISTRIBUTIONS = {"mxnet": "mxnet", "onnxruntime": "onnxruntime"}
+DISTRIBUTIONS = {"mxnet": "mxnet", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+PRECISIONS = ("fp32", "int8")
 
 
 def installed_mb(distribution: str) -> float:
@@ -64,7 +67,7 @@ def digits_runtime_agreement(workdir: Path, held_out: int = 1000) -> dict[str, f
     from batch_inference.config import ModelSpec
     from batch_inference.convert import export_onnx
     from batch_inference.model import bind_model
-    from batch_inference.runtime import bind_onnx
+    from batch_inference.runtime import bind_converted
 
     from bench.int8 import quantized_files
     from tools.demo.images import TRAIN_COUNT
@@ -77,7 +80,7 @@ def digits_runtime_agreement(workdir: Path, held_out: int = 1000) -> dict[str, f
     names, size = model.labels(), preprocess.image_size
     symbol_path, params_path = model.symbol_path, model.params_path
     mxnet_spec = ModelSpec("d", "", "", "")
-    onnx_spec = ModelSpec("d", "", "", "", runtime="onnxruntime")
+    fp32_onnx = export_onnx(symbol_path.read_text(), params_path.read_bytes(), "data", size)
     int8_symbol, int8_params = quantized_files(
         symbol_path, params_path, calibration, workdir / "digits-runtimes-int8"
     )
@@ -91,14 +94,17 @@ def digits_runtime_agreement(workdir: Path, held_out: int = 1000) -> dict[str, f
         "mxnet int8": bind_model(
             mxnet_spec, int8_symbol.read_text(), int8_params.read_bytes(), names, 50, size
         ),
-        "onnxruntime fp32": bind_onnx(
-            onnx_spec,
-            export_onnx(symbol_path.read_text(), params_path.read_bytes(), "data", size),
-            names,
-            50,
-            size,
-        ),
-        "onnxruntime int8": bind_onnx(onnx_spec, int8_onnx.read_bytes(), names, 50, size),
+        **{
+            f"{runtime} {precision}": bind_converted(
+                ModelSpec("d", "", "", "", runtime=runtime),
+                fp32_onnx if precision == "fp32" else int8_onnx.read_bytes(),
+                names,
+                50,
+                size,
+            )
+            for runtime in RUNTIMES[1:]
+            for precision in PRECISIONS
+        },
     }
     top1 = {
         name: np.concatenate(
@@ -127,14 +133,16 @@ def compare_runtimes(bench: Any) -> list[tuple[str, str]]:
     layout = (WORKERS, TASK_THREADS, BATCH_SIZE)
     bare = {
         ("mxnet", "fp32"): run_workers(*files, *layout, seconds=seconds),
-        ("onnxruntime", "fp32"): run_workers(
-            *files, *layout, seconds=seconds, runtime="onnxruntime"
-        ),
         ("mxnet", "int8"): run_workers(*int8_files, *layout, seconds=seconds),
-        ("onnxruntime", "int8"): run_workers(
-            *files, *layout, seconds=seconds, runtime="onnxruntime", onnx=int8_onnx
-        ),
-    }
+        **{
+            (runtime, precision): run_workers(
+                *files, *layout, seconds=seconds, runtime=runtime,
+                onnx=int8_onnx if precision == "int8" else None,
+            )
+            for runtime in RUNTIMES[1:]
+            for precision in PRECISIONS
+        },
+    }  # fmt: skip
     n = bench.sizes.photos
     bench.photos_manifest = bench.photos_manifest or bench.manifest(bench.photos, "photos")
     tasks = {}
@@ -159,7 +167,7 @@ def compare_runtimes(bench: Any) -> list[tuple[str, str]]:
     }
     size = {runtime: installed_mb(DISTRIBUTIONS[runtime]) for runtime in RUNTIMES}
     lines = []
-    for runtime in RUNTIMES:
+    for runtime in ONLINE:
         cold, warm = online[runtime]["cold_seconds"], online[runtime]["warm_seconds"] * 1000
         lines.append(
             (f"  online predictor ({runtime}), ResNet-18, batch 1, 1 thread: cold start / warm "
@@ -171,25 +179,31 @@ def compare_runtimes(bench: Any) -> list[tuple[str, str]]:
     def ratio(figures: dict, a: tuple[str, str], b: tuple[str, str]) -> str:
         return f"{figures[a] / figures[b]:.2f}x ({figures[a]:.1f} vs {figures[b]:.1f} img/s)"
 
-    ort, mx = "onnxruntime", "mxnet"
+    mx = "mxnet"
     job = f"{n} JPEGs, +{LATENCY_SECONDS * 1000:.0f} ms/request"
     digit_rows = [
         (f"  digits CNN trained here, {digits['images']} held-out digits: top-1 agreement with "
          f"mxnet fp32, {name}", f"{digits[f'{name} agreement']:.1%} (accuracy "
          f"{digits[f'{name} accuracy']:.1%}; mxnet fp32 {digits['mxnet fp32 accuracy']:.1%})")
-        for name in ("onnxruntime fp32", "onnxruntime int8", "mxnet int8")
+        for name in (*(f"{r} {p}" for r in RUNTIMES[1:] for p in PRECISIONS), "mxnet int8")
     ]  # fmt: skip
-    return [
-        ("11 bare forward onnxruntime / mxnet, fp32, job layout (ResNet-18)",
-         ratio(bare, (ort, "fp32"), (mx, "fp32"))),
-        ("  bare forward onnxruntime / mxnet, int8", ratio(bare, (ort, "int8"), (mx, "int8"))),
-        ("  bare forward onnxruntime int8 / onnxruntime fp32",
-         ratio(bare, (ort, "int8"), (ort, "fp32"))),
-        (f"  our job, onnxruntime / mxnet, fp32, {job}",
-         ratio(tasks, (ort, "fp32"), (mx, "fp32")) + " in the tasks"),
-        (f"  our job, onnxruntime / mxnet, int8, {job}",
-         ratio(tasks, (ort, "int8"), (mx, "int8")) + " in the tasks"),
-        ("  our job, onnxruntime int8 / mxnet fp32", ratio(tasks, (ort, "int8"), (mx, "fp32"))),
-        *digit_rows,
-        *lines,
-    ]  # fmt: skip
+    rows = [
+        ("11 bare forward, job layout (ResNet-18): mxnet fp32", f"{bare[mx, 'fp32']:.1f} img/s")
+    ]
+    for runtime in RUNTIMES[1:]:
+        rows += [
+            *((f"  bare forward {runtime} / mxnet, {precision}",
+               ratio(bare, (runtime, precision), (mx, precision))) for precision in PRECISIONS),
+            (f"  bare forward {runtime} int8 / {runtime} fp32",
+             ratio(bare, (runtime, "int8"), (runtime, "fp32"))),
+        ]  # fmt: skip
+    for runtime in RUNTIMES[1:]:
+        rows += [
+            (f"  our job, {runtime} / mxnet, fp32, {job}",
+             ratio(tasks, (runtime, "fp32"), (mx, "fp32")) + " in the tasks"),
+            (f"  our job, {runtime} / mxnet, int8", ratio(tasks, (runtime, "int8"), (mx, "int8"))),
+            (f"  our job, {runtime} int8 / mxnet fp32",
+             ratio(tasks, (runtime, "int8"), (mx, "fp32"))),
+        ]  # fmt: skip
+    installed = ", ".join(f"{runtime} {size[runtime]:.0f} MiB" for runtime in RUNTIMES)
+    return [*rows, *digit_rows, *lines, ("  installed size of each runtime", installed)]
