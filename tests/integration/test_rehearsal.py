@@ -111,7 +111,7 @@ def test_the_onnx_pipeline_rehearses_int8_on_its_node_twin() -> None:
         out,
     )
     assert made_by and 50 <= float(made_by.group(1)) < 100, out[-3000:]
-    assert "onnxruntime 1.32.0, pillow 13.0.0, python 3.11." in out  # the node twin's workers
+    assert "onnxruntime 1.32.0, openvino 2026.4.1, pillow 13.0.0, python 3.11." in out  # the twin
 
 
 def test_the_old_settings_fail_every_task_as_on_emr(old_cifar: Path, tmp_path: Path) -> None:
