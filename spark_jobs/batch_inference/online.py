@@ -77,7 +77,9 @@ def build_parser(with_image: bool = True) -> argparse.ArgumentParser:
         "--model-onnx (default: mxnet)",
     )
     runtime.add_argument(
-        "--model-onnx", metavar="URI", help="s3:// URI of the converted model (runtime onnxruntime, openvino)"
+        "--model-onnx",
+        metavar="URI",
+        help="s3:// URI of the converted model (runtime onnxruntime, openvino)",
     )
     runtime.add_argument(
         "--model-onnx-sha256", metavar="HEX", help="Hex SHA-256 the converted model must have"

@@ -64,14 +64,15 @@ def check_batch(count: int, batch_size: int) -> None:
 
 
 @dataclass
-class OnnxModel:
-    """An ONNX model in an ONNX Runtime session (CPU), called like the MXNet one."""
+class ConvertedModel:
+    """A converted (ONNX) model bound by a runtime other than MXNet, called like the MXNet one:
+    the graph's batch axis is dynamic, so a short batch is not padded."""
 
     spec: ModelSpec
     labels: list[str]
     batch_size: int
     image_size: int
-    session: Any
+    #: the graph ends in a softmax (its metadata says so): no softmax is applied again
     outputs_probabilities: bool
 
     @property
@@ -80,12 +81,25 @@ class OnnxModel:
         return len(self.labels)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(n, classes)`` for ``n <= batch_size`` images ``(n, 3, S, S)``
-        (the converted graph's batch axis is dynamic: a short batch is not padded)."""
+        """Class probabilities ``(n, classes)`` for ``n <= batch_size`` images ``(n, 3, S, S)``."""
         check_batch(batch.shape[0], self.batch_size)
-        inputs = {self.spec.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
-        outputs = self.session.run(None, inputs)[0]
+        outputs = self.forward(np.ascontiguousarray(batch, dtype=np.float32))
         return outputs.astype(np.float64) if self.outputs_probabilities else softmax(outputs)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """The graph's output for a float32 batch (the runtime's call)."""
+        raise NotImplementedError
+
+
+@dataclass
+class OnnxModel(ConvertedModel):
+    """An ONNX model in an ONNX Runtime session (CPU)."""
+
+    session: Any
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """The session's first output."""
+        return self.session.run(None, {self.spec.input_name: batch})[0]
 
 
 def omp_threads() -> int:
@@ -133,27 +147,14 @@ def bind_onnx(
 
 
 @dataclass
-class OpenVinoModel:
-    """An ONNX model compiled by OpenVINO for the CPU, called like the MXNet one."""
+class OpenVinoModel(ConvertedModel):
+    """An ONNX model compiled by OpenVINO for the CPU."""
 
-    spec: ModelSpec
-    labels: list[str]
-    batch_size: int
-    image_size: int
     compiled: Any
-    outputs_probabilities: bool
 
-    @property
-    def num_classes(self) -> int:
-        """Number of output classes (equals the number of labels)."""
-        return len(self.labels)
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(n, classes)`` for ``n <= batch_size`` images ``(n, 3, S, S)``
-        (the batch axis stays dynamic: a short batch is not padded)."""
-        check_batch(batch.shape[0], self.batch_size)
-        outputs = self.compiled(np.ascontiguousarray(batch, dtype=np.float32))[0]
-        return outputs.astype(np.float64) if self.outputs_probabilities else softmax(outputs)
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """The compiled model's first output."""
+        return self.compiled(batch)[0]
 
 
 def bind_openvino(
