@@ -244,11 +244,11 @@ def int8_gate(config: JobConfig, int8_spec: ModelSpec, agreement: float, images:
     ``--int8-min-agreement``; else in fp32 with ``--int8-fallback``, or :class:`JobFailed`."""
     settings = config.int8
     log.info(
-        "int8: %s top-1 agreement with fp32 %.2f%% on %d images of this run (minimum %.2f%%)",
-        config.model.runtime,
+        "int8: top-1 agreement with fp32 %.2f%% on %d images of this run (minimum %.2f%%; %s)",
         agreement * 100,
         images,
         settings.min_agreement * 100,
+        config.model.runtime,
     )
     if agreement >= settings.min_agreement:
         return dataclasses.replace(
