@@ -28,7 +28,7 @@ ENGINES = ("rdd", "predict_batch_udf")
 def rows_of(bench: Any, name: str) -> list[dict]:
     """The rows a job run wrote under ``<output bucket>/<name>/``, part by part, without their
     ``run_id`` (each run has its own)."""
-    from bench.run_all import OUTPUT_BUCKET
+    from bench.layout import OUTPUT_BUCKET
 
     client = bench.s3.client()
     rows = []
@@ -105,7 +105,7 @@ def online_figures(
 
 def compare_engines(bench: Any) -> list[tuple[str, str]]:
     """Run both engines and the bare model; the table's ``(name, value)`` lines."""
-    from bench.run_all import BATCH_SIZE, LATENCY_SECONDS, TASK_THREADS, WORKERS
+    from bench.layout import BATCH_SIZE, LATENCY_SECONDS, TASK_THREADS, WORKERS
 
     n = min(bench.sizes.photos, ENGINE_PHOTOS)
     manifest_uri = bench.manifest(bench.photos, "engines", limit=n)

@@ -57,6 +57,16 @@ from bench.image_path import STAGES
 from bench.image_path import measure as measure_image_path
 from bench.int8 import cpu_description, decoded_photos, digits_agreement, quantized_files
 from bench.latency_proxy import LatencyProxy
+from bench.layout import (
+    BATCH_SIZE,
+    HIGH_LATENCY_SECONDS,
+    LATENCY_SECONDS,
+    MASTER,
+    MODELS_BUCKET,
+    OUTPUT_BUCKET,
+    TASK_THREADS,
+    WORKERS,
+)
 from bench.model_throughput import run_workers
 from bench.preloaded_s3 import Dataset, start_preloaded_s3
 from bench.spark_run import (
@@ -72,11 +82,6 @@ from tools.local_s3 import LocalS3
 log = logging.getLogger("bench")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MASTER = "local[2]"
-WORKERS, TASK_THREADS, BATCH_SIZE = 2, 1, 64  # the job's layout under local[2]
-LATENCY_SECONDS = 0.020
-HIGH_LATENCY_SECONDS = 0.100  # benchmark 3b: a slow S3 request (cold objects, another region)
-MODELS_BUCKET, OUTPUT_BUCKET = "models", "output"
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def converted(bench: Any) -> tuple[str, str]:
     """``(uri, sha256)`` of the model the onnxruntime job run converted (its cache record)."""
     import json
 
-    from bench.run_all import OUTPUT_BUCKET
+    from bench.layout import OUTPUT_BUCKET
 
     client = bench.s3.client()
     listing = client.list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="converted/")
@@ -123,7 +123,7 @@ def digits_runtime_agreement(workdir: Path, held_out: int = 1000) -> dict[str, f
 def compare_runtimes(bench: Any) -> list[tuple[str, str]]:
     """(row name, value) of benchmark 11 (``bench`` is :class:`bench.run_all.Bench`)."""
     from bench.int8 import decoded_photos, quantized_files
-    from bench.run_all import BATCH_SIZE, LATENCY_SECONDS, OUTPUT_BUCKET, TASK_THREADS, WORKERS
+    from bench.layout import BATCH_SIZE, LATENCY_SECONDS, OUTPUT_BUCKET, TASK_THREADS, WORKERS
 
     resnet, seconds = bench.resnet, bench.sizes.model_seconds
     files = (resnet.symbol_path, resnet.params_path)

@@ -11,7 +11,7 @@ over that interpreter from the release's hash-pinned requirements (``requirement
    application and system packages installed the way an RPM installs them (``INSTALLER`` = rpm,
    no ``RECORD``: pip cannot remove them);
 2. ``wheelhouse/``: the wheels ``stage_job_artifacts`` would stage for the nodes
-   (:func:`emr_inference.wheelhouse.download_wheels`);
+   (:func:`emr_inference.emr.wheelhouse.download_wheels`);
 3. ``venv/``: made by the bootstrap script itself, ``--base-python usr/bin/python3 --wheelhouse
    wheelhouse/`` with no package index;
 4. Spark of the release's version (pip's ``pyspark`` distribution, shared by every twin of that
@@ -46,9 +46,9 @@ from pathlib import Path
 from batch_inference.environment import BASE_PACKAGES, RUNTIME_PACKAGES
 from emr_inference.artifacts import bootstrap_files
 from emr_inference.emr.releases import DEFAULT_RELEASE, EmrRelease, supported_release
+from emr_inference.emr.wheelhouse import download_wheels
 from emr_inference.local.cluster import SPARK_HOME_ENV
 from emr_inference.pins import pinned_versions
-from emr_inference.wheelhouse import download_wheels
 
 from tools.airflow_env import REPO_ROOT
 

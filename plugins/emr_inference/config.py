@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from emr_inference.backends import REGISTERED, backend_named, check_backend_name
+
 #: An s3:// URI: a bucket name and an optional key (Jinja templates allowed; the rendered URI is
 #: checked strictly by emr_inference.s3 when a run resolves its request).
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
@@ -502,8 +504,10 @@ class PipelineConfig(RequestDefaults):
 
     pipeline: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="The DAG id")
     description: str | None = Field(default=None, description="The DAG's description")
-    backend: Literal["local", "emr"] = Field(
-        default="emr", description="emr: a real EMR cluster; local: Spark standalone here"
+    backend: Annotated[str, AfterValidator(check_backend_name)] = Field(
+        default="emr",
+        description="emr: a real EMR cluster; local: Spark standalone here",
+        json_schema_extra={"enum": sorted(REGISTERED)},
     )
     schedule: str | None = Field(default="@daily", description="Cron or preset; null = manual")
     start_date: dt.date = Field(
@@ -613,40 +617,8 @@ def parse_pipeline(data: Any, source: str, default_name: str | None = None) -> P
         config = PipelineConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(format_errors(error, source)) from None
-    if config.backend == "emr":
-        check_cluster_fits(config.model_dump(mode="json"), source)
+    backend_named(config.backend).check_request(config.model_dump(mode="json"), source)
     return config
-
-
-def check_cluster_fits(values: dict[str, Any], source: str) -> None:
-    """ConfigError naming the field when the executors cannot run on the EMR cluster's nodes or
-    their Python workers cannot hold the model (:mod:`emr_inference.emr.sizing`), or the engine
-    needs packages the EMR bootstrap does not install."""
-    from emr_inference.emr.releases import releases_with_runtime, supported_release
-    from emr_inference.emr.sizing import SizingError, check_sizing
-
-    label, runtime = values["cluster"]["release_label"], values["model"]["runtime"]
-    try:
-        release = supported_release(label)
-    except KeyError as error:
-        raise ConfigError(f"{source}: {error.args[0]}") from None
-    if runtime not in release.runtimes:
-        raise ConfigError(
-            f"{source}: model.runtime: {release.label}'s nodes run {', '.join(release.runtimes)}, "
-            f"not {runtime} (releases that run {runtime}: "
-            f"{', '.join(releases_with_runtime(runtime))})"
-        )
-    if values.get("engine") == "predict_batch_udf":
-        raise ConfigError(
-            f"{source}: engine: predict_batch_udf needs pandas and pyarrow on the nodes, which "
-            "the EMR bootstrap (include/bootstrap/requirements-emr.txt) does not install; "
-            "use engine rdd with backend emr"
-        )
-
-    try:
-        check_sizing(values)
-    except SizingError as error:
-        raise ConfigError(f"{source}: {error}") from None
 
 
 def load_pipeline(path: str | Path) -> PipelineConfig:

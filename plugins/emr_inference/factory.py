@@ -1,7 +1,7 @@
 """Build one DAG per pipeline YAML file.
 
-Every pipeline has the same task graph; the backend (``emr`` or ``local``) picks the operator
-classes of the four cluster tasks::
+Every pipeline has the same task graph; its backend (:mod:`emr_inference.backends`: ``emr`` or
+``local``) gives the operator classes of the four cluster tasks::
 
     validate_request -> stage_job_artifacts -> stage_manifest (every date) -> plan_run
       -> wait_for_cluster_slot -> create_cluster (setup)
@@ -17,9 +17,10 @@ step, publication and Asset event, and fails alone (:mod:`emr_inference.dates`).
 
 Parsing imports no heavy library: operators import boto3 clients, Spark or MXNet only when they run
 (the S3 hook too; only the emr backend's operators, subclasses of the Amazon provider's, bring
-botocore at parse time: tests/unit/emr_inference/test_dag.py). Each backend has its folder:
-:mod:`emr_inference.emr` and :mod:`emr_inference.local`, each with its cluster helpers
-(``cluster.py``) and its four operators (``operators.py``).
+botocore at parse time: tests/unit/emr_inference/test_dag.py). Each backend has its package:
+:mod:`emr_inference.emr` and :mod:`emr_inference.local`, each with its
+:class:`~emr_inference.backend.Backend` (``backend.py``), its cluster helpers (``cluster.py``) and
+its four operators (``operators.py``).
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, Asset, TriggerRule, chain, task_group
 
 from emr_inference.alerts import lateness_deadline, record_failure
+from emr_inference.backends import backend_named
 from emr_inference.config import ConfigError, PipelineConfig, load_pipeline
 from emr_inference.params import build_params
 
@@ -53,39 +55,6 @@ TEARDOWN_RETRY_POLICY: Mapping[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class Backend:
-    """The operator classes of one backend's cluster tasks, plus extra sensor arguments."""
-
-    create: type
-    submit: type
-    wait: type
-    terminate: type
-    wait_kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-
-def backend_for(config: PipelineConfig) -> Backend:
-    """The operator classes for ``config.backend`` (imported only for the backend in use)."""
-    if config.backend == "emr":
-        from emr_inference.emr import operators as emr
-
-        return Backend(
-            emr.EmrCreateClusterOperator,
-            emr.EmrSubmitStepOperator,
-            emr.EmrInferenceStepSensor,
-            emr.EmrTerminateClusterOperator,
-            wait_kwargs={"deferrable": config.deferrable},
-        )
-    from emr_inference.local import operators as local
-
-    return Backend(
-        local.LocalCreateClusterOperator,
-        local.LocalSubmitStepOperator,
-        local.LocalStepSensor,
-        local.LocalTerminateClusterOperator,
-    )
-
-
 def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
     """The DAG of one pipeline: Params from the config, tasks wired for its backend."""
     from emr_inference.operators.artifacts import StageJobArtifactsOperator
@@ -96,7 +65,7 @@ def build_dag(config: PipelineConfig, source: str | None = None) -> DAG:
     from emr_inference.operators.slots import WaitForClusterSlotSensor
     from emr_inference.operators.validate import ValidateRequestOperator
 
-    backend = backend_for(config)
+    backend = backend_named(config.backend).cluster_tasks(config)
     alerts_settings = config.alerts.model_dump(mode="json") if config.alerts else None
     aws = {"aws_conn_id": config.aws_conn_id}
     doc = f"{config.description or ''}\n\nPipeline file: `{source}`" if source else None

@@ -2,16 +2,17 @@
 
 From the dates' listings (keys, bytes, status) and the request it models:
 
-* throughput = ``estimate.images_per_task_second`` x the tasks that run at once (EMR: executors
-  x tasks per executor, from :mod:`emr_inference.emr.sizing`; local: the workers' cores);
+* throughput = ``estimate.images_per_task_second`` x the tasks that run at once (the backend's
+  :meth:`~emr_inference.backend.Backend.cluster_shape`; EMR: executors x tasks per executor, from
+  :mod:`emr_inference.emr.sizing`; local: the workers' cores);
 * a date's step = ``estimate.step_start_seconds`` + keys / throughput;
 * the range run = one cluster: ``estimate.cluster_start_seconds`` + every pending date's step;
 * the alternative, one run per date = one cluster per pending date, each with its start.
 
 Cluster-hours are billed for every node of the cluster (master, core, task) for the cluster's
-whole life; cost = cluster-hours x the nodes' hourly prices (:mod:`emr_inference.emr.prices`;
-fleets are priced at their first instance type, Spot at on-demand). The local backend costs
-nothing; its plan still gives times.
+whole life; cost = cluster-hours x the nodes' hourly prices (the backend's; EMR:
+:mod:`emr_inference.emr.prices`, fleets priced at their first instance type, Spot at on-demand).
+The local backend costs nothing; its plan still gives times.
 """
 
 from __future__ import annotations
@@ -21,33 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from emr_inference.backend import ClusterShape
+from emr_inference.backends import backend_named
 from emr_inference.dates import PENDING
-from emr_inference.emr import prices
-
-
-@dataclass(frozen=True)
-class NodeGroup:
-    """Nodes of one role, priced at ``hourly_usd`` each (None: not in the price table)."""
-
-    role: str
-    instance_type: str
-    count: int
-    hourly_usd: float | None
-
-
-@dataclass(frozen=True)
-class ClusterShape:
-    """What a cluster is made of and how many inference tasks it runs at once."""
-
-    nodes: list[NodeGroup]
-    task_slots: int
-
-    @property
-    def hourly_usd(self) -> float | None:
-        """The whole cluster per hour, or None when a node type has no price (or locally)."""
-        if not self.nodes or any(group.hourly_usd is None for group in self.nodes):
-            return None
-        return sum(group.count * group.hourly_usd for group in self.nodes)  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -87,31 +64,14 @@ class RunPlan:
 
     def as_xcom(self) -> dict[str, Any]:
         """JSON-compatible form (``plan_run``'s XCom)."""
-        return {**asdict(self), "hourly_usd": self.shape.hourly_usd, "price_source": prices.SOURCE}
-
-
-def _node_groups(cluster: Mapping[str, Any]) -> list[NodeGroup]:
-    groups = []
-    for role in ("master", "core", "task"):
-        node = cluster.get(role)
-        if not node or not node.get("count"):
-            continue
-        name = node["instance_types"][0]
-        price = prices.hourly_price(name)
-        groups.append(NodeGroup(role, name, node["count"], price.total_usd if price else None))
-    return groups
+        fields = asdict(self)
+        price_source = fields["shape"].pop("price_source")
+        return {**fields, "hourly_usd": self.shape.hourly_usd, "price_source": price_source}
 
 
 def cluster_shape(request: Mapping[str, Any]) -> ClusterShape:
-    """The cluster a request gets and the tasks it runs at once."""
-    if request["backend"] == "local":
-        local = request["local"]
-        return ClusterShape([], local["workers"] * local["worker_cores"])
-    from emr_inference.emr.sizing import executor_plan
-
-    plan = executor_plan(request)
-    executors = min(plan.instances, plan.capacity)
-    return ClusterShape(_node_groups(request["cluster"]), executors * plan.concurrent_tasks)
+    """The cluster a request gets and the tasks it runs at once (its backend's answer)."""
+    return backend_named(request["backend"]).cluster_shape(request)
 
 
 def _cost(shape: ClusterShape, seconds: float) -> float | None:
@@ -191,7 +151,7 @@ def format_plan(plan: RunPlan) -> str:
         f"Cluster: {nodes or 'local Spark standalone'}; {plan.shape.task_slots} tasks at once, "
         f"~{plan.images_per_second:g} images/s modelled "
         f"({plan.images_per_task_second:g} per task, estimate.images_per_task_second); "
-        + (f"{_usd(hourly)}/h ({prices.SOURCE})" if hourly is not None else "no price")
+        + (f"{_usd(hourly)}/h ({plan.shape.price_source})" if hourly is not None else "no price")
     )
     lines.append(f"  {'':<14}  {'clusters':>8}  {'wall':>10}  {'cluster-h':>9}  {'cost':>10}")
     for label, s in (("range run", plan.range_run), ("run per date", plan.run_per_date)):

@@ -38,11 +38,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from emr_inference.backends import backend_named
 from emr_inference.config import (
     ConfigError,
     PipelineConfig,
     RequestDefaults,
-    check_cluster_fits,
     format_errors,
 )
 from emr_inference.ownership import OwnershipError, check_disjoint_prefixes
@@ -179,8 +179,7 @@ def resolve_request(
         values = RequestDefaults.model_validate(merged).model_dump(mode="json")
     except ValidationError as error:
         raise ConfigError(_validation_errors(error)) from None
-    if config.backend == "emr":
-        check_cluster_fits(values, "params")
+    backend_named(config.backend).check_request(values, "params")
 
     days = run_dates(values, data_interval_end, config.max_range_dates, partition_key)
     try:

@@ -20,11 +20,19 @@ A run's request has every date under ``dates`` and the first date's locations at
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from batch_inference.contract.s3 import S3Uri, S3UriError
-from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+)
 
+from emr_inference.backends import check_backend_name
 from emr_inference.config import IsoDate, RequestDefaults
 
 
@@ -69,7 +77,7 @@ class ResolvedRequest(RequestDefaults):
     dag_id: str
     run_id: str
     pipeline: str
-    backend: Literal["emr", "local"]
+    backend: Annotated[str, AfterValidator(check_backend_name)]
     # the first date's locations (a date's own request: that date's), rendered and parsed
     partition_date: IsoDate
     input_uri: S3Prefix | None

@@ -3,8 +3,9 @@
 The teardown task stops a run's cluster; the sweeper is for when it could not (the Airflow host
 died, the teardown ran out of retries, the run was marked failed by hand). It works in three steps:
 
-1. list the clusters: :func:`emr_clusters` (live EMR clusters and their tags) and
-   :func:`local_clusters` (every recorded local cluster, see :mod:`emr_inference.local.cluster`);
+1. list the clusters: each backend's :meth:`~emr_inference.backend.Backend.sweep` (EMR: the live
+   clusters and their tags; local: every recorded local cluster) at the targets its
+   :meth:`~emr_inference.backend.Backend.sweep_targets` names;
 2. look up the state of each cluster's DAG run (the operator asks Airflow);
 3. :func:`decide` (pure): which to stop and why. A cluster is ours only when it names its run
    (EMR: all of the tags ``dag_id``, ``run_id``, ``pipeline``, the last equal to the first, and the
@@ -17,10 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from emr_inference.emr.job_flow import RUN_TAG_KEYS
 
 #: DAG run states in which the run may still use its cluster.
 ACTIVE_RUN_STATES = frozenset({"queued", "running"})
@@ -49,6 +47,19 @@ class ClusterRecord:
     def run(self) -> RunKey | None:
         """``(dag_id, run_id)``, or None for a cluster that names no run."""
         return (self.dag_id, self.run_id) if self.dag_id and self.run_id else None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep target's clusters (as a backend lists them) and how to stop one.
+
+    :param pipelines: the dag_ids that are ours (a cluster naming another is never touched); None
+        when every cluster listed is ours (the local state dir holds only clusters we made)
+    """
+
+    clusters: list[ClusterRecord]
+    stop: Callable[[str], None]
+    pipelines: Collection[str] | None
 
 
 @dataclass(frozen=True)
@@ -105,56 +116,3 @@ def run_states(
     """``{(dag_id, run_id): state}`` of every run the alive clusters name, one lookup per run."""
     runs = {cluster.run for cluster in clusters if cluster.alive and cluster.run}
     return {run: lookup(*run) for run in sorted(runs)}
-
-
-# -- EMR ---------------------------------------------------------------------------------------
-
-
-def emr_clusters(client: Any) -> list[ClusterRecord]:
-    """Every live EMR cluster (any owner) with the run its tags name, if they name one."""
-    from emr_inference.emr.cluster import LIVE_CLUSTER_STATES
-
-    records = []
-    paginator = client.get_paginator("list_clusters")
-    for page in paginator.paginate(ClusterStates=LIVE_CLUSTER_STATES):
-        for summary in page["Clusters"]:
-            cluster = client.describe_cluster(ClusterId=summary["Id"])["Cluster"]
-            tags = {tag["Key"]: tag["Value"] for tag in cluster.get("Tags", [])}
-            ours = all(tags.get(key) for key in RUN_TAG_KEYS) and tags["pipeline"] == tags["dag_id"]
-            records.append(ClusterRecord(
-                "emr", summary["Id"], tags["dag_id"] if ours else None,
-                tags["run_id"] if ours else None, alive=True,
-            ))  # fmt: skip
-    return records
-
-
-def stop_emr_cluster(client: Any, cluster_id: str) -> None:
-    """TerminateJobFlows (idempotent on EMR's side)."""
-    client.terminate_job_flows(JobFlowIds=[cluster_id])
-
-
-# -- local -------------------------------------------------------------------------------------
-
-
-def local_clusters(base: Path | None = None) -> list[ClusterRecord]:
-    """Every local cluster recorded under ``base`` (default: the local backend's state dir)."""
-    from emr_inference.local.cluster import live_cluster_tags, recorded_clusters
-
-    live_tags = live_cluster_tags()  # also finds executors left by a dead master or worker
-    return [
-        ClusterRecord(
-            "local",
-            cluster.cluster_id,
-            cluster.dag_id or None,
-            cluster.run_id or None,
-            alive=cluster.cluster_id in live_tags or bool(cluster.live_processes()),
-        )
-        for cluster in recorded_clusters(base)
-    ]
-
-
-def stop_local_cluster(cluster_id: str, base: Path | None = None) -> None:
-    """Stop every process of a recorded local cluster."""
-    from emr_inference.local.cluster import LocalCluster, stop_cluster
-
-    stop_cluster(LocalCluster.load(cluster_id, base))

@@ -2,8 +2,8 @@
 
 One task, :class:`~emr_inference.operators.sweeper.SweepClustersOperator`, every
 :data:`SWEEP_SCHEDULE`: it stops every cluster of the pipelines' backends whose DAG run is
-finished or unknown. The EMR side sweeps the regions of the EMR pipelines' AWS connections; the
-local side sweeps the local backend's state dir when a pipeline uses the local backend.
+finished or unknown, at the targets each backend in use names (EMR: the regions of the EMR
+pipelines' AWS connections; local: the local backend's state dir).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from airflow.sdk import DAG, Param
 
+from emr_inference.backends import backend_named
 from emr_inference.config import PipelineConfig
 
 DAG_ID = "emr_inference_sweeper"
@@ -24,7 +25,13 @@ def build_sweeper_dag(configs: Iterable[PipelineConfig], schedule: str | None = 
     from emr_inference.operators.sweeper import SweepClustersOperator
 
     configs = list(configs)
-    emr = [config for config in configs if config.backend == "emr"]
+    targets = [
+        target
+        for name in sorted({config.backend for config in configs})
+        for target in backend_named(name).sweep_targets(
+            [config for config in configs if config.backend == name]
+        )
+    ]
     with DAG(
         dag_id=DAG_ID,
         description="Stops the clusters of inference runs that are over (the teardown's backstop)",
@@ -41,9 +48,7 @@ def build_sweeper_dag(configs: Iterable[PipelineConfig], schedule: str | None = 
     ) as dag:
         SweepClustersOperator(
             task_id="sweep_clusters",
-            emr_conn_ids=sorted({config.aws_conn_id for config in emr}),
-            emr_pipelines=sorted(config.pipeline for config in emr),
-            local_state_dir="" if any(c.backend == "local" for c in configs) else None,
+            targets=targets,
             execution_timeout=dt.timedelta(minutes=10),
         )
     return dag

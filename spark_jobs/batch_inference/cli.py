@@ -113,7 +113,8 @@ def parse_config(argv: Sequence[str] | None = None) -> JobConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``main.py``: returns the process exit code (0 = success)."""
     from batch_inference.environment import check_environment
-    from batch_inference.job import configure_logging, run_job
+    from batch_inference.job import run_job
+    from batch_inference.job_logging import configure_logging
 
     configure_logging()
     config = parse_config(argv)

@@ -66,7 +66,7 @@ def read_images(
     def read(frames: Iterator) -> Iterator:
         import pandas as pd
 
-        from batch_inference.job import configure_logging
+        from batch_inference.job_logging import configure_logging
 
         configure_logging()
         size = config.preprocess.image_size
@@ -126,7 +126,7 @@ def make_predict_fn(config: JobConfig) -> Callable[[], Callable[..., dict]]:
     def make() -> Callable[..., dict]:
         from pyspark import TaskContext
 
-        from batch_inference.job import configure_logging
+        from batch_inference.job_logging import configure_logging
 
         configure_logging()
         context = TaskContext.get()
@@ -226,7 +226,7 @@ def write_parts(
         import pandas as pd
         from pyspark import TaskContext
 
-        from batch_inference.job import configure_logging
+        from batch_inference.job_logging import configure_logging
 
         configure_logging()
         index = todo[TaskContext.get().partitionId()]

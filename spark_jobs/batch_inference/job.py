@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -23,6 +22,7 @@ from batch_inference.contract.settings import (
 )
 from batch_inference.errors import JobFailed, ManifestError, ModelLoadError
 from batch_inference.fingerprint import model_identity, run_fingerprint
+from batch_inference.job_logging import configure_logging
 from batch_inference.manifest import Manifest, read_manifest
 from batch_inference.output import remove_stale_parts
 from batch_inference.s3io import make_client, parse_s3_uri
@@ -150,22 +150,6 @@ def run_engine(
     ).collect()
 
 
-def configure_logging() -> None:
-    """INFO logs of this package to stderr, whatever the root logger's configuration.
-
-    On the driver, spark-submit merges the Python process's stderr into its own stdout (the EMR
-    step's stdout log); on executors it lands in the executor's stderr log.
-    """
-    logger = logging.getLogger("batch_inference")
-    if not any(getattr(handler, "_batch_inference", False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler._batch_inference = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-
-
 def run_job(config: JobConfig) -> dict:
     """Run the whole job; returns the summary, raises ``JobFailed`` with the cause on failure."""
     from pyspark.sql import SparkSession
@@ -184,7 +168,7 @@ def run_job(config: JobConfig) -> dict:
         except ModelLoadError as exc:
             raise JobFailed(f"the model could not be loaded: {exc}") from None
     if config.precision == "int8":
-        from batch_inference.quantize import prepare_int8
+        from batch_inference.int8 import prepare_int8
 
         try:
             config = prepare_int8(client, config, manifest)

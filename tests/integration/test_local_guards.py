@@ -88,7 +88,9 @@ def test_the_sweeper_stops_the_cluster_of_a_finished_run_only(local_env: dict) -
     running = start_cluster("local-sweep-running", dag_id="demo", run_id="r-live", **SMALL)
     try:
         runs = {("demo", "r-done"): "failed", ("demo", "r-live"): "running"}
-        sweeper = SweepClustersOperator(task_id="sweep_clusters", local_state_dir="")
+        sweeper = SweepClustersOperator(
+            task_id="sweep_clusters", targets=[{"backend": "local", "state_dir": ""}]
+        )
 
         assert sweeper.execute({"params": {"dry_run": True}, "ti": FakeTI(runs)}) == [
             {"backend": "local", "cluster_id": finished.cluster_id, "dag_id": "demo",

@@ -43,6 +43,8 @@ CLUSTER_TAG_ENV = "EMR_INFERENCE_LOCAL_CLUSTER"
 #: The Spark distribution clusters and steps run instead of pyspark's own (``tools.node_twin``).
 SPARK_HOME_ENV = "EMR_INFERENCE_LOCAL_SPARK_HOME"
 STATE_FILE = "cluster.json"
+#: How often a watchdog looks at its cluster (at most; a short idle timeout polls faster).
+WATCHDOG_POLL_SECONDS = 5.0
 
 
 class LocalClusterError(RuntimeError):
@@ -290,13 +292,21 @@ def start_cluster(
     return cluster
 
 
+def watchdog_command(
+    cluster: LocalCluster, idle_timeout: float, poll: float | None = None
+) -> list[str]:
+    """The command line that guards ``cluster`` (:mod:`emr_inference.local.watchdog`, run as a
+    script: it must not depend on ``emr_inference`` being importable by name)."""
+    poll = poll if poll is not None else min(WATCHDOG_POLL_SECONDS, max(idle_timeout / 4, 0.5))
+    script = Path(__file__).with_name("watchdog.py")
+    return [sys.executable, str(script), cluster.state_dir, str(idle_timeout), str(poll)]
+
+
 def ensure_watchdog(cluster: LocalCluster, idle_timeout: float, env: Mapping[str, str]) -> None:
     """Start the cluster's idle watchdog unless one is alive (a cluster must never be left
     without one: nothing else stops it if its Airflow does not come back)."""
     if any(p.name == "watchdog" for p in cluster.live_processes()):
         return
-    from emr_inference.local.watchdog import watchdog_command
-
     cluster.launch("watchdog", watchdog_command(cluster, idle_timeout), env)
 
 

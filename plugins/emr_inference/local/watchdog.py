@@ -18,14 +18,6 @@ import time
 from pathlib import Path
 
 PLUGINS_DIR = Path(__file__).resolve().parents[2]
-DEFAULT_POLL_SECONDS = 5.0
-
-
-def watchdog_command(cluster, idle_timeout: float, poll: float | None = None) -> list[str]:
-    """The command line that guards ``cluster`` (a :class:`LocalCluster`)."""
-    poll = poll if poll is not None else min(DEFAULT_POLL_SECONDS, max(idle_timeout / 4, 0.5))
-    return [sys.executable, str(Path(__file__).resolve()), cluster.state_dir,
-            str(idle_timeout), str(poll)]  # fmt: skip
 
 
 def _log(message: str) -> None:
@@ -60,8 +52,10 @@ def guard(state_dir: Path, idle_timeout: float, poll: float) -> str:
 
 def main(argv: list[str]) -> int:
     """Entry point: ``STATE_DIR IDLE_TIMEOUT [POLL_SECONDS]``."""
+    from emr_inference.local.cluster import WATCHDOG_POLL_SECONDS
+
     state_dir, idle_timeout = Path(argv[0]), float(argv[1])
-    poll = float(argv[2]) if len(argv) > 2 else DEFAULT_POLL_SECONDS
+    poll = float(argv[2]) if len(argv) > 2 else WATCHDOG_POLL_SECONDS
     _log(f"watching {state_dir}: idle timeout {idle_timeout:g}s, poll {poll:g}s")
     _log(f"watchdog exits: {guard(state_dir, idle_timeout, poll)}")
     return 0

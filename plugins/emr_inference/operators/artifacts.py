@@ -7,16 +7,17 @@ from pathlib import Path
 
 from airflow.sdk import Context
 
+from emr_inference.backends import backend_named
 from emr_inference.operators.base import RequestOperator
 
 
 class StageJobArtifactsOperator(RequestOperator):
     """Stage the job's files, content-addressed, under the request's ``artifacts_uri``.
 
-    Returns ``{"job_zip", "entry_point", "bootstrap", "bootstrap_requirements"}`` (S3 URIs); a
-    file whose bytes are already staged is not uploaded again. An EMR request with
-    ``cluster.bootstrap_source: wheelhouse`` also gets ``"wheelhouse"``: the prefix of the pinned
-    wheels (:mod:`emr_inference.wheelhouse`, staged once per requirements file).
+    Returns ``{"job_zip", "entry_point", "bootstrap", "bootstrap_requirements"}`` (S3 URIs) plus
+    what the backend stages (:meth:`~emr_inference.backend.Backend.stage_artifacts`; EMR with
+    ``cluster.bootstrap_source: wheelhouse``: ``"wheelhouse"``, the pinned wheels' prefix); a
+    file whose bytes are already staged is not uploaded again.
     """
 
     def execute(self, context: Context) -> dict[str, str]:
@@ -24,16 +25,8 @@ class StageJobArtifactsOperator(RequestOperator):
         from emr_inference.artifacts import build_artifacts, stage_artifacts
 
         request = self.run_request
-        artifacts_uri = request.artifacts_uri.uri
-        release = request.cluster.release_label
         with tempfile.TemporaryDirectory(prefix="job-artifacts-") as build_dir:
-            files = build_artifacts(Path(build_dir), release)
-            staged = stage_artifacts(self.s3, files, artifacts_uri)
-        if request.backend == "emr" and request.cluster.bootstrap_source == "wheelhouse":
-            from emr_inference.emr.releases import supported_release
-            from emr_inference.wheelhouse import stage_wheelhouse
-
-            requirements = files["bootstrap_requirements"]
-            python = supported_release(release).python
-            staged["wheelhouse"] = stage_wheelhouse(self.s3, requirements, artifacts_uri, python)
+            files = build_artifacts(Path(build_dir), request.cluster.release_label)
+            staged = stage_artifacts(self.s3, files, request.artifacts_uri.uri)
+            staged.update(backend_named(request.backend).stage_artifacts(self.s3, request, files))
         return staged

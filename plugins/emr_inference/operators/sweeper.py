@@ -8,24 +8,14 @@ Param ``dry_run`` the task only logs what it would stop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import partial
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
-from emr_inference.sweeper import (
-    ClusterRecord,
-    Verdict,
-    decide,
-    emr_clusters,
-    local_clusters,
-    run_states,
-    stop_emr_cluster,
-    stop_local_cluster,
-)
+from emr_inference.backends import backend_named
+from emr_inference.sweeper import ClusterRecord, Verdict, decide, run_states
 
 
 def dagrun_state(ti: Any, dag_id: str, run_id: str) -> str | None:
@@ -39,25 +29,14 @@ def dagrun_state(ti: Any, dag_id: str, run_id: str) -> str | None:
 class SweepClustersOperator(BaseOperator):
     """Stop the clusters of finished (or unknown) runs; returns one summary per cluster stopped.
 
-    :param emr_conn_ids: AWS connections whose EMR clusters to sweep (their regions)
-    :param emr_pipelines: the dag_ids of our EMR pipelines (a cluster tagged with another dag_id is
-        not ours)
-    :param local_state_dir: sweep the local clusters recorded here; "" = the local backend's
-        default state dir; None = no local sweep
+    :param targets: where to look, each ``{"backend": name, ...}`` as that backend's
+        :meth:`~emr_inference.backend.Backend.sweep_targets` gives it (EMR: an AWS connection and
+        our pipelines' names; local: a state dir, "" = the default one)
     """
 
-    def __init__(
-        self,
-        *,
-        emr_conn_ids: Sequence[str] = (),
-        emr_pipelines: Sequence[str] = (),
-        local_state_dir: str | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, targets: Sequence[Mapping[str, Any]] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.emr_conn_ids = list(emr_conn_ids)
-        self.emr_pipelines = list(emr_pipelines)
-        self.local_state_dir = local_state_dir
+        self.targets = [dict(target) for target in targets]
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         dry_run = bool(context["params"].get("dry_run", False))
@@ -68,20 +47,11 @@ class SweepClustersOperator(BaseOperator):
 
         failures: list[str] = []
         stopped: list[dict[str, Any]] = []
-        for conn_id in self.emr_conn_ids:
-            from airflow.providers.amazon.aws.hooks.emr import EmrHook
-
-            client = EmrHook(aws_conn_id=conn_id).conn
-            records = emr_clusters(client)
-            verdicts = decide(records, run_states(records, lookup), self.emr_pipelines)
-            stop = partial(stop_emr_cluster, client)
-            stopped += self._apply(verdicts, stop, dry_run, failures)
-        if self.local_state_dir is not None:
-            base = Path(self.local_state_dir) if self.local_state_dir else None
-            records = local_clusters(base)
-            verdicts = decide(records, run_states(records, lookup))
-            stop = partial(stop_local_cluster, base=base)
-            stopped += self._apply(verdicts, stop, dry_run, failures)
+        for target in self.targets:
+            sweep = backend_named(target["backend"]).sweep(target)
+            states = run_states(sweep.clusters, lookup)
+            verdicts = decide(sweep.clusters, states, sweep.pipelines)
+            stopped += self._apply(verdicts, sweep.stop, dry_run, failures)
         self.log.info("%s %d cluster(s)", "Would stop" if dry_run else "Stopped", len(stopped))
         if failures:
             raise AirflowException("Could not stop: " + "; ".join(failures))

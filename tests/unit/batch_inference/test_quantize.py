@@ -13,6 +13,7 @@ import pytest
 from batch_inference import quantize
 from batch_inference.config import Int8Settings, JobConfig
 from batch_inference.errors import JobFailed
+from batch_inference.int8 import prepare_int8
 from batch_inference.manifest import iter_keys
 from PIL import Image
 
@@ -46,7 +47,7 @@ def cache_entries(client, bucket: str) -> list[str]:
 
 def test_int8_is_made_once_and_used_when_it_agrees_with_fp32(run, monkeypatch):
     client, config, manifest, bucket = run
-    ready = quantize.prepare_int8(client, config, manifest)
+    ready = prepare_int8(client, config, manifest)
 
     assert ready.precision == "int8"
     assert ready.int8_agreement >= 0.97
@@ -70,7 +71,7 @@ def test_int8_is_made_once_and_used_when_it_agrees_with_fp32(run, monkeypatch):
         raise AssertionError("quantized again")
 
     monkeypatch.setattr(quantize, "quantize", must_not_quantize)
-    again = quantize.prepare_int8(client, config, manifest)  # the cache is found: no quantize
+    again = prepare_int8(client, config, manifest)  # the cache is found: no quantize
     assert again.model == ready.model and again.int8_agreement == ready.int8_agreement
 
 
@@ -93,10 +94,10 @@ def assert_refused_then_run_in_fp32(client, config: JobConfig, manifest) -> None
     """With a disagreeing int8 model cached: the run fails naming the agreement, or, with
     ``--int8-fallback``, runs its fp32 model (``config.model``)."""
     with pytest.raises(JobFailed, match=r"int8 top-1 agreement with fp32 is \d+\.\d+% on 98 "):
-        quantize.prepare_int8(client, config, manifest)
+        prepare_int8(client, config, manifest)
 
     fallback = dataclasses.replace(config, int8=dataclasses.replace(config.int8, fallback=True))
-    ready = quantize.prepare_int8(client, fallback, manifest)
+    ready = prepare_int8(client, fallback, manifest)
     assert ready.precision == "fp32" and ready.model == config.model
     assert ready.int8_agreement < 0.97
 

@@ -1,7 +1,7 @@
 """int8 on ONNX Runtime, on the driver: the converted digits CNN quantized once by ONNX Runtime's
 static quantizer, cached by content, and used only when its top-1 agreement with the converted fp32
 model on the run's own images is high enough (batch_inference.quantize_onnx through
-batch_inference.quantize.prepare_int8)."""
+batch_inference.int8.prepare_int8)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import hashlib
 import json
 
 import pytest
-from batch_inference import convert, quantize, quantize_onnx
+from batch_inference import convert, quantize_onnx
 from batch_inference.config import ConversionSettings, Int8Settings, JobConfig
 from batch_inference.errors import JobFailed
+from batch_inference.int8 import prepare_int8
 
 from tests.support.digits_run import digits_run
 from tests.support.noisy_model import noisy_params
@@ -52,7 +53,7 @@ def test_int8_is_quantized_once_from_the_converted_model_and_used_when_it_agrees
     import onnx
 
     client, config, manifest, bucket = run
-    ready = quantize.prepare_int8(client, config, manifest)
+    ready = prepare_int8(client, config, manifest)
 
     assert ready.precision == "int8" and 0.97 <= ready.int8_agreement <= 1.0
     assert ready.conversion_agreement == config.conversion_agreement == 1.0
@@ -75,7 +76,7 @@ def test_int8_is_quantized_once_from_the_converted_model_and_used_when_it_agrees
         raise AssertionError("quantized again")
 
     monkeypatch.setattr(quantize_onnx, "quantize", must_not_quantize)
-    again = quantize.prepare_int8(client, config, manifest)  # found in the cache
+    again = prepare_int8(client, config, manifest)  # found in the cache
     assert again.model == ready.model and again.int8_agreement == ready.int8_agreement
 
 
@@ -104,13 +105,13 @@ def test_without_the_quantizer_a_cached_int8_is_used_and_a_missing_one_is_named(
         match=r"precision int8 on onnxruntime: no int8 model of s3://.*/model\.onnx in "
         r"s3://.*/artifacts/int8/[0-9a-f]{64}/, .* \(make convert PIPELINE=<pipeline> DATE=",
     ):
-        quantize.prepare_int8(client, config, manifest)
+        prepare_int8(client, config, manifest)
     assert cache_entries(client, bucket) == []
 
     monkeypatch.undo()
-    made = quantize.prepare_int8(client, config, manifest)  # where the quantizer is
+    made = prepare_int8(client, config, manifest)  # where the quantizer is
     monkeypatch.setattr(quantize_onnx, "quantizer_installed", lambda: False)
-    found = quantize.prepare_int8(client, config, manifest)
+    found = prepare_int8(client, config, manifest)
     assert found.model == made.model and found.precision == "int8"
 
 
@@ -122,11 +123,11 @@ def test_openvino_runs_the_same_int8_model_behind_its_own_gate(run):
     from batch_inference.runtime import OpenVinoModel
 
     client, config, manifest, bucket = run
-    onnx_ready = quantize.prepare_int8(client, config, manifest)
+    onnx_ready = prepare_int8(client, config, manifest)
     openvino = dataclasses.replace(
         config, model=dataclasses.replace(config.model, runtime="openvino")
     )
-    ready = quantize.prepare_int8(client, openvino, manifest)
+    ready = prepare_int8(client, openvino, manifest)
     assert ready.precision == "int8" and ready.int8_agreement >= 0.97
     assert ready.model.onnx_uri == onnx_ready.model.onnx_uri  # quantized once
     assert len(cache_entries(client, bucket)) == 2

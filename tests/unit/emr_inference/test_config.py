@@ -49,7 +49,7 @@ def test_demo_pipeline_is_local_and_small():
     ("overrides", "field", "words"),
     [
         ({"batch_size": 0}, "batch_size", "greater than or equal to 1"),
-        ({"backend": "k8s"}, "backend", "'local' or 'emr'"),
+        ({"backend": "k8s"}, "backend", "unknown backend 'k8s' (known: emr, local)"),
         ({"output_uri": "https://x/y"}, "output_uri", "pattern"),
         ({"input_uri": None}, "<root>", "one of input_uri or manifest_uri"),
         ({"bogus": 1}, "bogus", "Extra inputs"),

@@ -9,8 +9,9 @@ import boto3
 import pytest
 from airflow.sdk.exceptions import AirflowException
 from botocore.stub import Stubber
+from emr_inference.emr.backend import emr_clusters
 from emr_inference.operators.sweeper import SweepClustersOperator, dagrun_state
-from emr_inference.sweeper import ClusterRecord, decide, emr_clusters, run_states
+from emr_inference.sweeper import ClusterRecord, decide, run_states
 from moto import mock_aws
 
 REGION = "us-east-1"
@@ -105,9 +106,8 @@ def tags(dag_id: str, run_id: str) -> dict[str, str]:
 
 
 def sweep(dry_run: bool, runs: dict[tuple[str, str], str]) -> list[dict]:
-    operator = SweepClustersOperator(
-        task_id="sweep_clusters", emr_conn_ids=["aws_default"], emr_pipelines=["cifar", "demo"]
-    )
+    target = {"backend": "emr", "conn_id": "aws_default", "pipelines": ["cifar", "demo"]}
+    operator = SweepClustersOperator(task_id="sweep_clusters", targets=[target])
     return operator.execute({"params": {"dry_run": dry_run}, "ti": FakeTI(runs)})
 
 
@@ -190,10 +190,11 @@ def test_sweeper_dag_sweeps_the_backends_the_pipelines_use():
     assert dag.dag_id == DAG_ID
     assert dag.schedule == "*/15 * * * *" and dag.max_active_runs == 1
     assert dag.params["dry_run"] is False
-    assert task.emr_conn_ids == ["aws_default"]
-    # demo is local: swept from the state dir
-    assert task.emr_pipelines == ["cifar10_resnet18", "cifar10_resnet18_onnx"]
-    assert task.local_state_dir == ""
+    emr_pipelines = ["cifar10_resnet18", "cifar10_resnet18_onnx"]
+    assert task.targets == [
+        {"backend": "emr", "conn_id": "aws_default", "pipelines": emr_pipelines},
+        {"backend": "local", "state_dir": ""},  # demo is local: swept from the state dir
+    ]
 
 
 def test_clusters_past_the_first_page_of_list_clusters_are_swept(emr):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from emr_inference import wheelhouse
 from emr_inference.artifacts import bootstrap_files, sha256_file
+from emr_inference.emr import wheelhouse
 from emr_inference.operators.artifacts import StageJobArtifactsOperator
 from emr_inference.pins import pinned_versions
 
