@@ -1,8 +1,9 @@
-"""Pipeline configs shared by the Airflow-side unit tests."""
+"""Pipeline configs (and the DAG of a task context) shared by the Airflow-side unit tests."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -50,3 +51,10 @@ def date_request(**fields: Any) -> dict[str, Any]:
     with ``fields`` merged over it (objects key by key) and validated again."""
     base = resolved_request().date_requests()[0].as_json()
     return ResolvedRequest.model_validate(merge_params(base, fields)).as_json()
+
+
+@dataclasses.dataclass
+class FakeDag:
+    """The slice of a DAG a task's context gives the operators (``context["dag"].dag_id``)."""
+
+    dag_id: str

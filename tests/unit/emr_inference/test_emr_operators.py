@@ -7,7 +7,6 @@ terminal state, so the sensor's state transitions are replayed through botocore'
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import json
 import re
@@ -34,7 +33,7 @@ from emr_inference.request import resolve_request
 from emr_inference.resolved import ResolvedRequest
 from moto import mock_aws
 
-from tests.unit.emr_inference.pipeline_fixtures import pipeline
+from tests.unit.emr_inference.pipeline_fixtures import FakeDag, pipeline
 
 REGION = "us-east-1"
 ARTIFACTS = {
@@ -71,11 +70,6 @@ def aws(monkeypatch):
 
 
 RUN_ID = "manual__2026-11-22T00:00:00+00:00"
-
-
-@dataclasses.dataclass
-class FakeDag:
-    dag_id: str
 
 
 @pytest.fixture
