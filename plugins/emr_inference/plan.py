@@ -45,9 +45,14 @@ class ClusterShape:
     @property
     def hourly_usd(self) -> float | None:
         """The whole cluster per hour, or None when a node type has no price (or locally)."""
-        if not self.nodes or any(group.hourly_usd is None for group in self.nodes):
+        if not self.nodes:
             return None
-        return sum(group.count * group.hourly_usd for group in self.nodes)  # type: ignore[misc]
+        total = 0.0
+        for group in self.nodes:
+            if group.hourly_usd is None:
+                return None
+            total += group.count * group.hourly_usd
+        return total
 
 
 @dataclass(frozen=True)
