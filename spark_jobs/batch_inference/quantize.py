@@ -62,6 +62,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FirstKeys = Callable[[int], list[str]]
 
 
+def int8_settings(config: JobConfig) -> Int8Settings:
+    """``config.int8``: an int8 run's config always has it (:class:`JobConfig` checks)."""
+    assert config.int8 is not None
+    return config.int8
+
+
 def calibration_keys(client, settings: Int8Settings, first_keys: FirstKeys) -> list[str]:
     """``--calibration-images`` keys: listed under ``--calibration-uri``, else the first of what
     int8 is made for (``first_keys``)."""
@@ -105,8 +111,8 @@ def calibration_identity(config: JobConfig) -> dict:
     """What an int8 model's calibration depends on (every runtime's cache key has it): the source
     and count of the images, and how they are decoded."""
     return {
-        "calibration": config.int8.calibration_uri or "run",
-        "calibration_images": config.int8.calibration_images,
+        "calibration": int8_settings(config).calibration_uri or "run",
+        "calibration_images": int8_settings(config).calibration_images,
         "preprocess": dataclasses.asdict(config.preprocess),
     }
 
@@ -153,7 +159,7 @@ def read_record(client, folder: S3Uri) -> dict | None:
 
 def calibration_source(config: JobConfig, made_for: str) -> str:
     """What the record says the int8 model was calibrated on."""
-    return config.int8.calibration_uri or f"{made_for} (first keys)"
+    return int8_settings(config).calibration_uri or f"{made_for} (first keys)"
 
 
 #: ``(batch_size, image_size) -> (fp32, int8)``: both models bound for the agreement gate.
@@ -170,14 +176,14 @@ def mxnet_int8(client, config: JobConfig, first_keys: FirstKeys) -> tuple[ModelS
         fetch_verified(client, spec.labels_uri, spec.labels_sha256, "--model-labels"),
         spec.labels_uri,
     )
-    cache = parse_s3_uri(config.int8.cache_uri, "--int8-cache", prefix=True)
+    cache = parse_s3_uri(int8_settings(config).cache_uri, "--int8-cache", prefix=True)
     folder = cache.join(cache_key(symbol, params, config), "")  # "": a prefix, "<key>/"
     symbol_uri, params_uri = folder.join("int8-symbol.json"), folder.join("int8-0000.params")
     record = read_record(client, folder)
     if record is None:
         started = time.monotonic()
         calibration = decode_sample(
-            client, calibration_keys(client, config.int8, first_keys), config, "int8"
+            client, calibration_keys(client, int8_settings(config), first_keys), config, "int8"
         )
         qsymbol_text, qparams = quantize(
             symbol.decode("utf-8"), params, calibration, config.model.input_name
@@ -233,7 +239,7 @@ def prepare_int8(client, config: JobConfig, manifest: Manifest) -> JobConfig:
         from batch_inference.quantize_onnx import onnx_int8
 
         int8_spec, bind_both = onnx_int8(client, config, first_keys, config.manifest_uri)
-    keys = middle_keys(client, manifest, config.int8.agreement_images)
+    keys = middle_keys(client, manifest, int8_settings(config).agreement_images)
     tensors = decode_sample(client, keys, config, "int8")
     fp32, int8 = bind_both(min(config.batch_size, len(tensors)), config.preprocess.image_size)
     return int8_gate(config, int8_spec, top1_agreement(fp32, int8, tensors), len(tensors))
@@ -242,7 +248,7 @@ def prepare_int8(client, config: JobConfig, manifest: Manifest) -> JobConfig:
 def int8_gate(config: JobConfig, int8_spec: ModelSpec, agreement: float, images: int) -> JobConfig:
     """``config`` with the int8 model when ``agreement`` (on ``images`` of this run) reaches
     ``--int8-min-agreement``; else in fp32 with ``--int8-fallback``, or :class:`JobFailed`."""
-    settings = config.int8
+    settings = int8_settings(config)
     log.info(
         "int8: top-1 agreement with fp32 %.2f%% on %d images of this run (minimum %.2f%%; %s)",
         agreement * 100,
