@@ -31,6 +31,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Mutation testing of the contract and hot-path modules against the fast unit tests (not in CI:
 # about an hour on 2 cores). Prints the score per module and the survivors; docs/TESTING.md.

@@ -28,6 +28,10 @@ from __future__ import annotations
 import argparse
 import logging
 from collections import namedtuple
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark import RDD
 
 log = logging.getLogger("blog_flow")
 
@@ -110,9 +114,9 @@ def read_image(img_bytes):
     import numpy as np
     from PIL import Image
 
-    img = Image.open(io.BytesIO(bytearray(img_bytes))).convert("RGB")
-    img = img.resize((224, 224), Image.LANCZOS)
-    img = np.swapaxes(img, 0, 2)
+    image = Image.open(io.BytesIO(bytearray(img_bytes))).convert("RGB")
+    image = image.resize((224, 224), Image.Resampling.LANCZOS)
+    img = np.swapaxes(np.asarray(image), 0, 2)
     img = np.swapaxes(img, 1, 2)
     return img[np.newaxis, :]
 
@@ -128,7 +132,7 @@ class MXModel:
     """The model, downloaded and bound once per Python worker (the blog's singleton)."""
 
     model_loaded = False
-    mod = None
+    mod: Any = None  # an mxnet.mod.Module once loaded
     synsets: list[str] = []
 
     def __init__(self, sym_url: str, param_url: str, synset_url: str, batch_size: int) -> None:
@@ -142,7 +146,8 @@ class MXModel:
 
         MXModel.synsets = [line.strip() for line in fetch(synset_url).decode().splitlines()]
         sym = mx.sym.load_json(fetch(sym_url).decode())
-        arg_params, aux_params = {}, {}
+        arg_params: dict[str, Any] = {}
+        aux_params: dict[str, Any] = {}
         for name, value in mx.nd.load_frombuffer(fetch(param_url)).items():
             kind, bare = name.split(":", 1)
             (arg_params if kind == "arg" else aux_params)[bare] = value
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     log.info("number of keys:%d, n_partitions:%d", len(keys), n_partitions)
 
     bucket = args["bucket"]
-    rdd = sc.parallelize(keys, numSlices=n_partitions)
+    rdd: RDD[Any] = sc.parallelize(keys, numSlices=n_partitions)
     rdd = rdd.mapPartitions(lambda k: download_objects(bucket, k))
     rdd = rdd.mapPartitions(load_images)
     rdd = rdd.mapPartitions(lambda imgs: predict(imgs, args))

@@ -71,7 +71,7 @@ def before_batch(bodies: list[bytes], spec, data, times: StageTimes) -> None:
         clock.lap("decode")
         rgb = ImageOps.exif_transpose(image).convert("RGB")
         clock.lap("to_rgb")
-        resized = rgb.resize((size, size), Image.BILINEAR)
+        resized = rgb.resize((size, size), Image.Resampling.BILINEAR)
         clock.lap("resize")
         tensors.append(_previous_normalise(resized, spec))
         clock.lap("normalise")
@@ -94,7 +94,9 @@ def now_batch(bodies: list[bytes], spec, data, inputs: np.ndarray, times: StageT
         clock.lap("decode")
         rgb = to_rgb(image)
         clock.lap("to_rgb")
-        resized = rgb.resize((size, size), Image.BILINEAR) if rgb.size != (size, size) else rgb
+        resized = (
+            rgb.resize((size, size), Image.Resampling.BILINEAR) if rgb.size != (size, size) else rgb
+        )
         clock.lap("resize")
         to_tensor(resized, spec, out=inputs[slot])
         clock.lap("normalise")
@@ -120,14 +122,16 @@ def draft_half(bodies: list[bytes], spec) -> dict[str, float]:
     from batch_inference.images import open_image
     from PIL import Image
 
-    size, worst, mean_diffs, spent = spec.image_size, 0.0, [], 0.0
+    size, worst, mean_diffs, spent = spec.image_size, 0.0, list[float](), 0.0
     for body in bodies:
         started = time.thread_time()
         image = Image.open(io.BytesIO(body))
         image.draft("RGB", (size // 2, size // 2))
-        fast = image.convert("RGB").resize((size, size), Image.BILINEAR)
+        fast = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
         spent += time.thread_time() - started
-        exact = open_image(body, size).convert("RGB").resize((size, size), Image.BILINEAR)
+        exact = (
+            open_image(body, size).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        )
         diff = np.abs(np.asarray(fast, np.int16) - np.asarray(exact, np.int16))
         worst, mean_diffs = max(worst, float(diff.max())), [*mean_diffs, float(diff.mean())]
     return {

@@ -31,7 +31,9 @@ def cpu_description(cpuinfo: str | None = None) -> str:
     return f"{model}; flags: {' '.join(present) or 'none of ' + ', '.join(FLAGS)}"
 
 
-def quantized_files(symbol: Path, params: Path, calibration: np.ndarray, out_dir: Path):
+def quantized_files(
+    symbol: Path, params: Path, calibration: np.ndarray, out_dir: Path
+) -> tuple[Path, Path]:
     """Quantize an exported model with the job's code; returns the int8 (symbol, params) paths."""
     from batch_inference.quantize import quantize
 

@@ -51,7 +51,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     server: _ProxyServer
 
     def setup(self) -> None:
-        self.timeout = self.server.idle_timeout
+        # typeshed declares timeout a ClassVar; StreamRequestHandler.setup reads it per instance
+        self.timeout = self.server.idle_timeout  # type: ignore[misc]
         super().setup()
         self._upstream: http.client.HTTPConnection | None = None
 
@@ -65,7 +66,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip(), 16)
                 if size == 0:
@@ -198,7 +199,7 @@ class LatencyProxy:
     @property
     def endpoint_url(self) -> str:
         """URL clients should use instead of the upstream's."""
-        host, port = self._server.server_address[:2]
+        host, port = self._server.socket.getsockname()[:2]  # the bound address
         return f"http://{host}:{port}"
 
     @property

@@ -39,11 +39,13 @@ def measure(
     import numpy as np
     from batch_inference.config import ModelSpec
     from batch_inference.model import bind_model
+    from batch_inference.runtime import BoundModel
 
     symbol_json = symbol.read_text()
     classes = _num_classes(symbol_json, batch_size, image_size)
     spec = ModelSpec(name="bench", symbol_uri="", params_uri="", labels_uri="", runtime=runtime)
     labels = [str(index) for index in range(classes)]
+    model: BoundModel
     if runtime == "mxnet":
         model = bind_model(spec, symbol_json, params.read_bytes(), labels, batch_size, image_size)
     else:

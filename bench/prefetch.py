@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.cpu_pinning import available_cpus, pinned
 from bench.int8 import cpu_description, decoded_photos, quantized_files
@@ -58,7 +59,8 @@ def measure(spec: dict) -> dict[str, float]:
         images += BATCH_SIZE
     bare_ms = (time.perf_counter() - started) * 1000 / images
 
-    config = SimpleNamespace(
+    # a stand-in for the JobConfig fields that Prefetch and classify_batch read
+    config: Any = SimpleNamespace(
         batch_size=BATCH_SIZE, prefetch_depth=DEPTH, preprocess=Preprocess(image_size=224),
         model=model_spec, run_id="bench", precision=spec["precision"], top_k=5,
     )  # fmt: skip

@@ -163,7 +163,7 @@ class Bench:
     def __init__(self, sizes: Sizes, workdir: Path) -> None:
         self.sizes, self.workdir = sizes, workdir
         self.rows: list[Row] = []
-        self.s3: LocalS3 | None = None
+        self._s3: LocalS3 | None = None
         self.photos = Dataset("photo", "photos", "images/", sizes.photos)
         self.small = Dataset("tiny", "memory", "small/", sizes.memory_small)
         self.large = Dataset("tiny", "memory", "large/", sizes.memory_large)
@@ -188,7 +188,7 @@ class Bench:
         # zip too (not from spark_jobs/ next to the checkout's main.py), one snapshot of the code.
         self.job_zip = build_job_zip(self.workdir / "batch_inference.zip")
         self.entry_point = Path(shutil.copy(ENTRY_POINT, self.workdir / ENTRY_POINT.name))
-        self.s3 = start_preloaded_s3([self.photos, self.small, self.large, self.listing])
+        self._s3 = start_preloaded_s3([self.photos, self.small, self.large, self.listing])
         os.environ.update(self.s3.env)  # the manifest writer (S3Hook) in this process
         client = self.s3.client()
         for bucket in (MODELS_BUCKET, OUTPUT_BUCKET):
@@ -198,8 +198,21 @@ class Bench:
 
     def stop(self) -> None:
         """Stop the S3 server."""
-        if self.s3 is not None:
-            self.s3.stop()
+        if self._s3 is not None:
+            self._s3.stop()
+
+    @property
+    def s3(self) -> LocalS3:
+        """The S3 server :meth:`start` started."""
+        if self._s3 is None:
+            raise RuntimeError("the S3 server is not started (Bench.start)")
+        return self._s3
+
+    def s3_pid(self) -> int:
+        """The process id of the S3 server :meth:`start` started."""
+        if self.s3.process is None:
+            raise RuntimeError("the S3 server is not a process of this run")
+        return self.s3.process.pid
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -369,7 +382,7 @@ class Bench:
         ``(job_cpus, proxy endpoint)``; the emulator gets every CPU back afterwards."""
         cpus = sorted(available_cpus())
         s3_cpus, job_cpus = {cpus[-1]}, set(cpus[:-1])
-        pin_process_tree(self.s3.process.pid, s3_cpus)
+        pin_process_tree(self.s3_pid(), s3_cpus)
         try:
             with pinned(s3_cpus):  # the proxy's threads inherit this affinity
                 proxy = LatencyProxy(self.s3.endpoint_url, LATENCY_SECONDS).start()
@@ -378,7 +391,7 @@ class Bench:
             finally:
                 proxy.stop()
         finally:
-            pin_process_tree(self.s3.process.pid, set(cpus))
+            pin_process_tree(self.s3_pid(), set(cpus))
 
     def bench_isolated(self) -> None:
         """Benchmark 2b: our job on cores of its own, the S3 emulator and proxy on another one.
@@ -441,7 +454,7 @@ class Bench:
         whose only busy threads while a job runs are the latency proxy's."""
         import psutil
 
-        server = psutil.Process(self.s3.process.pid)
+        server = psutil.Process(self.s3_pid())
         processes = [server, *server.children(recursive=True), psutil.Process()]
         return sum(sum(p.cpu_times()[:2]) for p in processes)
 
@@ -612,13 +625,16 @@ class Bench:
                     f"${plan.shape.hourly_usd:.2f}/h",
                 )
             )
-            for label, way in (("range run", plan.range_run), ("run per date", plan.run_per_date)):
+            for label, scenario in (
+                ("range run", plan.range_run),
+                ("run per date", plan.run_per_date),
+            ):
                 self.rows.append(
                     Row(
                         f"  EMR plan, cifar10_resnet18, {days} days x {IMAGES_PER_DAY:,} "
                         f"images: {label}",
-                        f"{way.clusters} cluster(s), {way.cluster_hours:.1f} cluster-h, "
-                        f"${way.cost_usd:,.2f}",
+                        f"{scenario.clusters} cluster(s), {scenario.cluster_hours:.1f} "
+                        f"cluster-h, ${scenario.cost_usd:,.2f}",
                     )
                 )
 
@@ -652,7 +668,9 @@ class Bench:
             )
         )
 
-    def int8_pinned(self, int8_files: tuple, fp32_files: tuple, extra: tuple[str, ...]) -> None:
+    def int8_pinned(
+        self, int8_files: tuple[Path, Path], fp32_files: tuple[Path, Path], extra: tuple[str, ...]
+    ) -> None:
         """Benchmark 7, the job's goals: int8 job and both bare models on the same cores, the S3
         emulator and the proxy pinned to another core (as on EMR, where S3 costs no node CPU).
 

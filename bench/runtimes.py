@@ -32,7 +32,8 @@ def installed_mb(distribution: str) -> float:
     import importlib.metadata
 
     files = importlib.metadata.distribution(distribution).files or []
-    return sum(path.locate().stat().st_size for path in files if path.locate().is_file()) / 2**20
+    located = [Path(path.locate()) for path in files]
+    return sum(path.stat().st_size for path in located if path.is_file()) / 2**20
 
 
 def converted(bench: Any) -> tuple[str, str]:
@@ -154,7 +155,10 @@ def compare_runtimes(bench: Any) -> list[tuple[str, str]]:
     with LatencyProxy(bench.s3.endpoint_url, LATENCY_SECONDS) as proxy:
         for runtime, precision in bare:
             name = f"runtime-{runtime}-{precision}"
-            extra = (f"--runtime={runtime}", f"--conversion-cache=s3://{OUTPUT_BUCKET}/converted/")
+            extra: tuple[str, ...] = (
+                f"--runtime={runtime}",
+                f"--conversion-cache=s3://{OUTPUT_BUCKET}/converted/",
+            )
             extra += int8_args if precision == "int8" else ()
             bench.run_job(name, bench.photos_manifest, bench.resnet_args, proxy.endpoint_url,
                           extra=extra)  # fmt: skip

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from batch_inference.cli import parse_config
     from batch_inference.convert import AGREEMENT_IMAGES, converted_model
     from batch_inference.errors import JobFailed, ModelLoadError
+    from batch_inference.quantize import int8_settings
     from batch_inference.quantize_onnx import onnx_int8
     from botocore.exceptions import BotoCoreError, ClientError
     from emr_inference.config import ConfigError, load_pipeline
@@ -100,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{config.pipeline}: int8 model {int8_spec.onnx_uri} (sha256 "
                 f"{int8_spec.onnx_sha256}), top-1 agreement with fp32 {agreement:.2%} on "
                 f"{len(tensors)} images of {source.uri} (each run gates on its own: minimum "
-                f"{job.int8.min_agreement:.2%})"
+                f"{int8_settings(job).min_agreement:.2%})"
             )
-            if agreement < job.int8.min_agreement:
-                then = "in fp32" if job.int8.fallback else "not at all"
+            if agreement < int8_settings(job).min_agreement:
+                then = "in fp32" if int8_settings(job).fallback else "not at all"
                 print(
                     f"Quantization refused: below int8.min_agreement on these images; runs whose "
                     f"own images agree as little will run {then} (int8.on_disagreement)",

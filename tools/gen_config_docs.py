@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from batch_inference.cli import build_parser
 from emr_inference.config import (
@@ -223,7 +223,8 @@ def params_section() -> str:
 def job_help() -> str:
     """The Spark job's ``--help`` at a fixed width (independent of the terminal)."""
     parser = build_parser()
-    formatter_class = parser.formatter_class
+    # typeshed types formatter_class as a factory taking only prog; build_parser gives a class
+    formatter_class = cast(type[argparse.HelpFormatter], parser.formatter_class)
     parser.formatter_class = lambda prog: formatter_class(prog, width=HELP_WIDTH)
     return parser.format_help()
 

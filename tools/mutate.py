@@ -59,7 +59,8 @@ def mutant_name(relative_source_path: Path, function_name: str) -> str:
 def install_name_fix() -> None:
     """Make every mutmut module that imported ``get_mutant_name`` use :func:`mutant_name`."""
     for module in (mutmut_format, mutmut_main, mutmut_file_mutation):
-        module.get_mutant_name = mutant_name
+        # the ignore: the loop types each module as ModuleType, which declares no such name
+        module.get_mutant_name = mutant_name  # type: ignore[attr-defined]
 
 
 def module_of(path: Path) -> str:

@@ -253,7 +253,12 @@ def lateness_deadline(alerts: Mapping[str, Any] | None, aws_conn_id: str | None)
     provider's ``SnsNotifier`` run by the triggerer, with the run's details templated in."""
     if not alerts or not alerts.get("late_after_minutes"):
         return None
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+    # airflow.sdk's __init__.pyi (task-sdk 1.3.2) leaves out these names, which it exports
+    from airflow.sdk import (  # type: ignore[attr-defined]
+        AsyncCallback,
+        DeadlineAlert,
+        DeadlineReference,
+    )
 
     minutes = int(alerts["late_after_minutes"])
     return DeadlineAlert(

@@ -507,7 +507,7 @@ class PipelineConfig(RequestDefaults):
     backend: Annotated[str, AfterValidator(check_backend_name)] = Field(
         default="emr",
         description="emr: a real EMR cluster; local: Spark standalone here",
-        json_schema_extra={"enum": sorted(REGISTERED)},
+        json_schema_extra={"enum": [name for name in sorted(REGISTERED)]},
     )
     schedule: str | None = Field(default="@daily", description="Cron or preset; null = manual")
     start_date: dt.date = Field(

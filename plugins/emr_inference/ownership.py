@@ -173,7 +173,7 @@ def foreign_objects(
     ``limit`` of their URIs."""
     from emr_inference import s3
 
-    count, examples = 0, []
+    count, examples = 0, list[str]()
     listed = owned_names(summary)
     for entry in s3.iter_objects(hook, output):
         if not is_owned(entry["Key"][len(output.key) :], listed):

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from emr_inference.resolved import ResolvedRequest
+
+
+class ProgressLog(Protocol):
+    """What :func:`log_progress` writes to: a :class:`logging.Logger` or an operator's ``log``
+    (Airflow's structlog logger)."""
+
+    def info(self, msg: str, /, *args: Any) -> Any:
+        """Log an info line."""
+
+    def warning(self, msg: str, /, *args: Any) -> Any:
+        """Log a warning line."""
 
 
 def describe_progress(done: int, total: int, elapsed_seconds: float) -> str:
@@ -22,7 +32,7 @@ def describe_progress(done: int, total: int, elapsed_seconds: float) -> str:
 
 
 def log_progress(
-    log: logging.Logger,
+    log: ProgressLog,
     aws_conn_id: str | None,
     request: ResolvedRequest,
     total: int,

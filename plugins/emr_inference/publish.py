@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -151,14 +151,16 @@ def run_summary(checked: CheckedOutput, **context: Any) -> dict[str, Any]:
     }
 
 
-def _distinct(metrics: Sequence[Mapping[str, Any]], field: Metric, default: str | None):
+def _distinct(
+    metrics: Iterable[Mapping[str, Any]], field: Metric, default: str | None
+) -> str | None:
     """The metrics' distinct values of ``field`` joined with "/" (``default`` for a part written
     before the field existed); ``None`` when there is none."""
     values = {m.get(field, default) for m in metrics} - {None}
     return "/".join(sorted(values)) or None
 
 
-def _first(metrics: Sequence[Mapping[str, Any]], field: Metric) -> Any:
+def _first(metrics: Iterable[Mapping[str, Any]], field: Metric) -> Any:
     """The first set value of ``field`` among the metrics, else ``None``."""
     return next((m[field] for m in metrics if m.get(field) is not None), None)
 

@@ -277,10 +277,12 @@ def _date_fields(
         rendered["input_uri"] = None  # a ready manifest takes precedence over listing a prefix
         S3Uri.parse(rendered["manifest_uri"], "manifest_uri", prefix=False)
     else:
-        rendered["input_uri"] = S3Uri.parse(
-            _as_prefix(rendered["input_uri"]), "input_uri", prefix=True
-        ).uri
-    output = S3Uri.parse(_as_prefix(rendered["output_uri"]), "output_uri", prefix=True)
+        input_uri = rendered["input_uri"]
+        assert input_uri is not None  # RequestDefaults requires input_uri or manifest_uri
+        rendered["input_uri"] = S3Uri.parse(_as_prefix(input_uri), "input_uri", prefix=True).uri
+    output_uri = rendered["output_uri"]
+    assert output_uri is not None  # a required field
+    output = S3Uri.parse(_as_prefix(output_uri), "output_uri", prefix=True)
     staging_root = rendered["staging_uri"] or f"s3://{output.bucket}/_staging/"
     staging = S3Uri.parse(_as_prefix(staging_root), "staging_uri", prefix=True)
     artifacts_root = rendered["artifacts_uri"] or f"s3://{output.bucket}/artifacts/"

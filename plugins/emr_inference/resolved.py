@@ -19,7 +19,7 @@ A run's request has every date under ``dates`` and the first date's locations at
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from batch_inference.contract.s3 import S3Uri, S3UriError
@@ -36,7 +36,7 @@ from emr_inference.backends import check_backend_name
 from emr_inference.config import IsoDate, RequestDefaults
 
 
-def _parser(prefix: bool):
+def _parser(prefix: bool) -> Callable[[Any], S3Uri]:
     def parse(value: Any) -> S3Uri:
         if isinstance(value, S3Uri):
             return value
@@ -78,13 +78,15 @@ class ResolvedRequest(RequestDefaults):
     run_id: str
     pipeline: str
     backend: Annotated[str, AfterValidator(check_backend_name)]
-    # the first date's locations (a date's own request: that date's), rendered and parsed
+    # the first date's locations (a date's own request: that date's), rendered and parsed. The
+    # ignores: these fields narrow RequestDefaults' template strings to parsed S3Uri on purpose;
+    # a ResolvedRequest is never used where a RequestDefaults is expected.
     partition_date: IsoDate
-    input_uri: S3Prefix | None
-    manifest_uri: S3Object | None
-    output_uri: S3Prefix
-    staging_uri: S3Prefix
-    artifacts_uri: S3Prefix
+    input_uri: S3Prefix | None  # type: ignore[assignment]
+    manifest_uri: S3Object | None  # type: ignore[assignment]
+    output_uri: S3Prefix  # type: ignore[assignment]
+    staging_uri: S3Prefix  # type: ignore[assignment]
+    artifacts_uri: S3Prefix  # type: ignore[assignment]
     #: every date of the run, sorted (None in a date's own request)
     dates: list[DateLocations] | None = None
     #: the number of dates of the run (a date's own request only)

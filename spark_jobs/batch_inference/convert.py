@@ -189,6 +189,7 @@ def measure(
 
 def gate(config: JobConfig, agreement: float, images: int, where: str) -> None:
     """Log the agreement; :class:`JobFailed` below ``--conversion-min-agreement``."""
+    assert config.conversion is not None  # a converted runtime's config has it (JobConfig checks)
     minimum = config.conversion.min_agreement
     log.info(
         "conversion: %s top-1 agreement with MXNet %.2f%% on %d images %s (minimum %.2f%%)",
@@ -264,6 +265,7 @@ def converted_model(
     else:
         source = MxnetModel.fetch(client, spec)
         digests = sha256_hex(source.symbol), sha256_hex(source.params)
+    assert config.conversion is not None  # a converted runtime's config has it (JobConfig checks)
     cache = parse_s3_uri(config.conversion.cache_uri, "--conversion-cache", prefix=True)
     key = cache_key(spec, *digests, config.preprocess.image_size)
     folder = cache.join(key, "")  # "": a prefix, "<key>/"
@@ -279,16 +281,17 @@ def converted_model(
                 f"in {folder}, and MXNet is not installed here to convert it: convert it first "
                 "where MXNet is (make convert PIPELINE=<pipeline> DATE=<a date of its input>)"
             )
+        assert source is not None  # fetched above, MXNet being installed
         record = convert(client, config, sample, measured_on, source, folder)  # gated
     else:
         log.info("conversion: reusing the converted model in %s", folder)
-    spec = dataclasses.replace(
-        spec, onnx_uri=str(folder.join(MODEL_FILE)), onnx_sha256=record["onnx_sha256"]
-    )
+    onnx_uri = str(folder.join(MODEL_FILE))
+    spec = dataclasses.replace(spec, onnx_uri=onnx_uri, onnx_sha256=record["onnx_sha256"])
     agreement = record["agreement"]
     if not fresh and can_measure:
-        onnx = fetch_verified(client, spec.onnx_uri, spec.onnx_sha256, "the ONNX model")
-        agreement, images = measure(client, config, sample, source, onnx, spec.onnx_uri)
+        assert source is not None  # fetched above, MXNet being installed
+        onnx = fetch_verified(client, onnx_uri, spec.onnx_sha256, "the ONNX model")
+        agreement, images = measure(client, config, sample, source, onnx, onnx_uri)
         gate(config, agreement, images, f"of {measured_on}")
     elif not fresh:
         where = f"of {record['measured_on']} (measured when converted; no MXNet here)"

@@ -229,7 +229,9 @@ def write_parts(
         from batch_inference.job_logging import configure_logging
 
         configure_logging()
-        index = todo[TaskContext.get().partitionId()]
+        task = TaskContext.get()
+        assert task is not None  # set in a Spark task, where this runs
+        index = todo[task.partitionId()]
         result = write_partition(index, partitions, config, manifest, fingerprint, frames)
         yield pd.DataFrame({"metrics": [json.dumps(result)]})
 

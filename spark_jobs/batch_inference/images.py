@@ -126,7 +126,7 @@ def to_tensor(image: Image.Image, spec: Preprocess, out: np.ndarray | None = Non
     """
     size = spec.image_size
     if image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
     if out is None:
         out = np.empty((3, size, size), dtype=np.float32)
     gain, offset = affine(spec)

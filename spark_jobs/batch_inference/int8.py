@@ -11,7 +11,7 @@ from batch_inference.agreement import decode_sample, middle_keys, top1_agreement
 from batch_inference.config import JobConfig, ModelSpec
 from batch_inference.errors import JobFailed
 from batch_inference.manifest import Manifest
-from batch_inference.quantize import manifest_keys, mxnet_int8
+from batch_inference.quantize import int8_settings, manifest_keys, mxnet_int8
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def prepare_int8(client, config: JobConfig, manifest: Manifest) -> JobConfig:
         from batch_inference.quantize_onnx import onnx_int8
 
         int8_spec, bind_both = onnx_int8(client, config, first_keys, config.manifest_uri)
-    keys = middle_keys(client, manifest, config.int8.agreement_images)
+    keys = middle_keys(client, manifest, int8_settings(config).agreement_images)
     tensors = decode_sample(client, keys, config, "int8")
     fp32, int8 = bind_both(min(config.batch_size, len(tensors)), config.preprocess.image_size)
     return int8_gate(config, int8_spec, top1_agreement(fp32, int8, tensors), len(tensors))
@@ -37,7 +37,7 @@ def prepare_int8(client, config: JobConfig, manifest: Manifest) -> JobConfig:
 def int8_gate(config: JobConfig, int8_spec: ModelSpec, agreement: float, images: int) -> JobConfig:
     """``config`` with the int8 model when ``agreement`` (on ``images`` of this run) reaches
     ``--int8-min-agreement``; else in fp32 with ``--int8-fallback``, or :class:`JobFailed`."""
-    settings = config.int8
+    settings = int8_settings(config)
     log.info(
         "int8: top-1 agreement with fp32 %.2f%% on %d images of this run (minimum %.2f%%; %s)",
         agreement * 100,

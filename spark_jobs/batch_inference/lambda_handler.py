@@ -96,7 +96,9 @@ def handle_s3_event(event: dict) -> dict:
 def is_s3_event(event: Any) -> bool:
     """True for an S3 notification event."""
     records = event.get("Records") if isinstance(event, dict) else None
-    return bool(records) and all(
+    if not records:
+        return False
+    return all(
         isinstance(record, dict) and record.get("eventSource") == "aws:s3" for record in records
     )
 

@@ -137,7 +137,8 @@ def outputs_probabilities(symbol_json: str) -> bool:
 def split_params(symbol, loaded: dict) -> tuple[dict, dict]:
     """Split a params file (``arg:``/``aux:`` prefixed as exported, or bare names) for binding."""
     aux_names = set(symbol.list_auxiliary_states())
-    arg_params, aux_params = {}, {}
+    arg_params: dict[str, Any] = {}
+    aux_params: dict[str, Any] = {}
     for name, value in loaded.items():
         bare = name.split(":", 1)[1] if name.startswith(("arg:", "aux:")) else name
         (aux_params if bare in aux_names else arg_params)[bare] = value

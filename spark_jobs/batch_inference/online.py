@@ -172,6 +172,7 @@ class Predictor:
         """A prepared image's row: a prediction, or the batch job's error row."""
         name, run_id = self.settings.model.name, self.settings.run_id
         if prepared.tensor is None:
+            assert prepared.error is not None  # decode_prepared gives a tensor or an error
             return error_row(prepared.key, prepared.error, name, run_id)
         model = self.model()
         probabilities = model.predict(prepared.tensor[None])[0]

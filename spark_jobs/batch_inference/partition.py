@@ -112,20 +112,21 @@ def classify_batch(
     ``inputs`` is the batch array the tensors were decoded into (slot ``i`` for ``prepared[i]``):
     when every image is good it goes to the model as it is, otherwise the good ones are gathered.
     """
-    good = [item for item in prepared if item.tensor is not None]
+    tensors = [item.tensor for item in prepared if item.tensor is not None]
     probabilities: Iterator[np.ndarray] = iter(())
     seconds = 0.0
-    if good:
+    if tensors:
         started = time.perf_counter()
-        if inputs is not None and len(good) == len(prepared):
+        if inputs is not None and len(tensors) == len(prepared):
             batch = inputs[: len(prepared)]
         else:
-            batch = np.stack([item.tensor for item in good])
+            batch = np.stack(tensors)
         probabilities = iter(model.predict(batch))
         seconds = _since(started)
     rows = []
     for item in prepared:
         if item.tensor is None:
+            assert item.error is not None  # prepare gives a tensor or an error
             rows.append(
                 error_row(item.key, item.error, config.model.name, config.run_id, config.precision)
             )

@@ -62,6 +62,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FirstKeys = Callable[[int], list[str]]
 
 
+def int8_settings(config: JobConfig) -> Int8Settings:
+    """``config.int8``: an int8 run's config always has it (:class:`JobConfig` checks)."""
+    assert config.int8 is not None
+    return config.int8
+
+
 def calibration_keys(client, settings: Int8Settings, first_keys: FirstKeys) -> list[str]:
     """``--calibration-images`` keys: listed under ``--calibration-uri``, else the first of what
     int8 is made for (``first_keys``)."""
@@ -105,8 +111,8 @@ def calibration_identity(config: JobConfig) -> dict:
     """What an int8 model's calibration depends on (every runtime's cache key has it): the source
     and count of the images, and how they are decoded."""
     return {
-        "calibration": config.int8.calibration_uri or "run",
-        "calibration_images": config.int8.calibration_images,
+        "calibration": int8_settings(config).calibration_uri or "run",
+        "calibration_images": int8_settings(config).calibration_images,
         "preprocess": dataclasses.asdict(config.preprocess),
     }
 
@@ -153,7 +159,7 @@ def read_record(client, folder: S3Uri) -> dict | None:
 
 def calibration_source(config: JobConfig, made_for: str) -> str:
     """What the record says the int8 model was calibrated on."""
-    return config.int8.calibration_uri or f"{made_for} (first keys)"
+    return int8_settings(config).calibration_uri or f"{made_for} (first keys)"
 
 
 #: ``(batch_size, image_size) -> (fp32, int8)``: both models bound for the agreement gate.
@@ -170,14 +176,14 @@ def mxnet_int8(client, config: JobConfig, first_keys: FirstKeys) -> tuple[ModelS
         fetch_verified(client, spec.labels_uri, spec.labels_sha256, "--model-labels"),
         spec.labels_uri,
     )
-    cache = parse_s3_uri(config.int8.cache_uri, "--int8-cache", prefix=True)
+    cache = parse_s3_uri(int8_settings(config).cache_uri, "--int8-cache", prefix=True)
     folder = cache.join(cache_key(symbol, params, config), "")  # "": a prefix, "<key>/"
     symbol_uri, params_uri = folder.join("int8-symbol.json"), folder.join("int8-0000.params")
     record = read_record(client, folder)
     if record is None:
         started = time.monotonic()
         calibration = decode_sample(
-            client, calibration_keys(client, config.int8, first_keys), config, "int8"
+            client, calibration_keys(client, int8_settings(config), first_keys), config, "int8"
         )
         qsymbol_text, qparams = quantize(
             symbol.decode("utf-8"), params, calibration, config.model.input_name

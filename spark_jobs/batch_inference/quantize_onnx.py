@@ -36,6 +36,7 @@ from batch_inference.quantize import (
     calibration_identity,
     calibration_keys,
     calibration_source,
+    int8_settings,
     read_record,
 )
 from batch_inference.runtime import BoundModel, bind_converted
@@ -115,8 +116,8 @@ def quantize(onnx: bytes, calibration: np.ndarray, input_name: str) -> bytes:
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )
-        with open(int8, "rb") as handle:
-            return handle.read()
+        with open(int8, "rb") as quantized:
+            return quantized.read()
 
 
 def onnx_int8(
@@ -126,12 +127,13 @@ def onnx_int8(
     digest checked), or quantized and cached now on a miss where the quantizer is installed, for
     ``made_for`` (a run's manifest, or an input prefix) whose first keys ``first_keys`` gives."""
     spec = config.model
+    assert spec.onnx_uri is not None  # the converted model's (prepare_runtime ran first)
     fp32 = fetch_verified(client, spec.onnx_uri, spec.onnx_sha256, "the ONNX model")
     labels = parse_labels(
         fetch_verified(client, spec.labels_uri, spec.labels_sha256, "--model-labels"),
         spec.labels_uri,
     )
-    cache = parse_s3_uri(config.int8.cache_uri, "--int8-cache", prefix=True)
+    cache = parse_s3_uri(int8_settings(config).cache_uri, "--int8-cache", prefix=True)
     folder = cache.join(cache_key(sha256_hex(fp32), config), "")  # "": a prefix, "<key>/"
     int8_uri = folder.join(MODEL_FILE)
     record = read_record(client, folder)
@@ -147,7 +149,7 @@ def onnx_int8(
     else:
         started = time.monotonic()
         calibration = decode_sample(
-            client, calibration_keys(client, config.int8, first_keys), config, "int8"
+            client, calibration_keys(client, int8_settings(config), first_keys), config, "int8"
         )
         int8 = quantize(fp32, calibration, spec.input_name)
         extra = config.encryption.put_object_args()

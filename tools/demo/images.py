@@ -47,7 +47,11 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
 def render_digit(pixels: np.ndarray, size: int = DIGIT_IMAGE_SIZE) -> Image.Image:
     """An 8x8 digit (0-16) as a ``size``-pixel RGB image: dark ink on white paper."""
     grey = (255 - np.clip(pixels, 0, 16) * (255 / 16)).astype(np.uint8)
-    return Image.fromarray(grey, mode="L").resize((size, size), Image.BILINEAR).convert("RGB")
+    return (
+        Image.fromarray(grey, mode="L")
+        .resize((size, size), Image.Resampling.BILINEAR)
+        .convert("RGB")
+    )
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:

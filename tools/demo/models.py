@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def train_digits_classifier(
 
     mx.random.seed(seed)
     rng = np.random.default_rng(seed)
-    spec = dict(image_size=image_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    spec: dict[str, Any] = dict(image_size=image_size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     preprocess = ExportedModel("", Path(), Path(), Path(), **spec).preprocess()
     x, y = digits_tensors(range(TRAIN_COUNT), preprocess)
 

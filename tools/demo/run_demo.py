@@ -98,7 +98,7 @@ def upload_photos(client, prefix: str) -> dict[str, None]:
 
     from tools.demo.images import encode
 
-    uris = {}
+    uris: dict[str, None] = {}
     for name in PHOTOS:
         body = encode(Image.fromarray(load_sample_image(name)), "JPEG")
         key = f"{prefix}photo-{name}"

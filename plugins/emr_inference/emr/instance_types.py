@@ -24,6 +24,7 @@ with its source.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 SOURCE = (
@@ -42,7 +43,7 @@ class InstanceType:
     yarn_memory_mb: int
 
 
-def _family(family: str, sizes: dict[str, tuple[int, float, int]]) -> dict[str, InstanceType]:
+def _family(family: str, sizes: Mapping[str, tuple[int, float, int]]) -> dict[str, InstanceType]:
     return {
         f"{family}.{size}": InstanceType(f"{family}.{size}", vcpus, memory, yarn)
         for size, (vcpus, memory, yarn) in sizes.items()

@@ -79,7 +79,7 @@ class EmrCreateClusterOperator(UsesRequest, EmrCreateJobFlowOperator):
         self.artifacts = artifacts
         self._job_flow_id: str | None = None
 
-    def execute(self, context) -> str:
+    def execute(self, context) -> str | None:  # the provider's, whose job flow id may be None
         request = self.run_request
         existing = find_run_cluster(self.hook.conn, request.dag_id, request.run_id)
         if existing:
@@ -122,9 +122,12 @@ class EmrSubmitStepOperator(UsesRequest, EmrAddStepsOperator):
         self.manifest = manifest
         self._step_id: str | None = None
 
-    def execute(self, context) -> str:
+    # The ignore: this operator adds one step and pushes its id (the sensor's step_id), not the
+    # provider's list of step ids.
+    def execute(self, context) -> str:  # type: ignore[override]
         skip_unless_pending(self.run_request, self.manifest)
         step = inference_step(self.run_request, self.artifacts, self.manifest["manifest_uri"])
+        assert self.job_flow_id is not None  # create_cluster's XCom (the provider allows a name)
         existing = find_step(self.hook.conn, self.job_flow_id, step["Name"])
         if existing:
             self.log.info("Reusing step %s, added by an earlier try", existing)
@@ -143,7 +146,7 @@ class EmrSubmitStepOperator(UsesRequest, EmrAddStepsOperator):
 
     def on_kill(self) -> None:
         """Cancel the step this task added or found (a killed task leaves no job running)."""
-        if self._step_id:
+        if self._step_id and self.job_flow_id:
             self.log.info("Cancelling step %s on %s", self._step_id, self.job_flow_id)
             cancel_step(self.hook.conn, self.job_flow_id, self._step_id)
 
@@ -250,7 +253,7 @@ class EmrInferenceStepSensor(UsesRequest, EmrStepSensor):
         total = int(self.manifest["total"])
         log_progress(self.log, self.aws_conn_id, self.run_request, total, elapsed)
 
-    def _failure_message(self, response: Mapping[str, Any], state: str) -> str:
+    def _failure_message(self, response: dict[str, Any], state: str) -> str:
         details = self.failure_message_from_response(response)
         if not details:
             reason = response["Step"]["Status"].get("StateChangeReason", {})
@@ -297,10 +300,11 @@ class EmrTerminateClusterOperator(RunClusterTeardown, EmrTerminateJobFlowOperato
         return cluster_id
 
     def execute(self, context) -> None:
-        self.job_flow_id = self.run_cluster_id(context)
-        if not self.job_flow_id:
+        job_flow_id = self.run_cluster_id(context)
+        if not job_flow_id:
             self.log.info("No cluster was created for this run: nothing to terminate")
             return
+        self.job_flow_id = job_flow_id
         state = cluster_state(self.hook.conn, self.job_flow_id)
         if state is None or state in ENDED_CLUSTER_STATES:
             self.log.info("Cluster %s is already %s: nothing to terminate", self.job_flow_id,

@@ -203,7 +203,9 @@ class LocalCluster:
         if not daemons or any(p.process() is None for p in daemons):
             return False
         status = self.master_status()
-        return bool(status) and status.get("aliveworkers", 0) >= len(daemons) - 1
+        if not status:
+            return False
+        return status.get("aliveworkers", 0) >= len(daemons) - 1
 
     def live_processes(self) -> list[ProcessRecord]:
         """The recorded processes that are still alive."""

@@ -306,13 +306,14 @@ class LocalTerminateClusterOperator(RunClusterTeardown, BaseOperator):
         self.cluster_id = cluster_id
         self.aws_conn_id = aws_conn_id  # unused: stopping local processes needs no AWS
 
-    def find_run_cluster(self, dag_id: str, run_id: str) -> str | None:
+    def find_run_cluster(self, dag_id: str, run_id: str) -> str:
         """The run's cluster id, derived as ``create_cluster`` derives it (whether or not the
         cluster was ever started: :meth:`execute` finds out)."""
         return cluster_id_for(dag_id, run_id)
 
     def execute(self, context: Context) -> None:
         cluster_id = self.run_cluster_id(context)
+        assert cluster_id is not None  # find_run_cluster always derives one
         try:
             cluster = LocalCluster.load(cluster_id)
         except LocalClusterError:

@@ -86,7 +86,7 @@ class ReportDatesOperator(BaseOperator):
         states = {key: state for key, state in states.items() if key != self.task_id}
         digest = self.digest(context, states, works, report, summaries)
         ti.xcom_push(key=DIGEST_KEY, value=digest)  # a failed run's too
-        if alerts.should_publish(self.alerts, digest["outcome"]):
+        if self.alerts and alerts.should_publish(self.alerts, digest["outcome"]):
             alerts.publish_digest(digest, self.alerts["sns_topic_arn"], self.aws_conn_id)
         problems = []
         if self.works is None:  # stage_manifest never ran: an earlier task failed

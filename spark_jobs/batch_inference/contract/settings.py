@@ -73,7 +73,7 @@ def three_floats(text: str) -> tuple[float, float, float]:
         values = ()
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f"expected three comma-separated floats, got {text!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -321,7 +321,9 @@ SETTINGS: tuple[JobSetting, ...] = (
 ROW_SETTINGS: tuple[JobSetting, ...] = tuple(setting for setting in SETTINGS if setting.shapes_rows)
 
 
-def fingerprinted(settings: tuple[JobSetting, ...], value_of: Callable[[JobSetting], Any]) -> dict:
+def fingerprinted(
+    settings: tuple[JobSetting, ...], value_of: Callable[[JobSetting], Any]
+) -> dict[str, Any]:
     """``{name: value}`` of ``settings`` for a fingerprint, without the ``added_later`` ones that
     are unset or hold their default: a fingerprint made before such a setting existed stays the
     same, so a date published then is not run again."""
