@@ -31,7 +31,7 @@ from emr_inference.config import (
     RequestDefaults,
     SseConfig,
 )
-from emr_inference.params import param_schemas
+from emr_inference.params import RUN_PARAMETERS, form_annotations, param_schemas
 from pydantic import BaseModel
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "CONFIGURATION.md"
@@ -200,9 +200,13 @@ def model_section(title: str, model: type[BaseModel], names: list[str] | None = 
 
 def params_section() -> str:
     """The Params every pipeline DAG declares, with their JSON schema."""
-    schemas = param_schemas()
-    rows = ["| Param | JSON-schema type |", "|---|---|"]
-    rows += [f"| `{name}` | {schema_type(schema, {})} |" for name, schema in schemas.items()]
+    schemas, form = param_schemas(), form_annotations()
+    rows = ["| Param | JSON-schema type | trigger form: section, title |", "|---|---|---|"]
+    rows += [
+        f"| `{name}` | {schema_type(schemas[name], {})} | "
+        f"{annotation.get('section', RUN_PARAMETERS)}: {annotation['title']} |"
+        for name, annotation in form.items()  # in the form's order
+    ]
     full = json.dumps(schemas, indent=2, ensure_ascii=False)
     return (
         "## Params (trigger-time overrides)\n\n"
@@ -212,7 +216,9 @@ def params_section() -> str:
         "optional properties, so a run may override part of one. Airflow 3.3 does not check "
         "`conf` keys that are not Params: `validate_request` refuses them first, naming the "
         "closest field, then merges the run's values over the pipeline's and checks them with "
-        "the models above.\n\n"
+        "the models above. The UI's trigger form shows each Param under its title, with a one-line "
+        "description, in its section (`emr_inference.params.FORM`): the Run Parameters section "
+        "is open when the form opens, the others are folded.\n\n"
         + "\n".join(rows)
         + "\n\n<details><summary>The Params' JSON schemas</summary>\n\n```json\n"
         + full

@@ -8,8 +8,9 @@ import pytest
 from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import ParamValidationError
+from emr_inference import params as params_module
 from emr_inference.config import DATE_PATTERN, S3_URI_FORBIDDEN, RequestDefaults
-from emr_inference.params import build_params, param_schemas
+from emr_inference.params import ADVANCED, FORM, RUN_PARAMETERS, build_params, param_schemas
 from pydantic import ValidationError
 
 from tests.unit.emr_inference.pipeline_fixtures import pipeline
@@ -113,3 +114,68 @@ def test_the_model_refuses_what_the_schema_refuses(uri):
         _validated({"output_uri": uri})
     with pytest.raises(ValidationError, match="output_uri"):
         RequestDefaults.model_validate({**_DEFAULTS, "output_uri": uri})
+
+
+# -- the trigger form ------------------------------------------------------------------------
+
+FORM_KEYS = {"title", "section", "description"}  # what the form shows, not a rule
+FORM_SECTIONS = ["Run Parameters", "Input and output", "Model", "Cluster", "Tuning (advanced)"]
+
+
+def _sections_in_form_order(params: dict) -> list[str]:
+    """The sections as Airflow 3.3's trigger form shows them: in the order of each one's first
+    Param; Params without a ``section`` in the form's own "Run Parameters"."""
+    sections = [param.schema.get("section", RUN_PARAMETERS) for param in params.values()]
+    return list(dict.fromkeys(sections))
+
+
+def test_the_form_shows_the_sections_in_order_each_params_together():
+    params = build_params(pipeline())
+    sections = [param.schema.get("section", RUN_PARAMETERS) for param in params.values()]
+    assert _sections_in_form_order(params) == FORM_SECTIONS == list(FORM)
+    # each section's Params come together, so the Param order is the form's order too
+    assert sections == sorted(sections, key=FORM_SECTIONS.index)
+    # what to run comes first and is the open section (no `section`); the date is its first field
+    assert list(params)[:3] == ["partition_date", "partition_dates", "date_range"]
+    assert "section" not in params["dry_run"].schema
+    assert params["output_uri"].schema["section"] == "Input and output"
+    assert params["model"].schema["section"] == "Model"
+    assert params["cluster"].schema["section"] == "Cluster"
+    assert params["prefetch_depth"].schema["section"] == "Tuning (advanced)"
+
+
+def test_every_request_field_is_placed_in_the_form_by_hand():
+    placed = [name for fields in FORM.values() for name in fields]
+    assert len(placed) == len(set(placed)), "a field placed in two sections"
+    missing = set(RequestDefaults.model_fields) - set(placed)
+    assert not missing, f"request fields with no place in emr_inference.params.FORM: {missing}"
+    assert set(placed) <= set(RequestDefaults.model_fields), "FORM names a field that is gone"
+
+
+def test_a_field_missing_from_the_form_still_becomes_a_param_last(monkeypatch):
+    form = {section: dict(fields) for section, fields in FORM.items()}
+    del form[RUN_PARAMETERS]["dry_run"]
+    monkeypatch.setattr(params_module, "FORM", form)
+    params = build_params(pipeline())
+    assert set(params) == set(RequestDefaults.model_fields)
+    assert list(params)[-1] == "dry_run"
+    assert params["dry_run"].schema["section"] == ADVANCED
+    assert params["dry_run"].schema["title"] == "dry_run"
+
+
+def test_every_param_has_a_title_and_a_one_line_description():
+    for name, param in build_params(pipeline()).items():
+        title = param.schema["title"]
+        assert title and title != name and "_" not in title, name
+        assert param.description, name
+        assert "\n" not in param.description and len(param.description) <= 120, name
+    params = build_params(pipeline())
+    assert params["partition_date"].schema["title"] == "Date"
+    assert params["batch_size"].description == "Images per forward pass"  # the field's own
+
+
+def test_the_form_annotations_change_nothing_the_schema_accepts():
+    schemas = param_schemas()
+    for name, param in build_params(pipeline()).items():
+        rules = {key: value for key, value in param.schema.items() if key not in FORM_KEYS}
+        assert rules == {key: value for key, value in schemas[name].items() if key not in FORM_KEYS}
