@@ -364,7 +364,8 @@ class DateRange(_Strict):
 
 class EstimateConfig(_Strict):
     """What the run plan models a run's time and cost with, and the job its partitions' size
-    (README "Backfills: one run per date, or one range run"; a run summary measures the rate)."""
+    (docs/OPERATIONS.md "Backfills: one run per date, or one range run"; a run summary measures
+    the rate)."""
 
     # a job setting too: the job sizes its partitions with it (partition_seconds)
     images_per_task_second: float = job_field("estimate.images_per_task_second", gt=0, le=100000)

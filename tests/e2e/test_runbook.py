@@ -1,6 +1,6 @@
-"""The runbook runs: every command block of the README and docs/OPERATIONS.md that an operator
-runs, as written, against a whole Airflow on PostgreSQL (airflow_stack.py) with the ``demo``
-pipeline, plus the refusals of bad ``conf`` through the REST API.
+"""The runbook runs: every command block of the docs (tests/support/runbook.py's DOCS) that an
+operator runs, as written, against a whole Airflow on PostgreSQL (airflow_stack.py) with the
+``demo`` pipeline, plus the refusals of bad ``conf`` through the REST API.
 
 Each block marked ``<!-- runbook: NAME -->`` in the docs is run by ``bash`` (or Python for the
 client example) from the repository root with the variables the docs export (``AIRFLOW_URL``,
@@ -35,13 +35,13 @@ pytestmark = pytest.mark.slow
 
 IMAGES = 12  # per partition; one of them a bad input
 YESTERDAY = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
-# the README's REST backfill: ticks 2026-11-21 and 22 at 02:00 -> these partitions
+# docs/OPERATIONS.md's REST backfill: ticks 2026-11-21 and 22 at 02:00 -> these partitions
 BACKFILL_PARTITIONS = {"2026-11-21": "2026-11-20", "2026-11-22": "2026-11-21"}
 # OPERATIONS' CLI backfill: ticks 2026-11-01 and 02 -> partitions that have no images
 EMPTY_BACKFILL_PARTITIONS = {"2026-11-01": "2026-10-31", "2026-11-02": "2026-11-01"}
 LATE_DATE = "2026-11-10"  # its images land after a first run found none
 KILL_DATE = "2026-11-12"  # enough images for the step to be running when it is killed
-# the README's range run: 2026-11-14 to 16, the 15th without images
+# docs/OPERATIONS.md's range run: 2026-11-14 to 16, the 15th without images
 RANGE_DATES, RANGE_EMPTY_DATE = ("2026-11-14", "2026-11-16"), "2026-11-15"
 RUN_TIMEOUT = 300
 
@@ -105,7 +105,7 @@ def nothing_left_running(stack: AirflowStack):
 
 
 def run_blocks(env: DocEnv, *names: str, **variables: str) -> str:
-    """Run the named doc blocks in one shell (after the README's token block), return stdout;
+    """Run the named doc blocks in one shell (after the token block), return stdout;
     the shell's environment is the one ``env`` gives the blocks (one kind of block a call)."""
     script = "\n".join(
         ["set -euo pipefail", *(runbook_block(name).code for name in ("token", *names))]
@@ -195,7 +195,7 @@ def test_an_unknown_key_fails_the_run_first_thing_naming_the_closest_field(
     assert (validate["try_number"], validate["max_tries"]) == (1, 0)  # no retry
 
 
-# -- README: trigger through curl and the official client ---------------------------------------
+# -- OPERATIONS.md: trigger through curl and the official client -----------------------------------
 
 
 def test_readme_trigger_blocks_process_yesterday(

@@ -1,8 +1,9 @@
-"""`make convert`, as the README writes it: the onnx pipeline's MXNet model converted here, gated
-on the date's images, cached where its emr-7.13.0 nodes look for it; once, then found again.
+"""`make convert`, as docs/DEPLOYMENT.md writes it: the onnx pipeline's MXNet model converted
+here, gated on the date's images, cached where its emr-7.13.0 nodes look for it; once, then found
+again.
 
 The pipeline's own buckets live in a moto server of this test, reached through the
-``aws_default`` connection the README exports (``AIRFLOW_CONN_AWS_DEFAULT``).
+``aws_default`` connection the docs export (``AIRFLOW_CONN_AWS_DEFAULT``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 from batch_inference.quantize import MARKER
 
 from tests.conftest import REPO_ROOT
+from tests.support import runbook
 from tools.airflow_env import aws_connection
 from tools.local_s3 import start_local_s3
 from tools.rehearse import create_buckets, resolve, stage_stand_in_model, upload_photos
@@ -52,7 +54,7 @@ def make_convert(server, *command: str) -> subprocess.CompletedProcess:
 
 
 def test_make_convert_converts_once_and_the_cache_answers_after(pipeline_s3):
-    assert f"\n{' '.join(COMMAND)}\n" in (REPO_ROOT / "README.md").read_text()  # as written
+    assert f"\n{' '.join(COMMAND)}\n" in runbook.docs_text()  # as written
     server, request = pipeline_s3
     first = make_convert(server)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -86,7 +88,7 @@ def test_make_convert_for_int8_runs_quantizes_the_converted_model(pipeline_s3, t
     stand-in ResNet-18 has random weights (near-equal top classes), so its int8 agreement falls
     below the pipeline's 99 % and the command says so; with a gate it meets, the same model is
     found in the cache."""
-    assert f"\n{' '.join(INT8_COMMAND)}\n" in (REPO_ROOT / "README.md").read_text()  # as written
+    assert f"\n{' '.join(INT8_COMMAND)}\n" in runbook.docs_text()  # as written
     server, request = pipeline_s3
     refused = make_convert(server, *INT8_COMMAND)
     assert refused.returncode != 0, refused.stdout[-3000:] + refused.stderr[-3000:]

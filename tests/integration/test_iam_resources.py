@@ -4,11 +4,12 @@ tests/unit/test_iam_policies.py checks the actions of every call our code makes;
 everything in one bucket, so it cannot tell whether a call stays inside the prefixes a policy
 grants. Here the demo pipeline runs whole (``dag.test()``, the local backend's Spark cluster, an
 int8 run so the job writes its int8 model cache), then the online predictor answers for one of
-its images, with the README's layout: images, predictions (staging and artifacts in it, the
-defaults) and models in three buckets. Every process records its AWS calls (the Spark driver and
-workers through tests/support/record_aws/sitecustomize.py), and each call's action and resource
-(the bucket, the object, both sides of a copy, each key of a batch delete) must be allowed by its
-side's policy with the placeholders set to those buckets.
+its images, with the layout of docs/DEPLOYMENT.md ("Buckets, IAM and the connection"): images,
+predictions (staging and artifacts in it, the defaults) and models in three buckets. Every
+process records its AWS calls (the Spark driver and workers through
+tests/support/record_aws/sitecustomize.py), and each call's action and resource (the bucket, the
+object, both sides of a copy, each key of a batch delete) must be allowed by its side's policy
+with the placeholders set to those buckets.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
+from tests.support import runbook
 
 PIPELINES = sorted(path.stem for path in (REPO_ROOT / "include" / "pipelines").glob("*.yaml"))
 OLD_SPARK_DEFAULTS = {  # cifar10_resnet18.yaml before: 2 tasks per executor, 3g of Python memory
@@ -45,7 +46,7 @@ def rehearse(*args: str, home: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
 def test_every_shipped_pipeline_rehearses_green(pipeline: str) -> None:
-    """The README's command, as written (its work folder is .rehearsal/<pipeline>/)."""
+    """docs/DEPLOYMENT.md's command, as written (its work folder is .rehearsal/<pipeline>/)."""
     result = subprocess.run(
         ["make", "rehearse", f"PIPELINE={pipeline}"],
         cwd=REPO_ROOT,
@@ -94,10 +95,10 @@ def test_the_old_settings_are_refused_before_any_spark(old_cifar: Path, tmp_path
 
 
 def test_the_onnx_pipeline_rehearses_int8_on_its_node_twin() -> None:
-    """The README's int8 command, as written: converted and quantized here (no onnx on the
+    """docs/DEPLOYMENT.md's int8 command, as written: converted and quantized here (no onnx on the
     nodes), then the nodes' ONNX Runtime runs the int8 model behind its gate; every row int8."""
     command = "make rehearse PIPELINE=cifar10_resnet18_onnx PRECISION=int8"
-    assert f"\n{command}\n" in (REPO_ROOT / "README.md").read_text()
+    assert f"\n{command}\n" in runbook.docs_text()
     result = subprocess.run(
         command.split(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=900
     )

@@ -1,4 +1,4 @@
-"""The command blocks of the README and docs/OPERATIONS.md, as the runbook test runs them.
+"""The command blocks of the docs (:data:`DOCS`), as the runbook test runs them.
 
 A block an operator runs is marked in the Markdown with ``<!-- runbook: NAME -->`` on the line
 before its fence; ``tests/e2e/test_runbook.py`` runs each marked block, as written, against a
@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DOCS = (REPO_ROOT / "README.md", REPO_ROOT / "docs" / "OPERATIONS.md")
+#: The docs whose ``bash`` blocks are accounted for (run, a variables block, or NOT_RUN), and
+#: where the marked blocks and the commands other tests run "as written" are looked up.
+DOCS = (
+    REPO_ROOT / "README.md",
+    REPO_ROOT / "docs" / "OPERATIONS.md",
+    REPO_ROOT / "docs" / "DEPLOYMENT.md",
+    REPO_ROOT / "docs" / "CONTRIBUTING.md",
+)
 
 #: The marked blocks, all of which tests/e2e/test_runbook.py runs.
 RUNBOOK_BLOCKS = frozenset(
@@ -91,6 +98,12 @@ def blocks(lang: str | None = None) -> list[Block]:
             if lang is None or match["lang"] == lang:
                 found.append(Block(doc.name, match["name"], match["lang"], match["code"]))
     return found
+
+
+def docs_text() -> str:
+    """The text of every doc of :data:`DOCS`, one after the other (for a command a test checks is
+    written in the docs, wherever it now lives)."""
+    return "\n".join(doc.read_text() for doc in DOCS)
 
 
 def runbook_block(name: str) -> Block:

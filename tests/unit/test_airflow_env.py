@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from tests.support import runbook
 from tools.airflow_env import (
     AWS_CONN_ID,
     IMPORT_ROOTS,
@@ -119,14 +120,14 @@ def test_make_airflow_points_tasks_at_its_own_api_server_and_says_where_things_a
 
 def test_the_banner_and_the_readme_export_the_demo_connection_make_plan_reads(tmp_path):
     """make plan, run in another terminal than make airflow, reads S3 through aws_default: the
-    banner prints the export line, and the README's is the one it prints by default."""
+    banner prints the export line, and docs/OPERATIONS.md's is the one it prints by default."""
     from tools.demo.run_airflow import DEFAULT_S3_PORT
 
     default = f"http://127.0.0.1:{DEFAULT_S3_PORT}"
     line = f"export AIRFLOW_CONN_AWS_DEFAULT='{aws_connection(default)}'"
     text = banner("http://127.0.0.1:8080", default, simple_auth_passwords_file(tmp_path), DATES)
     assert line in text
-    assert line in (REPO_ROOT / "README.md").read_text()
+    assert line in runbook.docs_text()
 
 
 def test_make_airflow_seeds_the_days_a_nightly_run_and_a_short_backfill_read():

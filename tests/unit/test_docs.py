@@ -1,6 +1,7 @@
-"""The docs cannot drift: CONFIGURATION.md is what the generator produces, the README's commands
-exist, every config field is described, and every command block an operator runs is run by
-tests/e2e/test_runbook.py (or says why it cannot be)."""
+"""The docs cannot drift: CONFIGURATION.md is what the generator produces, the commands the docs
+name exist, every link (and its anchor) resolves, every config field is described, no doc cites an
+issue number, and every command block an operator runs is run by tests/e2e/test_runbook.py (or
+says why it cannot be)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,48 @@ from tools import gen_config_docs
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
 MAKEFILE = REPO_ROOT / "Makefile"
+#: every hand-written or generated Markdown doc: the README and docs/*.md
+ALL_DOCS = (README, *sorted((REPO_ROOT / "docs").glob("*.md")))
+_FENCE = re.compile(r"^[ ]*```.*?^[ ]*```", re.DOTALL | re.MULTILINE)
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _prose(text: str) -> str:
+    """``text`` without its code blocks and spans (where ``[x](y)`` is code, not a link)."""
+    return re.sub(r"`[^`\n]*`", "", _FENCE.sub("", text))
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(doc: Path) -> set[str]:
+    """The anchors of ``doc``'s headings (a repeated heading's get -1, -2, ... as on GitHub)."""
+    seen: dict[str, int] = {}
+    found = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", _FENCE.sub("", doc.read_text()), flags=re.M):
+        base = slug(heading)
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        found.add(base if count == 0 else f"{base}-{count}")
+    return found
+
+
+def broken_links(doc: Path) -> list[str]:
+    """The links of ``doc`` to a missing file, or to a heading its target does not have."""
+    broken = []
+    for target in _LINK.findall(_prose(doc.read_text())):
+        if re.match(r"[a-z]+:", target):  # https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        file = (doc.parent / path).resolve() if path else doc
+        if not file.exists():
+            broken.append(f"{target} (no such file)")
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+            broken.append(f"{target} (no heading #{anchor} in {file.name})")
+    return broken
 
 
 def _models(model: type[BaseModel]) -> list[type[BaseModel]]:
@@ -83,6 +126,58 @@ def test_every_make_target_in_the_readme_exists():
     assert not missing, f"README mentions make targets the Makefile lacks: {sorted(missing)}"
 
 
+@pytest.mark.parametrize("doc", ALL_DOCS[1:], ids=lambda doc: doc.name)
+def test_every_make_target_in_the_docs_exists(doc):
+    """In docs/*.md, a command is `make x` in backticks or a code line (prose says "make a ...")."""
+    text = doc.read_text()
+    mentioned = set(re.findall(r"`make ([a-z][a-z0-9_-]*)", text))
+    mentioned |= set(re.findall(r"^[ ]*make ([a-z][a-z0-9_-]*)", text, flags=re.MULTILINE))
+    missing = mentioned - make_targets()
+    assert not missing, f"{doc.name} mentions make targets the Makefile lacks: {sorted(missing)}"
+
+
+def test_the_slugs_are_githubs():
+    assert slug("Backfills: one run per date, or one range run") == (
+        "backfills-one-run-per-date-or-one-range-run"
+    )
+    assert slug("Airflow's partitions (`partition_key`)") == "airflows-partitions-partition_key"
+    assert slug("`make airflow`: the UI and the REST API") == "make-airflow-the-ui-and-the-rest-api"
+    assert slug("8. Backfills") == "8-backfills"
+
+
+@pytest.mark.parametrize("doc", ALL_DOCS, ids=lambda doc: doc.name)
+def test_every_link_and_anchor_resolves(doc):
+    assert broken_links(doc) == []
+
+
+def test_a_broken_link_or_anchor_is_caught(tmp_path):
+    (tmp_path / "OTHER.md").write_text("# Other\n\n## A section: here\n")
+    doc = tmp_path / "DOC.md"
+    doc.write_text(
+        "# Doc\n\n[ok](OTHER.md#a-section-here) [ok](#doc) [gone](MISSING.md) "
+        "[moved](OTHER.md#not-there) [here](#nowhere)\n\n```\n[code](NOT-A-LINK.md)\n```\n"
+    )
+    assert broken_links(doc) == [
+        "MISSING.md (no such file)",
+        "OTHER.md#not-there (no heading #not-there in OTHER.md)",
+        "#nowhere (no heading #nowhere in DOC.md)",
+    ]
+
+
+@pytest.mark.parametrize("doc", ALL_DOCS, ids=lambda doc: doc.name)
+def test_no_doc_cites_an_issue_number(doc):
+    """Issue numbers mean nothing to a reader of the docs: say what the change was instead."""
+    cited = re.findall(r"(?:[Ii]ssues? #?\d+|(?<![\w&/(])#\d+\b)", _prose(doc.read_text()))
+    assert cited == [], f"{doc.name} cites {cited}"
+
+
+def test_every_runbook_doc_exists_and_the_readme_links_each_reader_doc():
+    assert all(doc.exists() for doc in runbook.DOCS)
+    text = README.read_text()
+    for name in ("OPERATIONS", "DEPLOYMENT", "CONFIGURATION", "CONTRIBUTING", "TESTING"):
+        assert f"](docs/{name}.md)" in text, f"README's map does not link docs/{name}.md"
+
+
 def test_readme_links_the_reference_docs():
     text = README.read_text()
     for target in re.findall(r"\]\(((?:docs|include|plugins|spark_jobs|bench|tools)/[^)#]+)", text):
@@ -92,7 +187,9 @@ def test_readme_links_the_reference_docs():
 
 def test_every_runbook_block_is_marked_once_and_run_by_the_runbook_test():
     marked = [block.name for block in runbook.blocks() if block.name]
-    assert sorted(marked) == sorted(runbook.RUNBOOK_BLOCKS)
+    assert sorted(marked) == sorted(runbook.RUNBOOK_BLOCKS)  # each name once, across all DOCS
+    for name in runbook.RUNBOOK_BLOCKS:
+        assert runbook.runbook_block(name).code  # found, whichever doc holds it now
     e2e = (REPO_ROOT / "tests" / "e2e" / "test_runbook.py").read_text()
     for name in runbook.RUNBOOK_BLOCKS:
         assert f'"{name}"' in e2e, f"tests/e2e/test_runbook.py does not run the {name!r} block"

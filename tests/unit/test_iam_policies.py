@@ -6,9 +6,9 @@ botocore's Stubber, S3 calls against the moto server); every call, mapped to its
 (and, for ``iam:PassRole``, the roles it passes: tests/support/iam.py), must be allowed by
 ``include/iam/airflow-connection-policy.json`` (Airflow side) or
 ``include/iam/emr-instance-profile-policy.json`` (the job on the nodes) or
-``include/iam/online-predictor-policy.json`` (the online predictor's Lambda role). The README shows
-the first and the last file verbatim. The S3 resources are checked on a deployment's bucket
-layout by tests/integration/test_iam_resources.py.
+``include/iam/online-predictor-policy.json`` (the online predictor's Lambda role).
+docs/DEPLOYMENT.md shows the first and the last file verbatim. The S3 resources are checked on a
+deployment's bucket layout by tests/integration/test_iam_resources.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.support import runbook
 from tests.support.iam import ACCOUNT, allows, needs, statements
 
 IAM = REPO_ROOT / "include" / "iam"
@@ -111,7 +112,7 @@ def test_the_recording_saw_the_whole_cluster_lifecycle(recorded: list[dict]) -> 
 
 
 @pytest.mark.parametrize("side", ["airflow", "online"])
-def test_the_readme_shows_the_policy_verbatim(side: str) -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    blocks = re.findall(r"```json\n(.*?)```", readme, flags=re.S)
+def test_the_deployment_doc_shows_the_policy_verbatim(side: str) -> None:
+    text = runbook.docs_text()
+    blocks = re.findall(r"```json\n(.*?)```", text, flags=re.S)
     assert POLICIES[side].read_text() in blocks

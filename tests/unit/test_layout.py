@@ -1,5 +1,6 @@
-"""The layout the README documents: ``include/`` holds only what a deployment copies (pipelines,
-bootstrap, IAM), and the dev-only tooling (demo, local S3, local Airflow) lives in ``tools/``."""
+"""The layout docs/CONTRIBUTING.md documents: ``include/`` holds only what a deployment copies
+(pipelines, bootstrap, IAM), and the dev-only tooling (demo, local S3, local Airflow) lives in
+``tools/``."""
 
 from __future__ import annotations
 
@@ -31,14 +32,14 @@ def test_include_holds_only_what_a_deployment_copies():
     assert not [path for path in _tracked("include") if path.endswith(".py")]
 
 
-def test_the_readme_layout_names_existing_tools():
-    text = (REPO_ROOT / "README.md").read_text()
+def test_the_contributing_layout_names_existing_tools():
+    text = (REPO_ROOT / "docs" / "CONTRIBUTING.md").read_text()
     layout = text.split("## Repository layout", 1)[1].split("```")[1]
     tools = layout.split("\ntools/", 1)[1].split("\n")[1:]
     entries = [m[1] for line in tools if (m := re.match(r"  (\S+)\s{2,}", line))]
     assert {"demo/", "local_s3.py", "airflow_env.py", "gen_config_docs.py"} <= set(entries)
     for entry in entries:
-        assert (REPO_ROOT / "tools" / entry).exists(), f"README's layout names tools/{entry}"
+        assert (REPO_ROOT / "tools" / entry).exists(), f"the layout names tools/{entry}"
 
 
 def test_no_tracked_text_file_holds_a_merge_conflict_marker():

@@ -59,7 +59,8 @@ def test_an_invalid_request_exits_2_naming_the_field(pipeline_file, capsys):
 def test_without_a_reachable_s3_it_says_what_to_set_instead_of_a_traceback(
     pipeline_file, monkeypatch, capsys
 ):
-    """The README's block run in a shell with no connection: no NoCredentialsError traceback."""
+    """docs/OPERATIONS.md's block run in a shell with no connection: no NoCredentialsError
+    traceback."""
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection("http://127.0.0.1:9"))
     assert main([str(pipeline_file), "--from", "2026-11-20"]) == 1
     err = capsys.readouterr().err

@@ -112,7 +112,7 @@ Example REST calls:
     {base_url}/api/v2/dags/demo/dagRuns \\
     -d '{{"logical_date": null, "conf": {{"partition_date": "{dates[-1]}"}}}}'
 
-The command blocks of README.md and docs/OPERATIONS.md use these variables:
+The command blocks of docs/OPERATIONS.md use these variables:
   export AIRFLOW_URL={base_url} AIRFLOW_HOME={password_file.parent}
   export AIRFLOW_CONN_AWS_DEFAULT='{aws_connection(s3_endpoint)}'
 

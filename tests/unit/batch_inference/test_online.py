@@ -302,8 +302,8 @@ def test_the_cli_exits_1_with_the_error_row_and_2_on_an_unreadable_file(online, 
 
 
 def test_the_readmes_cli_block_runs_as_written(s3_env):
-    """The README's block, run by bash as written, against the local S3 holding objects at its
-    URIs: the tiny model stands for the demo's digits CNN (same files, same flags; 32 px)."""
+    """docs/DEPLOYMENT.md's block, run by bash as written, against the local S3 holding objects at
+    its URIs: the tiny model stands for the demo's digits CNN (same files, same flags; 32 px)."""
     from tests.support import runbook
     from tools.demo.run_demo import IMAGES_BUCKET, MODEL_PREFIX, MODELS_BUCKET
 
