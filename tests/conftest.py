@@ -25,6 +25,19 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 from tools.local_s3 import LocalS3, start_local_s3  # noqa: E402
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Record the AWS calls of the IAM policy tests' files as they run (tests/support/aws_calls.py),
+    unless this session is itself such a recording (``-p tests.support.aws_calls``)."""
+    if os.environ.get("AWS_CALLS_FILE"):
+        return
+    from tests.support.aws_calls import SessionRecording
+
+    calls_file = Path(tempfile.mkdtemp(prefix="aws-calls-")) / "calls.jsonl"
+    calls_file.touch()
+    config.pluginmanager.register(SessionRecording(calls_file), "aws_session_recording")
+
+
 #: Reuse a running S3 server instead of starting one (``make mutate`` runs one pytest session per
 #: mutant; starting moto's server each time would cost more than most tests).
 SHARED_S3_ENV = "TEST_SHARED_S3_ENDPOINT"

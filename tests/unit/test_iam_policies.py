@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.support import runbook
+from tests.support.aws_calls import RECORDED_TESTS
 from tests.support.iam import ACCOUNT, allows, needs, statements
 
 IAM = REPO_ROOT / "include" / "iam"
@@ -31,28 +32,18 @@ POLICIES = {
     "job": IAM / "emr-instance-profile-policy.json",
     "online": IAM / "online-predictor-policy.json",
 }
-RECORDED_TESTS = [
-    "tests/unit/emr_inference/test_emr_operators.py",
-    "tests/unit/emr_inference/test_sweeper.py",
-    "tests/unit/emr_inference/test_artifacts.py",
-    "tests/unit/emr_inference/test_manifest.py",
-    "tests/unit/emr_inference/test_publish.py",
-    "tests/unit/emr_inference/test_progress.py",
-    "tests/unit/emr_inference/test_validate_operator.py",
-    "tests/unit/emr_inference/test_dates.py",
-    "tests/unit/emr_inference/test_plan.py",
-    "tests/unit/emr_inference/test_report.py",
-    "tests/unit/batch_inference/test_partition.py",
-    "tests/unit/batch_inference/test_manifest.py",
-    "tests/unit/batch_inference/test_quantize.py",
-    "tests/unit/batch_inference/test_output_and_cli.py",
-    "tests/unit/batch_inference/test_online.py",
-]
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+def recorded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> list[dict]:
+    """The recorded tests' calls: this session's, when it ran them all (``make test``), else
+    from running them again in a subprocess."""
+    session = request.config.pluginmanager.get_plugin("aws_session_recording")
+    if session is not None and session.complete():
+        return [json.loads(line) for line in session.calls_file.read_text().splitlines()]
     calls_file = tmp_path_factory.mktemp("iam") / "calls.jsonl"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "tests.support.aws_calls",

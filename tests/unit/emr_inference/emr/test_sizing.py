@@ -4,7 +4,6 @@ settings EMR could not run (emr_inference.emr.sizing, docs/SIZING.md)."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 import yaml
@@ -21,10 +20,11 @@ from emr_inference.emr.sizing import (
 from emr_inference.local.operators import emulated_cluster_conf
 from emr_inference.request import resolve_request
 
+from tests.conftest import REPO_ROOT
+from tests.unit.emr_inference.emr.test_emr_builders import ARTIFACTS, assert_valid
 from tests.unit.emr_inference.pipeline_fixtures import pipeline, pipeline_data
-from tests.unit.emr_inference.test_emr_builders import ARTIFACTS, assert_valid
 
-PIPELINES = Path(__file__).resolve().parents[3] / "include" / "pipelines"
+PIPELINES = REPO_ROOT / "include" / "pipelines"
 CIFAR = PIPELINES / "cifar10_resnet18.yaml"
 
 
