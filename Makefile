@@ -37,23 +37,23 @@ lint: $(STAMP)
 # about an hour on 2 cores). Prints the score per module and the survivors; docs/TESTING.md.
 # MUTATE_ARGS: module names, --survivors (re-check the last survivors), --report, --fresh.
 mutate: $(STAMP)
-	$(BIN)/python -m tools.mutate $(MUTATE_ARGS)
+	$(BIN)/python -m emr_inference_tools.mutate $(MUTATE_ARGS)
 
 package: $(STAMP)
 	PYTHONPATH=spark_jobs $(BIN)/python -m batch_inference.package --output build/batch_inference.zip
 
-# The EMR node twin (tools/node_twin.py): the job's environment built by the bootstrap action over
+# The EMR node twin (emr_inference_tools/node_twin.py): the job's environment built by the bootstrap action over
 # the release's CPython (emr-7.2.0: 3.9), then every job module imported on it. Cached in
 # build/node-twin/. NODE_PYTHON=/path/to/python3.9 picks the interpreter (default: PATH, pyenv).
 RELEASE ?= emr-7.2.0
 twin: $(STAMP)
-	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.node_twin --release $(RELEASE) --check-imports
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m emr_inference_tools.node_twin --release $(RELEASE) --check-imports
 
 demo: $(STAMP)
-	$(BIN)/python -m tools.demo.run_demo
+	$(BIN)/python -m emr_inference_tools.demo.run_demo
 
 airflow: $(STAMP)
-	$(BIN)/python -m tools.demo.run_airflow
+	$(BIN)/python -m emr_inference_tools.demo.run_airflow
 
 # Run a pipeline here with its own EMR Spark settings, on its release's node twin (an EMR pipeline's
 # driver and workers run on the node's Python and packages): make rehearse PIPELINE=cifar10_resnet18
@@ -62,20 +62,20 @@ PIPELINE ?= cifar10_resnet18
 PRECISION ?=
 REHEARSE_ARGS ?=
 rehearse: $(STAMP)
-	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.rehearse $(PIPELINE) $(if $(PRECISION),--precision $(PRECISION)) $(REHEARSE_ARGS)
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m emr_inference_tools.rehearse $(PIPELINE) $(if $(PRECISION),--precision $(PRECISION)) $(REHEARSE_ARGS)
 
 # Convert a pipeline's MXNet model for its runtime here (MXNet is in this venv), before its first run
 # on a release whose nodes have no MXNet: make convert PIPELINE=cifar10_resnet18_onnx DATE=2026-11-22
 # (PRECISION=int8: quantize it too, for int8 runs)
 DATE ?=
 convert: $(STAMP)
-	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.convert $(PIPELINE) --date $(DATE) $(if $(PRECISION),--precision $(PRECISION))
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m emr_inference_tools.convert $(PIPELINE) --date $(DATE) $(if $(PRECISION),--precision $(PRECISION))
 
 # What a run of a range of dates would do and cost: make plan PIPELINE=demo FROM=2026-11-20 TO=2026-11-22
 FROM ?=
 TO ?=
 plan: $(STAMP)
-	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.plan $(PIPELINE) --from $(FROM) $(if $(TO),--to $(TO))
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m emr_inference_tools.plan $(PIPELINE) --from $(FROM) $(if $(TO),--to $(TO))
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
@@ -89,7 +89,7 @@ scale: $(STAMP)
 
 # docs/CONFIGURATION.md from the config models, the Params and the job's --help.
 docs: $(STAMP)
-	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m tools.gen_config_docs
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m emr_inference_tools.gen_config_docs
 
 # Regenerate constraints.txt from a scratch venv built from the requirements files.
 constraints:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tools.airflow_env import REPO_ROOT, aws_connection
-from tools.local_s3 import start_local_s3
+from emr_inference_tools.airflow_env import REPO_ROOT, aws_connection
+from emr_inference_tools.local_s3 import start_local_s3
 
 if TYPE_CHECKING:
     from emr_inference.plan import RunPlan
@@ -142,8 +142,8 @@ def run_way(
 def measure_backfill(images_per_date: int, workdir: Path) -> list[Way]:
     """The demo backfill of ``DAYS`` dates both ways, range run first; S3 server and Airflow
     home of its own (``AIRFLOW_HOME`` must already be set, before Airflow is first imported)."""
-    from tools.demo.images import demo_objects, upload_objects
-    from tools.demo.models import train_digits_classifier, upload_model
+    from emr_inference_tools.demo.images import demo_objects, upload_objects
+    from emr_inference_tools.demo.models import train_digits_classifier, upload_model
 
     dates = backfill_dates(FIRST_DATE, DAYS)
     s3 = start_local_s3()

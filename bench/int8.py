@@ -60,8 +60,8 @@ def digits_agreement(workdir: Path, held_out: int = 1000) -> dict[str, float]:
     from batch_inference.config import ModelSpec
     from batch_inference.model import bind_model
 
-    from tools.demo.images import TRAIN_COUNT
-    from tools.demo.models import digits_tensors, train_digits_classifier
+    from emr_inference_tools.demo.images import TRAIN_COUNT
+    from emr_inference_tools.demo.models import digits_tensors, train_digits_classifier
 
     model = train_digits_classifier(workdir / "digits-trained")
     preprocess = model.preprocess()

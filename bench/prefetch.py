@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     cpus = sorted(available_cpus())
     if len(cpus) < 2:
         parser.error("needs two CPUs: one for the loop, one for the S3 emulator and the proxy")
-    from tools.demo.models import export_resnet18
+    from emr_inference_tools.demo.models import export_resnet18
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-prefetch-"))
     resnet = export_resnet18(workdir / "resnet18")

@@ -3,7 +3,8 @@
 moto's server handles about 350 PUTs/s on this machine (one Python process, GIL-bound), so
 uploading the 120k objects the listing and memory benchmarks need over HTTP would take most of the
 15-minute budget. Instead this module, run as a child process, writes the objects straight into
-moto's in-memory backend and then serves them over HTTP exactly like ``tools.local_s3`` does:
+moto's in-memory backend and then serves them over HTTP exactly like
+``emr_inference_tools.local_s3`` does:
 everything the benchmarks *measure* still goes through a real S3 endpoint over loopback.
 
     python -m bench.preloaded_s3 --port 5000 --dataset photo:bench:photos/:2000
@@ -21,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from bench.dataset import photo_jpeg, tiny_png
-from tools.local_s3 import DUMMY_CREDENTIALS, LocalS3, free_port, serve
+from emr_inference_tools.local_s3 import DUMMY_CREDENTIALS, LocalS3, free_port, serve
 
 log = logging.getLogger(__name__)
 

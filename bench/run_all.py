@@ -77,7 +77,7 @@ from bench.spark_run import (
     spark_submit,
     steady_rate,
 )
-from tools.local_s3 import LocalS3
+from emr_inference_tools.local_s3 import LocalS3
 
 log = logging.getLogger("bench")
 
@@ -180,7 +180,11 @@ class Bench:
         """Export the models, start the preloaded S3 server, stage models and the job zip."""
         from batch_inference.package import ENTRY_POINT, build_job_zip
 
-        from tools.demo.models import export_resnet18, train_digits_classifier, upload_model
+        from emr_inference_tools.demo.models import (
+            export_resnet18,
+            train_digits_classifier,
+            upload_model,
+        )
 
         self.resnet = export_resnet18(self.workdir / "resnet18")
         self.digits = train_digits_classifier(self.workdir / "digits", epochs=1)

@@ -71,8 +71,8 @@ def digits_runtime_agreement(workdir: Path, held_out: int = 1000) -> dict[str, f
     from batch_inference.runtime import bind_converted
 
     from bench.int8 import quantized_files
-    from tools.demo.images import TRAIN_COUNT
-    from tools.demo.models import digits_tensors, train_digits_classifier
+    from emr_inference_tools.demo.images import TRAIN_COUNT
+    from emr_inference_tools.demo.models import digits_tensors, train_digits_classifier
 
     model = train_digits_classifier(workdir / "digits-runtimes")
     preprocess = model.preprocess()

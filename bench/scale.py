@@ -95,7 +95,7 @@ class ScaleBench:
     def __init__(self, s3, workdir: Path) -> None:
         from batch_inference.package import ENTRY_POINT, build_job_zip
 
-        from tools.demo.models import train_digits_classifier, upload_model
+        from emr_inference_tools.demo.models import train_digits_classifier, upload_model
 
         self.s3, self.workdir = s3, workdir
         self.client = s3.client()
@@ -191,7 +191,7 @@ def table(runs: list[ScaleRun]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run each size (smallest first) and print the table."""
     from bench.int8 import cpu_description
-    from tools.local_s3 import local_s3
+    from emr_inference_tools.local_s3 import local_s3
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, action="append", help="a manifest size (repeatable)")

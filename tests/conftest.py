@@ -23,7 +23,7 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
-from tools.local_s3 import LocalS3, start_local_s3  # noqa: E402
+from emr_inference_tools.local_s3 import LocalS3, start_local_s3  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,10 +72,11 @@ def bucket(s3_env: LocalS3) -> str:
 
 @pytest.fixture(scope="session")
 def node_twin():
-    """The EMR node twin of the default release (``tools.node_twin``): built once, cached in
+    """The EMR node twin of the default release (``emr_inference_tools.node_twin``): built once,
+    cached in
     build/node-twin/. Where the node's CPython is missing this fails (never skips), saying how
     to install it: the job must be tested on the interpreter the nodes run."""
-    from tools.node_twin import NodeTwinError, build_twin
+    from emr_inference_tools.node_twin import NodeTwinError, build_twin
 
     try:
         return build_twin(log=lambda message: print(f"[twin] {message}"))

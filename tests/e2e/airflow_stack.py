@@ -7,7 +7,8 @@
 * ``airflow db migrate`` against it;
 * ``airflow api-server``, ``airflow scheduler`` (LocalExecutor), ``airflow dag-processor`` and
   ``airflow triggerer``, each its own process group, all with the environment of
-  :func:`tools.airflow_env.airflow_env` plus the stack's own settings (free ports, shared JWT
+  :func:`emr_inference_tools.airflow_env.airflow_env` plus the stack's own settings (free ports,
+  shared JWT
   secret, scheduled runs off so only what a test triggers runs);
 
 and yields an :class:`AirflowStack`, a small client of the public REST API (``/api/v2``)
@@ -40,9 +41,14 @@ from typing import Any
 
 import requests
 
-from tools.airflow_env import ADMIN_USER, airflow_env, is_healthy, simple_auth_passwords_file
-from tools.local_s3 import free_port
-from tools.process_group import reap_group, signal_group
+from emr_inference_tools.airflow_env import (
+    ADMIN_USER,
+    airflow_env,
+    is_healthy,
+    simple_auth_passwords_file,
+)
+from emr_inference_tools.local_s3 import free_port
+from emr_inference_tools.process_group import reap_group, signal_group
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})

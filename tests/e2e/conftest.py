@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from emr_inference_tools.airflow_env import REPO_ROOT
+from emr_inference_tools.local_s3 import LocalS3
 from tests.e2e.airflow_stack import AirflowStack, airflow_stack
-from tools.airflow_env import REPO_ROOT
-from tools.local_s3 import LocalS3
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from emr_inference_tools.airflow_env import REPO_ROOT
+from emr_inference_tools.demo.run_demo import DAG_ID, seed_demo
+from emr_inference_tools.local_s3 import LocalS3
 from tests.e2e.airflow_stack import AirflowStack, airflow_stack
 from tests.support.hold_proxy import HoldProxy
 from tests.support.sns_inbox import SnsInbox, sns_inbox
-from tools.airflow_env import REPO_ROOT
-from tools.demo.run_demo import DAG_ID, seed_demo
-from tools.local_s3 import LocalS3
 
 pytestmark = pytest.mark.slow
 

@@ -39,6 +39,9 @@ from emr_inference.local.cluster import (
     tagged_processes,
 )
 
+from emr_inference_tools.airflow_env import REPO_ROOT
+from emr_inference_tools.demo.run_demo import DAG_ID, PREDICTIONS_BUCKET, seed_demo
+from emr_inference_tools.local_s3 import LocalS3
 from tests.e2e.airflow_stack import (
     COMPONENTS,
     TERMINAL_RUN_STATES,
@@ -47,9 +50,6 @@ from tests.e2e.airflow_stack import (
     airflow_stack,
 )
 from tests.support.hold_proxy import HoldProxy
-from tools.airflow_env import REPO_ROOT
-from tools.demo.run_demo import DAG_ID, PREDICTIONS_BUCKET, seed_demo
-from tools.local_s3 import LocalS3
 
 pytestmark = pytest.mark.slow
 

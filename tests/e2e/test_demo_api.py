@@ -1,7 +1,8 @@
 """The real ``demo`` DAG driven through Airflow's REST API, end to end.
 
 One Airflow stack (PostgreSQL, api-server, scheduler, dag-processor, triggerer; see
-airflow_stack.py) parses the repository's ``dags/``; ``tools.demo.run_demo.seed_demo`` stages the
+airflow_stack.py) parses the repository's ``dags/``;
+``emr_inference_tools.demo.run_demo.seed_demo`` stages the
 demo digits model and images in the session's moto S3 server where ``demo.yaml`` expects them.
 Every run is the whole pipeline on the local backend: a real Spark standalone cluster started and
 stopped by the DAG, a real spark-submit, a real MXNet model, output published to S3.
@@ -30,9 +31,9 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from emr_inference_tools.demo.run_demo import DAG_ID, PREDICTIONS_BUCKET, seed_demo
+from emr_inference_tools.local_s3 import LocalS3
 from tests.e2e.airflow_stack import TERMINAL_RUN_STATES, AirflowApiError, AirflowStack
-from tools.demo.run_demo import DAG_ID, PREDICTIONS_BUCKET, seed_demo
-from tools.local_s3 import LocalS3
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,5 @@
-"""`make airflow` (tools/demo/run_airflow.py) for real: it comes up, its banner is right, and
+"""`make airflow` (emr_inference_tools/demo/run_airflow.py) for real: it comes up, its banner is
+right, and
 Ctrl-C stops every process it started."""
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import psutil
 import pytest
 import requests
 
-from tools.airflow_env import ADMIN_USER, REPO_ROOT, simple_auth_passwords_file
-from tools.demo.run_airflow import seeded_dates
-from tools.local_s3 import LocalS3, free_port
-from tools.process_group import reap_group
+from emr_inference_tools.airflow_env import ADMIN_USER, REPO_ROOT, simple_auth_passwords_file
+from emr_inference_tools.demo.run_airflow import seeded_dates
+from emr_inference_tools.local_s3 import LocalS3, free_port
+from emr_inference_tools.process_group import reap_group
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def _wait_for_line(log: Path, text: str, process: subprocess.Popen, timeout: flo
 def test_make_airflow_serves_the_api_and_ctrl_c_stops_everything(tmp_path: Path):
     home, log = tmp_path / "home", tmp_path / "run_airflow.log"
     api_port, s3_port = free_port(), free_port()
-    command = [sys.executable, "-m", "tools.demo.run_airflow"]
+    command = [sys.executable, "-m", "emr_inference_tools.demo.run_airflow"]
     args = ["--home", str(home), "--port", str(api_port), "--s3-port", str(s3_port)]
     args += ["--seed-days", "1", "--images", "10"]
     with open(log, "wb") as output:

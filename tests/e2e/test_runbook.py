@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 from emr_inference.local.cluster import cluster_id_for
 
+from emr_inference_tools.demo.images import demo_objects, upload_objects
+from emr_inference_tools.demo.run_demo import DAG_ID, IMAGES_BUCKET, seed_demo
+from emr_inference_tools.local_s3 import LocalS3
 from tests.e2e.airflow_stack import AirflowApiError, AirflowStack
 from tests.e2e.test_demo_api import _published, _spark_processes
 from tests.support.runbook import REPO_ROOT, exported_variables, runbook_block
-from tools.demo.images import demo_objects, upload_objects
-from tools.demo.run_demo import DAG_ID, IMAGES_BUCKET, seed_demo
-from tools.local_s3 import LocalS3
 
 pytestmark = pytest.mark.slow
 

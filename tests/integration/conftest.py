@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable
 import psutil
 import pytest
 
+from emr_inference_tools.airflow_env import aws_connection
+from emr_inference_tools.demo.images import DemoObject, upload_objects
+from emr_inference_tools.demo.models import ExportedModel, train_digits_classifier, upload_model
+from emr_inference_tools.local_s3 import LocalS3
 from tests.conftest import REPO_ROOT
-from tools.airflow_env import aws_connection
-from tools.demo.images import DemoObject, upload_objects
-from tools.demo.models import ExportedModel, train_digits_classifier, upload_model
-from tools.local_s3 import LocalS3
 
 PARTITION_DATE = "2026-11-22"
 INPUT_PREFIX = f"images/dt={PARTITION_DATE}"

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 from emr_inference.pins import pinned_versions
 
+from emr_inference_tools.node_twin import copy_interpreter, site_packages
 from tests.conftest import REPO_ROOT
-from tools.node_twin import copy_interpreter, site_packages
 
 SCRIPT = REPO_ROOT / "include" / "bootstrap" / "install_job_deps.sh"
 REQUIREMENTS = REPO_ROOT / "include" / "bootstrap" / "requirements-emr.txt"

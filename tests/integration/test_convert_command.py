@@ -17,11 +17,16 @@ import pytest
 import yaml
 from batch_inference.quantize import MARKER
 
+from emr_inference_tools.airflow_env import aws_connection
+from emr_inference_tools.local_s3 import start_local_s3
+from emr_inference_tools.rehearse import (
+    create_buckets,
+    resolve,
+    stage_stand_in_model,
+    upload_photos,
+)
 from tests.conftest import REPO_ROOT
 from tests.support import runbook
-from tools.airflow_env import aws_connection
-from tools.local_s3 import start_local_s3
-from tools.rehearse import create_buckets, resolve, stage_stand_in_model, upload_photos
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,5 @@
 """Bad input at scale through the whole demo DAG: 2,000 objects, 10% of them bad in every way the
-job knows (tools.demo.images.BAD_INPUTS), with ``sse: aws:kms`` and a key id.
+job knows (emr_inference_tools.demo.images.BAD_INPUTS), with ``sse: aws:kms`` and a key id.
 
 Every listed key comes back exactly once, as a prediction or as an error row of the expected type;
 the run summary counts the errors by type. The "missing" objects exist when ``stage_manifest``
@@ -15,8 +15,8 @@ from collections import Counter
 
 import pytest
 
+from emr_inference_tools.demo.images import DemoObject, demo_objects
 from tests.integration.conftest import INPUT_PREFIX, OUTPUT_PREFIX, stage_demo_run, task_states
-from tools.demo.images import DemoObject, demo_objects
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,7 @@
 """The whole demo DAG through ``dag.test()``: local Spark standalone backend, moto S3 server.
 
-Builds a real digits model and real images (tools/demo), runs every task of the ``demo`` DAG as
+Builds a real digits model and real images (emr_inference_tools/demo), runs every task of the
+``demo`` DAG as
 ``dags/inference_pipelines.py`` defines it, and checks what was published. Two faults: a wrong
 model digest makes the Spark step fail, and a sensor timeout stops the wait while the step runs;
 either way the run fails, the reason is in the task log, and the teardown (``terminate_cluster``)
@@ -14,13 +15,13 @@ import json
 
 import pytest
 
+from emr_inference_tools.demo.images import DemoObject, corrupt_png, demo_objects
 from tests.integration.conftest import (
     OUTPUT_PREFIX,
     spark_processes,
     stage_demo_run,
     task_states,
 )
-from tools.demo.images import DemoObject, corrupt_png, demo_objects
 
 pytestmark = pytest.mark.slow
 

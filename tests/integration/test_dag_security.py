@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from emr_inference_tools.airflow_env import DUMMY_CREDENTIALS
+from emr_inference_tools.demo.images import demo_objects
 from tests.integration.conftest import OUTPUT_PREFIX, stage_demo_run, task_states
-from tools.airflow_env import DUMMY_CREDENTIALS
-from tools.demo.images import demo_objects
 
 pytestmark = pytest.mark.slow
 

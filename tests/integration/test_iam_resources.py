@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from emr_inference_tools.demo.images import demo_objects, upload_objects
+from emr_inference_tools.demo.models import upload_model
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import PARTITION_DATE, task_states
 from tests.support import aws_calls
 from tests.support.iam import allows, needs, statements
-from tools.demo.images import demo_objects, upload_objects
-from tools.demo.models import upload_model
 
 pytestmark = pytest.mark.slow
 

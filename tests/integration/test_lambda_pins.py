@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from emr_inference.pins import pinned_versions
 
+from emr_inference_tools.node_twin import NodeTwinError, find_node_python
 from tests.conftest import REPO_ROOT, SHARED_S3_ENV
 from tests.unit.batch_inference import test_online
 from tests.unit.batch_inference.test_online import (
@@ -31,7 +32,6 @@ from tests.unit.batch_inference.test_online import (
     converted_tiny_model,
 )
 from tests.unit.test_lambda_image import IMAGES, _dockerfile_instructions
-from tools.node_twin import NodeTwinError, find_node_python
 
 pytestmark = pytest.mark.slow
 #: the online predictor's tests' model and images in S3 (a fixture, found by this name)

@@ -1,4 +1,5 @@
-"""The node twin (``tools/node_twin.py``) is an EMR node: its job interpreter is the bootstrap's
+"""The node twin (``emr_inference_tools/node_twin.py``) is an EMR node: its job interpreter is the
+bootstrap's
 virtualenv over CPython 3.9 with EMR's mxnet and numpy, the system interpreter keeps its RPMs,
 every job module imports there, and the two defects that would have failed every cluster
 (urllib3 2 pinned for a 3.9 botocore; ``enum.StrEnum`` in the job) fail here, named."""
@@ -14,10 +15,7 @@ from pathlib import Path
 import pytest
 from batch_inference.package import PACKAGE_DIR, build_job_zip, package_sources
 
-from tests.conftest import REPO_ROOT, SHARED_S3_ENV
-from tests.integration.test_bootstrap import imported_versions
-from tests.support.old_pins import write_single_urllib3_2_pin
-from tools.node_twin import (
+from emr_inference_tools.node_twin import (
     NodeTwin,
     NodeTwinError,
     build_twin,
@@ -25,6 +23,9 @@ from tools.node_twin import (
     expected_versions,
     node_test_tools,
 )
+from tests.conftest import REPO_ROOT, SHARED_S3_ENV
+from tests.integration.test_bootstrap import imported_versions
+from tests.support.old_pins import write_single_urllib3_2_pin
 
 pytestmark = pytest.mark.slow
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from emr_inference_tools.demo.images import DemoObject, corrupt_png, demo_objects, upload_objects
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import spark_processes, stage_demo_run
 from tests.support.sns_inbox import sns_inbox
-from tools.demo.images import DemoObject, corrupt_png, demo_objects, upload_objects
 
 pytestmark = pytest.mark.slow
 

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 
 def rehearse(*args: str, home: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tools.rehearse", *args, "--home", str(home)],
+        [sys.executable, "-m", "emr_inference_tools.rehearse", *args, "--home", str(home)],
         cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": "plugins:spark_jobs"},
         capture_output=True,

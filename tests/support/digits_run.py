@@ -8,9 +8,9 @@ from typing import Any
 from batch_inference.config import JobConfig, ModelSpec
 from batch_inference.manifest import Manifest, read_manifest
 
+from emr_inference_tools.demo.images import demo_objects, upload_objects
+from emr_inference_tools.demo.models import ExportedModel, upload_model
 from tests.support.job import write_manifest
-from tools.demo.images import demo_objects, upload_objects
-from tools.demo.models import ExportedModel, upload_model
 
 
 def digits_run(

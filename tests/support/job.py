@@ -16,7 +16,7 @@ from batch_inference.package import ENTRY_POINT, build_job_zip
 from batch_inference.s3io import make_client, parse_s3_uri
 
 if TYPE_CHECKING:
-    from tools.node_twin import NodeTwin
+    from emr_inference_tools.node_twin import NodeTwin
 
 #: the run fingerprint in-process partition runs use unless told otherwise
 FINGERPRINT = "a" * 64

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from emr_inference.emr.releases import EMR_7_2_0
 
-from tools.node_twin import release_requirements
+from emr_inference_tools.node_twin import release_requirements
 
 REQUIREMENTS = release_requirements(EMR_7_2_0)
 

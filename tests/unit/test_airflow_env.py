@@ -1,4 +1,5 @@
-"""The environment of a local Airflow (tools/airflow_env.py) and `make airflow`'s settings."""
+"""The environment of a local Airflow (emr_inference_tools/airflow_env.py) and `make airflow`'s
+settings."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from tests.support import runbook
-from tools.airflow_env import (
+from emr_inference_tools.airflow_env import (
     AWS_CONN_ID,
     IMPORT_ROOTS,
     REPO_ROOT,
@@ -17,7 +17,13 @@ from tools.airflow_env import (
     is_healthy,
     simple_auth_passwords_file,
 )
-from tools.demo.run_airflow import banner, parse_args, seeded_dates, standalone_settings
+from emr_inference_tools.demo.run_airflow import (
+    banner,
+    parse_args,
+    seeded_dates,
+    standalone_settings,
+)
+from tests.support import runbook
 
 ENDPOINT = "http://127.0.0.1:9999"
 
@@ -121,7 +127,7 @@ def test_make_airflow_points_tasks_at_its_own_api_server_and_says_where_things_a
 def test_the_banner_and_the_readme_export_the_demo_connection_make_plan_reads(tmp_path):
     """make plan, run in another terminal than make airflow, reads S3 through aws_default: the
     banner prints the export line, and docs/OPERATIONS.md's is the one it prints by default."""
-    from tools.demo.run_airflow import DEFAULT_S3_PORT
+    from emr_inference_tools.demo.run_airflow import DEFAULT_S3_PORT
 
     default = f"http://127.0.0.1:{DEFAULT_S3_PORT}"
     line = f"export AIRFLOW_CONN_AWS_DEFAULT='{aws_connection(default)}'"

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from bench.latency_proxy import LatencyProxy
-from tools.local_s3 import DUMMY_CREDENTIALS, LocalS3
+from emr_inference_tools.local_s3 import DUMMY_CREDENTIALS, LocalS3
 
 
 def _client(endpoint_url: str):

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tools.airflow_env import AWS_CONN_ID, IMPORT_ROOTS, REPO_ROOT, aws_connection
+from emr_inference_tools.airflow_env import AWS_CONN_ID, IMPORT_ROOTS, REPO_ROOT, aws_connection
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
@@ -110,7 +110,7 @@ def test_aws_connection_points_at_the_s3_service(airflow_env_vars: dict, service
     container_port = _with_defaults(services["s3"]["ports"][0]).split(":")[-1]
     endpoint = f"http://s3:{container_port}"
     connection = json.loads(airflow_env_vars[f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}"])
-    # The same connection tools/airflow_env.py gives a process-based local Airflow.
+    # The same connection emr_inference_tools/airflow_env.py gives a process-based local Airflow.
     assert connection == json.loads(aws_connection(endpoint))
     assert airflow_env_vars["AWS_ENDPOINT_URL_S3"] == endpoint
 

@@ -12,8 +12,8 @@ import pytest
 from emr_inference.config import PipelineConfig
 from pydantic import BaseModel
 
+from emr_inference_tools import gen_config_docs
 from tests.support import runbook
-from tools import gen_config_docs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"

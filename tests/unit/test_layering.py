@@ -11,7 +11,7 @@ The layers, bottom to top:
    layers below, never the other backend; the core reaches them only through the registry
    (``emr_inference.backends``, by name);
 5. the DAG builders (``emr_inference.factory``, ``emr_inference.sweeper_dag``);
-6. ``dags/``, ``tools/``, ``bench/`` and the tests.
+6. ``dags/``, ``emr_inference_tools/``, ``bench/`` and the tests.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.conftest import REPO_ROOT
 ROOTS = {
     "batch_inference": REPO_ROOT / "spark_jobs",
     "emr_inference": REPO_ROOT / "plugins",
-    "tools": REPO_ROOT,
+    "emr_inference_tools": REPO_ROOT,
     "bench": REPO_ROOT,
 }
 BACKENDS = ("emr_inference.emr", "emr_inference.local")
@@ -141,17 +141,18 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def layer(name: str) -> int:
     """The layer of a module (see the module doc)."""
-    if name.startswith("batch_inference"):
+    package = name.split(".")[0]
+    if package == "batch_inference":
         return 1
+    if package != "emr_inference":
+        return 6
     if name.startswith(BUILDERS):
         return 5
     if name.startswith(BACKENDS):
         return 4
     if name.startswith("emr_inference.operators"):
         return 3
-    if name.startswith("emr_inference"):
-        return 2
-    return 6
+    return 2
 
 
 def backend_of(name: str) -> str | None:
@@ -199,7 +200,7 @@ def test_no_import_runs_back_up_the_layering():
         ("emr_inference.s3", "emr_inference.operators.base"),
         ("emr_inference.local.cluster", "emr_inference.emr.cluster"),
         ("emr_inference.emr.operators", "emr_inference.factory"),
-        ("emr_inference.config", "tools.plan"),
+        ("emr_inference.config", "emr_inference_tools.plan"),
     ],
 )
 def test_an_upward_import_is_found(edge):

@@ -1,6 +1,6 @@
 """The layout docs/CONTRIBUTING.md documents: ``include/`` holds only what a deployment copies
 (pipelines, bootstrap, IAM), and the dev-only tooling (demo, local S3, local Airflow) lives in
-``tools/``."""
+``emr_inference_tools/``."""
 
 from __future__ import annotations
 
@@ -35,11 +35,13 @@ def test_include_holds_only_what_a_deployment_copies():
 def test_the_contributing_layout_names_existing_tools():
     text = (REPO_ROOT / "docs" / "CONTRIBUTING.md").read_text()
     layout = text.split("## Repository layout", 1)[1].split("```")[1]
-    tools = layout.split("\ntools/", 1)[1].split("\n")[1:]
+    tools = layout.split("\nemr_inference_tools/", 1)[1].split("\n")[1:]
     entries = [m[1] for line in tools if (m := re.match(r"  (\S+)\s{2,}", line))]
     assert {"demo/", "local_s3.py", "airflow_env.py", "gen_config_docs.py"} <= set(entries)
     for entry in entries:
-        assert (REPO_ROOT / "tools" / entry).exists(), f"the layout names tools/{entry}"
+        assert (REPO_ROOT / "emr_inference_tools" / entry).exists(), (
+            f"the layout names emr_inference_tools/{entry}"
+        )
 
 
 def test_no_tracked_text_file_holds_a_merge_conflict_marker():
@@ -52,3 +54,15 @@ def test_no_tracked_text_file_holds_a_merge_conflict_marker():
         text = (REPO_ROOT / path).read_text(errors="replace")
         found += [f"{path}:{text.count(chr(10), 0, m.start()) + 1}" for m in marker.finditer(text)]
     assert found == []
+
+
+def test_no_installed_distribution_provides_one_of_our_top_level_packages():
+    """An installed package with the same top-level name would shadow ours for any script run
+    without this repository first on sys.path (cron_descriptor, an Airflow dependency, installs a
+    top-level ``tools``: why the dev tooling is ``emr_inference_tools``)."""
+    import importlib.metadata
+
+    ours = {"emr_inference", "batch_inference", "emr_inference_tools", "bench", "tests", "dags"}
+    installed = importlib.metadata.packages_distributions()
+    assert {name: installed[name] for name in ours if name in installed} == {}
+    assert "tools" in installed  # the shadow that made us rename: this check sees such packages

@@ -10,9 +10,19 @@ from pathlib import Path
 import pytest
 from emr_inference.emr.releases import EMR_7_2_0, EMR_7_13_0
 
-from tools import node_twin
-from tools.node_twin import NodeTwin, NodeTwinError, expected_versions, find_node_python, twin_key
-from tools.rehearse import environment_verdict, int8_gate_for_stand_in, rehearsal_pipeline
+from emr_inference_tools import node_twin
+from emr_inference_tools.node_twin import (
+    NodeTwin,
+    NodeTwinError,
+    expected_versions,
+    find_node_python,
+    twin_key,
+)
+from emr_inference_tools.rehearse import (
+    environment_verdict,
+    int8_gate_for_stand_in,
+    rehearsal_pipeline,
+)
 
 REQUIREMENTS = node_twin.release_requirements(EMR_7_2_0).read_text()
 

@@ -1,4 +1,5 @@
-"""``make plan``'s module (tools/plan.py) against the moto S3 server: lists every date of the
+"""``make plan``'s module (emr_inference_tools/plan.py) against the moto S3 server: lists every
+date of the
 range without writing, prints the plan; an invalid request exits 2 naming the field."""
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from emr_inference_tools.airflow_env import aws_connection
+from emr_inference_tools.local_s3 import LocalS3
+from emr_inference_tools.plan import main
 from tests.conftest import REPO_ROOT
-from tools.airflow_env import aws_connection
-from tools.local_s3 import LocalS3
-from tools.plan import main
 
 
 @pytest.fixture

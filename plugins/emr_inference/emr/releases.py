@@ -8,7 +8,8 @@ that interpreter already owns (RPMs: our pins must win over them in the virtuale
 be installed over them), the model runtimes its nodes can run and the bootstrap's hash-pinned
 requirements file for them. Each row names its sources.
 
-The node twin (``tools/node_twin.py``) is built from a row: the rehearsal and the job's tests then
+The node twin (``emr_inference_tools/node_twin.py``) is built from a row: the rehearsal and the
+job's tests then
 run on that interpreter and those packages, so what a release's nodes cannot run fails here.
 """
 

@@ -40,7 +40,8 @@ import psutil
 
 STATE_ENV = "EMR_INFERENCE_LOCAL_STATE"
 CLUSTER_TAG_ENV = "EMR_INFERENCE_LOCAL_CLUSTER"
-#: The Spark distribution clusters and steps run instead of pyspark's own (``tools.node_twin``).
+#: The Spark distribution clusters and steps run instead of pyspark's own
+#: (``emr_inference_tools.node_twin``).
 SPARK_HOME_ENV = "EMR_INFERENCE_LOCAL_SPARK_HOME"
 STATE_FILE = "cluster.json"
 #: How often a watchdog looks at its cluster (at most; a short idle timeout polls faster).

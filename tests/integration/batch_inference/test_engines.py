@@ -12,10 +12,10 @@ from collections import Counter
 
 import pytest
 
+from emr_inference_tools.demo.images import demo_objects, upload_objects
 from tests.integration.batch_inference.test_job_reliability import contract_objects, driver_summary
 from tests.support.job import job_zip, read_output, run_job, write_manifest
 from tests.support.tiny_model import upload_tiny_model
-from tools.demo.images import demo_objects, upload_objects
 
 pytestmark = pytest.mark.slow
 
@@ -210,7 +210,7 @@ def test_the_online_predictor_returns_the_batch_jobs_row(data, runs, monkeypatch
 @pytest.fixture(scope="module")
 def digits(data, tmp_path_factory):
     """The trained digits CNN and 48 held-out digits (10 % bad) in the module's bucket."""
-    from tools.demo.models import train_digits_classifier, upload_model
+    from emr_inference_tools.demo.models import train_digits_classifier, upload_model
 
     client, bucket = data["client"], data["bucket"]
     exported = train_digits_classifier(tmp_path_factory.mktemp("digits"), epochs=1)

@@ -19,10 +19,10 @@ from collections import Counter
 import pytest
 from batch_inference.faults import FAULT_ENV
 
+from emr_inference_tools.demo.images import demo_objects, upload_objects
 from tests.support.fault_proxy import FaultPlan, FaultProxy, FaultRule
 from tests.support.job import job_zip, read_output, run_job, write_manifest
 from tests.support.tiny_model import upload_tiny_model
-from tools.demo.images import demo_objects, upload_objects
 
 pytestmark = pytest.mark.slow
 

@@ -20,15 +20,15 @@ from batch_inference.environment import JOB_PACKAGES
 from batch_inference.images import decode_image
 from emr_inference.job_command import model_arguments
 
-from tests.support.job import job_zip, read_output, run_job, write_manifest
-from tools.demo.images import demo_objects, upload_objects
-from tools.demo.models import (
+from emr_inference_tools.demo.images import demo_objects, upload_objects
+from emr_inference_tools.demo.models import (
     export_resnet18,
     load_exported,
     predict_probabilities,
     train_digits_classifier,
     upload_model,
 )
+from tests.support.job import job_zip, read_output, run_job, write_manifest
 
 pytestmark = pytest.mark.slow
 

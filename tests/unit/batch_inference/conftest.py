@@ -7,17 +7,18 @@ import pytest
 from batch_inference import model as model_module
 from batch_inference.config import JobConfig, Preprocess
 
+from emr_inference_tools.demo.images import demo_objects, upload_objects
 from tests.support.job import write_manifest
 from tests.support.tiny_model import upload_tiny_model
-from tools.demo.images import demo_objects, upload_objects
 
 SIZE = 8
 
 
 @pytest.fixture(scope="session")
 def trained_digits(tmp_path_factory):
-    """The demo digits CNN, trained here (3 epochs) and exported (tools.demo.models)."""
-    from tools.demo.models import train_digits_classifier
+    """The demo digits CNN, trained here (3 epochs) and exported
+    (emr_inference_tools.demo.models)."""
+    from emr_inference_tools.demo.models import train_digits_classifier
 
     return train_digits_classifier(tmp_path_factory.mktemp("digits"), epochs=3)
 

@@ -11,7 +11,7 @@ from batch_inference.errors import DECOMPRESSION_BOMB, ImageError
 from batch_inference.images import decode_image, open_image, to_rgb, to_tensor
 from PIL import Image
 
-from tools.demo.images import BAD_INPUTS, bad_input, decompression_bomb
+from emr_inference_tools.demo.images import BAD_INPUTS, bad_input, decompression_bomb
 
 IDENTITY = Preprocess(image_size=4, scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 

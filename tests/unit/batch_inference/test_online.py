@@ -25,9 +25,9 @@ from batch_inference import model as model_module
 from batch_inference.model import sha256_hex
 from batch_inference.runtime import softmax
 
+from emr_inference_tools.demo.images import demo_objects, upload_objects
 from tests.conftest import REPO_ROOT
 from tests.support.tiny_model import reference_logits, tiny_model_files
-from tools.demo.images import demo_objects, upload_objects
 
 SIZE = 8
 EVENTS = REPO_ROOT / "tests" / "fixtures" / "lambda"
@@ -304,14 +304,15 @@ def test_the_cli_exits_1_with_the_error_row_and_2_on_an_unreadable_file(online, 
 def test_the_readmes_cli_block_runs_as_written(s3_env):
     """docs/DEPLOYMENT.md's block, run by bash as written, against the local S3 holding objects at
     its URIs: the tiny model stands for the demo's digits CNN (same files, same flags; 32 px)."""
+    from emr_inference_tools.demo.run_demo import IMAGES_BUCKET, MODEL_PREFIX, MODELS_BUCKET
     from tests.support import runbook
-    from tools.demo.run_demo import IMAGES_BUCKET, MODEL_PREFIX, MODELS_BUCKET
 
     (block,) = [b for b in runbook.blocks("bash") if "-m batch_inference.online" in b.first_line]
     date = "2026-12-06"
     uris = [uri.replace("$DATE", date) for uri in re.findall(r"s3://[^\s\"]+", block.code)]
     assert len(uris) == 4  # the image, then symbol, params and labels
-    # the image and the model files are where make airflow (tools.demo.run_demo.seed_demo) puts them
+    # the image and the model files are where make airflow
+    # (emr_inference_tools.demo.run_demo.seed_demo) puts them
     first = demo_objects(1, 0.0)[0]
     assert uris[0] == f"s3://{IMAGES_BUCKET}/images/dt={date}/{first.name}"
     model_root = f"s3://{MODELS_BUCKET}/{MODEL_PREFIX}/digits-cnn-"

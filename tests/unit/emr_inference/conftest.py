@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tools.airflow_env import AWS_CONN_ID, aws_connection
-from tools.local_s3 import LocalS3
+from emr_inference_tools.airflow_env import AWS_CONN_ID, aws_connection
+from emr_inference_tools.local_s3 import LocalS3
 
 
 @pytest.fixture

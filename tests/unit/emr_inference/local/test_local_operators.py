@@ -46,8 +46,8 @@ from emr_inference.local.operators import (
 from emr_inference.resolved import ResolvedRequest
 from emr_inference.s3 import s3_hook
 
+from emr_inference_tools.local_s3 import LocalS3
 from tests.unit.emr_inference.pipeline_fixtures import FakeDag, date_request
-from tools.local_s3 import LocalS3
 
 DAG_ID, RUN_ID = "local_unit", "manual__2026-11-22T00:00:00+00:00"
 CLUSTER_ID = cluster_id_for(DAG_ID, RUN_ID)

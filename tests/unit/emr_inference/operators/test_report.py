@@ -265,8 +265,8 @@ def test_a_notifier_that_cannot_publish_never_fails_the_run(report_works, s3_env
 
 def test_an_sns_endpoint_that_is_down_is_a_warning_not_an_error(monkeypatch, caplog):
     """Nothing listens where the connection points: publish_digest says so and returns."""
-    from tools.airflow_env import aws_connection
-    from tools.local_s3 import free_port
+    from emr_inference_tools.airflow_env import aws_connection
+    from emr_inference_tools.local_s3 import free_port
 
     down = aws_connection(f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DOWN", down)

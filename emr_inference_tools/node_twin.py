@@ -23,7 +23,8 @@ A twin lives in ``build/node-twin/<release>-<key>/``; the key hashes what decide
 row, the requirements file, the bootstrap script, the base interpreter's version), so a changed pin
 builds a new twin and an unchanged one is reused (``twin.json`` is written last).
 
-``python -m tools.node_twin [--release emr-7.2.0] [--requirements FILE]`` builds it and prints
+``python -m emr_inference_tools.node_twin [--release emr-7.2.0] [--requirements FILE]`` builds it
+and prints
 what it holds; ``--check-imports`` also imports every module of the job's zip on it.
 """
 
@@ -50,7 +51,7 @@ from emr_inference.emr.wheelhouse import download_wheels
 from emr_inference.local.cluster import SPARK_HOME_ENV
 from emr_inference.pins import pinned_versions
 
-from tools.airflow_env import REPO_ROOT
+from emr_inference_tools.airflow_env import REPO_ROOT
 
 TWIN_ROOT = REPO_ROOT / "build" / "node-twin"
 BOOTSTRAP = REPO_ROOT / "include" / "bootstrap" / "install_job_deps.sh"

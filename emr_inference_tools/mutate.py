@@ -9,10 +9,11 @@ score per module and the surviving mutants.
 
 Usage::
 
-    .venv/bin/python -m tools.mutate                      # every configured module
-    .venv/bin/python -m tools.mutate batch_inference.batching emr_inference.publish
-    .venv/bin/python -m tools.mutate --report             # only the report of the last run
-    .venv/bin/python -m tools.mutate --show NAME           # the diff of one mutant
+    .venv/bin/python -m emr_inference_tools.mutate                      # every configured module
+    .venv/bin/python -m emr_inference_tools.mutate batch_inference.batching emr_inference.publish
+    .venv/bin/python -m emr_inference_tools.mutate --report             # only the report of the
+    last run
+    .venv/bin/python -m emr_inference_tools.mutate --show NAME           # the diff of one mutant
 
 Runs one test process at a time (``--max-children 1``): the machine is shared. Results are kept
 in ``mutants/`` (git-ignored) and reused: mutmut re-runs only the mutants of functions that
@@ -145,7 +146,7 @@ def run_mutmut(arguments: list[str]) -> int:
     """Run mutmut with one moto S3 server shared by every test session (one per mutant), instead
     of each session starting its own (see ``tests/conftest.py``); 0 on success."""
     sys.path.insert(0, str(ROOT))
-    from tools.local_s3 import start_local_s3
+    from emr_inference_tools.local_s3 import start_local_s3
 
     server = start_local_s3()
     os.environ["TEST_SHARED_S3_ENDPOINT"] = server.endpoint_url

@@ -2,7 +2,8 @@
 
 Starts moto's S3 server on 127.0.0.1 (port 9090, ``--s3-port`` or ``DEMO_S3_PORT``), then
 ``airflow standalone`` (api-server, scheduler, dag-processor and triggerer; LocalExecutor, SQLite)
-with the environment of :mod:`tools.airflow_env` (AIRFLOW_HOME ``.airflow/``, ``aws_default``
+with the environment of :mod:`emr_inference_tools.airflow_env` (AIRFLOW_HOME ``.airflow/``,
+``aws_default``
 pointing at the local S3). Once Airflow reports healthy it prints the UI URL, where the admin
 password is and example REST calls. Ctrl-C stops Airflow and the S3 server.
 """
@@ -20,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tools.airflow_env import (
+from emr_inference_tools.airflow_env import (
     ADMIN_USER,
     DEFAULT_AIRFLOW_HOME,
     airflow_env,
@@ -28,9 +29,9 @@ from tools.airflow_env import (
     is_healthy,
     simple_auth_passwords_file,
 )
-from tools.demo.run_demo import seed_demo
-from tools.local_s3 import start_local_s3
-from tools.process_group import reap_group, signal_group
+from emr_inference_tools.demo.run_demo import seed_demo
+from emr_inference_tools.local_s3 import start_local_s3
+from emr_inference_tools.process_group import reap_group, signal_group
 
 DEFAULT_S3_PORT = 9090
 DEFAULT_API_PORT = 8080

@@ -4,7 +4,8 @@ Every Airflow process we start (``airflow standalone``, or api-server, scheduler
 triggerer started one by one by the e2e harness) gets the environment built here, so they all agree
 on AIRFLOW_HOME, the DAG and plugin folders, the auth manager and the AWS connection. The AWS
 connection ``aws_default`` points at a local S3 endpoint (moto's server, see
-:mod:`tools.local_s3`); the same endpoint is exported as ``AWS_ENDPOINT_URL_S3`` so that plain
+:mod:`emr_inference_tools.local_s3`); the same endpoint is exported as ``AWS_ENDPOINT_URL_S3`` so
+that plain
 boto3 clients and Spark's Python workers reach it too.
 
 The docker-compose setup expresses the same settings in ``docker-compose.yaml`` (x-airflow-common).
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tools.local_s3 import DUMMY_CREDENTIALS
+from emr_inference_tools.local_s3 import DUMMY_CREDENTIALS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_AIRFLOW_HOME = REPO_ROOT / ".airflow"

@@ -1,7 +1,8 @@
 """Small real MXNet models for the demo, the tests and the benchmarks (nothing is downloaded).
 
 * :func:`train_digits_classifier`: a small CNN trained in seconds on scikit-learn's digits,
-  rendered as RGB images (:mod:`tools.demo.images`) and preprocessed by the job's own code
+  rendered as RGB images (:mod:`emr_inference_tools.demo.images`) and preprocessed by the job's own
+  code
   (``batch_inference.images``), so the Spark job's predictions equal an in-process forward.
 * :func:`export_resnet18`: Gluon's ResNet-18 v1 with seeded random weights, for parity and
   throughput checks at realistic cost.
@@ -20,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from tools.demo.images import DIGIT_IMAGE_SIZE, TRAIN_COUNT, encode, load_digits, render_digit
+from emr_inference_tools.demo.images import (
+    DIGIT_IMAGE_SIZE,
+    TRAIN_COUNT,
+    encode,
+    load_digits,
+    render_digit,
+)
 
 # mxnet is imported inside the functions: importing this module stays cheap.
 

@@ -1,6 +1,6 @@
 """``make demo``: the whole pipeline on this machine, then a short report.
 
-1. starts moto's S3 server on loopback (:mod:`tools.local_s3`);
+1. starts moto's S3 server on loopback (:mod:`emr_inference_tools.local_s3`);
 2. builds the demo data: held-out scikit-learn digits rendered as PNG/JPEG (their true labels kept
    aside), two real photos that scikit-learn ships, and a few corrupt files of every kind the job
    knows; trains the demo digits classifier (seconds) and stages it where ``demo.yaml`` expects it;
@@ -24,8 +24,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tools.airflow_env import REPO_ROOT, airflow_env
-from tools.local_s3 import LocalS3, start_local_s3
+from emr_inference_tools.airflow_env import REPO_ROOT, airflow_env
+from emr_inference_tools.local_s3 import LocalS3, start_local_s3
 
 DEMO_DIR = REPO_ROOT / ".demo"
 DAG_ID = "demo"
@@ -62,10 +62,11 @@ def seed_demo(
     """Create the demo buckets, stage the demo model where ``demo.yaml`` expects it and upload the
     demo images of every date in ``partition_dates``; returns ``{uri: true label or None}``.
 
-    Also used by ``make airflow`` (:mod:`tools.demo.run_airflow`) and the REST API tests.
+    Also used by ``make airflow`` (:mod:`emr_inference_tools.demo.run_airflow`) and the REST API
+    tests.
     """
-    from tools.demo.images import demo_objects, upload_objects
-    from tools.demo.models import train_digits_classifier, upload_model
+    from emr_inference_tools.demo.images import demo_objects, upload_objects
+    from emr_inference_tools.demo.models import train_digits_classifier, upload_model
 
     client = s3.client()
     existing = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
@@ -96,7 +97,7 @@ def upload_photos(client, prefix: str) -> dict[str, None]:
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
-    from tools.demo.images import encode
+    from emr_inference_tools.demo.images import encode
 
     uris: dict[str, None] = {}
     for name in PHOTOS:

@@ -25,7 +25,7 @@ import dataclasses
 import itertools
 import sys
 
-from tools.rehearse import pipeline_path
+from emr_inference_tools.rehearse import pipeline_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from tools.rehearse import pipeline_path
+from emr_inference_tools.rehearse import pipeline_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -9,7 +9,8 @@ against moto's S3 server. The model's URIs are not reachable here, so a stand-in
 architecture and input size is staged at them (random weights: the memory and time of a real
 forward, not its answers), with realistic photos (~500x375 JPEG) as input.
 
-An EMR pipeline runs on its release's node twin (:mod:`tools.node_twin`): Spark's driver and
+An EMR pipeline runs on its release's node twin (:mod:`emr_inference_tools.node_twin`): Spark's
+driver and
 Python workers on the nodes' CPython and packages, built by the bootstrap action itself, under the
 release's Spark version; every job module is imported there first, and the workers' reported
 interpreter and package versions must be the node's.
@@ -38,9 +39,9 @@ from typing import Any
 
 import yaml
 
-from tools.airflow_env import REPO_ROOT, airflow_env
-from tools.local_s3 import LocalS3, start_local_s3
-from tools.node_twin import (
+from emr_inference_tools.airflow_env import REPO_ROOT, airflow_env
+from emr_inference_tools.local_s3 import LocalS3, start_local_s3
+from emr_inference_tools.node_twin import (
     NodeTwin,
     NodeTwinError,
     build_twin,
@@ -141,13 +142,13 @@ StandIn = Callable[[Path, dict[str, Any]], Any]
 
 
 def _resnet18_v1(out_dir: Path, model: dict[str, Any]):
-    from tools.demo.models import export_resnet18
+    from emr_inference_tools.demo.models import export_resnet18
 
     return export_resnet18(out_dir, image_size=model["image_size"], name=model["name"])
 
 
 def _digits_cnn(out_dir: Path, model: dict[str, Any]):
-    from tools.demo.models import train_digits_classifier
+    from emr_inference_tools.demo.models import train_digits_classifier
 
     return train_digits_classifier(out_dir, image_size=model["image_size"], name=model["name"])
 
@@ -189,7 +190,7 @@ def stage_stand_in_model(client, model: dict[str, Any], work: Path) -> dict[str,
     if make is None:
         raise SystemExit(
             f"[rehearse] model.name: no stand-in for {model['name']!r} "
-            f"(known: {', '.join(sorted(STAND_INS))}); add one to tools/rehearse.py"
+            f"(known: {', '.join(sorted(STAND_INS))}); add one to emr_inference_tools/rehearse.py"
         )
     exported = make(work / "model", model)
     override = {}
@@ -278,8 +279,16 @@ def convert_first(
     env: dict[str, str], pipeline: Path, partition_date: str, precision: str | None
 ) -> int:
     """``make convert`` for the rehearsed pipeline, as the runbook tells an operator to before the
-    first run on a release without MXNet (:mod:`tools.convert`, on this machine's MXNet)."""
-    command = [sys.executable, "-m", "tools.convert", str(pipeline), "--date", partition_date]
+    first run on a release without MXNet (:mod:`emr_inference_tools.convert`, on this machine's
+    MXNet)."""
+    command = [
+        sys.executable,
+        "-m",
+        "emr_inference_tools.convert",
+        str(pipeline),
+        "--date",
+        partition_date,
+    ]
     command += ["--precision", precision] if precision else []
     result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     for line in (result.stdout + result.stderr).strip().splitlines()[-3:]:
