@@ -98,7 +98,7 @@ def publish(s3_env, request: dict, run_id: str | None = None, rows: int = 5) -> 
 @pytest.fixture
 def report_works(aws_conn, s3_env, bucket) -> list[dict]:
     """Three dates (the second empty) whose output is in a fresh bucket."""
-    request = cifar_request()
+    request = cifar_request().as_json()
     request["output_uri"] = f"s3://{bucket}/predictions/dt=2026-11-01/"
     request["dates"] = [
         {**date, "output_uri": f"s3://{bucket}/predictions/dt={date['partition_date']}/"}
