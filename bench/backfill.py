@@ -215,4 +215,4 @@ def modelled_backfill(days: int, images_per_day: int) -> RunPlan:
         }
         for date in request.date_requests()
     ]
-    return plan_run(request.as_json(), works)
+    return plan_run(request, works)

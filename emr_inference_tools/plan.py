@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    plan = plan_run(request.as_json(), works, max_active_runs=config.max_active_runs)
+    plan = plan_run(request, works, max_active_runs=config.max_active_runs)
     print(format_plan(plan))
     return 0
 

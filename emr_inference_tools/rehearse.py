@@ -35,7 +35,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -47,6 +47,10 @@ from emr_inference_tools.node_twin import (
     build_twin,
     check_job_imports,
 )
+
+if TYPE_CHECKING:
+    from emr_inference.config import ModelConfig, PipelineConfig, RequestDefaults
+    from emr_inference.resolved import ResolvedRequest
 
 PIPELINES_DIR = REPO_ROOT / "include" / "pipelines"
 REHEARSAL_DIR = REPO_ROOT / ".rehearsal"
@@ -108,7 +112,7 @@ def local_shape(executor_cores: int, heap_mb: int, cores: int | None = None) -> 
     }
 
 
-def rehearsal_pipeline(data: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+def rehearsal_pipeline(data: dict[str, Any], request: RequestDefaults) -> dict[str, Any]:
     """The pipeline file to rehearse: the original, on the local backend, emulating its cluster.
 
     Only what cannot apply here changes: the backend, the local workers (sized to hold at least
@@ -138,19 +142,19 @@ def without_alerts(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "alerts": None}
 
 
-StandIn = Callable[[Path, dict[str, Any]], Any]
+StandIn = Callable[[Path, "ModelConfig"], Any]
 
 
-def _resnet18_v1(out_dir: Path, model: dict[str, Any]):
+def _resnet18_v1(out_dir: Path, model: ModelConfig):
     from emr_inference_tools.demo.models import export_resnet18
 
-    return export_resnet18(out_dir, image_size=model["image_size"], name=model["name"])
+    return export_resnet18(out_dir, image_size=model.image_size, name=model.name)
 
 
-def _digits_cnn(out_dir: Path, model: dict[str, Any]):
+def _digits_cnn(out_dir: Path, model: ModelConfig):
     from emr_inference_tools.demo.models import train_digits_classifier
 
-    return train_digits_classifier(out_dir, image_size=model["image_size"], name=model["name"])
+    return train_digits_classifier(out_dir, image_size=model.image_size, name=model.name)
 
 
 #: model.name -> a function exporting a model of the same architecture and input size.
@@ -165,41 +169,41 @@ RANDOM_STAND_IN_INT8_MIN_AGREEMENT = 0.5
 
 
 def int8_gate_for_stand_in(
-    rehearsed: dict[str, Any], model: dict[str, Any], precision: str
+    rehearsed: dict[str, Any], model_name: str, precision: str
 ) -> dict[str, Any]:
     """The rehearsed pipeline with the int8 gate a random stand-in can pass (logged), when the run
-    is int8 and its stand-in is random; else as it is."""
-    if precision != "int8" or model["name"] not in RANDOM_STAND_INS:
+    is int8 and the stand-in for ``model_name`` is random; else as it is."""
+    if precision != "int8" or model_name not in RANDOM_STAND_INS:
         return rehearsed
     gate = RANDOM_STAND_IN_INT8_MIN_AGREEMENT
     log(
-        f"int8 with a random-weights stand-in {model['name']}: its near-tied top classes make "
+        f"int8 with a random-weights stand-in {model_name}: its near-tied top classes make "
         f"int8's top-1 agreement meaningless, so the rehearsal gates at {gate:.0%} (the "
         f"pipeline's int8.min_agreement is for the real model)"
     )
     return {**rehearsed, "int8": {**(rehearsed.get("int8") or {}), "min_agreement": gate}}
 
 
-def stage_stand_in_model(client, model: dict[str, Any], work: Path) -> dict[str, Any]:
+def stage_stand_in_model(client, model: ModelConfig, work: Path) -> dict[str, Any]:
     """Export the stand-in for ``model`` and upload it at the pipeline's model URIs; returns the
     run's ``model`` override (the stand-in's digests)."""
     from batch_inference.model import sha256_hex
     from batch_inference.s3io import parse_s3_uri
 
-    make = STAND_INS.get(model["name"])
+    make = STAND_INS.get(model.name)
     if make is None:
         raise SystemExit(
-            f"[rehearse] model.name: no stand-in for {model['name']!r} "
+            f"[rehearse] model.name: no stand-in for {model.name!r} "
             f"(known: {', '.join(sorted(STAND_INS))}); add one to emr_inference_tools/rehearse.py"
         )
     exported = make(work / "model", model)
     override = {}
-    for part, path in (
-        ("symbol", exported.symbol_path),
-        ("params", exported.params_path),
-        ("labels", exported.labels_path),
+    for part, uri, path in (
+        ("symbol", model.symbol, exported.symbol_path),
+        ("params", model.params, exported.params_path),
+        ("labels", model.labels, exported.labels_path),
     ):
-        target = parse_s3_uri(model[part], f"model.{part}")
+        target = parse_s3_uri(uri, f"model.{part}")
         client.upload_file(str(path), target.bucket, target.key)
         override[f"{part}_sha256"] = sha256_hex(path.read_bytes())
     return override
@@ -217,15 +221,19 @@ def upload_photos(client, input_uri: str, count: int) -> None:
         client.put_object(Bucket=prefix.bucket, Key=key, Body=photo_jpeg(index))
 
 
-def create_buckets(client, request: dict[str, Any]) -> None:
+def create_buckets(client, request: ResolvedRequest) -> None:
     """Every bucket the request reads or writes."""
-    uris = [request[name] for name in ("input_uri", "output_uri", "staging_uri", "artifacts_uri")]
-    uris += [request["model"][part] for part in ("symbol", "params", "labels")]
-    for bucket in sorted({uri.split("/")[2] for uri in uris if uri}):
+    prefixes = (request.input_uri, request.output_uri, request.staging_uri, request.artifacts_uri)
+    buckets = {prefix.bucket for prefix in prefixes if prefix}
+    model = request.model
+    buckets |= {uri.split("/")[2] for uri in (model.symbol, model.params, model.labels)}
+    for bucket in sorted(buckets):
         client.create_bucket(Bucket=bucket)
 
 
-def resolve(path: Path, partition_date: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+def resolve(
+    path: Path, partition_date: str
+) -> tuple[dict[str, Any], PipelineConfig, ResolvedRequest]:
     """The pipeline file's data, its config and the request a run of ``partition_date`` gets
     (EMR sizing not checked yet)."""
     from emr_inference.config import PipelineConfig
@@ -240,11 +248,11 @@ def resolve(path: Path, partition_date: str) -> tuple[dict[str, Any], Any, dict[
         dag_id=local.pipeline,
         run_id="rehearsal",
         data_interval_end=None,
-    ).as_json()
+    )
     return data, local, request
 
 
-def describe(request: dict[str, Any]) -> list[str]:
+def describe(request: RequestDefaults) -> list[str]:
     """What EMR would get and what the rehearsal runs."""
     from emr_inference.emr.sizing import executor_plan, spark_properties
     from emr_inference.local.operators import emulated_cluster_conf
@@ -328,18 +336,18 @@ def made_by(summary: dict[str, Any]) -> str:
     return said + (f", int8 with fp32 {int8:.2%}" if int8 is not None else "")
 
 
-def memory_verdict(summary: dict[str, Any], model: dict[str, Any]) -> list[str]:
+def memory_verdict(summary: dict[str, Any], model: ModelConfig) -> list[str]:
     """Problems with the declared per-worker memory, against what the workers measured."""
     problems = []
-    for measured_name, declared_name in (
-        ("worker_peak_rss_mb", "worker_memory_mb"),
-        ("worker_peak_address_space_mb", "worker_address_space_mb"),
+    for measured_name, declared_name, declared in (
+        ("worker_peak_rss_mb", "worker_memory_mb", model.worker_memory_mb),
+        ("worker_peak_address_space_mb", "worker_address_space_mb", model.worker_address_space_mb),
     ):
         measured = summary.get(measured_name)
-        if measured is not None and measured > model[declared_name]:
+        if measured is not None and measured > declared:
             problems.append(
                 f"model.{declared_name}: the workers measured {measured} MiB "
-                f"({measured_name}) but the pipeline declares {model[declared_name]}: raise it "
+                f"({measured_name}) but the pipeline declares {declared}: raise it "
                 "(with some headroom), or the executors are sized for less than the model needs"
             )
     return problems
@@ -361,6 +369,7 @@ def environment_verdict(ran: list[dict[str, Any]], twin: NodeTwin) -> list[str]:
 
 def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
     """Stage, run and judge one rehearsal; returns the exit code."""
+    from emr_inference.config import LocalConfig
     from emr_inference.emr.sizing import SizingError, check_sizing
 
     path = pipeline_path(args.pipeline)
@@ -378,16 +387,15 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
     rehearsed = (
         rehearsal_pipeline(data, request) if emr else without_alerts({**data, "schedule": None})
     )
-    precision = args.precision or request["precision"]
-    rehearsed = int8_gate_for_stand_in(rehearsed, request["model"], precision)
+    precision = args.precision or request.precision
+    rehearsed = int8_gate_for_stand_in(rehearsed, request.model.name, precision)
     twin = None
     if emr:
-        for line in describe({**request, "local": rehearsed["local"]}):
+        emulated = LocalConfig.model_validate(rehearsed["local"])
+        for line in describe(request.model_copy(update={"local": emulated})):
             log(line)
         try:
-            twin = build_twin(
-                request["cluster"]["release_label"], args.bootstrap_requirements, log=log
-            )
+            twin = build_twin(request.cluster.release_label, args.bootstrap_requirements, log=log)
             imported = check_job_imports(twin)
         except (NodeTwinError, KeyError) as error:
             log(f"FAILED before any Spark: the EMR node's environment: {error}")
@@ -406,16 +414,17 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
 
     client = s3.client()
     create_buckets(client, request)
-    log(f"staging a stand-in {request['model']['name']} and {args.images} photos")
-    model_digests = stage_stand_in_model(client, request["model"], work)
-    upload_photos(client, request["input_uri"], args.images)
+    log(f"staging a stand-in {request.model.name} and {args.images} photos")
+    model_digests = stage_stand_in_model(client, request.model, work)
+    assert request.input_uri is not None, "a rehearsal lists its photos from input_uri"
+    upload_photos(client, request.input_uri.uri, args.images)
 
     env = airflow_env(
         s3.endpoint_url,
         home=work / "airflow",
         extra={"EMR_INFERENCE_PIPELINES_DIR": str(pipelines), **(twin.spark_env() if twin else {})},
     )
-    runtime = request["model"]["runtime"]
+    runtime = request.model.runtime
     if twin is not None and runtime != "mxnet" and "mxnet" not in twin.release.application_packages:
         log(f"{twin.release.label}'s nodes have no MXNet: converting the model here first")
         pipeline = pipelines / f"{config.pipeline}.yaml"
@@ -430,19 +439,19 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
     conf |= {"precision": args.precision} if args.precision else {}
     code = run_dag(env, config.pipeline, conf, log_file)
     log(f"DAG run ended with exit code {code} after {time.monotonic() - started:.0f} s")
-    summary = read_summary(client, request["output_uri"])
+    summary = read_summary(client, request.output_uri.uri)
     if code != 0 or summary is None:
         log("FAILED: nothing published. The job's errors:")
         print("\n".join(job_errors(work / "airflow")) or f"(none: see {log_file})", flush=True)
         return 1
     log(
         f"published {summary['rows']} rows ({summary['errors']} errors) to "
-        f"{request['output_uri']}, {summary['images_per_second']} images/s; largest Python "
+        f"{request.output_uri.uri}, {summary['images_per_second']} images/s; largest Python "
         f"worker: {summary.get('worker_peak_rss_mb')} MiB resident, "
         f"{summary.get('worker_peak_address_space_mb')} MiB address space"
     )
     log(made_by(summary))
-    problems = memory_verdict(summary, request["model"])
+    problems = memory_verdict(summary, request.model)
     if args.precision and summary.get("precision") != args.precision:
         problems.append(f"the run asked for {args.precision}, its rows are {summary['precision']}")
     if twin is not None:

@@ -21,7 +21,10 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emr_inference.resolved import ResolvedRequest
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +138,7 @@ def run_digest(
     context: Mapping[str, Any],
     report: Mapping[str, list[str]],
     summaries: Mapping[str, Mapping[str, Any]],
-    requests: Sequence[Mapping[str, Any]],
+    requests: Sequence[ResolvedRequest],
     tasks: list[dict[str, Any]],
     plan: Mapping[str, Any] | None,
     cluster: str,
@@ -144,14 +147,14 @@ def run_digest(
     dag_run = context["dag_run"]
     started = getattr(dag_run, "start_date", None)
     now = dt.datetime.now(dt.UTC)
-    first = requests[0] if requests else {}
+    first = requests[0] if requests else None
     range_run = (plan or {}).get("range_run") or {}
     failed = bool(report.get("failed")) or any(t["state"] == "failed" for t in tasks)
     return {
-        "pipeline": first.get("pipeline") or context["dag"].dag_id,
+        "pipeline": first.pipeline if first else context["dag"].dag_id,
         "dag_id": context["dag"].dag_id,
         "run_id": context["run_id"],
-        "backend": first.get("backend"),
+        "backend": first.backend if first else None,
         "outcome": "failed" if failed else "success",
         "dates": {name: list(dates) for name, dates in report.items()},
         "failed_tasks": tasks,
@@ -162,19 +165,19 @@ def run_digest(
             "cluster_hours": range_run.get("cluster_hours"),
             "cost_usd": range_run.get("cost_usd"),
         },
-        "outputs": {r["partition_date"]: r["output_uri"] for r in requests},
+        "outputs": {r.partition_date: r.output_uri.uri for r in requests},
         "logs": log_locations(context, first),
         "cluster": cluster,
     }
 
 
-def log_locations(context: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, str]:
-    """Where the run's logs are: Airflow's task logs, and the cluster's (EMR's ``log_uri``)."""
+def log_locations(context: Mapping[str, Any], request: ResolvedRequest | None) -> dict[str, str]:
+    """Where the run's logs are: Airflow's task logs, and the cluster's (EMR's ``log_uri``; none
+    without a request: the run failed before its dates were listed)."""
     dag_id, run_id = context["dag"].dag_id, context["run_id"]
     found = {"airflow": f"task logs of dag_id={dag_id}/run_id={run_id} (UI: the run's Logs)"}
-    log_uri = (request.get("cluster") or {}).get("log_uri")
-    if request.get("backend") == "emr" and log_uri:
-        found["cluster"] = log_uri
+    if request is not None and request.backend == "emr" and request.cluster.log_uri:
+        found["cluster"] = request.cluster.log_uri
     return found
 
 

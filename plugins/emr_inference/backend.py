@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the interface imports nothing at run time: the registry loads backends lazily
-    from emr_inference.config import PipelineConfig
+    from emr_inference.config import PipelineConfig, RequestDefaults
     from emr_inference.resolved import ResolvedRequest
     from emr_inference.sweeper import Sweep
 
@@ -84,13 +84,14 @@ class Backend(Protocol):
         parse imports only its own backend's operators)."""
         ...
 
-    def check_request(self, values: Mapping[str, Any], source: str) -> None:
+    def check_request(self, values: RequestDefaults, source: str) -> None:
         """Raise :class:`~emr_inference.config.ConfigError` (message starting with ``source``,
-        naming the field) when the request's values cannot run on this backend."""
+        naming the field) when the request's values (a pipeline's, a run's Params validated, or
+        a resolved request) cannot run on this backend."""
         ...
 
-    def cluster_shape(self, request: Mapping[str, Any]) -> ClusterShape:
-        """The cluster a request (JSON form) gets, priced, and its concurrent tasks."""
+    def cluster_shape(self, request: RequestDefaults) -> ClusterShape:
+        """The cluster a request gets, priced, and its concurrent tasks."""
         ...
 
     def stage_artifacts(

@@ -618,7 +618,7 @@ def parse_pipeline(data: Any, source: str, default_name: str | None = None) -> P
         config = PipelineConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(format_errors(error, source)) from None
-    backend_named(config.backend).check_request(config.model_dump(mode="json"), source)
+    backend_named(config.backend).check_request(config, source)
     return config
 
 

@@ -64,7 +64,7 @@ def request_fingerprint(
     document = {
         "job": settings,
         "keys_sha256": keys_sha256,
-        "output_uri": values["output_uri"],
+        "output_uri": request.output_uri.uri,
         **({"content": dict(content)} if content else {}),
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))

@@ -20,11 +20,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emr_inference.backend import ClusterShape
 from emr_inference.backends import backend_named
 from emr_inference.dates import PENDING
+
+if TYPE_CHECKING:
+    from emr_inference.resolved import ResolvedRequest
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,9 @@ class RunPlan:
         return {**fields, "hourly_usd": self.shape.hourly_usd, "price_source": price_source}
 
 
-def cluster_shape(request: Mapping[str, Any]) -> ClusterShape:
+def cluster_shape(request: ResolvedRequest) -> ClusterShape:
     """The cluster a request gets and the tasks it runs at once (its backend's answer)."""
-    return backend_named(request["backend"]).cluster_shape(request)
+    return backend_named(request.backend).cluster_shape(request)
 
 
 def _cost(shape: ClusterShape, seconds: float) -> float | None:
@@ -84,18 +87,18 @@ def _scenario(shape: ClusterShape, clusters: int, billed: float, wall: float) ->
 
 
 def plan_run(
-    request: Mapping[str, Any], works: Sequence[Mapping[str, Any]], *, max_active_runs: int = 1
+    request: ResolvedRequest, works: Sequence[Mapping[str, Any]], *, max_active_runs: int = 1
 ) -> RunPlan:
     """The plan of a run from its request and ``stage_manifest``'s per-date work items;
     ``max_active_runs`` runs at once for the one-run-per-date alternative's wall time."""
     shape = cluster_shape(request)
-    estimate = request["estimate"]
-    rate = estimate["images_per_task_second"] * shape.task_slots
+    estimate = request.estimate
+    rate = estimate.images_per_task_second * shape.task_slots
     dates = []
     for work in works:
         manifest = work["manifest"]
         keys = int(manifest["total"])
-        step = estimate["step_start_seconds"] + keys / rate if manifest["status"] == PENDING else 0
+        step = estimate.step_start_seconds + keys / rate if manifest["status"] == PENDING else 0
         dates.append(
             DatePlan(
                 work["request"]["partition_date"],
@@ -106,13 +109,13 @@ def plan_run(
             )
         )
     steps = [d.step_seconds for d in dates if d.status == PENDING]
-    start = estimate["cluster_start_seconds"]
+    start = estimate.cluster_start_seconds
     range_seconds = start + sum(steps) if steps else 0.0
     per_date_seconds = sum(start + step for step in steps)
     parallel = max(1, min(len(steps), max_active_runs))
     return RunPlan(
-        pipeline=request["pipeline"],
-        backend=request["backend"],
+        pipeline=request.pipeline,
+        backend=request.backend,
         dates=dates,
         shape=shape,
         images_per_second=round(rate, 1),
@@ -123,7 +126,7 @@ def plan_run(
             per_date_seconds,
             math.ceil(len(steps) / parallel) * (start + max(steps)) if steps else 0.0,
         ),
-        images_per_task_second=estimate["images_per_task_second"],
+        images_per_task_second=estimate.images_per_task_second,
     )
 
 

@@ -176,24 +176,28 @@ def resolve_request(
     check_fields(params)
     merged = merge_params(config.request_defaults(), params)
     try:
-        values = RequestDefaults.model_validate(merged).model_dump(mode="json")
+        defaults = RequestDefaults.model_validate(merged)
     except ValidationError as error:
         raise ConfigError(_validation_errors(error)) from None
-    backend_named(config.backend).check_request(values, "params")
+    backend_named(config.backend).check_request(defaults, "params")
+    values = defaults.model_dump(mode="json")
 
-    days = run_dates(values, data_interval_end, config.max_range_dates, partition_key)
+    days = run_dates(defaults, data_interval_end, config.max_range_dates, partition_key)
+    model = defaults.model
+    model_files = {
+        "model.symbol": model.symbol,
+        "model.params": model.params,
+        "model.labels": model.labels,
+    }
     try:
         dates = [_date_fields(values, day, config.pipeline, dag_id, run_id) for day in days]
-        for name in ("symbol", "params", "labels"):
-            S3Uri.parse(values["model"][name], f"model.{name}", prefix=False)
-        if values["cluster"]["log_uri"]:
-            S3Uri.parse(values["cluster"]["log_uri"], "cluster.log_uri")
+        for name, uri in model_files.items():
+            S3Uri.parse(uri, name, prefix=False)
+        if defaults.cluster.log_uri:
+            S3Uri.parse(defaults.cluster.log_uri, "cluster.log_uri")
     except S3UriError as error:
         raise ConfigError(f"params: {error}") from None
     _check_distinct_outputs(dates)
-    model_files = {
-        f"model.{name}": values["model"][name] for name in ("symbol", "params", "labels")
-    }
     try:
         check_disjoint_prefixes(dates, model_files)
     except OwnershipError as error:
@@ -213,7 +217,7 @@ def resolve_request(
 
 
 def run_dates(
-    values: Mapping[str, Any],
+    values: RequestDefaults,
     data_interval_end: dt.datetime | None,
     max_dates: int,
     partition_key: str | None = None,
@@ -221,14 +225,14 @@ def run_dates(
     """The sorted, distinct dates a run processes: ``partition_date``, ``partition_dates`` and
     ``date_range`` together; without any, the run's ``partition_key``, else the day before the
     data interval end."""
-    days = set(values.get("partition_dates") or [])
-    if values.get("partition_date"):
-        days.add(values["partition_date"])
-    if span := values.get("date_range"):
-        first, last = dt.date.fromisoformat(span["start"]), dt.date.fromisoformat(span["end"])
+    days = set(values.partition_dates or [])
+    if values.partition_date:
+        days.add(values.partition_date)
+    if span := values.date_range:
+        first, last = dt.date.fromisoformat(span.start), dt.date.fromisoformat(span.end)
         if (last - first).days >= max_dates:
             raise ConfigError(
-                f"params: date_range: {span['start']}..{span['end']} is "
+                f"params: date_range: {span.start}..{span.end} is "
                 f"{(last - first).days + 1} dates, more than max_range_dates {max_dates}"
             )
         days.update(

@@ -8,10 +8,11 @@ shared base, ``self.run_request``): the fields are those of the pipeline config
 :class:`~batch_inference.contract.s3.S3Uri` (``request.output_uri.bucket``,
 ``request.staging_uri.join("output")``).
 
-The JSON form stays the contract where the two sides meet: the job's settings
-(:data:`batch_inference.contract.settings.SETTINGS`) read it by dotted name, and the pure
-builders (EMR job flow and sizing, the job's arguments) take it as a mapping:
-:meth:`ResolvedRequest.as_json` gives it.
+Every later consumer takes the typed request, the pure builders included (EMR job flow and
+sizing, the backends' checks, the run plan). The JSON form (:meth:`ResolvedRequest.as_json`) is
+what travels between tasks, and stays the contract where the two sides meet: the job's settings
+(:data:`batch_inference.contract.settings.SETTINGS`) read it by dotted name (the job's
+arguments, the request fingerprint).
 
 A run's request has every date under ``dates`` and the first date's locations at the top level;
 :meth:`ResolvedRequest.for_date` gives one date's request (``dates_in_run`` instead of the list).
@@ -100,7 +101,7 @@ class ResolvedRequest(RequestDefaults):
         return value if isinstance(value, cls) else cls.model_validate(value)
 
     def as_json(self) -> dict[str, Any]:
-        """The JSON form: what travels through XCom and what the builders read."""
+        """The JSON form: what travels through XCom and what the job's settings read by name."""
         return self.model_dump(mode="json")
 
     def for_date(self, date: DateLocations) -> ResolvedRequest:

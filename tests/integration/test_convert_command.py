@@ -43,8 +43,8 @@ def pipeline_s3(tmp_path_factory):
         _, _, request = resolve(REPO_ROOT / "include" / "pipelines" / f"{PIPELINE}.yaml", DATE)
         client = server.client()
         create_buckets(client, request)
-        stage_stand_in_model(client, request["model"], tmp_path_factory.mktemp("model"))
-        upload_photos(client, request["input_uri"], 24)
+        stage_stand_in_model(client, request.model, tmp_path_factory.mktemp("model"))
+        upload_photos(client, request.input_uri.uri, 24)
         yield server, request
     finally:
         server.stop()
@@ -71,7 +71,7 @@ def test_make_convert_converts_once_and_the_cache_answers_after(pipeline_s3):
         line,
     )
     assert match, line
-    assert match.group(1).startswith(request["artifacts_uri"])  # where the nodes look for it
+    assert match.group(1).startswith(request.artifacts_uri.uri)  # where the nodes look for it
     again = make_convert(server)
     assert again.returncode == 0 and line in again.stdout.splitlines()
     assert "reusing the converted model" in again.stdout + again.stderr
@@ -109,7 +109,7 @@ def test_make_convert_for_int8_runs_quantizes_the_converted_model(pipeline_s3, t
         "Quantization refused: below int8.min_agreement on these images; runs whose own "
         "images agree as little will run not at all (int8.on_disagreement)" in refused.stderr
     )
-    assert match.group(1).startswith(request["artifacts_uri"])  # where the nodes look for it
+    assert match.group(1).startswith(request.artifacts_uri.uri)  # where the nodes look for it
     bucket, key = match.group(1).removeprefix("s3://").split("/", 1)
     record = server.client().get_object(Bucket=bucket, Key=key.replace("int8.onnx", MARKER))
     assert json.loads(record["Body"].read())["calibration_images"] == 24  # the date's images

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from emr_inference.backend import ClusterShape, ClusterTasks, NodeGroup
-from emr_inference.config import ConfigError, PipelineConfig
+from emr_inference.config import ConfigError, PipelineConfig, RequestDefaults
 from emr_inference.local import operators
 from emr_inference.resolved import ResolvedRequest
 from emr_inference.sweeper import ClusterRecord, Sweep
@@ -43,11 +43,11 @@ class FakeBackend:
     def cluster_tasks(self, config: PipelineConfig) -> ClusterTasks:
         return ClusterTasks(FakeCreate, FakeSubmit, FakeWait, FakeTerminate)
 
-    def check_request(self, values: Mapping[str, Any], source: str) -> None:
-        if values["batch_size"] > 64:
+    def check_request(self, values: RequestDefaults, source: str) -> None:
+        if values.batch_size > 64:
             raise ConfigError(f"{source}: batch_size: the fake backend takes at most 64")
 
-    def cluster_shape(self, request: Mapping[str, Any]) -> ClusterShape:
+    def cluster_shape(self, request: RequestDefaults) -> ClusterShape:
         return ClusterShape([NodeGroup("node", "fake.large", 2, 1.5)], 8, "fake price list")
 
     def stage_artifacts(

@@ -136,7 +136,7 @@ def test_the_rehearsal_leaves_the_pipelines_alerts_out():
 
 def test_only_an_int8_rehearsal_of_a_random_stand_in_gets_the_lenient_int8_gate():
     rehearsed = {"pipeline": "p", "int8": {"calibration_images": 64}}
-    random, trained = {"name": "resnet18_v1"}, {"name": "digits-cnn"}
+    random, trained = "resnet18_v1", "digits-cnn"
     lenient = int8_gate_for_stand_in(rehearsed, random, "int8")
     assert lenient["int8"] == {"calibration_images": 64, "min_agreement": 0.5}
     assert int8_gate_for_stand_in(rehearsed, random, "fp32") == rehearsed

@@ -19,7 +19,7 @@ from emr_inference.emr.job_flow import RUN_TAG_KEYS
 from emr_inference.sweeper import ClusterRecord, Sweep
 
 if TYPE_CHECKING:
-    from emr_inference.config import PipelineConfig
+    from emr_inference.config import ClusterConfig, PipelineConfig, RequestDefaults
     from emr_inference.resolved import ResolvedRequest
 
 
@@ -40,14 +40,14 @@ class EmrBackend:
             wait_kwargs={"deferrable": config.deferrable},
         )
 
-    def check_request(self, values: Mapping[str, Any], source: str) -> None:
+    def check_request(self, values: RequestDefaults, source: str) -> None:
         """The release runs the model's runtime, the engine's packages are on the nodes, and the
         executors fit the nodes (:mod:`emr_inference.emr.sizing`)."""
         from emr_inference.config import ConfigError
         from emr_inference.emr.releases import releases_with_runtime, supported_release
         from emr_inference.emr.sizing import SizingError, check_sizing
 
-        label, runtime = values["cluster"]["release_label"], values["model"]["runtime"]
+        label, runtime = values.cluster.release_label, values.model.runtime
         try:
             release = supported_release(label)
         except KeyError as error:
@@ -58,7 +58,7 @@ class EmrBackend:
                 f"{', '.join(release.runtimes)}, not {runtime} (releases that run {runtime}: "
                 f"{', '.join(releases_with_runtime(runtime))})"
             )
-        if values.get("engine") == "predict_batch_udf":
+        if values.engine == "predict_batch_udf":
             raise ConfigError(
                 f"{source}: engine: predict_batch_udf needs pandas and pyarrow on the nodes, which "
                 "the EMR bootstrap (include/bootstrap/requirements-emr.txt) does not install; "
@@ -69,7 +69,7 @@ class EmrBackend:
         except SizingError as error:
             raise ConfigError(f"{source}: {error}") from None
 
-    def cluster_shape(self, request: Mapping[str, Any]) -> ClusterShape:
+    def cluster_shape(self, request: RequestDefaults) -> ClusterShape:
         """Every node group, priced at its first instance type (Spot at on-demand); tasks at once
         = executors x tasks per executor."""
         from emr_inference.emr.sizing import executor_plan
@@ -77,7 +77,7 @@ class EmrBackend:
         plan = executor_plan(request)
         executors = min(plan.instances, plan.capacity)
         return ClusterShape(
-            node_groups(request["cluster"]), executors * plan.concurrent_tasks, prices.SOURCE
+            node_groups(request.cluster), executors * plan.concurrent_tasks, prices.SOURCE
         )
 
     def stage_artifacts(
@@ -109,16 +109,16 @@ class EmrBackend:
         return Sweep(emr_clusters(client), partial(stop_emr_cluster, client), target["pipelines"])
 
 
-def node_groups(cluster: Mapping[str, Any]) -> list[NodeGroup]:
-    """The cluster section's node groups with a node, each priced per node."""
+def node_groups(cluster: ClusterConfig) -> list[NodeGroup]:
+    """The cluster section's node groups (master, core, task when configured), each priced per
+    node."""
     groups = []
-    for role in ("master", "core", "task"):
-        node = cluster.get(role)
-        if not node or not node.get("count"):
+    for role, node in (("master", cluster.master), ("core", cluster.core), ("task", cluster.task)):
+        if node is None:
             continue
-        name = node["instance_types"][0]
+        name = node.instance_types[0]
         price = prices.hourly_price(name)
-        groups.append(NodeGroup(role, name, node["count"], price.total_usd if price else None))
+        groups.append(NodeGroup(role, name, node.count, price.total_usd if price else None))
     return groups
 
 

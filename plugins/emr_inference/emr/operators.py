@@ -86,7 +86,7 @@ class EmrCreateClusterOperator(UsesRequest, EmrCreateJobFlowOperator):
             self.log.info("Reusing cluster %s, created for this run by an earlier try", existing)
             self._job_flow_id = existing
             return existing
-        self.job_flow_overrides = build_job_flow(self.request, self.artifacts)
+        self.job_flow_overrides = build_job_flow(request, self.artifacts)
         cluster = request.cluster
         self.log.info(
             "Creating EMR cluster %r: %s, master %s x%d, core %s x%d (%s)",

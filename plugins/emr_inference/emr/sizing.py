@@ -27,9 +27,12 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from emr_inference.emr.instance_types import INSTANCE_TYPES, InstanceType, instance_type
+
+if TYPE_CHECKING:
+    from emr_inference.config import ClusterConfig, ModelConfig, NodeGroupConfig, RequestDefaults
 
 #: Spark's default ``spark.executor.memoryOverhead``: max(384 MiB, 10 % of the heap).
 JVM_OVERHEAD_MIN_MB = 384
@@ -68,19 +71,19 @@ def jvm_overhead_mb(heap_mb: int) -> int:
     return max(JVM_OVERHEAD_MIN_MB, math.ceil(heap_mb * JVM_OVERHEAD_FACTOR))
 
 
-def executor_node_groups(cluster: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+def executor_node_groups(cluster: ClusterConfig) -> list[tuple[str, NodeGroupConfig]]:
     """``(role, node group)`` of the groups that run executors: core, and task when present."""
-    groups = [("core", cluster["core"])]
-    if cluster.get("task"):
-        groups.append(("task", cluster["task"]))
+    groups = [("core", cluster.core)]
+    if cluster.task:
+        groups.append(("task", cluster.task))
     return groups
 
 
-def node_types(cluster: Mapping[str, Any], role: str) -> list[InstanceType]:
-    """The instance types of a node group (every fleet type; a group's one type)."""
-    node = cluster[role]
-    names = node["instance_types"]
-    if cluster["instance_collection"] == "groups":
+def node_types(cluster: ClusterConfig, role: str, node: NodeGroupConfig) -> list[InstanceType]:
+    """The instance types of ``cluster``'s node group ``role`` (every fleet type; a group's one
+    type)."""
+    names = node.instance_types
+    if cluster.instance_collection == "groups":
         names = names[:1]
     types = []
     for name in names:
@@ -134,48 +137,48 @@ def executors_per_node(node: InstanceType, container_mb: int, cores: int, reserv
     return min(node.yarn_memory_mb // container_mb, max(node.vcpus - reserved, 0) // cores)
 
 
-def executor_capacity(cluster: Mapping[str, Any], container_mb: int, cores: int) -> int:
+def executor_capacity(cluster: ClusterConfig, container_mb: int, cores: int) -> int:
     """Executors every executor node group can hold, with room for the application master."""
-    reserved = cluster["reserved_vcpus"]
+    reserved = cluster.reserved_vcpus
     total = 0
     for role, node in executor_node_groups(cluster):
         per_node = min(
             executors_per_node(kind, container_mb, cores, reserved)
-            for kind in node_types(cluster, role)
+            for kind in node_types(cluster, role, node)
         )
-        total += per_node * node["count"]
-    core = min(node_types(cluster, "core"), key=lambda kind: kind.yarn_memory_mb)
+        total += per_node * node.count
+    core = min(node_types(cluster, "core", cluster.core), key=lambda kind: kind.yarn_memory_mb)
     per_core = executors_per_node(core, container_mb, cores, reserved)
     if per_core and core.yarn_memory_mb - per_core * container_mb < APPLICATION_MASTER_MB:
         total -= 1  # the AM's container takes one executor's place on one core node
     return total
 
 
-def derived_settings(cluster: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, str]:
+def derived_settings(cluster: ClusterConfig, model: ModelConfig) -> dict[str, str]:
     """The executor settings derived from the cluster shape and the model's measured needs
     (``spark.executor.instances`` is added by :func:`spark_properties`, once the explicit
     settings are known)."""
-    heap = cluster["executor_memory_mb"]
-    overhead = jvm_overhead_mb(heap) + cluster["tasks_per_executor"] * model["worker_memory_mb"]
+    heap = cluster.executor_memory_mb
+    overhead = jvm_overhead_mb(heap) + cluster.tasks_per_executor * model.worker_memory_mb
     return {
-        "spark.executor.cores": str(cluster["task_cpus"] * cluster["tasks_per_executor"]),
+        "spark.executor.cores": str(cluster.task_cpus * cluster.tasks_per_executor),
         "spark.executor.memory": f"{heap}m",
         "spark.executor.memoryOverhead": f"{overhead}m",
         "spark.dynamicAllocation.enabled": "false",  # YARN packs by memory: the count is pinned
     }
 
 
-def spark_properties(request: Mapping[str, Any]) -> dict[str, str]:
+def spark_properties(request: RequestDefaults) -> dict[str, str]:
     """Every spark-defaults property of the step: ours, the derived executor settings, then the
     pipeline's explicit ``cluster.spark_defaults`` (which win); ``spark.executor.instances``
     unless given is what the nodes hold of the resulting executors."""
-    cluster = request["cluster"]
+    cluster = request.cluster
     properties = {
         "spark.python.worker.reuse": "true",
-        "spark.task.cpus": str(cluster["task_cpus"]),
+        "spark.task.cpus": str(cluster.task_cpus),
         "spark.executorEnv.OMP_NUM_THREADS": str(omp_threads(request)),
-        **derived_settings(cluster, request["model"]),
-        **cluster["spark_defaults"],
+        **derived_settings(cluster, request.model),
+        **cluster.spark_defaults,
     }
     if "spark.executor.instances" not in properties:
         shape = _executor_shape(request, properties)
@@ -184,21 +187,21 @@ def spark_properties(request: Mapping[str, Any]) -> dict[str, str]:
     return properties
 
 
-def omp_threads(request: Mapping[str, Any]) -> int:
+def omp_threads(request: RequestDefaults) -> int:
     """MXNet/OpenMP threads per Python worker: the request's, else ``spark.task.cpus``."""
-    return request["omp_threads"] or request["cluster"]["task_cpus"]
+    return request.omp_threads or request.cluster.task_cpus
 
 
-def _field(request: Mapping[str, Any], key: str, derived_from: str) -> str:
+def _field(request: RequestDefaults, key: str, derived_from: str) -> str:
     """The config field to blame for ``key``: the explicit spark_defaults entry, else its source."""
-    if key in request["cluster"]["spark_defaults"]:
+    if key in request.cluster.spark_defaults:
         return f"cluster.spark_defaults.{key}"
     return derived_from
 
 
-def _cores_source(cluster: Mapping[str, Any]) -> str:
+def _cores_source(cluster: ClusterConfig) -> str:
     """The field that sets the derived executor cores: tasks_per_executor when above 1."""
-    several = cluster["tasks_per_executor"] > 1
+    several = cluster.tasks_per_executor > 1
     return "cluster.tasks_per_executor" if several else "cluster.task_cpus"
 
 
@@ -212,14 +215,14 @@ def _int(properties: Mapping[str, str], key: str, field: str) -> int:
     return value
 
 
-def _executor_shape(request: Mapping[str, Any], properties: Mapping[str, str]) -> ExecutorPlan:
+def _executor_shape(request: RequestDefaults, properties: Mapping[str, str]) -> ExecutorPlan:
     """The executors that ``properties`` describe (instances and capacity left at 0)."""
 
     def field(key: str, source: str) -> str:
         return _field(request, key, source)
 
     task_cpus = _int(properties, "spark.task.cpus", field("spark.task.cpus", "cluster.task_cpus"))
-    cores_field = field("spark.executor.cores", _cores_source(request["cluster"]))
+    cores_field = field("spark.executor.cores", _cores_source(request.cluster))
     cores = _int(properties, "spark.executor.cores", cores_field)
     heap_field = field("spark.executor.memory", "cluster.executor_memory_mb")
     heap = memory_mb(properties["spark.executor.memory"], heap_field)
@@ -236,7 +239,7 @@ def _executor_shape(request: Mapping[str, Any], properties: Mapping[str, str]) -
     return ExecutorPlan(task_cpus, cores, heap, overhead, pyspark, instances=0, capacity=0)
 
 
-def executor_plan(request: Mapping[str, Any]) -> ExecutorPlan:
+def executor_plan(request: RequestDefaults) -> ExecutorPlan:
     """The effective executor settings of ``request`` (after explicit overrides), parsed."""
     properties = spark_properties(request)
     shape = _executor_shape(request, properties)
@@ -244,15 +247,15 @@ def executor_plan(request: Mapping[str, Any]) -> ExecutorPlan:
     return dataclasses.replace(
         shape,
         instances=_int(properties, "spark.executor.instances", instances_field),
-        capacity=executor_capacity(request["cluster"], shape.container_mb, shape.executor_cores),
+        capacity=executor_capacity(request.cluster, shape.container_mb, shape.executor_cores),
     )
 
 
-def check_sizing(request: Mapping[str, Any]) -> ExecutorPlan:
+def check_sizing(request: RequestDefaults) -> ExecutorPlan:
     """The effective plan of an EMR request; :class:`SizingError` naming the field when the
     executors cannot run on its nodes or their Python workers cannot hold the model."""
     plan = executor_plan(request)
-    cluster, model = request["cluster"], request["model"]
+    cluster, model = request.cluster, request.model
 
     def field(key: str, source: str) -> str:
         return _field(request, key, source)
@@ -264,8 +267,8 @@ def check_sizing(request: Mapping[str, Any]) -> ExecutorPlan:
             f"spark.task.cpus {plan.task_cpus} is above spark.executor.cores "
             f"{plan.executor_cores}: no task could ever run",
         )
-    for role, _node in executor_node_groups(cluster):
-        for kind in node_types(cluster, role):
+    for role, node in executor_node_groups(cluster):
+        for kind in node_types(cluster, role, node):
             if plan.executor_cores > kind.vcpus:
                 raise SizingError(
                     cores_field,
@@ -277,7 +280,7 @@ def check_sizing(request: Mapping[str, Any]) -> ExecutorPlan:
                     (
                         f"cluster.spark_defaults.{key}"
                         for key in EXECUTOR_KEYS[1:4]
-                        if key in cluster["spark_defaults"]
+                        if key in cluster.spark_defaults
                     ),
                     "model.worker_memory_mb",
                 )
@@ -291,26 +294,26 @@ def check_sizing(request: Mapping[str, Any]) -> ExecutorPlan:
         raise SizingError(
             field("spark.executor.cores", "cluster.reserved_vcpus"),
             f"no executor of {plan.executor_cores} cores fits a node once "
-            f"{cluster['reserved_vcpus']} vCPUs are reserved",
+            f"{cluster.reserved_vcpus} vCPUs are reserved",
         )
     limit = plan.worker_limit_mb
-    if limit is not None and limit < model["worker_address_space_mb"]:
+    if limit is not None and limit < model.worker_address_space_mb:
         raise SizingError(
             "cluster.spark_defaults.spark.executor.pyspark.memory",
             f"Spark gives each Python worker {plan.pyspark_mb} MiB / spark.executor.cores "
             f"{plan.executor_cores} = {limit} MiB of address space, below the model's measured "
-            f"need (model.worker_address_space_mb {model['worker_address_space_mb']}): every "
+            f"need (model.worker_address_space_mb {model.worker_address_space_mb}): every "
             "task would fail to allocate the model's memory. Leave it unset (the derived "
             f"overhead reserves the resident need) or set it to at least "
-            f"{model['worker_address_space_mb'] * plan.executor_cores}m",
+            f"{model.worker_address_space_mb * plan.executor_cores}m",
         )
-    needed = plan.concurrent_tasks * model["worker_memory_mb"]
+    needed = plan.concurrent_tasks * model.worker_memory_mb
     if limit is None and plan.python_reserved_mb < needed:
         raise SizingError(
             field("spark.executor.memoryOverhead", "model.worker_memory_mb"),
             f"the overhead leaves {plan.python_reserved_mb} MiB to Python beside the JVM's "
             f"{jvm_overhead_mb(plan.heap_mb)} MiB, but {plan.concurrent_tasks} worker(s) need "
-            f"{plan.concurrent_tasks} x model.worker_memory_mb {model['worker_memory_mb']} = "
+            f"{plan.concurrent_tasks} x model.worker_memory_mb {model.worker_memory_mb} = "
             f"{needed} MiB",
         )
     if plan.instances > plan.capacity:

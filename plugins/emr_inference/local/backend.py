@@ -15,7 +15,7 @@ from emr_inference.backend import ClusterShape, ClusterTasks
 from emr_inference.sweeper import ClusterRecord, Sweep
 
 if TYPE_CHECKING:
-    from emr_inference.config import PipelineConfig
+    from emr_inference.config import PipelineConfig, RequestDefaults
     from emr_inference.resolved import ResolvedRequest
 
 
@@ -35,13 +35,12 @@ class LocalBackend:
             operators.LocalTerminateClusterOperator,
         )
 
-    def check_request(self, values: Mapping[str, Any], source: str) -> None:
+    def check_request(self, values: RequestDefaults, source: str) -> None:
         """Nothing beyond the ``local`` section's schema: every request runs here."""
 
-    def cluster_shape(self, request: Mapping[str, Any]) -> ClusterShape:
+    def cluster_shape(self, request: RequestDefaults) -> ClusterShape:
         """No priced nodes; tasks at once = the workers' cores."""
-        local = request["local"]
-        return ClusterShape([], local["workers"] * local["worker_cores"])
+        return ClusterShape([], request.local.workers * request.local.worker_cores)
 
     def stage_artifacts(
         self, s3: Any, request: ResolvedRequest, files: Mapping[str, Path]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,11 +49,13 @@ from emr_inference.s3 import S3Uri, s3_hook
 if TYPE_CHECKING:  # the hook imports boto3: not when a DAG file is parsed
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+    from emr_inference.config import RequestDefaults
+
 # as on EMR (operators.emr.REUSABLE_STEP_STATES): a retried submit reuses such a step
 REUSABLE_STEP_STATES = ("RUNNING", "COMPLETED")
 
 
-def emulated_cluster_conf(request: Mapping[str, Any]) -> dict[str, str]:
+def emulated_cluster_conf(request: RequestDefaults) -> dict[str, str]:
     """The EMR step's spark-defaults for a local run, executors scaled to the local workers.
 
     Everything but the executor count is what EMR gets (:func:`spark_properties`): executor cores,
@@ -62,14 +64,14 @@ def emulated_cluster_conf(request: Mapping[str, Any]) -> dict[str, str]:
     ``spark.executor.instances`` and ``spark.cores.max`` become what the local workers hold.
     """
     plan = executor_plan(request)
-    local = request["local"]
-    if plan.executor_cores > local["worker_cores"]:
+    local = request.local
+    if plan.executor_cores > local.worker_cores:
         raise LocalClusterError(
-            f"local.worker_cores: {local['worker_cores']} cannot hold one executor of "
+            f"local.worker_cores: {local.worker_cores} cannot hold one executor of "
             f"spark.executor.cores {plan.executor_cores}"
         )
-    per_worker = local["worker_cores"] // plan.executor_cores
-    executors = max(1, min(plan.instances, per_worker * local["workers"]))
+    per_worker = local.worker_cores // plan.executor_cores
+    executors = max(1, min(plan.instances, per_worker * local.workers))
     return {
         **spark_properties(request),
         "spark.executor.instances": str(executors),
@@ -174,8 +176,8 @@ class LocalSubmitStepOperator(RequestOperator):
         )
         env, conf = aws_env(self.aws_conn_id), None
         if request.local.emulate_cluster:
-            conf = emulated_cluster_conf(self.request)
-            env["OMP_NUM_THREADS"] = str(omp_threads(self.request))  # EMR's spark-env export
+            conf = emulated_cluster_conf(request)
+            env["OMP_NUM_THREADS"] = str(omp_threads(request))  # EMR's spark-env export
             self.log.info("Emulating the EMR cluster's Spark settings: %s", conf)
         step_id = submit_step(
             cluster,

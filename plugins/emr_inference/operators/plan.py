@@ -37,7 +37,7 @@ class PlanRunOperator(UsesRequest, BaseOperator, SkipMixin):
 
     def execute(self, context: Context) -> dict[str, Any]:
         works = list(self.works)
-        plan = plan_run(self.request, works, max_active_runs=self.max_active_runs)
+        plan = plan_run(self.run_request, works, max_active_runs=self.max_active_runs)
         self.log.info("%s", format_plan(plan))
         grouped = dates_by_status(works)
         for status in ("empty", "published"):

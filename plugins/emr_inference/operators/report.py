@@ -11,7 +11,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from emr_inference import alerts
 from emr_inference.dates import PENDING, dates_by_status, published_summary
 from emr_inference.operators.base import DEFAULT_AWS_CONN_ID
-from emr_inference.s3 import S3Uri, s3_hook
+from emr_inference.resolved import ResolvedRequest
+from emr_inference.s3 import s3_hook
 
 #: The task group mapped per date, and the tasks whose states say what became of the cluster.
 DATE_GROUP = "date"
@@ -69,8 +70,10 @@ class ReportDatesOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         works = list(self.works or [])
         grouped = dates_by_status(works)
-        pending = [w["request"] for w in works if w["manifest"]["status"] == PENDING]
-        dry_run = any(request.get("dry_run") for request in pending)
+        pending = [
+            ResolvedRequest.of(w["request"]) for w in works if w["manifest"]["status"] == PENDING
+        ]
+        dry_run = any(request.dry_run for request in pending)
         summaries = {} if dry_run else self.published_by_this_run(pending)
         report = {
             "published": sorted(summaries),
@@ -106,16 +109,15 @@ class ReportDatesOperator(BaseOperator):
             raise AirflowFailException("\n".join(problems))
         return report
 
-    def published_by_this_run(self, requests: list[dict[str, Any]]) -> dict[str, dict]:
+    def published_by_this_run(self, requests: list[ResolvedRequest]) -> dict[str, dict]:
         """``{date: summary}`` of the dates of ``requests`` whose output holds a complete
         publication of their run."""
         hook = s3_hook(self.aws_conn_id)
         found = {}
         for request in requests:
-            output = S3Uri.parse(request["output_uri"], "output_uri", prefix=True)
-            summary = published_summary(hook, output)
-            if summary is not None and summary.get("run_id") == request["run_id"]:
-                found[request["partition_date"]] = summary
+            summary = published_summary(hook, request.output_uri)
+            if summary is not None and summary.get("run_id") == request.run_id:
+                found[request.partition_date] = summary
         return found
 
     def digest(
@@ -129,8 +131,8 @@ class ReportDatesOperator(BaseOperator):
         """The run's digest, from the report, the run's task states and their recorded reasons."""
         ti = context["ti"]
         mapped = {task_id for task_id in self.dag.task_ids if task_id.startswith(DATE_GROUP + ".")}
-        requests = [work["request"] for work in works]
-        dates = [request["partition_date"] for request in requests]
+        requests = [ResolvedRequest.of(work["request"]) for work in works]
+        dates = [request.partition_date for request in requests]
 
         def reason_of(task_id: str, map_index: int | None) -> str | None:
             return ti.xcom_pull(

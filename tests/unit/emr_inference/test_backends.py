@@ -72,13 +72,11 @@ def test_a_registered_backend_checks_the_pipeline_and_the_run(fake):
 
 
 def test_a_registered_backend_prices_the_plan(fake):
-    request = resolved_request(backend="fake").as_json()
+    request = resolved_request(backend="fake")
     assert cluster_shape(request).hourly_usd == 3.0
-    works = [{"request": request, "manifest": {"status": "pending", "total": 800, "bytes": None}}]
-    plan = plan_run(request, works)
-    assert plan.images_per_second == pytest.approx(
-        8 * request["estimate"]["images_per_task_second"]
-    )
+    manifest = {"status": "pending", "total": 800, "bytes": None}
+    plan = plan_run(request, [{"request": request.as_json(), "manifest": manifest}])
+    assert plan.images_per_second == pytest.approx(8 * request.estimate.images_per_task_second)
     assert plan.as_xcom()["price_source"] == "fake price list"
     assert "$3.00/h (fake price list)" in format_plan(plan)
 

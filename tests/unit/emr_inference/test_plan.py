@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[3]
 CIFAR = REPO / "include" / "pipelines" / "cifar10_resnet18.yaml"
 
 
-def cifar_request(**params) -> dict:
-    """The JSON form of a 3-date request of the cifar pipeline (what plan_run reads)."""
+def cifar_request(**params) -> ResolvedRequest:
+    """A 3-date request of the cifar pipeline (what plan_run reads)."""
     config = load_pipeline(CIFAR)
     return resolve_request(
         config,
@@ -34,10 +34,13 @@ def cifar_request(**params) -> dict:
         dag_id="cifar10_resnet18",
         run_id="manual__plan",
         data_interval_end=None,
-    ).as_json()
+    )
 
 
-def works(request: dict, totals: list[int], statuses: list[str] | None = None) -> list[dict]:
+def works(
+    request: ResolvedRequest | dict, totals: list[int], statuses: list[str] | None = None
+) -> list[dict]:
+    """One work item per date of ``request`` (typed, or its JSON form), with ``totals`` keys."""
     statuses = statuses or ["pending" if total else "empty" for total in totals]
     return [
         {
@@ -88,16 +91,16 @@ def test_the_emr_plan_models_one_cluster_against_one_per_date():
     assert "(25 per task, estimate.images_per_task_second)" in text
 
 
-def dated_works(request: dict, manifests: list[tuple[int, int | None, str]]) -> list[dict]:
+def dated_works(
+    request: ResolvedRequest, manifests: list[tuple[int, int | None, str]]
+) -> list[dict]:
     """One work item per date of ``request``, from its ``(total, bytes, status)``."""
     return [
         {
             "request": date.as_json(),
             "manifest": {"total": total, "bytes": size, "status": status},
         }
-        for date, (total, size, status) in zip(
-            ResolvedRequest.of(request).date_requests(), manifests, strict=True
-        )
+        for date, (total, size, status) in zip(request.date_requests(), manifests, strict=True)
     ]
 
 
@@ -173,7 +176,7 @@ def test_a_local_plan_has_times_but_no_cluster_price():
         dag_id="unit",
         run_id="manual__plan",
         data_interval_end=None,
-    ).as_json()
+    )
     plan = plan_run(
         request, dated_works(request, [(4_500, None, "pending"), (75, 7_500, "pending")])
     )
@@ -228,7 +231,7 @@ def test_task_nodes_are_billed_and_run_tasks_too():
         dag_id="cifar10_resnet18",
         run_id="manual__plan",
         data_interval_end=None,
-    ).as_json()
+    )
     shape = cluster_shape(request)
     # executors of 4 vCPUs running 2 tasks of 2: 8 per c5.9xlarge (32 usable vCPUs), 3 per
     # c5.4xlarge (16 - 4 reserved = 12): 4 x 8 + 2 x 3 = 38 executors, 76 tasks at once
@@ -324,7 +327,9 @@ class FakeTI:
         return self.published
 
 
-def _plan_dag(request: dict, items: list[dict]) -> PlanRunOperator:
+def _plan_dag(request: ResolvedRequest, items: list[dict]) -> PlanRunOperator:
+    """plan_run in a DAG, reading the request's JSON form (its XCom) as in a run."""
+    request = request.as_json()
     with DAG("t", schedule=None):
         plan = PlanRunOperator(task_id="plan_run", request=request, works=items)
         create = PlanRunOperator(task_id="create_cluster", request=request, works=[]).as_setup()

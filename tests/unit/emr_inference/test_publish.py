@@ -12,6 +12,7 @@ from emr_inference import s3
 from emr_inference.operators.publish import DEFAULT_ASSET_ALIAS, PublishResultsOperator
 from emr_inference.plan import plan_run
 from emr_inference.publish import IncompleteOutputError
+from emr_inference.resolved import ResolvedRequest
 
 from tests.unit.emr_inference.pipeline_fixtures import date_request
 
@@ -104,7 +105,9 @@ def _publish(bucket: str, context: dict | None = None) -> dict:
         task_id="publish_results",
         request=request,
         manifest=manifest,
-        plan=plan_run(request, [{"request": request, "manifest": manifest}]).as_xcom(),
+        plan=plan_run(
+            ResolvedRequest.of(request), [{"request": request, "manifest": manifest}]
+        ).as_xcom(),
         asset=PREDICTIONS,
     )
     return operator.execute(context or _context())

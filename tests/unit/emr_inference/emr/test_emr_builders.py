@@ -40,7 +40,7 @@ def test_job_flow_is_a_valid_run_job_flow_request():
             "tags": {"team": "ml"},
         }
     )
-    job_flow = build_job_flow(request.as_json(), ARTIFACTS)
+    job_flow = build_job_flow(request, ARTIFACTS)
     assert_valid("RunJobFlow", job_flow)
 
     assert job_flow["ReleaseLabel"] == "emr-7.2.0"
@@ -80,7 +80,7 @@ def test_a_current_release_cluster_has_no_mxnet_and_builds_on_python_3_11():
         cluster={"release_label": "emr-7.13.0"},
         model={**MINIMAL["model"], "runtime": "onnxruntime"},
     )
-    job_flow = build_job_flow(request.as_json(), ARTIFACTS)
+    job_flow = build_job_flow(request, ARTIFACTS)
     assert_valid("RunJobFlow", job_flow)
     assert job_flow["ReleaseLabel"] == "emr-7.13.0"
     assert [app["Name"] for app in job_flow["Applications"]] == ["Spark"]
@@ -98,8 +98,7 @@ def test_spark_configuration_sets_python_and_threads():
         cluster={"task_cpus": 6, "python": "/opt/job/bin/python3", "base_python": "/usr/bin/py3"}
     )
     configurations = {
-        c["Classification"]: c
-        for c in build_job_flow(request.as_json(), ARTIFACTS)["Configurations"]
+        c["Classification"]: c for c in build_job_flow(request, ARTIFACTS)["Configurations"]
     }
     defaults = configurations["spark-defaults"]["Properties"]
     assert defaults["spark.task.cpus"] == "6"
@@ -111,9 +110,7 @@ def test_spark_configuration_sets_python_and_threads():
     assert export["Properties"]["PYSPARK_PYTHON"] == "/opt/job/bin/python3"
     assert export["Properties"]["PYSPARK_DRIVER_PYTHON"] == "/opt/job/bin/python3"
     assert export["Properties"]["OMP_NUM_THREADS"] == "6"
-    bootstrap = build_job_flow(request.as_json(), ARTIFACTS)["BootstrapActions"][0][
-        "ScriptBootstrapAction"
-    ]
+    bootstrap = build_job_flow(request, ARTIFACTS)["BootstrapActions"][0]["ScriptBootstrapAction"]
     # one setting names the interpreter of the bootstrap and of the job
     assert bootstrap["Args"][:4] == [
         "--python",
@@ -136,7 +133,7 @@ def test_spot_instance_fleets_are_valid():
             },
         }
     )
-    job_flow = build_job_flow(request.as_json(), ARTIFACTS)
+    job_flow = build_job_flow(request, ARTIFACTS)
     assert_valid("RunJobFlow", job_flow)
     instances = job_flow["Instances"]
     assert "InstanceGroups" not in instances
@@ -155,7 +152,7 @@ def test_spot_instance_groups_are_valid():
     request = request_for(
         cluster={"core": {"instance_types": ["c5.9xlarge"], "count": 4, "market": "SPOT"}}
     )
-    job_flow = build_job_flow(request.as_json(), ARTIFACTS)
+    job_flow = build_job_flow(request, ARTIFACTS)
     assert_valid("RunJobFlow", job_flow)
     groups = {group["InstanceRole"]: group for group in job_flow["Instances"]["InstanceGroups"]}
     assert groups["CORE"]["Market"] == "SPOT"
@@ -252,7 +249,7 @@ def test_ebs_volumes_reach_every_node_type_that_asks_for_one(collection):
                                                                  else 2],
                  "count": 4, "ebs_volume_gb": 500},
     }  # fmt: skip
-    job_flow = build_job_flow(request_for(cluster=cluster).as_json(), ARTIFACTS)
+    job_flow = build_job_flow(request_for(cluster=cluster), ARTIFACTS)
     assert_valid("RunJobFlow", job_flow)
     if collection == "groups":
         groups = job_flow["Instances"]["InstanceGroups"]
@@ -269,7 +266,7 @@ def test_ebs_volumes_reach_every_node_type_that_asks_for_one(collection):
 
 
 def test_no_ebs_configuration_without_a_volume_size():
-    job_flow = build_job_flow(request_for().as_json(), ARTIFACTS)
+    job_flow = build_job_flow(request_for(), ARTIFACTS)
     assert all("EbsConfiguration" not in group for group in job_flow["Instances"]["InstanceGroups"])
 
 
@@ -338,7 +335,7 @@ def test_fleets_ask_for_exactly_the_configured_capacity():
             "core": {"instance_types": ["c5.9xlarge", "c5n.9xlarge"], "count": 3, "market": "SPOT"},
         }
     )
-    fleets = build_job_flow(request.as_json(), ARTIFACTS)["Instances"]["InstanceFleets"]
+    fleets = build_job_flow(request, ARTIFACTS)["Instances"]["InstanceFleets"]
     master, core = fleets
     assert master == {
         "Name": "master",
@@ -388,7 +385,7 @@ def test_the_cluster_can_be_torn_down_and_is_reachable_as_configured():
         },
         omp_threads=3,
     )
-    job_flow = build_job_flow(request.as_json(), ARTIFACTS)
+    job_flow = build_job_flow(request, ARTIFACTS)
     assert_valid("RunJobFlow", job_flow)
     instances = job_flow["Instances"]
     assert instances["TerminationProtected"] is False  # the teardown task must be able to end it
@@ -412,7 +409,7 @@ def test_the_cluster_can_be_torn_down_and_is_reachable_as_configured():
 
 
 def test_optional_cluster_settings_are_left_out_when_unset():
-    job_flow = build_job_flow(request_for().as_json(), ARTIFACTS)
+    job_flow = build_job_flow(request_for(), ARTIFACTS)
     assert not {"LogUri", "SecurityConfiguration"} & set(job_flow)
     assert not {"Ec2SubnetId", "Ec2SubnetIds", "Ec2KeyName"} & set(job_flow["Instances"])
 

@@ -368,7 +368,7 @@ def test_teardown_terminates_the_cluster_a_failed_create_left_without_an_id(
 def _overrides(request: dict) -> dict:
     from emr_inference.emr.job_flow import build_job_flow
 
-    return build_job_flow(request, ARTIFACTS)
+    return build_job_flow(ResolvedRequest.of(request), ARTIFACTS)
 
 
 def test_teardown_is_idempotent(aws, context):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from emr_inference.artifacts import bootstrap_files
+from emr_inference.config import ClusterConfig
 from emr_inference.emr.job_flow import application_master_on_demand
 from emr_inference.emr.releases import (
     DEFAULT_RELEASE,
@@ -75,10 +76,16 @@ def test_a_current_release_runs_a_maintained_runtime_on_python_3_11() -> None:
 
 
 def test_the_application_master_label_applies_from_7_2_including_7_10() -> None:
-    cluster = {
-        "task": {"market": "SPOT"},
-        "core": {"market": "ON_DEMAND"},
-    }
-    assert application_master_on_demand({**cluster, "release_label": "emr-7.10.0"})
-    assert application_master_on_demand({**cluster, "release_label": "emr-7.2.0"})
-    assert application_master_on_demand({**cluster, "release_label": "emr-7.1.0"}) is None
+    cluster = ClusterConfig.model_validate(
+        {
+            "task": {"instance_types": ["c5.9xlarge"], "count": 1, "market": "SPOT"},
+            "core": {"instance_types": ["c5.9xlarge"], "count": 1, "market": "ON_DEMAND"},
+        }
+    )
+
+    def on_release(label: str) -> ClusterConfig:
+        return cluster.model_copy(update={"release_label": label})
+
+    assert application_master_on_demand(on_release("emr-7.10.0"))
+    assert application_master_on_demand(on_release("emr-7.2.0"))
+    assert application_master_on_demand(on_release("emr-7.1.0")) is None

@@ -19,6 +19,7 @@ from emr_inference.emr.sizing import (
 )
 from emr_inference.local.operators import emulated_cluster_conf
 from emr_inference.request import resolve_request
+from emr_inference.resolved import ResolvedRequest
 
 from tests.conftest import REPO_ROOT
 from tests.unit.emr_inference.emr.test_emr_builders import ARTIFACTS, assert_valid
@@ -28,15 +29,15 @@ PIPELINES = REPO_ROOT / "include" / "pipelines"
 CIFAR = PIPELINES / "cifar10_resnet18.yaml"
 
 
-def request_for(config=None, **params) -> dict:
-    """The request's JSON form: what sizing and the job-flow builder read."""
+def request_for(config=None, **params) -> ResolvedRequest:
+    """A manual run's resolved request: what sizing and the job-flow builder read."""
     return resolve_request(
         config or pipeline(),
         params,
         dag_id="unit",
         run_id="manual__1",
         data_interval_end=dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
-    ).as_json()
+    )
 
 
 def cluster(**fields):

@@ -210,9 +210,11 @@ def step_ids() -> list[str]:
 def test_the_emulated_conf_scales_executors_to_the_workers_and_keeps_emrs_memory(
     workers: int, worker_cores: int, spark_defaults: dict[str, str], executors: int
 ) -> None:
-    request = local_request(
-        local={"workers": workers, "worker_cores": worker_cores},
-        cluster={"spark_defaults": spark_defaults},
+    request = ResolvedRequest.of(
+        local_request(
+            local={"workers": workers, "worker_cores": worker_cores},
+            cluster={"spark_defaults": spark_defaults},
+        )
     )
     emr = spark_properties(request)
     assert int(emr["spark.executor.cores"]) == 4
@@ -227,8 +229,9 @@ def test_the_emulated_conf_scales_executors_to_the_workers_and_keeps_emrs_memory
 
 
 def test_the_emulated_conf_refuses_workers_smaller_than_one_executor() -> None:
+    request = ResolvedRequest.of(local_request(local={"worker_cores": 2}))
     with pytest.raises(LocalClusterError, match="worker_cores: 2 cannot hold one executor"):
-        emulated_cluster_conf(local_request(local={"worker_cores": 2}))  # executors of 4 cores
+        emulated_cluster_conf(request)  # executors of 4 cores
 
 
 def test_aws_env_is_the_connections_credentials_region_and_endpoint(connection: LocalS3) -> None:
@@ -356,10 +359,11 @@ def test_submit_emulating_the_cluster_passes_emrs_spark_settings(
 
     command, env = step_files(step_id)
     options = [command[i + 1] for i, option in enumerate(command) if option == "--conf"]
-    expected = [f"{key}={value}" for key, value in emulated_cluster_conf(request).items()]
+    typed = ResolvedRequest.of(request)
+    expected = [f"{key}={value}" for key, value in emulated_cluster_conf(typed).items()]
     assert set(expected) <= set(options)
     assert "spark.executor.instances=6" in options
-    assert env["OMP_NUM_THREADS"] == str(omp_threads(request))  # EMR's spark-env export
+    assert env["OMP_NUM_THREADS"] == str(omp_threads(typed))  # EMR's spark-env export
 
 
 @pytest.mark.parametrize(

@@ -98,7 +98,7 @@ def publish(s3_env, request: dict, run_id: str | None = None, rows: int = 5) -> 
 @pytest.fixture
 def report_works(aws_conn, s3_env, bucket) -> list[dict]:
     """Three dates (the second empty) whose output is in a fresh bucket."""
-    request = cifar_request()
+    request = cifar_request().as_json()
     request["output_uri"] = f"s3://{bucket}/predictions/dt=2026-11-01/"
     request["dates"] = [
         {**date, "output_uri": f"s3://{bucket}/predictions/dt={date['partition_date']}/"}
@@ -165,9 +165,36 @@ def test_a_dry_run_is_reported_as_planned_not_failed(aws_conn):
 
 def test_the_report_fails_a_run_that_failed_before_listing_its_dates():
     """validate_request failed: stage_manifest pushed nothing; the run must not end success."""
-    failed = run_report(report_operator(None), RunTI({"validate_request": "failed"}))
+    ti = RunTI({"validate_request": "failed"})
+    failed = run_report(report_operator(None), ti)
     assert isinstance(failed, AirflowFailException)
     assert "failed before its dates were listed" in str(failed)
+    digest = ti.pushed["digest"]  # no request: the DAG names the pipeline, no cluster logs
+    assert (digest["pipeline"], digest["backend"], digest["outputs"]) == (
+        "cifar10_resnet18",
+        None,
+        {},
+    )
+    assert list(digest["logs"]) == ["airflow"]
+
+
+def test_the_digest_says_where_the_logs_are():
+    """Airflow's task logs always; the cluster's log_uri too on EMR, when it has one."""
+    context = {"dag": SimpleNamespace(dag_id="cifar10_resnet18"), "run_id": RUN_ID}
+    airflow_logs = {
+        "airflow": f"task logs of dag_id=cifar10_resnet18/run_id={RUN_ID} (UI: the run's Logs)"
+    }
+    emr = cifar_request()
+    cluster_logs = "s3://example-emr-logs/cifar10_resnet18/"  # the pipeline's cluster.log_uri
+    assert alerts.log_locations(context, emr) == {**airflow_logs, "cluster": cluster_logs}
+    no_log_uri = emr.model_copy(
+        update={"cluster": emr.cluster.model_copy(update={"log_uri": None})}
+    )
+    assert alerts.log_locations(context, no_log_uri) == airflow_logs
+    assert (
+        alerts.log_locations(context, emr.model_copy(update={"backend": "local"})) == airflow_logs
+    )
+    assert alerts.log_locations(context, None) == airflow_logs
 
 
 # -- the digest and the alerts ----------------------------------------------------------------
