@@ -86,7 +86,8 @@ def build_service_venv(target: Target, log: Log = print) -> Path:
             f"installing Airflow {target.airflow} and the {target.name} bundle's requirements",
         )  # fmt: skip
         code = "import airflow; print(airflow.__version__)"
-        version = run([str(python), "-c", code], "importing airflow").strip()
+        # the last line: Airflow may log to stdout first (unit test mode, from the environment)
+        version = run([str(python), "-c", code], "importing airflow").strip().splitlines()[-1]
         if version != target.airflow:
             raise NodeTwinError(f"{python} runs Airflow {version}, not {target.airflow}")
         (folder / ".complete").write_text(target.airflow + "\n")

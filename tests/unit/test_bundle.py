@@ -136,3 +136,11 @@ def test_airflows_plugin_loader_skips_the_packages_folders(bundles, tmp_path):
     assert loaded() == []
     (layout.plugins_folder / ".airflowignore").unlink()
     assert len(loaded()) > 50  # what it would import without it
+
+
+def test_every_target_runs_the_airflow_and_python_the_docs_name():
+    """docs/DEPLOYMENT.md's versions table names the same versions."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "DEPLOYMENT.md").read_text()
+    for target in TARGETS.values():
+        assert f"`make bundle TARGET={target.name}`" in docs
+        assert f"| {target.service} | {target.airflow} | {target.python} |" in docs
