@@ -11,7 +11,7 @@ ifdef NODE_PYTHON
 export NODE_PYTHON
 endif
 
-.PHONY: venv test test-fast lint mutate package twin demo airflow rehearse convert plan bench docs constraints clean
+.PHONY: venv test test-fast lint mutate package twin demo airflow rehearse convert plan bench docs constraints clean bundle
 
 venv: $(STAMP)
 
@@ -101,3 +101,9 @@ constraints:
 
 clean:
 	rm -rf $(VENV) build .pytest_cache mutants
+
+# A deploy bundle for a managed Airflow (emr_inference_tools/bundle.py): make bundle TARGET=mwaa|astro|composer
+# writes build/bundles/<target>/ as the service expects it (docs/DEPLOYMENT.md, Managed Airflow).
+TARGET ?= mwaa
+bundle: $(STAMP)
+	PYTHONPATH=plugins:spark_jobs $(BIN)/python -m emr_inference_tools.bundle $(TARGET)

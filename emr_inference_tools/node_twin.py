@@ -291,10 +291,11 @@ def build_twin(
 
 
 @contextlib.contextmanager
-def build_lock() -> Iterator[None]:
-    """Hold ``build/node-twin/.lock`` (an exclusive ``flock``) while building."""
-    TWIN_ROOT.mkdir(parents=True, exist_ok=True)
-    with (TWIN_ROOT / ".lock").open("w") as lock:
+def build_lock(root: Path = TWIN_ROOT) -> Iterator[None]:
+    """Hold ``root/.lock`` (default ``build/node-twin/.lock``, an exclusive ``flock``) while
+    building."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -6,23 +6,25 @@ DAG file stays fast.
 
 What this side shares with the Spark job (job settings, formats) is defined once in the job
 package's contract (``batch_inference.contract``, standard library only). Importing this package
-makes ``batch_inference`` importable: when it is not already on ``sys.path`` (as in the Docker
-image and the tests), ``spark_jobs/`` of :func:`project_root` is added.
+refuses an Airflow older than the package needs, and makes ``batch_inference`` importable: when it
+is not already on ``sys.path`` (as in the Docker image and the tests), ``spark_jobs/`` of
+:func:`project_root` is added (:mod:`.deployment`: the layouts it finds, and the error naming what
+a deployment lacks).
 """
 
 import importlib.util
-import os
 import sys
-from pathlib import Path
 
-PROJECT_ROOT_ENV = "EMR_INFERENCE_PROJECT_ROOT"
+from emr_inference.deployment import (
+    PROJECT_ROOT_ENV,
+    airflow_version,
+    check_airflow_version,
+    project_root,
+)
 
+__all__ = ["PROJECT_ROOT_ENV", "project_root"]
 
-def project_root() -> Path:
-    """The folder holding ``spark_jobs/`` and ``include/``: ``EMR_INFERENCE_PROJECT_ROOT`` when the
-    deployment lays the folders out differently, else the repository (``plugins/..``)."""
-    return Path(os.environ.get(PROJECT_ROOT_ENV) or Path(__file__).resolve().parents[2])
-
+check_airflow_version(airflow_version())
 
 if importlib.util.find_spec("batch_inference") is None:
     sys.path.append(str(project_root() / "spark_jobs"))

@@ -26,7 +26,6 @@ its four operators (``operators.py``).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +36,10 @@ from airflow.sdk import DAG, Asset, TriggerRule, chain, task_group
 from emr_inference.alerts import lateness_deadline, record_failure
 from emr_inference.backends import backend_named
 from emr_inference.config import ConfigError, PipelineConfig, load_pipeline
+from emr_inference.deployment import PIPELINES_DIR_ENV as PIPELINES_DIR_ENV  # re-exported
+from emr_inference.deployment import pipelines_dir as pipelines_dir  # re-exported
 from emr_inference.params import build_params
 
-PIPELINES_DIR_ENV = "EMR_INFERENCE_PIPELINES_DIR"
 #: How a partitioned pipeline's partition keys spell the date a run processes.
 PARTITION_KEY_FORMAT = "%Y-%m-%d"
 #: What the UI shows for each mapped instance of a per-date task: its date.
@@ -197,13 +197,6 @@ def predictions_asset(config: PipelineConfig) -> Asset:
     return Asset(
         name=f"{config.pipeline}.predictions", extra={"output_uri_template": config.output_uri}
     )
-
-
-def pipelines_dir(dag_file: str | Path) -> Path:
-    """The folder of pipeline files: ``$EMR_INFERENCE_PIPELINES_DIR``, else ``include/pipelines``
-    next to the ``dags/`` folder that holds ``dag_file``."""
-    default = Path(dag_file).resolve().parents[1] / "include" / "pipelines"
-    return Path(os.environ.get(PIPELINES_DIR_ENV) or default)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,11 @@ NOT_RUN = {
         "needs Docker; tests/unit/test_lambda_image.py checks the Dockerfile statically, and "
         "tests/integration/test_lambda_pins.py runs the handler on its pins and Python"
     ),
+    "make bundle TARGET=mwaa": (
+        "builds the bundles (emr_inference_tools.bundle): tests/unit/test_bundle.py builds each "
+        "and checks it, "
+        "tests/integration/test_bundles.py runs each on its service's Airflow and Python"
+    ),
     "   airflow dags trigger emr_inference_sweeper": (
         "the sweeper DAG runs under a real Airflow in tests/e2e/test_crash_recovery.py (triggered "
         "through the REST API); the CLI writes to the metadata database, locked under make airflow"
