@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from batch_inference import faults
 from batch_inference.config import Encryption
 from batch_inference.contract.formats import (
     FINGERPRINT_METADATA,
+    JSON_LINES,
+    ROWS_FORMAT,
     Metric,
+    RowsFormat,
     metrics_name,
     metrics_partition,
     part_name,
@@ -110,13 +115,40 @@ def encode_rows(rows: list[dict]) -> bytes:
     return "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows).encode("utf-8")
 
 
+class RowsEncoder(Protocol):
+    """A rows format's bytes, produced as the rows come: what :meth:`add` returns is appended to
+    the part as it is (a format may hold rows back, e.g. a columnar row group), and :meth:`finish`
+    gives what ends the part (a trailer, the held-back rows; JSON Lines: nothing)."""
+
+    def add(self, rows: list[dict]) -> bytes:
+        """The bytes of ``rows`` that can be written now."""
+        ...
+
+    def finish(self) -> bytes:
+        """The part's last bytes, once every row was added."""
+        ...
+
+
+class JsonLinesEncoder:
+    """:data:`~batch_inference.contract.formats.JSON_LINES`: every row's line is whole on its
+    own, so nothing is held back and nothing trails."""
+
+    def add(self, rows: list[dict]) -> bytes:
+        return encode_rows(rows)
+
+    def finish(self) -> bytes:
+        return b""
+
+
+#: rows format name -> a new encoder of that format (one per part).
+ENCODERS: dict[str, Callable[[], RowsEncoder]] = {JSON_LINES.name: JsonLinesEncoder}
+
 #: Rows are uploaded in pieces of this size as they are produced (S3's minimum part is 5 MiB).
 PIECE_BYTES = 8 * 1024 * 1024
-ROWS_CONTENT_TYPE = "application/x-ndjson"
 
 
 class RowsPart:
-    """A partition's rows part, streamed to S3 as its rows are produced.
+    """A partition's rows part in ``rows_format``, streamed to S3 as its rows are produced.
 
     Up to ``piece_bytes`` of encoded rows are buffered; beyond that the part becomes a multipart
     upload and each full piece is uploaded at once, so a partition holds at most one piece of rows
@@ -132,8 +164,11 @@ class RowsPart:
         encryption: Encryption,
         fingerprint: str,
         piece_bytes: int = PIECE_BYTES,
+        rows_format: RowsFormat = ROWS_FORMAT,
     ) -> None:
         self.client, self.target, self.piece_bytes = client, target, piece_bytes
+        self.content_type = rows_format.content_type
+        self.encoder = ENCODERS[rows_format.name]()
         self.extra = encryption.put_object_args()
         self.metadata = {FINGERPRINT_METADATA: fingerprint}
         self.buffer = bytearray()
@@ -142,18 +177,24 @@ class RowsPart:
 
     def add(self, rows: list[dict]) -> None:
         """Append rows; uploads a piece whenever a full one is buffered."""
-        self.buffer += encode_rows(rows)
+        self.buffer += self.encoder.add(rows)
+        self._upload_full_pieces()
+
+    def _upload_full_pieces(self) -> None:
         while len(self.buffer) >= self.piece_bytes:
             piece = bytes(self.buffer[: self.piece_bytes])
             del self.buffer[: self.piece_bytes]
             self._upload_piece(piece)
 
     def close(self) -> None:
-        """Make the part visible: complete the multipart upload, or put the small part whole."""
+        """Make the part visible (its encoder's last bytes added): complete the multipart upload,
+        or put the small part whole."""
         try:
+            self.buffer += self.encoder.finish()
+            self._upload_full_pieces()
             if self.upload_id is None:
                 put_bytes(
-                    self.client, self.target, bytes(self.buffer), ROWS_CONTENT_TYPE, self.extra,
+                    self.client, self.target, bytes(self.buffer), self.content_type, self.extra,
                     self.metadata,
                 )  # fmt: skip
                 return
@@ -187,7 +228,7 @@ class RowsPart:
                 self.upload_id = self.client.create_multipart_upload(
                     Bucket=self.target.bucket,
                     Key=self.target.key,
-                    ContentType=ROWS_CONTENT_TYPE,
+                    ContentType=self.content_type,
                     Metadata=self.metadata,
                     **self.extra,
                 )["UploadId"]

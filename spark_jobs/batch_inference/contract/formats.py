@@ -92,13 +92,33 @@ def check_manifest(uri: str, doc: Any) -> ManifestDocument:
 METRICS_DIR = "_metrics"
 #: User metadata key (``x-amz-meta-fingerprint``) of both parts: the fingerprint of their run.
 FINGERPRINT_METADATA = "fingerprint"
-_PART_RE = re.compile(r"^part-(\d{5,})\.jsonl$")
 _METRICS_RE = re.compile(rf"^{METRICS_DIR}/part-(\d{{5,}})\.json$")
 
 
-def part_name(partition: int) -> str:
+@dataclass(frozen=True)
+class RowsFormat:
+    """How a partition's rows part is stored: its name's suffix and its content type. The bytes
+    are the job's encoder's (``batch_inference.output.ENCODERS[name]``), streamed as rows come."""
+
+    name: str
+    suffix: str
+    content_type: str
+
+    @property
+    def part_pattern(self) -> re.Pattern[str]:
+        """``part-NNNNN<suffix>``, the partition number captured."""
+        return re.compile(rf"^part-(\d{{5,}}){re.escape(self.suffix)}$")
+
+
+#: JSON Lines: one compact JSON object a row (an image), each line ``\n``-terminated.
+JSON_LINES = RowsFormat("jsonl", ".jsonl", "application/x-ndjson")
+#: The format of the rows parts the job stages and ``publish_results`` publishes.
+ROWS_FORMAT = JSON_LINES
+
+
+def part_name(partition: int, rows_format: RowsFormat = ROWS_FORMAT) -> str:
     """``part-00007.jsonl`` for partition 7 (relative to the output prefix)."""
-    return f"part-{partition:05d}.jsonl"
+    return f"part-{partition:05d}{rows_format.suffix}"
 
 
 def metrics_name(partition: int) -> str:
@@ -106,9 +126,9 @@ def metrics_name(partition: int) -> str:
     return f"{METRICS_DIR}/part-{partition:05d}.json"
 
 
-def part_partition(name: str) -> int | None:
+def part_partition(name: str, rows_format: RowsFormat = ROWS_FORMAT) -> int | None:
     """The partition whose rows part ``name`` (relative to the output prefix) is, else None."""
-    match = _PART_RE.match(name)
+    match = rows_format.part_pattern.match(name)
     return int(match.group(1)) if match else None
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from batch_inference import output
 from batch_inference.cli import build_parser, parse_config
 from batch_inference.config import Encryption, JobConfig
+from batch_inference.contract.formats import RowsFormat, part_partition
 from batch_inference.contract.settings import derived_partition_keys
 from batch_inference.errors import JobFailed
 from batch_inference.job import resolve_partitions, summarise, systemic_cause
@@ -106,6 +108,53 @@ def test_a_large_rows_part_streams_in_pieces_and_appears_whole(bucket, s3_env):
     assert head["ServerSideEncryption"] == "AES256"
     body = client.get_object(Bucket=target.bucket, Key=target.key)["Body"].read()
     assert body == encode_rows([row for batch in batches for row in batch])
+
+
+#: A format whose bytes are not one piece per row: a JSON array needs a head, separators that depend
+#: on what came before, and a tail only known at the end (as a columnar format's footer is).
+JSON_ARRAY = RowsFormat("json-array", ".json", "application/json")
+
+
+class JsonArrayEncoder:
+    def __init__(self) -> None:
+        self.started = False
+
+    def add(self, rows: list[dict]) -> bytes:
+        pieces = []
+        for row in rows:
+            pieces.append("," if self.started else "[")
+            pieces.append(json.dumps(row))
+            self.started = True
+        return "".join(pieces).encode()
+
+    def finish(self) -> bytes:
+        return b"]" if self.started else b"[]"
+
+
+@pytest.mark.parametrize("rows", [0, 3, 1500], ids=["empty", "one piece", "multipart"])
+def test_a_rows_format_other_than_json_lines_streams_through_the_same_part(
+    bucket, s3_env, monkeypatch, rows
+):
+    """The output-format seam: a registered format's encoder, its head and tail included, makes
+    the part whatever its size, under the format's name and content type."""
+    monkeypatch.setitem(output.ENCODERS, JSON_ARRAY.name, JsonArrayEncoder)
+    client = make_client()
+    name = part_name(4, JSON_ARRAY)
+    assert (name, part_partition(name, JSON_ARRAY), part_partition(name)) == (
+        "part-00004.json",
+        4,
+        None,
+    )
+    target = parse_s3_uri(f"s3://{bucket}/out/{name}")
+    part = RowsPart(client, target, Encryption(), "f" * 64, rows_format=JSON_ARRAY)
+    written = big_rows(rows)
+    for start in range(0, rows, 500):
+        part.add(written[start : start + 500])
+    part.close()
+    assert bool(part.upload_id) == (rows > 1000)  # the largest went out in pieces
+    obj = client.get_object(Bucket=target.bucket, Key=target.key)
+    assert obj["ContentType"] == "application/json"
+    assert json.loads(obj["Body"].read()) == written
 
 
 def test_an_aborted_rows_part_leaves_nothing(bucket, s3_env):
