@@ -9,6 +9,7 @@ from batch_inference.contract.formats import (
     Metric,
     Shard,
     check_manifest,
+    images_per_task_second,
     metrics_name,
     metrics_partition,
     part_name,
@@ -57,3 +58,12 @@ def test_other_names_are_no_part(name):
 def test_the_jobs_metrics_part_has_exactly_the_contracts_fields():
     metrics = PartitionMetrics(partition=0, first_index=0, end_index=0, fingerprint="f").as_dict()
     assert list(metrics) == list(Metric)
+
+
+def test_images_per_task_second_over_short_partitions_and_parts_without_rows():
+    """Rows over task seconds, however short the partitions; a part that reports no rows adds
+    its seconds and no rows; no seconds at all is no rate."""
+    assert images_per_task_second([{"rows": 10, "wall_seconds": 0.5}]) == 20.0
+    parts = [{"rows": 10, "wall_seconds": 4.0}, {"rows": None, "wall_seconds": 1.0}, {}]
+    assert images_per_task_second(parts) == 2.0
+    assert images_per_task_second([{"rows": 10, "wall_seconds": 0.0}]) is None
