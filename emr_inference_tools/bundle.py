@@ -56,8 +56,7 @@ class Target:
     service: str
     airflow: str
     python: str
-    #: the shaped venv's pins (emr_inference_tools/service_venv.py); where they come from is in the
-    #: file
+    #: the shaped venv's pins (emr_inference_tools/service_venv.py; the file says their source)
     constraints: Path
     #: bundle folders: the DAG files, the pipeline files, the plugins folder, and the folder that
     #: holds spark_jobs/ and include/ (emr_inference.deployment's project root)

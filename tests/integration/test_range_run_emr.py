@@ -16,10 +16,10 @@ import pytest
 from moto import mock_aws
 
 from tests.conftest import REPO_ROOT
+from tests.support.moto_aws import REGION, use_moto_credentials
 
 pytestmark = pytest.mark.slow
 
-REGION = "us-east-1"
 DATES = ("2026-11-01", "2026-11-02", "2026-11-03")
 NOT_ON_MOTO = r"date\.(wait_for_inference_step|publish_results)|report_dates"
 
@@ -27,15 +27,10 @@ NOT_ON_MOTO = r"date\.(wait_for_inference_step|publish_results)|report_dates"
 @pytest.fixture
 def emr_dag(airflow_db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """The cifar10_resnet18 DAG with its buckets in moto; images for the 1st and 3rd date."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AIRFLOW_CONN_AWS_DEFAULT": '{"conn_type": "aws", "extra": {"region_name": "us-east-1"}}',
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    use_moto_credentials(monkeypatch)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws", "extra": {"region_name": "us-east-1"}}'
+    )
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         for bucket in ("example-image-drop", "example-predictions", "example-emr-logs"):

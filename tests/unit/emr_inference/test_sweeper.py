@@ -14,7 +14,7 @@ from emr_inference.operators.sweeper import SweepClustersOperator, dagrun_state
 from emr_inference.sweeper import ClusterRecord, decide, run_states
 from moto import mock_aws
 
-REGION = "us-east-1"
+from tests.support.moto_aws import REGION, use_moto_credentials
 
 
 def record(cluster_id: str, dag_id: str | None = "demo", run_id: str | None = "r1", alive=True):
@@ -78,12 +78,7 @@ def test_dagrun_state_is_none_for_an_unknown_run():
 
 @pytest.fixture
 def emr(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
+    use_moto_credentials(monkeypatch)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type": "aws"}')
     with mock_aws():
         yield boto3.client("emr", region_name=REGION)

@@ -33,9 +33,9 @@ from emr_inference.request import resolve_request
 from emr_inference.resolved import ResolvedRequest
 from moto import mock_aws
 
+from tests.support.moto_aws import REGION, use_moto_credentials
 from tests.unit.emr_inference.pipeline_fixtures import FakeDag, pipeline
 
-REGION = "us-east-1"
 ARTIFACTS = {
     "job_zip": "s3://out-bucket/artifacts/unit/batch_inference-01.zip",
     "entry_point": "s3://out-bucket/artifacts/unit/main-02.py",
@@ -58,13 +58,7 @@ class RecordingTI:
 
 @pytest.fixture
 def aws(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    use_moto_credentials(monkeypatch)
     with mock_aws():
         yield boto3.client("emr", region_name=REGION)
 
