@@ -1,6 +1,7 @@
 """``make convert PIPELINE=name DATE=YYYY-MM-DD [PRECISION=int8]``: convert a pipeline's MXNet
 model for its runtime where MXNet is installed (and quantize it for int8 runs), before its first
-run on a release whose nodes have no MXNet.
+run on a release whose nodes have no MXNet. A pipeline naming its own ONNX file (``model.onnx``)
+has nothing to convert; for int8 runs its file is quantized the same way.
 
 A pipeline with ``model.runtime: onnxruntime`` on emr-7.13.0 names its MXNet model as any other;
 its nodes cannot convert it (no MXNet there), so the job looks the converted model up in the
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     from batch_inference.agreement import decode_sample, top1_agreement
     from batch_inference.cli import parse_config
-    from batch_inference.convert import AGREEMENT_IMAGES, converted_model
+    from batch_inference.convert import AGREEMENT_IMAGES, converted_model, pinned_onnx
     from batch_inference.errors import JobFailed, ModelLoadError
     from batch_inference.quantize import int8_settings
     from batch_inference.quantize_onnx import onnx_int8
@@ -69,8 +70,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Invalid request: {error}", file=sys.stderr)
         return 2
     (date,) = request.date_requests()
-    if date.model.runtime == "mxnet" or date.input_uri is None:
-        why = "runs MXNet itself" if date.model.runtime == "mxnet" else "reads a manifest_uri"
+    given_onnx = date.model.onnx is not None
+    if (
+        date.model.runtime == "mxnet"
+        or date.input_uri is None
+        or (given_onnx and date.precision != "int8")
+    ):
+        why = (
+            "runs MXNet itself"
+            if date.model.runtime == "mxnet"
+            else "reads a manifest_uri"
+            if date.input_uri is None
+            else "names its ONNX file (model.onnx)"
+        )
         print(f"{config.pipeline}: nothing to convert: the pipeline {why}", file=sys.stderr)
         return 2
     job = parse_config(job_arguments(date, "s3://unused/manifest.json"))  # no manifest is read
@@ -86,10 +98,14 @@ def main(argv: list[str] | None = None) -> int:
 
     client = hook.get_conn()
     try:
-        spec, agreement = converted_model(client, job, sample, source.uri)
+        if given_onnx:
+            spec, gated = pinned_onnx(client, job.model), "the pipeline's own, not converted"
+        else:
+            spec, agreement = converted_model(client, job, sample, source.uri)
+            gated = f"top-1 agreement with MXNet {agreement:.2%}"
         print(
             f"{config.pipeline}: {spec.runtime} model {spec.onnx_uri} (sha256 {spec.onnx_sha256}), "
-            f"top-1 agreement with MXNet {agreement:.2%}"
+            f"{gated}"
         )
         if date.precision == "int8":
             converted = dataclasses.replace(job, model=spec)

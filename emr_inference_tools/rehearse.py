@@ -197,15 +197,26 @@ def stage_stand_in_model(client, model: ModelConfig, work: Path) -> dict[str, An
             f"(known: {', '.join(sorted(STAND_INS))}); add one to emr_inference_tools/rehearse.py"
         )
     exported = make(work / "model", model)
+    files: list[tuple[str, str | None, bytes]] = [
+        ("labels", model.labels, exported.labels_path.read_bytes())
+    ]
+    if model.onnx is None:
+        files += [
+            ("symbol", model.symbol, exported.symbol_path.read_bytes()),
+            ("params", model.params, exported.params_path.read_bytes()),
+        ]
+    else:  # the pipeline names an ONNX file: the stand-in exported to ONNX as MXNet would
+        from batch_inference.convert import export_onnx
+
+        symbol_json, params = exported.symbol_path.read_text(), exported.params_path.read_bytes()
+        onnx = export_onnx(symbol_json, params, model.input_name, model.image_size)
+        files.append(("onnx", model.onnx, onnx))
     override = {}
-    for part, uri, path in (
-        ("symbol", model.symbol, exported.symbol_path),
-        ("params", model.params, exported.params_path),
-        ("labels", model.labels, exported.labels_path),
-    ):
+    for part, uri, data in files:
+        assert uri is not None  # ModelConfig: symbol and params, or onnx
         target = parse_s3_uri(uri, f"model.{part}")
-        client.upload_file(str(path), target.bucket, target.key)
-        override[f"{part}_sha256"] = sha256_hex(path.read_bytes())
+        client.put_object(Bucket=target.bucket, Key=target.key, Body=data)
+        override[f"{part}_sha256"] = sha256_hex(data)
     return override
 
 
@@ -226,7 +237,8 @@ def create_buckets(client, request: ResolvedRequest) -> None:
     prefixes = (request.input_uri, request.output_uri, request.staging_uri, request.artifacts_uri)
     buckets = {prefix.bucket for prefix in prefixes if prefix}
     model = request.model
-    buckets |= {uri.split("/")[2] for uri in (model.symbol, model.params, model.labels)}
+    files = (model.symbol, model.params, model.labels, model.onnx)
+    buckets |= {uri.split("/")[2] for uri in files if uri is not None}
     for bucket in sorted(buckets):
         client.create_bucket(Bucket=bucket)
 

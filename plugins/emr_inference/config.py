@@ -116,15 +116,18 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    """The MXNet model the job loads (symbol JSON, params and labels in S3), and what runs it."""
+    """The model the job loads (an MXNet symbol JSON and params, or an ONNX file, and labels in
+    S3), and what runs it."""
 
     name: str = job_field("model.name", pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    symbol: S3Uri = job_field("model.symbol")
-    params: S3Uri = job_field("model.params")
+    symbol: S3Uri | None = job_field("model.symbol")
+    params: S3Uri | None = job_field("model.params")
     labels: S3Uri = job_field("model.labels")
     symbol_sha256: Sha256 | None = job_field("model.symbol_sha256")
     params_sha256: Sha256 | None = job_field("model.params_sha256")
     labels_sha256: Sha256 | None = job_field("model.labels_sha256")
+    onnx: S3Uri | None = job_field("model.onnx")
+    onnx_sha256: Sha256 | None = job_field("model.onnx_sha256")
     input_name: str = job_field("model.input_name", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     image_size: int = job_field("model.image_size", ge=8, le=4096)
     mean: Triple = job_field("model.mean")
@@ -149,6 +152,32 @@ class ModelConfig(_Strict):
             "explicit spark.executor.pyspark.memory must give each worker at least this"
         ),
     )
+
+    @model_validator(mode="after")
+    def _one_model(self) -> ModelConfig:
+        """An MXNet model (symbol and params) or an ONNX file, not both; ONNX runs on a
+        converted runtime."""
+        mxnet_files = {
+            f"model.{name}": getattr(self, name)
+            for name in ("symbol", "params", "symbol_sha256", "params_sha256")
+            if getattr(self, name) is not None
+        }
+        if self.onnx is None:
+            if self.onnx_sha256 is not None:
+                raise ValueError("model.onnx_sha256: given without model.onnx")
+            if self.symbol is None or self.params is None:
+                raise ValueError(
+                    "model.symbol and model.params: required (or model.onnx: an ONNX file, run by "
+                    "onnxruntime or openvino)"
+                )
+        elif mxnet_files:
+            raise ValueError(
+                f"model.onnx names the model: leave out {', '.join(sorted(mxnet_files))} (an MXNet "
+                "model is converted, an ONNX file is run as it is)"
+            )
+        elif self.runtime == "mxnet":
+            raise ValueError("model.onnx: an ONNX file runs on model.runtime onnxruntime or openvino")
+        return self
 
 
 class SseConfig(_Strict):

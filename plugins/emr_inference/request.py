@@ -185,9 +185,9 @@ def resolve_request(
     days = run_dates(defaults, data_interval_end, config.max_range_dates, partition_key)
     model = defaults.model
     model_files = {
-        "model.symbol": model.symbol,
-        "model.params": model.params,
-        "model.labels": model.labels,
+        f"model.{name}": uri
+        for name in ("symbol", "params", "labels", "onnx")
+        if (uri := getattr(model, name)) is not None
     }
     try:
         dates = [_date_fields(values, day, config.pipeline, dag_id, run_id) for day in days]

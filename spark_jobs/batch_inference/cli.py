@@ -63,7 +63,7 @@ def _section(values: Mapping[str, Any], section: str) -> dict[str, Any]:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model and preprocessing settings' options (shared with :mod:`batch_inference.online`,
-    which runs the MXNet model itself: no ``--runtime``)."""
+    which has a ``--runtime`` of its own: it converts nothing)."""
     for title in (MODEL, PREPROCESSING):
         group = parser.add_argument_group(title)
         for setting in groups()[title]:
@@ -71,9 +71,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                 setting.add_to(group)
 
 
-def model_spec(args: argparse.Namespace) -> ModelSpec:
-    """The model of the arguments :func:`add_model_arguments` added."""
-    return ModelSpec(**_section(vars(args), "model"))
+def model_spec(args: argparse.Namespace, runtime: str) -> ModelSpec:
+    """The model of the arguments :func:`add_model_arguments` added, run by ``runtime``."""
+    return ModelSpec(**_section(vars(args), "model"), runtime=runtime)
 
 
 def preprocess(args: argparse.Namespace) -> Preprocess:
@@ -88,9 +88,14 @@ def job_config(values: Mapping[str, Any]) -> JobConfig:
     only when ``--conversion-cache`` is."""
     int8 = _section(values, "int8")
     conversion = _section(values, "conversion")
+    model = _section(values, "model")
+    if model.get("onnx_uri") and (model.get("symbol_uri") or model.get("params_uri")):
+        raise ValueError(
+            "--model-onnx names the model: leave out --model-symbol and --model-params"
+        )
     return JobConfig(
         **_section(values, ""),
-        model=ModelSpec(**_section(values, "model")),
+        model=ModelSpec(**model),
         preprocess=Preprocess(**_section(values, "preprocess")),
         encryption=Encryption(**_section(values, "encryption")),
         int8=Int8Settings(**int8) if int8["cache_uri"] else None,

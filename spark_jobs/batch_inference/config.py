@@ -44,8 +44,9 @@ class ModelSpec:
     """Where the model lives and how to call it. The URIs and digests identify a loaded model."""
 
     name: str
-    symbol_uri: str
-    params_uri: str
+    #: the MXNet model (``None`` when the pipeline names an ONNX file instead: ``onnx_uri``)
+    symbol_uri: str | None
+    params_uri: str | None
     labels_uri: str
     symbol_sha256: str | None = job_default("model.symbol_sha256")
     params_sha256: str | None = job_default("model.params_sha256")
@@ -53,13 +54,23 @@ class ModelSpec:
     input_name: str = job_default("model.input_name")
     #: what runs the forward (one of ``RUNTIMES``)
     runtime: str = job_default("model.runtime")
-    #: the ONNX file the runtime loads (set by the driver: :mod:`batch_inference.convert`)
-    onnx_uri: str | None = None
-    onnx_sha256: str | None = None
+    #: the ONNX file a converted runtime loads: the pipeline's own (``--model-onnx``), or the
+    #: MXNet model converted by the driver (:mod:`batch_inference.convert`)
+    onnx_uri: str | None = job_default("model.onnx")
+    onnx_sha256: str | None = job_default("model.onnx_sha256")
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
             raise ValueError(f"invalid runtime: {self.runtime!r} (one of {RUNTIMES})")
+        if self.runtime == "mxnet" and self.onnx_uri is not None:
+            raise ValueError("--model-onnx needs --runtime onnxruntime or openvino")
+        if self.onnx_uri is None and (self.symbol_uri is None or self.params_uri is None):
+            raise ValueError("the model needs --model-symbol and --model-params, or --model-onnx")
+
+    @property
+    def given_onnx(self) -> bool:
+        """Whether the model is an ONNX file named as such (no MXNet model to convert)."""
+        return self.onnx_uri is not None and self.symbol_uri is None
 
 
 @dataclass(frozen=True)
@@ -169,7 +180,7 @@ class JobConfig:
             raise ValueError(f"invalid engine: {self.engine!r} (one of {ENGINES})")
         if self.precision == "int8" and self.int8 is None:
             raise ValueError("precision int8 needs --int8-cache")
-        if self.model.runtime != "mxnet" and self.conversion is None:
+        if self.model.runtime != "mxnet" and self.conversion is None and not self.model.given_onnx:
             raise ValueError(f"runtime {self.model.runtime} needs --conversion-cache")
 
     def partition_keys(self) -> tuple[int, str]:

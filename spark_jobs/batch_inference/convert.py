@@ -1,5 +1,6 @@
 """A runtime other than MXNet: the pipeline's MXNet model converted once to ONNX, gated by top-1
-agreement with the MXNet forward, cached by content.
+agreement with the MXNet forward, cached by content (or the pipeline's own ONNX file, run as it is:
+:func:`pinned_onnx`).
 
 On the driver, before any task (:func:`prepare_runtime`):
 
@@ -299,9 +300,31 @@ def converted_model(
     return spec, agreement
 
 
+def pinned_onnx(client, spec: ModelSpec) -> ModelSpec:
+    """The pipeline's own ONNX file (``--model-onnx``), downloaded once on the driver: checked
+    against ``--model-onnx-sha256`` when given, and pinned to the digest it has now either way, so
+    every task loads these same bytes (a file replaced during the run fails its tasks rather than
+    mixing two models' rows) and the run fingerprint covers its content."""
+    assert spec.onnx_uri is not None  # spec.given_onnx
+    data = fetch_verified(client, spec.onnx_uri, spec.onnx_sha256, "--model-onnx")
+    digest = sha256_hex(data)
+    log.info(
+        "runtime %s: the pipeline's own ONNX model %s (sha256 %s, %.1f MB): no conversion, no "
+        "agreement with MXNet to measure",
+        spec.runtime,
+        spec.onnx_uri,
+        digest,
+        len(data) / 1e6,
+    )
+    return dataclasses.replace(spec, onnx_sha256=digest)
+
+
 def prepare_runtime(client, config: JobConfig, manifest: Manifest) -> JobConfig:
-    """The config the tasks run with: the converted model of :func:`converted_model`, gated on
-    :data:`AGREEMENT_IMAGES` of this run's own images (from the middle of its manifest)."""
+    """The config the tasks run with: the pipeline's own ONNX file (:func:`pinned_onnx`), or the
+    converted model of :func:`converted_model`, gated on :data:`AGREEMENT_IMAGES` of this run's
+    own images (from the middle of its manifest)."""
+    if config.model.given_onnx:
+        return dataclasses.replace(config, model=pinned_onnx(client, config.model))
     spec, agreement = converted_model(
         client,
         config,

@@ -26,9 +26,10 @@ def model_identity(client, spec: ModelSpec) -> dict[str, str]:
     One ``HeadObject`` per file without a digest, on the driver.
     """
     identity = {}
-    parts = ("symbol", "params", "labels") + (("onnx",) if spec.onnx_uri else ())
-    for part in parts:
+    for part in ("symbol", "params", "labels", "onnx"):
         uri, digest = getattr(spec, f"{part}_uri"), getattr(spec, f"{part}_sha256")
+        if uri is None:  # no ONNX file (runtime mxnet), or no MXNet files (the pipeline's ONNX)
+            continue
         if digest:
             identity[part] = f"sha256:{digest.strip().lower()}"
             continue

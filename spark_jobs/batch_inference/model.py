@@ -60,8 +60,11 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def fetch_verified(client, uri: str, expected_sha256: str | None, what: str) -> bytes:
-    """Download one model file and check its digest; ``what`` names the argument in errors."""
+def fetch_verified(client, uri: str | None, expected_sha256: str | None, what: str) -> bytes:
+    """Download one model file and check its digest; ``what`` names the argument in errors (a
+    file the model needs and the arguments do not name is one)."""
+    if uri is None:
+        raise ModelLoadError(f"{what}: not given, and this model needs it")
     try:
         data = get_bytes(client, parse_s3_uri(uri, what))
     except Exception as exc:

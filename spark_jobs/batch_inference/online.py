@@ -11,17 +11,16 @@ Probabilities equal the batch job's bit for bit when the model is bound for the 
 size (``--batch-size``); the default, 1, costs one image's compute and agrees to about 1e-7
 (float32 kernels of another shape), with the same classes in the same order.
 
-``--runtime onnxruntime --model-onnx URI --model-onnx-sha256 HEX`` runs the model the batch job
-converted (``make convert`` prints both) in ONNX Runtime instead: MXNet is then neither imported
-nor needed (``--model-symbol`` and ``--model-params`` name the MXNet model it was converted from
-and are not downloaded).
+``--runtime onnxruntime --model-onnx URI --model-onnx-sha256 HEX`` runs an ONNX model in ONNX
+Runtime instead (the pipeline's own, or the one the batch job converted: ``make convert`` prints
+both): MXNet is then neither imported nor needed (``--model-symbol`` and ``--model-params``, when
+given, name the MXNet model it was converted from and are not downloaded).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import io
 import json
 import sys
@@ -73,16 +72,8 @@ def build_parser(with_image: bool = True) -> argparse.ArgumentParser:
         "--runtime",
         choices=RUNTIMES,
         default="mxnet",
-        help="mxnet: the symbol and params; onnxruntime or openvino: the converted model of "
+        help="mxnet: the symbol and params; onnxruntime or openvino: the ONNX model of "
         "--model-onnx (default: mxnet)",
-    )
-    runtime.add_argument(
-        "--model-onnx",
-        metavar="URI",
-        help="s3:// URI of the converted model (runtime onnxruntime, openvino)",
-    )
-    runtime.add_argument(
-        "--model-onnx-sha256", metavar="HEX", help="Hex SHA-256 the converted model must have"
     )
     parser.add_argument("--top-k", type=int, default=5, help="classes kept (default: 5)")
     parser.add_argument(
@@ -100,19 +91,13 @@ def build_parser(with_image: bool = True) -> argparse.ArgumentParser:
 
 def settings_of(args: argparse.Namespace) -> OnlineSettings:
     """The settings of parsed arguments (``ValueError`` when inconsistent)."""
-    if (args.runtime != "mxnet") != (args.model_onnx is not None):
+    if (args.runtime != "mxnet") != (vars(args)["model.onnx"] is not None):
         raise ValueError(
             f"--model-onnx is needed with --runtime {args.runtime}, and only with a runtime other "
             "than mxnet"
         )
-    spec = dataclasses.replace(
-        model_spec(args),
-        runtime=args.runtime,
-        onnx_uri=args.model_onnx,
-        onnx_sha256=args.model_onnx_sha256,
-    )
     return OnlineSettings(
-        model=spec,
+        model=model_spec(args, args.runtime),
         preprocess=preprocess(args),
         top_k=args.top_k,
         batch_size=args.batch_size,

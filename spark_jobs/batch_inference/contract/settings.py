@@ -202,9 +202,11 @@ SETTINGS: tuple[JobSetting, ...] = (
     JobSetting("model.name", "--model-name", "model.name", "Model name written into every row",
                MODEL, required=True, shapes_rows=True),
     JobSetting("model.symbol", "--model-symbol", "model.symbol_uri",
-               "s3:// URI of the MXNet symbol JSON", MODEL, required=True, shapes_rows=True),
+               "s3:// URI of the MXNet symbol JSON (none when the model is an ONNX file)", MODEL,
+               shapes_rows=True),
     JobSetting("model.params", "--model-params", "model.params_uri",
-               "s3:// URI of the MXNet params file", MODEL, required=True, shapes_rows=True),
+               "s3:// URI of the MXNet params file (none when the model is an ONNX file)", MODEL,
+               shapes_rows=True),
     JobSetting("model.labels", "--model-labels", "model.labels_uri",
                "s3:// URI of the labels, one per line", MODEL, required=True, shapes_rows=True),
     JobSetting("model.symbol_sha256", "--model-symbol-sha256", "model.symbol_sha256",
@@ -219,10 +221,17 @@ SETTINGS: tuple[JobSetting, ...] = (
     JobSetting("model.input_name", "--input-name", "model.input_name",
                "Name of the symbol's data input", MODEL, default="data", shapes_rows=True),
     JobSetting("model.runtime", "--runtime", "model.runtime",
-               "What runs the forward: mxnet, or onnxruntime or openvino on the MXNet model "
-               "converted once to ONNX and gated by top-1 agreement with MXNet "
+               "What runs the forward: mxnet, or onnxruntime or openvino on the ONNX file of "
+               "model.onnx or on the MXNet model converted once to ONNX and gated by top-1 agreement with MXNet "
                "(batch_inference.convert)", MODEL,
                default="mxnet", choices=RUNTIMES, shapes_rows=True, added_later=True),
+    JobSetting("model.onnx", "--model-onnx", "model.onnx_uri",
+               "s3:// URI of an ONNX model run as it is by onnxruntime or openvino, instead of "
+               "an MXNet symbol and params (no conversion, no agreement with MXNet)",
+               MODEL, metavar="URI", shapes_rows=True, added_later=True),
+    JobSetting("model.onnx_sha256", "--model-onnx-sha256", "model.onnx_sha256",
+               "Hex SHA-256 the ONNX file must have (checked before use)", MODEL,
+               metavar="HEX", shapes_rows=True, added_later=True),
     JobSetting("model.image_size", "--image-size", "preprocess.image_size",
                "Square input side in pixels", PREPROCESSING, kind=INT, default=224,
                shapes_rows=True),

@@ -115,7 +115,8 @@ def changed(config, setting: JobSetting):
 def test_exactly_the_settings_that_shape_the_rows_change_the_fingerprint(setting):
     """One list (the contract's ``shapes_rows``) decides it for the job and for the request
     fingerprint of a published date."""
-    base = CONVERTED if setting.name == "model.runtime" or setting.group == CONVERSION else FULL
+    converted_only = setting.name in ("model.runtime", "model.onnx", "model.onnx_sha256")
+    base = CONVERTED if converted_only or setting.group == CONVERSION else FULL
     other = changed(base, setting)
     assert setting.job_value(other) != setting.job_value(base)
     assert (fingerprint(other) != fingerprint(base)) == setting.shapes_rows

@@ -24,6 +24,14 @@ MINIMAL: dict[str, Any] = {
     },
 }
 
+#: MINIMAL's model as an ONNX file run as it is (no MXNet files; a converted runtime).
+ONNX_MODEL: dict[str, Any] = {
+    "name": "resnet18",
+    "onnx": "s3://models/onnx/resnet18.onnx",
+    "labels": "s3://models/resnet18/labels.txt",
+    "runtime": "onnxruntime",
+}
+
 
 def pipeline_data(**overrides: Any) -> dict[str, Any]:
     """A deep copy of :data:`MINIMAL` with top-level fields replaced."""

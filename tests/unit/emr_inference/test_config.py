@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from emr_inference.config import ConfigError, load_pipeline, parse_pipeline
 
-from tests.unit.emr_inference.pipeline_fixtures import MINIMAL, pipeline, pipeline_data
+from tests.unit.emr_inference.pipeline_fixtures import MINIMAL, ONNX_MODEL, pipeline, pipeline_data
 
 PIPELINES = Path(__file__).resolve().parents[3] / "include" / "pipelines"
 
@@ -84,6 +84,27 @@ def test_demo_pipeline_is_local_and_small():
             "no node description for 'emr-7.3.0' (supported: emr-7.2.0, emr-7.13.0;",
         ),
         ({"conversion": {"min_agreement": 1.5}}, "conversion.min_agreement", "less than or equal"),
+        # one model: MXNet files or an ONNX file, the ONNX file on a converted runtime
+        (
+            {"model": {**MINIMAL["model"], "symbol": None}},
+            "model",
+            "model.symbol and model.params: required (or model.onnx",
+        ),
+        (
+            {"model": {**MINIMAL["model"], "onnx": "s3://models/x.onnx", "runtime": "onnxruntime"}},
+            "model",
+            "model.onnx names the model: leave out model.params, model.symbol",
+        ),
+        (
+            {"model": {**ONNX_MODEL, "runtime": "mxnet"}},
+            "model",
+            "model.onnx: an ONNX file runs on model.runtime onnxruntime or openvino",
+        ),
+        (
+            {"model": {**MINIMAL["model"], "onnx_sha256": "0" * 64}},
+            "model",
+            "model.onnx_sha256: given without model.onnx",
+        ),
         ({"sse": {"mode": "AES256", "kms_key_id": "k"}}, "sse", "only valid with mode"),
         ({"alerts": {"sns_topic_arn": "inference-alerts"}}, "alerts.sns_topic_arn", "pattern"),
         ({"alerts": {"on_failure": True}}, "alerts.sns_topic_arn", "Field required"),
@@ -115,6 +136,15 @@ def test_errors_name_file_and_field(overrides, field, words):
     message = str(info.value)
     assert f"pipes/bad.yaml: {field}" in message
     assert words in message
+
+
+def test_a_pipeline_may_name_an_onnx_file_instead_of_an_mxnet_model():
+    config = pipeline(model=ONNX_MODEL, cluster={"release_label": "emr-7.13.0"})
+    assert (config.model.onnx, config.model.symbol, config.model.params) == (
+        ONNX_MODEL["onnx"],
+        None,
+        None,
+    )
 
 
 def test_partitions_are_sized_in_time_unless_a_pipeline_bounds_their_keys():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from batch_inference.cli import build_parser, parse_config
+from batch_inference.cli import build_parser, job_config, parse_config
 from batch_inference.config import JobConfig, ModelSpec
 from batch_inference.contract import settings as contract
 from batch_inference.contract.settings import CONFIG, SETTING, SETTINGS
@@ -88,12 +88,14 @@ def test_every_config_setting_is_a_request_field_the_step_passes():
         **common,
     )
     converted = date_request(model={**digests, "runtime": "onnxruntime"}, **common)
+    onnx_file = {"onnx": "s3://models/model.onnx", "onnx_sha256": "4" * 64, "runtime": "openvino"}
+    given = date_request(model={"symbol": None, "params": None, **onnx_file}, **common)
     both = date_request(precision="int8", model={**digests, "runtime": "onnxruntime"}, **common)
     assert {"--int8-cache", "--conversion-cache"} <= set(
         job_arguments(ResolvedRequest.of(both), MANIFEST)
     )
     passed = set()
-    for request in (int8, converted):
+    for request in (int8, converted, given):
         arguments = job_arguments(ResolvedRequest.of(request), MANIFEST)
         passed |= {arg for arg in arguments if arg.startswith("--")}
     assert passed == {setting.flag for setting in SETTINGS if setting.source != contract.JOB}
@@ -118,12 +120,44 @@ def test_the_jobs_help_shows_every_settings_flag_help_and_default():
 def test_every_required_setting_is_required_by_the_job(capsys):
     required = [setting for setting in SETTINGS if setting.required]
     assert [setting.flag for setting in required] == [
-        "--manifest", "--output", "--run-id", "--model-name", "--model-symbol", "--model-params",
-        "--model-labels",
+        "--manifest", "--output", "--run-id", "--model-name", "--model-labels",
     ]  # fmt: skip
     with pytest.raises(SystemExit):
         parse_config(["--manifest", "s3://b/m.json"])
-    assert "required: --output, --run-id, --model-name, --model-symbol" in capsys.readouterr().err
+    assert "required: --output, --run-id, --model-name, --model-labels" in capsys.readouterr().err
+
+
+REQUIRED = ["--manifest", "s3://b/m.json", "--output", "s3://b/o/", "--run-id", "r"]
+LABELS = ["--model-name", "m", "--model-labels", "s3://b/l.txt"]
+MXNET = ["--model-symbol", "s3://b/s.json", "--model-params", "s3://b/p.params"]
+ONNX = ["--runtime", "onnxruntime", "--model-onnx", "s3://b/m.onnx"]
+
+
+@pytest.mark.parametrize(
+    ("model", "error"),
+    [
+        ([], "the model needs --model-symbol and --model-params, or --model-onnx"),
+        (MXNET[:2], "the model needs --model-symbol and --model-params, or --model-onnx"),
+        (ONNX[2:], "--model-onnx needs --runtime onnxruntime or openvino"),
+        (ONNX + MXNET[:2], "--model-onnx names the model: leave out --model-symbol"),
+        (ONNX + MXNET[2:], "--model-onnx names the model: leave out --model-symbol"),
+    ],
+    ids=["none", "symbol only", "onnx on mxnet", "onnx and symbol", "onnx and params"],
+)
+def test_the_job_needs_one_model_mxnet_files_or_an_onnx_file(model, error, capsys):
+    with pytest.raises(SystemExit):
+        parse_config(REQUIRED + LABELS + model)
+    assert error in capsys.readouterr().err
+
+
+def test_an_onnx_file_needs_no_conversion_cache_and_an_mxnet_model_on_onnxruntime_does():
+    config = parse_config(REQUIRED + LABELS + ONNX)
+    assert config.model.given_onnx and config.conversion is None
+    assert (config.model.symbol_uri, config.model.onnx_uri) == (None, "s3://b/m.onnx")
+    converted = ["--runtime", "onnxruntime"] + MXNET
+    with pytest.raises(ValueError, match="runtime onnxruntime needs --conversion-cache"):
+        job_config(vars(build_parser().parse_args(REQUIRED + LABELS + converted)))
+    assert parse_config(REQUIRED + LABELS + MXNET).model.given_onnx is False
 
 
 def test_setting_arguments_leave_out_unset_values_and_off_flags():
@@ -146,8 +180,9 @@ def test_a_request_without_a_setting_reads_its_default():
     assert SETTING["max_partition_keys"].read({}) is None  # derived by the job
     assert SETTING["estimate.images_per_task_second"].read({"estimate": {}}) == 25.0
     assert SETTING["model.input_name"].read({"model": {}}) == "data"
-    with pytest.raises(KeyError, match="model.symbol"):
-        SETTING["model.symbol"].read({"model": {}})
+    assert SETTING["model.onnx"].read({"model": {}}) is None  # a run resolved before it existed
+    with pytest.raises(KeyError, match="model.labels"):
+        SETTING["model.labels"].read({"model": {}})
 
 
 def test_config_settings_are_the_ones_the_pipeline_config_holds():

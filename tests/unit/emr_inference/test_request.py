@@ -16,7 +16,7 @@ from emr_inference.request import (
 )
 from emr_inference.resolved import ResolvedRequest
 
-from tests.unit.emr_inference.pipeline_fixtures import pipeline
+from tests.unit.emr_inference.pipeline_fixtures import ONNX_MODEL, pipeline
 
 RUN_ID = "scheduled__2026-11-22T00:00:00+00:00"
 INTERVAL_END = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
@@ -202,6 +202,10 @@ URI_PARAMS = {
     "model.symbol": lambda uri: {"model": {"symbol": uri}},
     "model.params": lambda uri: {"model": {"params": uri}},
     "model.labels": lambda uri: {"model": {"labels": uri}},
+    "model.onnx": lambda uri: {
+        "model": {**ONNX_MODEL, "symbol": None, "params": None, "onnx": uri},
+        "cluster": {"release_label": "emr-7.13.0"},
+    },
     "cluster.log_uri": lambda uri: {"cluster": {"log_uri": uri}},
 }
 BAD_URIS = [
@@ -213,6 +217,16 @@ BAD_URIS = [
     "s3://In_Bucket/x/",
     "s3://in-bucket/a\nb/",
 ]
+
+
+def test_an_output_over_the_pipelines_onnx_file_is_refused_and_the_request_names_the_file():
+    """The ONNX file is a model file like the others: no run may write where it lies."""
+    onnx = {"model": {**ONNX_MODEL, "symbol": None, "params": None}}
+    config = pipeline(cluster={"release_label": "emr-7.13.0"}, **onnx)
+    request = resolve(config=config)
+    assert request["model"]["onnx"] == ONNX_MODEL["onnx"] and request["model"]["symbol"] is None
+    with pytest.raises(ConfigError, match=r"output_uri: s3://models/onnx/ .* holds model.onnx"):
+        resolve({"output_uri": "s3://models/onnx/"}, config)
 
 
 @pytest.mark.parametrize("uri", BAD_URIS)
