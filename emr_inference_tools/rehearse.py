@@ -237,8 +237,7 @@ def create_buckets(client, request: ResolvedRequest) -> None:
     prefixes = (request.input_uri, request.output_uri, request.staging_uri, request.artifacts_uri)
     buckets = {prefix.bucket for prefix in prefixes if prefix}
     model = request.model
-    files = (model.symbol, model.params, model.labels, model.onnx)
-    buckets |= {uri.split("/")[2] for uri in files if uri is not None}
+    buckets |= {uri.split("/")[2] for uri in model.files().values()}
     for bucket in sorted(buckets):
         client.create_bucket(Bucket=bucket)
 

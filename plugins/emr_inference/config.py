@@ -153,6 +153,12 @@ class ModelConfig(_Strict):
         ),
     )
 
+    def files(self) -> dict[str, str]:
+        """The model's files, by field (``symbol``, ``params``, ``labels``, ``onnx``): those the
+        pipeline names."""
+        named = {part: getattr(self, part) for part in ("symbol", "params", "labels", "onnx")}
+        return {part: uri for part, uri in named.items() if uri is not None}
+
     @model_validator(mode="after")
     def _one_model(self) -> ModelConfig:
         """An MXNet model (symbol and params) or an ONNX file, not both; ONNX runs on a
@@ -176,7 +182,9 @@ class ModelConfig(_Strict):
                 "model is converted, an ONNX file is run as it is)"
             )
         elif self.runtime == "mxnet":
-            raise ValueError("model.onnx: an ONNX file runs on model.runtime onnxruntime or openvino")
+            raise ValueError(
+                "model.onnx: an ONNX file runs on model.runtime onnxruntime or openvino"
+            )
         return self
 
 

@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 PENDING, EMPTY, PUBLISHED = "pending", "empty", "published"
-MODEL_FILES = ("symbol", "params", "labels")
 
 
 #: The config settings the rows depend on (the contract's ``ROW_SETTINGS`` that a pipeline sets:
@@ -139,12 +138,12 @@ def model_identity(hook: S3Hook, request: ResolvedRequest) -> dict[str, str]:
     """What identifies the model's bytes: each file's ``sha256`` when the pipeline pins it, else
     its size and ETag (one HeadObject each). The same for every date of a run: compute it once."""
     model: dict[str, str] = {}
-    for part in MODEL_FILES:
+    for part, named in request.model.files().items():
         pinned = getattr(request.model, f"{part}_sha256")
         if pinned:
             model[part] = f"sha256:{pinned}"
             continue
-        uri = S3Uri.parse(getattr(request.model, part), f"model.{part}")
+        uri = S3Uri.parse(named, f"model.{part}")
         head = hook.head_object(key=uri.key, bucket_name=uri.bucket) or {}
         model[part] = f"{head.get('ContentLength')}:{head.get('ETag')}"
     return model

@@ -184,11 +184,7 @@ def resolve_request(
 
     days = run_dates(defaults, data_interval_end, config.max_range_dates, partition_key)
     model = defaults.model
-    model_files = {
-        f"model.{name}": uri
-        for name in ("symbol", "params", "labels", "onnx")
-        if (uri := getattr(model, name)) is not None
-    }
+    model_files = {f"model.{part}": uri for part, uri in model.files().items()}
     try:
         dates = [_date_fields(values, day, config.pipeline, dag_id, run_id) for day in days]
         for name, uri in model_files.items():

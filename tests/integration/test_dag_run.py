@@ -38,11 +38,40 @@ def staged(bucket, s3_env, digits_model) -> dict:
     return {"conf": conf, "objects": objects, "bucket": bucket}
 
 
-@pytest.mark.parametrize(("runtime", "days"), [("mxnet", 0), ("onnxruntime", 3), ("openvino", 4)])
-def test_demo_dag_publishes_one_row_per_image(demo_dag, staged, s3_env, runtime, days):
+def onnx_file_model(client, bucket: str, model: dict) -> dict:
+    """``model`` (the conf's) as an ONNX file run as it is: MXNet's export of the digits CNN in
+    S3, named by ``model.onnx`` with its digest, and no MXNet files."""
+    from batch_inference.convert import export_onnx
+    from batch_inference.model import sha256_hex
+
+    def read(uri: str) -> bytes:
+        return client.get_object(Bucket=bucket, Key=uri.split("/", 3)[3])["Body"].read()
+
+    onnx = export_onnx(read(model["symbol"]).decode(), read(model["params"]), "data", 32)
+    client.put_object(Bucket=bucket, Key="onnx-models/digits.onnx", Body=onnx)
+    mxnet = dict.fromkeys(("symbol", "params", "symbol_sha256", "params_sha256"))
+    onnx_file = {"onnx": f"s3://{bucket}/onnx-models/digits.onnx", "onnx_sha256": sha256_hex(onnx)}
+    return {**model, **mxnet, **onnx_file}
+
+
+@pytest.mark.parametrize(
+    ("runtime", "days", "onnx_file"),
+    [
+        ("mxnet", 0, False),
+        ("onnxruntime", 3, False),
+        ("openvino", 4, False),
+        ("onnxruntime", 5, True),
+    ],
+    ids=["mxnet", "onnxruntime", "openvino", "onnx-file"],
+)
+def test_demo_dag_publishes_one_row_per_image(demo_dag, staged, s3_env, runtime, days, onnx_file):
     """With each runtime (onnxruntime, openvino: the driver converts the MXNet model and gates it
-    on the run's images first, and the summary says so)."""
-    conf = {**staged["conf"], "model": {**staged["conf"]["model"], "runtime": runtime}}
+    on the run's images first, and the summary says so), and with the model named as an ONNX file
+    (run as it is: nothing converted, no agreement to report)."""
+    model = {**staged["conf"]["model"], "runtime": runtime}
+    if onnx_file:
+        model = onnx_file_model(s3_env.client(), staged["bucket"], model)
+    conf = {**staged["conf"], "model": model}
     run = demo_dag.test(logical_date=LOGICAL_DATE + dt.timedelta(days=days), run_conf=conf)
     states = task_states(run)
     assert run.state == "success", states
@@ -77,7 +106,8 @@ def test_demo_dag_publishes_one_row_per_image(demo_dag, staged, s3_env, runtime,
     assert summary["run_id"] == run.run_id
     assert (summary["runtime"], summary["precision"], summary["engine"]) == (runtime, "fp32", "rdd")
     # a converted runtime: the converted model's top-1 equals MXNet's on this run's images
-    assert summary["conversion_top1_agreement"] == (None if runtime == "mxnet" else 1.0)
+    converted = runtime != "mxnet" and not onnx_file
+    assert summary["conversion_top1_agreement"] == (1.0 if converted else None)
     assert spark_processes() == []
 
 

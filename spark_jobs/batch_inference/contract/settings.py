@@ -222,8 +222,8 @@ SETTINGS: tuple[JobSetting, ...] = (
                "Name of the symbol's data input", MODEL, default="data", shapes_rows=True),
     JobSetting("model.runtime", "--runtime", "model.runtime",
                "What runs the forward: mxnet, or onnxruntime or openvino on the ONNX file of "
-               "model.onnx or on the MXNet model converted once to ONNX and gated by top-1 agreement with MXNet "
-               "(batch_inference.convert)", MODEL,
+               "model.onnx or on the MXNet model converted once to ONNX and gated by top-1 "
+               "agreement with MXNet (batch_inference.convert)", MODEL,
                default="mxnet", choices=RUNTIMES, shapes_rows=True, added_later=True),
     JobSetting("model.onnx", "--model-onnx", "model.onnx_uri",
                "s3:// URI of an ONNX model run as it is by onnxruntime or openvino, instead of "

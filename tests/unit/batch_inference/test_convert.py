@@ -13,7 +13,7 @@ import pytest
 from batch_inference import convert
 from batch_inference.agreement import decode_sample, middle_keys
 from batch_inference.config import ConversionSettings, JobConfig
-from batch_inference.errors import JobFailed
+from batch_inference.errors import JobFailed, ModelLoadError
 from batch_inference.model import bind_model, load_model
 
 from tests.support.digits_run import digits_run
@@ -206,3 +206,58 @@ def test_openvino_runs_the_same_converted_model_and_answers_as_mxnet_does(run):
         batch = tensors[start : start + 32]
         np.testing.assert_allclose(model.predict(batch), mxnet_model.predict(batch), atol=1e-5)
     assert model.predict(tensors[:3]).shape == (3, 10)  # a short batch, not padded
+
+
+@pytest.fixture
+def given_onnx(run):
+    """The same run, its model named as an ONNX file (MXNet's export of the digits CNN) instead of
+    an MXNet symbol and params: no conversion cache."""
+    client, config, manifest, bucket = run
+    source = convert.MxnetModel.fetch(client, dataclasses.replace(config.model, runtime="mxnet"))
+    onnx = convert.export_onnx(source.symbol.decode(), source.params, "data", 32)
+    client.put_object(Bucket=bucket, Key="onnx/digits.onnx", Body=onnx)
+    spec = dataclasses.replace(
+        config.model, symbol_uri=None, params_uri=None, onnx_uri=f"s3://{bucket}/onnx/digits.onnx"
+    )
+    given = dataclasses.replace(config, model=spec, conversion=None)
+    return client, given, manifest, bucket, onnx, source
+
+
+def test_an_onnx_file_is_run_as_it_is_pinned_to_its_digest_and_never_converted(
+    given_onnx, monkeypatch
+):
+    client, config, manifest, bucket, onnx, source = given_onnx
+    monkeypatch.setattr(convert, "export_onnx", lambda *args: pytest.fail("converted"))
+    monkeypatch.setattr(convert, "measure", lambda *args: pytest.fail("measured against MXNet"))
+    ready = convert.prepare_runtime(client, config, manifest)
+
+    assert ready.model.onnx_uri == config.model.onnx_uri and ready.model.given_onnx
+    assert ready.model.onnx_sha256 == hashlib.sha256(onnx).hexdigest()  # pinned for the tasks
+    assert ready.conversion_agreement is None  # nothing converted: no agreement to report
+    assert cache_entries(client, bucket) == []
+
+    tensors = decode_sample(client, middle_keys(client, manifest, 64), config, "test")
+    onnx_model = load_model(client, ready.model, 32, config.preprocess.image_size)
+    mxnet_model = bind_model(
+        source.spec, source.symbol.decode(), source.params, source.labels, 32, 32
+    )
+    np.testing.assert_allclose(
+        onnx_model.predict(tensors[:32]), mxnet_model.predict(tensors[:32]), atol=1e-5
+    )
+
+    # the file replaced after the driver pinned it: a task refuses it rather than mix models
+    client.put_object(Bucket=bucket, Key="onnx/digits.onnx", Body=onnx + b"\0")
+    with pytest.raises(ModelLoadError, match="sha256 mismatch for the ONNX model"):
+        load_model(client, ready.model, 16, config.preprocess.image_size)
+
+
+def test_an_onnx_file_whose_digest_differs_from_the_pipelines_is_refused_by_the_driver(given_onnx):
+    client, config, manifest, *_ = given_onnx
+    wrong = dataclasses.replace(config.model, onnx_sha256="0" * 64)
+    with pytest.raises(
+        ModelLoadError, match=r"sha256 mismatch for --model-onnx s3://.*digits\.onnx"
+    ):
+        convert.prepare_runtime(client, dataclasses.replace(config, model=wrong), manifest)
+    missing = dataclasses.replace(config.model, onnx_uri=config.model.onnx_uri + ".missing")
+    with pytest.raises(ModelLoadError, match=r"cannot download --model-onnx"):
+        convert.prepare_runtime(client, dataclasses.replace(config, model=missing), manifest)
