@@ -41,9 +41,11 @@ class EmrBackend:
         )
 
     def check_request(self, values: RequestDefaults, source: str) -> None:
-        """The release runs the model's runtime, the engine's packages are on the nodes, and the
-        executors fit the nodes (:mod:`emr_inference.emr.sizing`)."""
+        """The release runs the model's runtime, on the nodes' architecture (every node group one
+        architecture: :mod:`emr_inference.emr.architecture`), the engine's packages are on the
+        nodes, and the executors fit the nodes (:mod:`emr_inference.emr.sizing`)."""
         from emr_inference.config import ConfigError
+        from emr_inference.emr.architecture import ArchitectureError, check_architecture
         from emr_inference.emr.releases import releases_with_runtime, supported_release
         from emr_inference.emr.sizing import SizingError, check_sizing
 
@@ -58,6 +60,10 @@ class EmrBackend:
                 f"{', '.join(release.runtimes)}, not {runtime} (releases that run {runtime}: "
                 f"{', '.join(releases_with_runtime(runtime))})"
             )
+        try:
+            check_architecture(values.cluster, release, runtime)
+        except (ArchitectureError, SizingError) as error:
+            raise ConfigError(f"{source}: {error}") from None
         if values.engine == "predict_batch_udf":
             raise ConfigError(
                 f"{source}: engine: predict_batch_udf needs pandas and pyarrow on the nodes, which "
@@ -84,16 +90,20 @@ class EmrBackend:
         self, s3: Any, request: ResolvedRequest, files: Mapping[str, Path]
     ) -> dict[str, str]:
         """With ``cluster.bootstrap_source: wheelhouse``, the pinned wheels for the release's
-        Python (:mod:`emr_inference.emr.wheelhouse`, staged once per requirements file)."""
+        Python on the nodes' architecture (:mod:`emr_inference.emr.wheelhouse`, staged once per
+        requirements file and architecture)."""
         if request.cluster.bootstrap_source != "wheelhouse":
             return {}
+        from emr_inference.emr.architecture import cluster_architecture
         from emr_inference.emr.releases import supported_release
         from emr_inference.emr.wheelhouse import stage_wheelhouse
 
         python = supported_release(request.cluster.release_label).python
+        machine = cluster_architecture(request.cluster)
         artifacts_uri = request.artifacts_uri.uri
         requirements = files["bootstrap_requirements"]
-        return {"wheelhouse": stage_wheelhouse(s3, requirements, artifacts_uri, python)}
+        prefix = stage_wheelhouse(s3, requirements, artifacts_uri, python, machine)
+        return {"wheelhouse": prefix}
 
     def sweep_targets(self, configs: Sequence[PipelineConfig]) -> list[dict[str, Any]]:
         """One target per AWS connection (its region), each knowing every EMR pipeline's name."""

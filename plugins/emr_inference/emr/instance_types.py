@@ -15,22 +15,37 @@ Sources:
 * The 7th generation (c7i, m7i: 4th-generation Xeon with AMX): the current "Task configuration"
   page's "c7i instances" and "m7i instances" tables, and the EC2 Instance Types Guide's compute
   optimized and general purpose pages, read 2026-12-07.
+* The Graviton3 types (c7g, m7g; aarch64): the current "Task configuration" page's "c7g
+  instances" and "m7g instances" tables (the page listing c8g, whose example uses emr-7.12.0; a
+  stored copy read 2026-12-07), and the EC2 User Guide's "Hardware specifications" tables of
+  ``compute-optimized-instances.md`` (c7g) and ``general-purpose-instances.md`` (m7g) in the
+  awsdocs amazon-ec2-user-guide repository, revision e3707c4 of 2023-06-15 (the last one with
+  content), which also name their processor, AWS Graviton3.
 
-Only x86_64 types are listed: EMR's MXNet application and the staged wheelhouse are built for
-them (Graviton types would need an aarch64 wheelhouse; the emr-7.13.0 pins have aarch64 hashes
-for ``bootstrap_source: index``). A type missing here is a config error naming the field; add it
-with its source.
+``architecture`` is the machine of a type's nodes (``uname -m``): ``aarch64`` for the AWS
+Graviton families (c7g, m7g), ``x86_64`` for the Intel ones. It is set per family
+(:data:`FAMILY_ARCHITECTURES`), not guessed from the name, and decides which wheels the nodes
+install (the staged wheelhouse is per architecture, :mod:`emr_inference.emr.wheelhouse`) and
+which release and runtime can run there: the EMR backend refuses an aarch64 cluster on emr-7.2.0
+(EMR's MXNet has no aarch64 build) or with ``model.runtime: openvino`` (pinned x86_64-only), and a
+cluster whose node groups mix architectures (:mod:`emr_inference.emr.architecture`). A type
+missing here is a config error naming the field; add it with its source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 SOURCE = (
     "Amazon EMR Release Guide, 'Task configuration' (yarn.nodemanager.resource.memory-mb); "
     "Amazon EC2 instance type specifications (vCPUs, memory)"
 )
+
+#: A node's machine as ``uname -m`` (and Python's ``platform.machine()``) names it.
+Architecture = Literal["x86_64", "aarch64"]
+ARCHITECTURES: tuple[Architecture, ...] = ("x86_64", "aarch64")
 
 
 @dataclass(frozen=True)
@@ -41,11 +56,14 @@ class InstanceType:
     vcpus: int
     memory_gib: float
     yarn_memory_mb: int
+    #: the nodes' machine, from the family (:data:`FAMILY_ARCHITECTURES`)
+    architecture: Architecture
 
 
 def _family(family: str, sizes: Mapping[str, tuple[int, float, int]]) -> dict[str, InstanceType]:
+    architecture = FAMILY_ARCHITECTURES[family]
     return {
-        f"{family}.{size}": InstanceType(f"{family}.{size}", vcpus, memory, yarn)
+        f"{family}.{size}": InstanceType(f"{family}.{size}", vcpus, memory, yarn, architecture)
         for size, (vcpus, memory, yarn) in sizes.items()
     }
 
@@ -101,6 +119,32 @@ _M7I = {
     "8xlarge": (32, 128, 116736),
 }
 
+# AWS Graviton3 (aarch64). c7g has c7i's YARN memory per size, m7g m7i's plus the 12xlarge and
+# 16xlarge sizes the m7i rows leave out.
+_C7G = {
+    "xlarge": (4, 8, 5632),
+    "2xlarge": (8, 16, 11712),
+    "4xlarge": (16, 32, 23424),
+    "8xlarge": (32, 64, 54272),
+    "12xlarge": (48, 96, 85504),
+    "16xlarge": (64, 128, 116736),
+}
+_M7G = {
+    "xlarge": (4, 16, 11712),
+    "2xlarge": (8, 32, 23424),
+    "4xlarge": (16, 64, 54272),
+    "8xlarge": (32, 128, 116736),
+    "12xlarge": (48, 192, 179200),
+    "16xlarge": (64, 256, 241664),
+}
+
+#: family -> the machine of its nodes (EC2 User Guide: C7g and M7g are AWS Graviton3, 64-bit Arm;
+#: the others Intel Xeon).
+FAMILY_ARCHITECTURES: Mapping[str, Architecture] = {
+    **dict.fromkeys(("c5", "c5d", "c5n", "m5", "m5d", "r5", "r5d", "c7i", "m7i"), "x86_64"),
+    **dict.fromkeys(("c7g", "m7g"), "aarch64"),
+}
+
 INSTANCE_TYPES: dict[str, InstanceType] = {
     **_family("c5", _C5),
     **_family("c5d", _C5D),
@@ -111,6 +155,8 @@ INSTANCE_TYPES: dict[str, InstanceType] = {
     **_family("r5d", _R5),
     **_family("c7i", _C7I),
     **_family("m7i", _M7I),
+    **_family("c7g", _C7G),
+    **_family("m7g", _M7G),
 }
 
 

@@ -4,8 +4,11 @@ One region (``REGION``), on-demand Linux EC2 plus EMR's per-instance uplift, in 
 Estimates only: Spot nodes are priced here at on-demand (an upper bound: Spot saves money, the
 plan does not count on it), EBS volumes, S3 requests and data transfer are not included.
 
-The 7th-generation types of the instance table (c7i, m7i) are not priced: their EMR uplift could
-not be sourced here, and a plan of a cluster using one says "no price" rather than guess.
+The 7th-generation types of the instance table (c7i, m7i, and the Graviton c7g, m7g) are not
+priced: neither their EMR uplift nor (for c7g, m7g) their EC2 on-demand price in ``REGION`` could
+be read from an AWS price page or price list here (the stored copies of the EMR pricing page lack
+its per-type table; sought again 2026-12-07), and a plan of a cluster using one says "no price"
+rather than guess. Add them from the price list (below) with ``PRICED_ON`` when you can.
 
 Source: AWS's public price list for ``REGION`` (Amazon EC2 On-Demand pricing, Linux; Amazon EMR
 pricing, "Amazon EC2 instances" table), as of ``PRICED_ON``. This machine has no network: the

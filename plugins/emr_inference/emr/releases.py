@@ -10,7 +10,15 @@ requirements file for them. Each row names its sources.
 
 The node twin (``emr_inference_tools/node_twin.py``) is built from a row: the rehearsal and the
 job's tests then
-run on that interpreter and those packages, so what a release's nodes cannot run fails here.
+run on that interpreter and those packages, so what a release's nodes cannot run fails here. The
+twin is this machine's architecture (x86_64): nothing here runs the job on aarch64 (Graviton).
+
+Node architectures (:data:`RUNTIME_ARCHITECTURES`): a runtime runs on the machines its packages
+exist for. MXNet (EMR's application, emr-7.2.0) has no aarch64 build, so an emr-7.2.0 cluster is
+x86_64; OpenVINO is pinned for x86_64 only (its aarch64 wheels need glibc 2.35, Amazon Linux 2023
+has 2.34); ONNX Runtime's pins have aarch64 wheels, so emr-7.13.0 with ``model.runtime:
+onnxruntime`` runs on Graviton (c7g, m7g) too. The EMR backend checks a cluster's architecture
+against them (:mod:`emr_inference.emr.architecture`).
 """
 
 from __future__ import annotations
@@ -41,9 +49,30 @@ class EmrRelease:
     sources: tuple[str, ...] = field(default=())
 
     @property
+    def architectures(self) -> tuple[str, ...]:
+        """The node architectures some runtime of this release runs on."""
+        return tuple(
+            machine
+            for machine in ("x86_64", "aarch64")
+            if any(machine in RUNTIME_ARCHITECTURES[runtime] for runtime in self.runtimes)
+        )
+
+    @property
     def version(self) -> tuple[int, ...]:
         """``(7, 2, 0)`` for ``emr-7.2.0``: release labels compare as numbers, not strings."""
         return release_version(self.label)
+
+
+#: runtime (``model.runtime``) -> the node architectures (``uname -m``) it runs on (see the
+#: module docstring; OpenVINO's x86_64-only pin is include/bootstrap/requirements-emr-7.13.0.txt's
+#: ``platform_machine`` marker, which tests/unit/emr_inference/emr/test_releases.py checks).
+RUNTIME_ARCHITECTURES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "mxnet": ("x86_64",),
+        "onnxruntime": ("x86_64", "aarch64"),
+        "openvino": ("x86_64",),
+    }
+)
 
 
 def release_version(label: str) -> tuple[int, ...]:

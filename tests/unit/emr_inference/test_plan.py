@@ -54,7 +54,7 @@ def works(
 
 
 def test_every_supported_instance_type_has_a_price_but_the_unsourced_7th_generation():
-    unpriced = {name for name in INSTANCE_TYPES if name.startswith(("c7i.", "m7i."))}
+    unpriced = {n for n in INSTANCE_TYPES if n.startswith(("c7i.", "m7i.", "c7g.", "m7g."))}
     assert unpriced and set(prices.PRICES) == set(INSTANCE_TYPES) - unpriced
     assert all(p.ec2_usd > 0 and 0 < p.emr_usd <= p.ec2_usd for p in prices.PRICES.values())
     assert prices.REGION in prices.SOURCE and prices.PRICED_ON in prices.SOURCE
