@@ -435,9 +435,15 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
         home=work / "airflow",
         extra={"EMR_INFERENCE_PIPELINES_DIR": str(pipelines), **(twin.spark_env() if twin else {})},
     )
-    runtime = request.model.runtime
-    if twin is not None and runtime != "mxnet" and "mxnet" not in twin.release.application_packages:
-        log(f"{twin.release.label}'s nodes have no MXNet: converting the model here first")
+    runtime, given_onnx = request.model.runtime, request.model.onnx is not None
+    int8 = (args.precision or request.precision) == "int8"
+    no_mxnet = twin is not None and "mxnet" not in twin.release.application_packages
+    if no_mxnet and runtime != "mxnet" and (int8 or not given_onnx):
+        assert twin is not None  # no_mxnet
+        if given_onnx:  # nothing to convert, but the nodes lack the quantizer
+            log(f"{twin.release.label}'s nodes cannot quantize: quantizing the ONNX file here")
+        else:
+            log(f"{twin.release.label}'s nodes have no MXNet: converting the model here first")
         pipeline = pipelines / f"{config.pipeline}.yaml"
         code = convert_first(env, pipeline, args.partition_date, args.precision)
         if code != 0:

@@ -210,3 +210,18 @@ def test_the_runbook_blocks_use_only_the_variables_the_docs_export():
     for name in runbook.RUNBOOK_BLOCKS:
         used = set(re.findall(r"\$\{?([A-Z_]+)", runbook.runbook_block(name).code))
         assert used <= exported | set_in_blocks, (name, used - exported - set_in_blocks)
+
+
+_YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+@pytest.mark.parametrize("doc", ALL_DOCS, ids=lambda doc: doc.name)
+def test_every_model_section_a_doc_shows_is_a_valid_one(doc):
+    """A ``model:`` the docs tell a reader to write validates as the pipeline's model section."""
+    import yaml
+    from emr_inference.config import ModelConfig
+
+    for block in _YAML_BLOCK.findall(doc.read_text()):
+        data = yaml.safe_load(block)
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
+            ModelConfig.model_validate(data["model"])

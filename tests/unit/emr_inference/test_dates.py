@@ -256,6 +256,21 @@ def test_a_model_file_replaced_in_place_changes_the_fingerprint(
     assert fingerprint_of(aws_conn, content_date) != before
 
 
+def test_an_onnx_file_replaced_in_place_changes_the_fingerprint(
+    aws_conn, bucket, s3_env, content_date
+):
+    """A model named as an ONNX file: its bytes (and the labels') identify the model."""
+    put(s3_env, bucket, "model/model.onnx", b"v1")
+    mxnet = dict.fromkeys(("symbol", "params"))
+    onnx = {"onnx": f"s3://{bucket}/model/model.onnx", "runtime": "onnxruntime"}
+    model = {**content_date.model.model_dump(mode="json"), **mxnet, **onnx}
+    date = content_date.model_copy(update={"model": type(content_date.model)(**model)})
+    assert sorted(content_identity(s3_hook(aws_conn), date, None)["model"]) == ["labels", "onnx"]
+    before = fingerprint_of(aws_conn, date)
+    put(s3_env, bucket, "model/model.onnx", b"v2: exported again")
+    assert fingerprint_of(aws_conn, date) != before
+
+
 def test_a_pinned_model_sha256_stands_for_the_files_bytes(aws_conn, bucket, content_date):
     model = {**content_date.model.model_dump(mode="json"), "params_sha256": "c" * 64}
     pinned = content_date.model_copy(update={"model": type(content_date.model)(**model)})
@@ -274,7 +289,7 @@ SHAPES_ROWS = {
     "model.image_size", "model.scale", "model.mean", "model.std", "top_k", "precision",
     "int8.min_agreement", "int8.on_disagreement", "int8.calibration_uri",
     "int8.calibration_images", "int8.agreement_images", "model.runtime",
-    "conversion.min_agreement",
+    "conversion.min_agreement", "model.onnx", "model.onnx_sha256",
 }  # fmt: skip
 #: How the work is split and run: no effect on the rows, so not in the fingerprint.
 HOW_IT_RUNS = {
