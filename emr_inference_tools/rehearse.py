@@ -50,6 +50,7 @@ from emr_inference_tools.node_twin import (
 
 if TYPE_CHECKING:
     from emr_inference.config import ModelConfig, PipelineConfig, RequestDefaults
+    from emr_inference.emr.releases import EmrRelease
     from emr_inference.resolved import ResolvedRequest
 
 PIPELINES_DIR = REPO_ROOT / "include" / "pipelines"
@@ -294,6 +295,19 @@ def run_dag(env: dict[str, str], pipeline: str, conf: dict[str, Any], log_file: 
         ).returncode
 
 
+def prepared_here(release: EmrRelease | None, model: ModelConfig, precision: str) -> str | None:
+    """Why ``make convert`` must run here before the DAG (as the runbook tells an operator), or
+    ``None``: a release whose nodes have no MXNet cannot convert an MXNet model for a converted
+    runtime, nor quantize for int8 (an ONNX file named by the pipeline needs nothing in fp32)."""
+    if release is None or "mxnet" in release.application_packages or model.runtime == "mxnet":
+        return None
+    if model.onnx is None:
+        return f"{release.label}'s nodes have no MXNet: converting the model here first"
+    if precision == "int8":
+        return f"{release.label}'s nodes cannot quantize: quantizing the ONNX file here first"
+    return None
+
+
 def convert_first(
     env: dict[str, str], pipeline: Path, partition_date: str, precision: str | None
 ) -> int:
@@ -435,15 +449,9 @@ def rehearse(args: argparse.Namespace, s3: LocalS3) -> int:
         home=work / "airflow",
         extra={"EMR_INFERENCE_PIPELINES_DIR": str(pipelines), **(twin.spark_env() if twin else {})},
     )
-    runtime, given_onnx = request.model.runtime, request.model.onnx is not None
-    int8 = (args.precision or request.precision) == "int8"
-    no_mxnet = twin is not None and "mxnet" not in twin.release.application_packages
-    if no_mxnet and runtime != "mxnet" and (int8 or not given_onnx):
-        assert twin is not None  # no_mxnet
-        if given_onnx:  # nothing to convert, but the nodes lack the quantizer
-            log(f"{twin.release.label}'s nodes cannot quantize: quantizing the ONNX file here")
-        else:
-            log(f"{twin.release.label}'s nodes have no MXNet: converting the model here first")
+    release = twin.release if twin is not None else None
+    if why := prepared_here(release, request.model, args.precision or request.precision):
+        log(why)
         pipeline = pipelines / f"{config.pipeline}.yaml"
         code = convert_first(env, pipeline, args.partition_date, args.precision)
         if code != 0:

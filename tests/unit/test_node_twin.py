@@ -21,6 +21,7 @@ from emr_inference_tools.node_twin import (
 from emr_inference_tools.rehearse import (
     environment_verdict,
     int8_gate_for_stand_in,
+    prepared_here,
     rehearsal_pipeline,
 )
 
@@ -141,3 +142,28 @@ def test_only_an_int8_rehearsal_of_a_random_stand_in_gets_the_lenient_int8_gate(
     assert lenient["int8"] == {"calibration_images": 64, "min_agreement": 0.5}
     assert int8_gate_for_stand_in(rehearsed, random, "fp32") == rehearsed
     assert int8_gate_for_stand_in(rehearsed, trained, "int8") == rehearsed  # a trained stand-in
+
+
+def test_a_rehearsal_converts_or_quantizes_here_only_what_the_nodes_cannot():
+    from emr_inference.config import ModelConfig
+
+    labels = "s3://models/m/labels.txt"
+    mxnet = {
+        "name": "m",
+        "symbol": "s3://models/m/s.json",
+        "params": "s3://models/m/p",
+        "labels": labels,
+    }
+    converted = ModelConfig(**{**mxnet, "runtime": "onnxruntime"})
+    onnx_file = ModelConfig(
+        name="m", onnx="s3://models/m/m.onnx", labels=labels, runtime="openvino"
+    )
+    assert prepared_here(EMR_7_13_0, converted, "fp32") == (
+        "emr-7.13.0's nodes have no MXNet: converting the model here first"
+    )
+    assert prepared_here(EMR_7_13_0, onnx_file, "fp32") is None  # nothing to convert
+    assert prepared_here(EMR_7_13_0, onnx_file, "int8") == (
+        "emr-7.13.0's nodes cannot quantize: quantizing the ONNX file here first"
+    )
+    assert prepared_here(EMR_7_2_0, ModelConfig(**mxnet), "int8") is None  # MXNet on the nodes
+    assert prepared_here(None, converted, "fp32") is None  # no twin: this machine converts
