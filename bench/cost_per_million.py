@@ -56,7 +56,7 @@ def shapes_costs(pipeline: Path, rate: float) -> list[dict[str, Any]]:
                     run_id="cost",
                     data_interval_end=dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
                 )
-                work = {"request": {"partition_date": "2026-11-22"}}
+                work: dict[str, Any] = {"request": {"partition_date": "2026-11-22"}}
                 work["manifest"] = {"total": IMAGES, "status": "pending"}
                 plan = plan_run(request, [work])
                 run = plan.range_run

@@ -85,7 +85,8 @@ def installed_mb(distribution: str, seen: set[str] | None = None) -> float:
         found = importlib.metadata.distribution(name)
     except importlib.metadata.PackageNotFoundError:
         return 0.0
-    size = sum(Path(str(f.locate())).stat().st_size for f in found.files or [] if f.locate())
+    paths = [Path(str(file.locate())) for file in found.files or []]
+    size = sum(path.stat().st_size for path in paths if path.is_file())
     needs = [req for req in found.requires or [] if "extra ==" not in req]
     return size / 2**20 + sum(installed_mb(req, seen) for req in needs)
 
