@@ -1,8 +1,11 @@
-"""bench/cost_per_million.py and bench/nncf_int8.py's helpers: what the benchmark tables rest on."""
+"""The helpers of bench/cost_per_million.py, bench/nncf_int8.py and bench/image_decoders.py: what
+their tables rest on."""
 
 from __future__ import annotations
 
 from bench.cost_per_million import NIGHT_HOURS, shapes_costs
+from bench.dataset import photo_jpeg
+from bench.image_decoders import dct_scale, pillow_draft_below, pillow_job
 from bench.nncf_int8 import installed_mb
 from tests.conftest import REPO_ROOT
 
@@ -24,3 +27,10 @@ def test_an_installed_size_counts_each_dependency_once():
     assert 0 < alone < installed_mb("pydantic")
     assert installed_mb("pydantic", {"pydantic"}) == 0.0  # already counted
     assert installed_mb("no-such-distribution") == 0.0
+
+
+def test_the_reduced_decode_keeps_both_sides_at_least_the_input_as_the_jobs_draft_does():
+    photo = photo_jpeg(0)  # ~500x375
+    assert dct_scale(photo, 224) == 1  # 375 / 2 < 224
+    assert dct_scale(photo, 160) == 2 and dct_scale(photo, 40) == 8
+    assert pillow_job(photo, 224).shape == pillow_draft_below(photo, 224).shape == (224, 224, 3)
