@@ -119,24 +119,11 @@ _M7I = {
     "8xlarge": (32, 128, 116736),
 }
 
-# AWS Graviton3 (aarch64). c7g has c7i's YARN memory per size, m7g m7i's plus the 12xlarge and
-# 16xlarge sizes the m7i rows leave out.
-_C7G = {
-    "xlarge": (4, 8, 5632),
-    "2xlarge": (8, 16, 11712),
-    "4xlarge": (16, 32, 23424),
-    "8xlarge": (32, 64, 54272),
-    "12xlarge": (48, 96, 85504),
-    "16xlarge": (64, 128, 116736),
-}
-_M7G = {
-    "xlarge": (4, 16, 11712),
-    "2xlarge": (8, 32, 23424),
-    "4xlarge": (16, 64, 54272),
-    "8xlarge": (32, 128, 116736),
-    "12xlarge": (48, 192, 179200),
-    "16xlarge": (64, 256, 241664),
-}
+# AWS Graviton3 (aarch64). Read from their own tables: c7g's vCPUs, memory and YARN memory equal
+# c7i's size for size, m7g's equal m7i's plus the 12xlarge and 16xlarge sizes the m7i rows leave
+# out (tests/unit/emr_inference/emr/test_architecture.py lists every value as read).
+_C7G = dict(_C7I)
+_M7G = {**_M7I, "12xlarge": (48, 192, 179200), "16xlarge": (64, 256, 241664)}
 
 #: family -> the machine of its nodes (EC2 User Guide: C7g and M7g are AWS Graviton3, 64-bit Arm;
 #: the others Intel Xeon).
