@@ -127,9 +127,11 @@ def settings_from_env(environ: Mapping[str, str]) -> OnlineSettings:
         return settings_of(args)
     except SystemExit:
         message = stderr.getvalue().strip().splitlines()[-1]
-        flags = sorted({word for word in message.replace(",", " ").split() if word[:2] == "--"})
-        names = ", ".join(env_name(flag) for flag in flags)
-        raise ValueError(f"environment: {names}: {message}") from None
+    except ValueError as exc:  # settings that parse but do not fit together
+        message = str(exc)
+    flags = sorted({word for word in message.replace(",", " ").split() if word[:2] == "--"})
+    names = ", ".join(env_name(flag) for flag in flags)
+    raise ValueError(f"environment: {names}: {message}")
 
 
 class Predictor:

@@ -260,6 +260,36 @@ def test_a_missing_setting_is_a_500_naming_the_variable(online, monkeypatch):
     assert "IMAGE_SIZE" in message or "MODEL_SYMBOL" in message
 
 
+def test_a_model_the_variables_do_not_name_is_a_500_naming_them(online, monkeypatch):
+    monkeypatch.delenv("MODEL_PARAMS")  # runtime mxnet (the default) needs the symbol and params
+    response = lambda_handler.handler(
+        api_json(online["bucket"], {"s3_uri": online["uris"]["good"]}), None
+    )
+    assert response["statusCode"] == 500
+    message = body_of(response)["error"]["message"]
+    assert "environment: MODEL_ONNX, MODEL_PARAMS, MODEL_SYMBOL: the model needs" in message
+
+
+def test_an_onnx_model_needs_no_mxnet_variables(online, monkeypatch):
+    """RUNTIME=onnxruntime with MODEL_ONNX alone (a pipeline's own ONNX file): the same row."""
+    pytest.importorskip("onnxruntime", reason="emr-7.2.0 EMR nodes lack it")
+    uri, digest = converted_tiny_model(online)
+    for name in ("MODEL_SYMBOL", "MODEL_PARAMS", "MODEL_SYMBOL_SHA256", "MODEL_PARAMS_SHA256"):
+        monkeypatch.delenv(name)
+    for name, value in {
+        "RUNTIME": "onnxruntime",
+        "MODEL_ONNX": uri,
+        "MODEL_ONNX_SHA256": digest,
+    }.items():
+        monkeypatch.setenv(name, value)
+    response = lambda_handler.handler(
+        api_json(online["bucket"], {"s3_uri": online["uris"]["good"]}), None
+    )
+    assert response["statusCode"] == 200, response
+    image = online["objects"]["good"].body
+    assert_prediction(online, body_of(response), online["uris"]["good"], image)
+
+
 def cli(online: dict, *args: str, python: list[str] | None = None) -> subprocess.CompletedProcess:
     """The CLI (``python -m batch_inference.online``, or ``python`` given) on the tiny model."""
     model = [
