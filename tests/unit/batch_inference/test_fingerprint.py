@@ -185,3 +185,30 @@ def test_a_model_uri_that_is_not_s3_names_its_option(part):
     spec = replace(spec, **{f"{part}_sha256": None})  # only this part is looked up
     with pytest.raises(ValueError, match=f"--model-{part} must be an s3:// URI"):
         model_identity(None, spec)  # refused before any request
+
+
+def test_model_identity_names_the_files_the_model_has(bucket, s3_env):
+    """An ONNX-file model has no symbol or params; an MXNet model has no ONNX file."""
+    client = s3_env.client()
+    client.put_object(Bucket=bucket, Key="m/model.onnx", Body=b"graph")
+    onnx_file = ModelSpec(
+        "m", None, None, "s3://x/l.txt", labels_sha256="b" * 64,
+        runtime="onnxruntime", onnx_uri=f"s3://{bucket}/m/model.onnx",
+    )  # fmt: skip
+    assert model_identity(client, onnx_file) == {
+        "labels": "sha256:" + "b" * 64,
+        "onnx": "etag:" + hashlib.md5(b"graph").hexdigest(),
+    }
+    pinned = replace(onnx_file, onnx_sha256=" " + "C" * 64 + "\n")
+    assert model_identity(None, pinned) == {
+        "labels": "sha256:" + "b" * 64,
+        "onnx": "sha256:" + "c" * 64,
+    }
+    with pytest.raises(ModelLoadError, match=r"cannot read --model-onnx s3://.*/m/gone\.onnx"):
+        model_identity(client, replace(onnx_file, onnx_uri=f"s3://{bucket}/m/gone.onnx"))
+    with pytest.raises(ValueError, match="--model-onnx must be an s3:// URI"):
+        model_identity(None, replace(onnx_file, onnx_uri="https://example.com/model.onnx"))
+    digests = {f"{part}_sha256": "c" * 64 for part in ("symbol", "params", "labels")}
+    assert model_identity(None, replace(MODEL, **digests)) == {
+        part: "sha256:" + "c" * 64 for part in ("symbol", "params", "labels")
+    }

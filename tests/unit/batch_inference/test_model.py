@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,16 @@ def test_top_k_is_sorted_labelled_and_capped_at_the_class_count():
 def test_softmax_rows_sum_to_one_even_for_large_logits():
     probabilities = softmax(np.array([[1000.0, 1000.0, -1000.0]]))
     np.testing.assert_allclose(probabilities, [[0.5, 0.5, 0.0]])
+
+
+def test_softmax_is_taken_per_row_in_float64():
+    """Each row on its own scale (a row of small logits beside one of large logits loses
+    nothing), and float64 out of float32 logits."""
+    third = np.log(3.0)
+    logits = np.array([[0.0, third], [1000.0, 1000.0 + third], [-5.0, -5.0]], dtype=np.float32)
+    probabilities = softmax(logits)
+    assert probabilities.dtype == np.float64
+    np.testing.assert_allclose(probabilities, [[0.25, 0.75], [0.25, 0.75], [0.5, 0.5]], atol=1e-4)
 
 
 class CountingClient:
@@ -201,3 +212,103 @@ def test_the_converted_model_gives_mxnets_probabilities_whatever_its_head(softma
     np.testing.assert_allclose(
         model.predict(batch), softmax(reference_logits(weights, batch)), atol=1e-6
     )
+
+
+#: the converted runtimes, each skipped where its package is missing (emr-7.2.0's nodes lack both)
+CONVERTED_RUNTIMES = ["onnxruntime", "openvino"]
+
+
+@pytest.mark.parametrize("runtime", CONVERTED_RUNTIMES)
+@pytest.mark.parametrize("softmax_output", [False, True], ids=["logits", "SoftmaxOutput"])
+def test_the_converted_model_takes_one_to_batch_size_images_of_any_float_type(
+    runtime, softmax_output
+):
+    """A converted model is called like the MXNet one: from one image up to its batch size (not
+    padded), float64 images too (the graph's input is float32), float64 probabilities out."""
+    pytest.importorskip(runtime, reason="emr-7.2.0 EMR nodes lack it")
+    from batch_inference.convert import export_onnx
+    from batch_inference.runtime import bind_converted
+
+    symbol, params, labels, weights = tiny_model_files(softmax_output=softmax_output)
+    spec = ModelSpec("tiny", "", "", "", runtime=runtime)
+    model = bind_converted(spec, export_onnx(symbol, params, "data", SIZE), labels, 4, SIZE)
+    assert model.outputs_probabilities == softmax_output
+    assert (model.labels, model.num_classes, model.batch_size, model.image_size) == (
+        labels, 4, 4, SIZE,
+    )  # fmt: skip
+    rng = np.random.default_rng(2)
+    for count in (1, 4):
+        batch = rng.random((count, 3, SIZE, SIZE))  # float64
+        probabilities = model.predict(batch)
+        assert probabilities.dtype == np.float64 and probabilities.shape == (count, 4)
+        np.testing.assert_allclose(
+            probabilities, softmax(reference_logits(weights, batch)), atol=1e-6
+        )
+    for count in (0, 5):
+        with pytest.raises(ValueError, match=f"batch of {count} images for a model bound to 4"):
+            model.predict(np.zeros((count, 3, SIZE, SIZE), dtype=np.float32))
+
+
+@pytest.mark.parametrize("runtime", CONVERTED_RUNTIMES)
+def test_an_onnx_file_that_does_not_fit_the_job_is_refused_naming_why(runtime):
+    """Not an ONNX file, another input name, another class count than the labels: each a
+    :class:`ModelLoadError` naming the file, before any image is read."""
+    pytest.importorskip(runtime, reason="emr-7.2.0 EMR nodes lack it")
+    from batch_inference.convert import export_onnx
+    from batch_inference.runtime import bind_converted
+
+    symbol, params, labels, _ = tiny_model_files()
+    onnx = export_onnx(symbol, params, "data", SIZE)
+    spec = ModelSpec("tiny", None, None, "s3://m/l.txt", runtime=runtime, onnx_uri="s3://m/x")
+    with pytest.raises(ModelLoadError, match=r"^cannot load the ONNX model s3://m/x: "):
+        bind_converted(spec, b"not an ONNX file", labels, 4, SIZE)
+    with pytest.raises(ModelLoadError) as wrong_input:
+        bind_converted(replace(spec, input_name="image"), onnx, labels, 4, SIZE)
+    assert str(wrong_input.value) == (
+        "--input-name 'image' is not an input of the ONNX model s3://m/x (inputs: data)"
+    )
+    with pytest.raises(ModelLoadError) as wrong_labels:
+        bind_converted(spec, onnx, labels[:3], 4, SIZE)
+    assert str(wrong_labels.value) == (
+        "--model-labels s3://m/l.txt has 3 labels but the ONNX model outputs 4 classes"
+    )
+
+
+@pytest.mark.parametrize("runtime", CONVERTED_RUNTIMES)
+def test_a_converted_model_runs_on_the_jobs_threads_on_the_cpu(runtime, monkeypatch):
+    """``--omp-threads`` (``OMP_NUM_THREADS``) bounds a converted runtime's threads as MXNet's;
+    OpenVINO in fp32, one stream, threads not pinned (Spark's workers on a node would all pin
+    the same first cores)."""
+    pytest.importorskip(runtime, reason="emr-7.2.0 EMR nodes lack it")
+    from batch_inference.convert import export_onnx
+    from batch_inference.runtime import bind_converted
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    symbol, params, labels, _ = tiny_model_files()
+    spec = ModelSpec("tiny", "", "", "", runtime=runtime)
+    model = bind_converted(spec, export_onnx(symbol, params, "data", SIZE), labels, 4, SIZE)
+    if runtime == "onnxruntime":
+        options = model.session.get_session_options()
+        assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+        assert model.session.get_providers() == ["CPUExecutionProvider"]
+    else:
+        import openvino as ov
+
+        compiled = model.compiled
+        assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
+        assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+        assert compiled.get_property("NUM_STREAMS") == 1
+        assert compiled.get_property("ENABLE_CPU_PINNING") is False
+        assert compiled.get_property("EXECUTION_DEVICES") == ["CPU"]
+
+
+def test_the_runtimes_thread_count_is_omp_num_threads(monkeypatch):
+    from batch_inference.runtime import omp_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert omp_threads() == 3
+    for unset in ("", "0"):  # 0: the runtime's default (every core)
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert omp_threads() == 0
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert omp_threads() == 0

@@ -14,13 +14,15 @@ from batch_inference import convert, quantize_onnx
 from batch_inference.config import ConversionSettings, Int8Settings, JobConfig
 from batch_inference.errors import JobFailed
 from batch_inference.int8 import prepare_int8
+from batch_inference.manifest import read_manifest
 
 from tests.support.digits_run import digits_run
 from tests.support.noisy_model import noisy_params
 from tests.unit.batch_inference.test_quantize import assert_refused_then_run_in_fp32
 
 pytest.importorskip("onnxruntime", reason="emr-7.2.0 EMR nodes lack it")
-pytestmark = pytest.mark.slow  # trains a model, converts and quantizes it (~20 s)
+#: the digits tests train a model, convert and quantize it (~20 s)
+slow = pytest.mark.slow
 
 INT8_CACHE = "artifacts/int8/"
 
@@ -49,6 +51,7 @@ def cache_entries(client, bucket: str) -> list[str]:
     return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
+@slow
 def test_int8_is_quantized_once_from_the_converted_model_and_used_when_it_agrees(run, monkeypatch):
     import onnx
 
@@ -90,12 +93,14 @@ def plant_disagreeing_int8(client, config: JobConfig, bucket: str) -> None:
     client.put_object(Bucket=bucket, Key=folder + "quantization.json", Body=json.dumps(record))
 
 
+@slow
 def test_an_int8_model_that_disagrees_is_refused_or_falls_back_to_the_converted_fp32(run):
     client, config, manifest, bucket = run
     plant_disagreeing_int8(client, config, bucket)
     assert_refused_then_run_in_fp32(client, config, manifest)  # config.model: the converted one
 
 
+@slow
 def test_without_the_quantizer_a_cached_int8_is_used_and_a_missing_one_is_named(run, monkeypatch):
     """An emr-7.13.0 node: ONNX Runtime without onnx; the key needs only onnxruntime."""
     client, config, manifest, bucket = run
@@ -115,6 +120,7 @@ def test_without_the_quantizer_a_cached_int8_is_used_and_a_missing_one_is_named(
     assert found.model == made.model and found.precision == "int8"
 
 
+@slow
 def test_openvino_runs_the_same_int8_model_behind_its_own_gate(run):
     """runtime openvino, precision int8: the one int8 file (ONNX Runtime's QDQ quantization of
     the shared converted model) run by OpenVINO's int8 kernels, gated on OpenVINO's agreement."""
@@ -133,3 +139,28 @@ def test_openvino_runs_the_same_int8_model_behind_its_own_gate(run):
     assert len(cache_entries(client, bucket)) == 2
     model = load_model(client, ready.model, 32, config.preprocess.image_size)
     assert isinstance(model, OpenVinoModel)
+
+
+def test_the_tiny_converted_models_int8_is_quantized_from_the_runs_first_images(setup, bucket):
+    """A run on ONNX Runtime quantizes its converted model (not MXNet's), calibrated on the run's
+    first images, and the gate measures it against the converted fp32 model."""
+    env, config = setup
+    client = env["client"]
+    config = dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, runtime="onnxruntime"),
+        precision="int8",
+        conversion=ConversionSettings(cache_uri=f"s3://{bucket}/artifacts/converted/"),
+        int8=Int8Settings(f"s3://{bucket}/{INT8_CACHE}", min_agreement=0.5, calibration_images=8),
+    )
+    manifest = read_manifest(client, config.manifest_uri)
+    converted = convert.prepare_runtime(client, config, manifest)
+    ready = prepare_int8(client, converted, manifest)
+    assert ready.precision == "int8" and 0.5 <= ready.int8_agreement <= 1.0
+    assert ready.model.runtime == "onnxruntime" and ready.model.onnx_uri.endswith("/int8.onnx")
+    assert ready.model.onnx_uri.startswith(f"s3://{bucket}/{INT8_CACHE}")
+    marker = next(key for key in cache_entries(client, bucket) if key.endswith(".json"))
+    record = json.loads(client.get_object(Bucket=bucket, Key=marker)["Body"].read())
+    assert record["fp32_onnx"] == converted.model.onnx_uri
+    assert record["calibration"] == f"{config.manifest_uri} (first keys)"
+    assert 6 <= record["calibration_images"] <= 8  # the first 8 keys, bad images skipped
