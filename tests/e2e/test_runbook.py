@@ -34,7 +34,10 @@ from tests.support.runbook import REPO_ROOT, exported_variables, runbook_block
 pytestmark = pytest.mark.slow
 
 IMAGES = 12  # per partition; one of them a bad input
-YESTERDAY = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+TODAY = dt.datetime.now(dt.UTC).date()
+# The date a run without a partition_date processes, and the next one, for a run triggered after
+# midnight UTC (the suite may start on one day and reach the trigger test on the next)
+YESTERDAY, TODAY_DATE = (TODAY - dt.timedelta(days=1)).isoformat(), TODAY.isoformat()
 # docs/OPERATIONS.md's REST backfill: ticks 2026-11-21 and 22 at 02:00 -> these partitions
 BACKFILL_PARTITIONS = {"2026-11-21": "2026-11-20", "2026-11-22": "2026-11-21"}
 # OPERATIONS' CLI backfill: ticks 2026-11-01 and 02 -> partitions that have no images
@@ -51,7 +54,7 @@ def seeded(s3_server: LocalS3, tmp_path_factory: pytest.TempPathFactory) -> None
     """The demo model, and the images of the dates the runbook's blocks process."""
     seed_demo(
         s3_server,
-        [YESTERDAY, *BACKFILL_PARTITIONS.values(), *RANGE_DATES],
+        [YESTERDAY, TODAY_DATE, *BACKFILL_PARTITIONS.values(), *RANGE_DATES],
         IMAGES,
         bad_fraction=0.1,
         model_dir=tmp_path_factory.mktemp("model"),
@@ -143,6 +146,19 @@ def task_log_file(stack: AirflowStack, run_id: str, task_id: str) -> Path:
     return run / f"task_id={task_id}" / "attempt=1.log"
 
 
+def default_partition(s3: LocalS3, run_id: str) -> str:
+    """The date a run given no partition_date published: the day before it was triggered, so
+    yesterday, or today's date for a run triggered after midnight UTC (the run's data interval is
+    not in its REST answer: the date is read from which of the two it published)."""
+    published = [
+        partition
+        for partition in (YESTERDAY, TODAY_DATE)
+        if _published(s3, partition)[2].get("run_id") == run_id
+    ]
+    assert len(published) == 1, published
+    return published[0]
+
+
 def assert_published(s3: LocalS3, partition: str, run_id: str) -> list[dict]:
     """``partition`` is published by ``run_id``; returns its rows."""
     names, rows, summary = _published(s3, partition)
@@ -203,7 +219,7 @@ def test_readme_trigger_blocks_process_yesterday(
 ):
     run = last_json(run_blocks(doc_env, "trigger"))
     assert stack.wait_for_run(DAG_ID, run["dag_run_id"], RUN_TIMEOUT)["state"] == "success"
-    assert_published(s3_server, YESTERDAY, run["dag_run_id"])
+    assert_published(s3_server, default_partition(s3_server, run["dag_run_id"]), run["dag_run_id"])
 
     code = runbook_block("python-client").code
     done = subprocess.run(
@@ -217,7 +233,8 @@ def test_readme_trigger_blocks_process_yesterday(
     run_id, state = done.stdout.split()
     assert "queued" in state.lower()
     assert stack.wait_for_run(DAG_ID, run_id, RUN_TIMEOUT)["state"] == "success"
-    rows = assert_published(s3_server, YESTERDAY, run_id)  # replaced by the second run
+    # replaced by the second run
+    rows = assert_published(s3_server, default_partition(s3_server, run_id), run_id)
     assert {len(row["top_k"]) for row in rows if not row["error"]} == {1}  # its conf's top_k
 
 
